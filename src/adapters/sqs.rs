@@ -1,0 +1,67 @@
+//! The SQS stop queue.
+
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::MessageAttributeValue;
+use aws_sdk_sqs::Client;
+
+use crate::ports::{BackendError, StopMessage, StopQueue};
+
+/// Message attribute names, so workers can filter without parsing bodies.
+pub const ATTR_TYPE: &str = "type";
+pub const ATTR_SCHEMA_VERSION: &str = "schemaVersion";
+
+#[derive(Debug, Clone)]
+pub struct SqsStopQueue {
+    client: Client,
+    queue_url: String,
+    /// FIFO queues (URL ending in `.fifo`) need a group and a dedup id.
+    fifo: bool,
+}
+
+impl SqsStopQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        let queue_url = queue_url.into();
+        SqsStopQueue {
+            fifo: queue_url.ends_with(".fifo"),
+            client,
+            queue_url,
+        }
+    }
+}
+
+impl StopQueue for SqsStopQueue {
+    async fn send(&self, stop: &StopMessage) -> Result<(), BackendError> {
+        let attribute = |data_type: &str, value: String| {
+            MessageAttributeValue::builder()
+                .data_type(data_type)
+                .string_value(value)
+                .build()
+                .map_err(|e| BackendError::new("building a message attribute", e))
+        };
+        let mut send = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(stop.to_json())
+            .message_attributes(ATTR_TYPE, attribute("String", stop.kind.clone())?)
+            .message_attributes(
+                ATTR_SCHEMA_VERSION,
+                attribute("Number", stop.schema_version.to_string())?,
+            );
+        if self.fifo {
+            // One group per publish; the dedup id is the id of the cancel
+            // that made the transition, so concurrent or retried cancels of
+            // one publish deliver one stop within SQS's 5-minute window.
+            send = send
+                .message_group_id(stop.group_id())
+                .message_deduplication_id(&stop.request_id);
+        }
+        send.send().await.map_err(|e| {
+            BackendError::new(
+                "sending the stop message",
+                DisplayErrorContext(e).to_string(),
+            )
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! The one mapping from everything that can go wrong to an HTTP status and
+//! a `uforgeError`. Messages are for API users: they never carry a source
+//! error, a credential or an internal name.
+
+use http::StatusCode;
+
+use crate::cancel::CancelError;
+
+/// Everything the endpoint can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no such resource")]
+    NoRoute,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("no acceptable representation")]
+    NotAcceptable,
+    #[error(transparent)]
+    Cancel(#[from] CancelError),
+}
+
+/// How long a client should wait before retrying a 503, in seconds.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            ApiError::Cancel(e) => match e {
+                CancelError::Unauthenticated => StatusCode::UNAUTHORIZED,
+                CancelError::MissingEntitlement | CancelError::NotOwner => StatusCode::FORBIDDEN,
+                CancelError::NotFound => StatusCode::NOT_FOUND,
+                CancelError::Finished(_) => StatusCode::CONFLICT,
+                CancelError::Backend(_) | CancelError::StopNotSent(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            },
+        }
+    }
+
+    /// (messageId, message, parameters) of the `uforgeError`.
+    pub fn public_message(&self) -> (&'static str, String, Vec<String>) {
+        match self {
+            ApiError::NoRoute => (
+                "error.notFound",
+                "The requested resource does not exist".into(),
+                vec![],
+            ),
+            ApiError::MethodNotAllowed => (
+                "error.methodNotAllowed",
+                "Method not allowed on this resource; use DELETE".into(),
+                vec![],
+            ),
+            ApiError::NotAcceptable => (
+                "error.notAcceptable",
+                "No acceptable representation; this resource produces application/xml or application/json".into(),
+                vec![],
+            ),
+            ApiError::Cancel(e) => match e {
+                CancelError::Unauthenticated => (
+                    "error.unauthorized",
+                    "Authentication is required: invalid or missing credentials".into(),
+                    vec![],
+                ),
+                CancelError::MissingEntitlement => (
+                    "error.forbidden.entitlement",
+                    "Access denied: the image_publish entitlement is required".into(),
+                    vec!["image_publish".into()],
+                ),
+                CancelError::NotOwner => (
+                    "error.forbidden.user",
+                    "Access denied: you may only cancel your own publishes".into(),
+                    vec![],
+                ),
+                CancelError::NotFound => (
+                    "publish.cancel.notFound",
+                    "The publish of this machine image does not exist".into(),
+                    vec![],
+                ),
+                CancelError::Finished(state) => (
+                    "publish.cancel.finished",
+                    format!("The publish cannot be cancelled: it is already {state}"),
+                    vec![state.to_string()],
+                ),
+                CancelError::Backend(_) | CancelError::StopNotSent(_) => (
+                    "error.unavailable",
+                    "The service is temporarily unavailable; retry the request".into(),
+                    vec![],
+                ),
+            },
+        }
+    }
+}

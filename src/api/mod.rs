@@ -1,0 +1,218 @@
+//! The HTTP layer: one handler from a plain HTTP request to a plain HTTP
+//! response, shared by every front door (Lambda events, the local server).
+
+pub mod error;
+pub mod negotiate;
+pub mod render;
+pub mod route;
+
+use std::time::Instant;
+
+use http::header::{
+    HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
+use http::{HeaderMap, Method, Response, StatusCode};
+
+use crate::auth::Credentials;
+use crate::cancel::{CancelPublish, CancelRequest, Cancelled};
+use crate::domain::{CancelStamp, Timestamp};
+use crate::ports::{Publishes, StopQueue, Users};
+use error::{ApiError, RETRY_AFTER_SECS};
+use negotiate::Format;
+use render::{LocalizedErrorMsg, Parameters, UforgeError};
+
+/// What a front door hands to the handler. Borrowed: no copies of the
+/// request are made on the way in.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRequest<'a> {
+    pub method: &'a Method,
+    /// The path as received, still percent-encoded.
+    pub path: &'a str,
+    /// The raw query string, without `?` (empty when none).
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    /// The Lambda request id, or one the local server made up.
+    pub request_id: &'a str,
+}
+
+/// Error bodies echo at most this much of the request path.
+const MAX_ECHOED_URI: usize = 256;
+
+/// The endpoint.
+#[derive(Debug)]
+pub struct Api<U, P, Q> {
+    cancel: CancelPublish<U, P, Q>,
+    /// Normalised base path, e.g. `/api` (see `route::normalise_base`).
+    base: String,
+}
+
+impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
+    pub fn new(cancel: CancelPublish<U, P, Q>, base: &str) -> Self {
+        Api {
+            cancel,
+            base: route::normalise_base(base),
+        }
+    }
+
+    pub fn use_case(&self) -> &CancelPublish<U, P, Q> {
+        &self.cancel
+    }
+
+    pub async fn handle(&self, req: ApiRequest<'_>) -> Response<Vec<u8>> {
+        let started = Instant::now();
+        let format = negotiate::choose(
+            req.headers
+                .get_all(ACCEPT)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        );
+        let result = self.dispatch(&req, format).await;
+        let response = match &result {
+            Ok(done) => success(done, format.unwrap_or(Format::Xml), &req),
+            Err(e) => failure(e, format.unwrap_or(Format::Xml), &req),
+        };
+        log_outcome(&req, &result, response.status(), started);
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        req: &ApiRequest<'_>,
+        format: Option<Format>,
+    ) -> Result<Cancelled, ApiError> {
+        let matched = route::route(&self.base, req.path).ok_or(ApiError::NoRoute)?;
+        if req.method != Method::DELETE {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        format.ok_or(ApiError::NotAcceptable)?;
+        let credentials = Credentials::from_request(
+            req.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes),
+            matched.relative,
+            req.query,
+        );
+        let request = CancelRequest {
+            key: matched.key,
+            credentials,
+            stamp: CancelStamp {
+                request_id: req.request_id.to_owned(),
+                at: Timestamp::now(),
+            },
+        };
+        Ok(self.cancel.run(request).await?)
+    }
+}
+
+fn success(done: &Cancelled, format: Format, req: &ApiRequest<'_>) -> Response<Vec<u8>> {
+    let minimal = negotiate::wants_minimal(
+        req.headers
+            .get_all("prefer")
+            .iter()
+            .map(HeaderValue::as_bytes),
+    );
+    let mut builder = Response::builder().header(CACHE_CONTROL, "no-store");
+    let body = if minimal {
+        builder = builder
+            .status(StatusCode::NO_CONTENT)
+            .header("preference-applied", "return=minimal");
+        Vec::new()
+    } else {
+        builder = builder
+            .status(StatusCode::OK)
+            .header(CONTENT_TYPE, format.content_type());
+        render::status(&done.record, format)
+    };
+    builder.body(body).unwrap_or_else(|_| fallback())
+}
+
+fn failure(e: &ApiError, format: Format, req: &ApiRequest<'_>) -> Response<Vec<u8>> {
+    let status = e.status();
+    let (message_id, message, parameter) = e.public_message();
+    let body = UforgeError {
+        localized_error_msg: LocalizedErrorMsg {
+            message,
+            message_id,
+            parameters: Parameters { parameter },
+        },
+        request_method: truncate(req.method.as_str(), 16).to_owned(),
+        request_uri: truncate(req.path, MAX_ECHOED_URI).to_owned(),
+        status_code: status.as_u16(),
+        timestamp: Timestamp::now(),
+    }
+    .render(format);
+    let mut builder = Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, format.content_type())
+        .header(CACHE_CONTROL, "no-store");
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            builder = builder.header(WWW_AUTHENTICATE, "Basic realm=\"UForge\"")
+        }
+        StatusCode::METHOD_NOT_ALLOWED => builder = builder.header(ALLOW, "DELETE"),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            builder = builder.header("retry-after", RETRY_AFTER_SECS)
+        }
+        _ => {}
+    }
+    builder.body(body).unwrap_or_else(|_| fallback())
+}
+
+/// Unreachable in practice (every header above is a valid constant), but a
+/// response is owed even then.
+fn fallback() -> Response<Vec<u8>> {
+    let mut r = Response::new(Vec::new());
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// One line per request: what was asked, what happened, how long it took.
+/// Never the query (it holds signatures) nor any header.
+fn log_outcome(
+    req: &ApiRequest<'_>,
+    result: &Result<Cancelled, ApiError>,
+    status: StatusCode,
+    started: Instant,
+) {
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let path = truncate(req.path, MAX_ECHOED_URI);
+    match result {
+        Ok(done) => tracing::info!(
+            request_id = req.request_id,
+            uid = %done.record.key.uid,
+            aid = %done.record.key.aid,
+            itid = %done.record.key.itid,
+            pitid = %done.record.key.pitid,
+            result = if done.changed { "cancelled" } else { "already_cancelled" },
+            status = status.as_u16(),
+            duration_ms,
+            "cancel"
+        ),
+        Err(ApiError::Cancel(e)) if status.is_server_error() => tracing::error!(
+            request_id = req.request_id,
+            path,
+            status = status.as_u16(),
+            duration_ms,
+            error = %crate::ErrorChain(e),
+            "cancel"
+        ),
+        Err(e) => tracing::info!(
+            request_id = req.request_id,
+            method = truncate(req.method.as_str(), 16),
+            path,
+            result = %e,
+            status = status.as_u16(),
+            duration_ms,
+            "cancel"
+        ),
+    }
+}

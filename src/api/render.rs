@@ -1,0 +1,305 @@
+//! UForge's `status` and `uforgeError` representations, in XML and JSON.
+//!
+//! XML: the root is in the UForge namespace *with a prefix*, children are
+//! unqualified and in schema order. The SDK rejects a default namespace,
+//! unknown elements and any other order.
+
+use std::fmt::Write as _;
+
+use quick_xml::escape::escape;
+use serde::ser::{SerializeMap, Serializer};
+
+use super::negotiate::Format;
+use crate::domain::{PublishRecord, PublishState, Timestamp};
+
+pub const NAMESPACE: &str = "http://www.usharesoft.com/uforge";
+
+/// A value of one `status` field, typed as in the schema.
+#[derive(Debug, Clone, PartialEq)]
+enum Value<'a> {
+    Str(&'a str),
+    Owned(String),
+    Bool(bool),
+    Long(i64),
+    Time(Timestamp),
+}
+
+/// The `status` fields of a publish, in the schema's order.
+fn status_fields(rec: &PublishRecord) -> Vec<(&'static str, Value<'_>)> {
+    use Value::*;
+    let state = rec.state;
+    let mut f = Vec::with_capacity(16);
+    if let Some(t) = rec.created {
+        f.push(("created", Time(t)));
+    }
+    f.push(("dbId", Long(rec.key.pitid.get())));
+    if let Some(t) = rec.last_modified {
+        f.push(("lastModified", Time(t)));
+    }
+    if let Some(b) = rec.bytes_loaded {
+        f.push(("bytesLoaded", Long(b)));
+    }
+    if let Some(b) = rec.bytes_total {
+        f.push(("bytesTotal", Long(b)));
+    }
+    f.push(("cancelled", Bool(state == PublishState::Cancelled)));
+    f.push(("complete", Bool(state == PublishState::Published)));
+    f.push(("error", Bool(state == PublishState::Failed)));
+    if let Some(m) = &rec.error_message {
+        f.push(("errorMessage", Str(m)));
+    }
+    if let Some(m) = &rec.message {
+        f.push(("message", Str(m)));
+    }
+    let uri = rec.key.uri();
+    f.push(("parentUri", Owned(uri.clone())));
+    if let Some(p) = rec.percentage {
+        f.push(("percentage", Long(p.into())));
+    }
+    f.push(("published", Bool(state == PublishState::Published)));
+    f.push(("uri", Owned(format!("{uri}/status"))));
+    f
+}
+
+/// The body of a successful cancel.
+pub fn status(rec: &PublishRecord, format: Format) -> Vec<u8> {
+    let fields = status_fields(rec);
+    match format {
+        Format::Xml => {
+            let mut out = open_root("status");
+            for (name, value) in &fields {
+                element(&mut out, name, &value_text(value));
+            }
+            close_root(&mut out, "status");
+            out.into_bytes()
+        }
+        Format::Json => {
+            let mut out = Vec::with_capacity(256);
+            let mut ser = serde_json::Serializer::new(&mut out);
+            let written = (|| {
+                let mut map = ser.serialize_map(Some(fields.len()))?;
+                for (name, value) in &fields {
+                    match value {
+                        Value::Str(s) => map.serialize_entry(name, s)?,
+                        Value::Owned(s) => map.serialize_entry(name, s)?,
+                        Value::Bool(b) => map.serialize_entry(name, b)?,
+                        Value::Long(n) => map.serialize_entry(name, n)?,
+                        Value::Time(t) => map.serialize_entry(name, &t.to_rfc3339())?,
+                    }
+                }
+                map.end()
+            })();
+            // Writing strings, booleans and integers into a Vec cannot fail.
+            debug_assert!(written.is_ok());
+            out
+        }
+    }
+}
+
+fn value_text(v: &Value<'_>) -> String {
+    match v {
+        Value::Str(s) => (*s).to_owned(),
+        Value::Owned(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Long(n) => n.to_string(),
+        Value::Time(t) => t.to_rfc3339(),
+    }
+}
+
+/// A `uforgeError`: what went wrong, for whom, and when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UforgeError {
+    pub localized_error_msg: LocalizedErrorMsg,
+    pub request_method: String,
+    pub request_uri: String,
+    pub status_code: u16,
+    #[serde(serialize_with = "rfc3339")]
+    pub timestamp: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalizedErrorMsg {
+    pub message: String,
+    pub message_id: &'static str,
+    #[serde(skip_serializing_if = "Parameters::is_empty")]
+    pub parameters: Parameters,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Parameters {
+    pub parameter: Vec<String>,
+}
+
+impl Parameters {
+    fn is_empty(&self) -> bool {
+        self.parameter.is_empty()
+    }
+}
+
+fn rfc3339<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339())
+}
+
+impl UforgeError {
+    pub fn render(&self, format: Format) -> Vec<u8> {
+        match format {
+            Format::Json => serde_json::to_vec(self).unwrap_or_default(),
+            Format::Xml => {
+                let mut out = open_root("uforgeError");
+                let msg = &self.localized_error_msg;
+                out.push_str("<localizedErrorMsg>");
+                element(&mut out, "message", &msg.message);
+                element(&mut out, "messageId", msg.message_id);
+                if !msg.parameters.is_empty() {
+                    out.push_str("<parameters>");
+                    for p in &msg.parameters.parameter {
+                        element(&mut out, "parameter", p);
+                    }
+                    out.push_str("</parameters>");
+                }
+                out.push_str("</localizedErrorMsg>");
+                element(&mut out, "requestMethod", &self.request_method);
+                element(&mut out, "requestUri", &self.request_uri);
+                element(&mut out, "statusCode", &self.status_code.to_string());
+                element(&mut out, "timestamp", &self.timestamp.to_rfc3339());
+                close_root(&mut out, "uforgeError");
+                out.into_bytes()
+            }
+        }
+    }
+}
+
+fn open_root(name: &str) -> String {
+    let mut out = String::with_capacity(512);
+    let _ = write!(out, "<ns0:{name} xmlns:ns0=\"{NAMESPACE}\">");
+    out
+}
+
+fn close_root(out: &mut String, name: &str) {
+    let _ = write!(out, "</ns0:{name}>");
+}
+
+fn element(out: &mut String, name: &str, text: &str) {
+    // XML 1.0 cannot carry most control characters, even escaped: drop them
+    // rather than send a document the client cannot parse.
+    let text = if text.chars().any(not_xml_char) {
+        std::borrow::Cow::Owned(text.chars().filter(|c| !not_xml_char(*c)).collect())
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
+    let _ = write!(out, "<{name}>{}</{name}>", escape(&*text));
+}
+
+fn not_xml_char(c: char) -> bool {
+    (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CancelStamp, Login, PublishKey};
+
+    fn record() -> PublishRecord {
+        let key = PublishKey {
+            uid: Login::parse("alice").unwrap(),
+            aid: 1.into(),
+            itid: 2.into(),
+            pitid: 3.into(),
+        };
+        let mut r = PublishRecord::new(key, PublishState::Publishing);
+        r.percentage = Some(40);
+        r.cancelled(&CancelStamp {
+            request_id: "r".into(),
+            at: Timestamp(1_795_718_847),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn status_xml_matches_the_contract_example() {
+        let xml = String::from_utf8(status(&record(), Format::Xml)).unwrap();
+        assert_eq!(
+            xml,
+            "<ns0:status xmlns:ns0=\"http://www.usharesoft.com/uforge\"><dbId>3</dbId>\
+             <lastModified>2026-11-26T18:47:27Z</lastModified><cancelled>true</cancelled>\
+             <complete>false</complete><error>false</error><message>Publish cancelled</message>\
+             <parentUri>users/alice/appliances/1/images/2/pimages/3</parentUri>\
+             <percentage>40</percentage><published>false</published>\
+             <uri>users/alice/appliances/1/images/2/pimages/3/status</uri></ns0:status>"
+        );
+    }
+
+    #[test]
+    fn status_json_has_the_same_fields_and_types() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&status(&record(), Format::Json)).unwrap();
+        assert_eq!(v["cancelled"], true);
+        assert_eq!(v["complete"], false);
+        assert_eq!(v["percentage"], 40);
+        assert_eq!(v["dbId"], 3);
+        assert_eq!(v["lastModified"], "2026-11-26T18:47:27Z");
+        assert_eq!(
+            v["uri"],
+            "users/alice/appliances/1/images/2/pimages/3/status"
+        );
+        assert!(v.get("created").is_none());
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        let mut r = record();
+        r.message = Some("<b>&\"x\"</b>".into());
+        let xml = String::from_utf8(status(&r, Format::Xml)).unwrap();
+        assert!(
+            xml.contains("<message>&lt;b&gt;&amp;&quot;x&quot;&lt;/b&gt;</message>"),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_dropped_from_xml() {
+        let mut r = record();
+        r.message = Some("a\u{0}b\u{1b}c\td".into());
+        let xml = String::from_utf8(status(&r, Format::Xml)).unwrap();
+        assert!(xml.contains("<message>abc\td</message>"), "{xml}");
+    }
+
+    #[test]
+    fn uforge_error_in_both_formats() {
+        let e = UforgeError {
+            localized_error_msg: LocalizedErrorMsg {
+                message: "Publish is already published".into(),
+                message_id: "publish.cancel.finished",
+                parameters: Parameters {
+                    parameter: vec!["published".into()],
+                },
+            },
+            request_method: "DELETE".into(),
+            request_uri: "/api/users/a&b".into(),
+            status_code: 409,
+            timestamp: Timestamp(0),
+        };
+        let xml = String::from_utf8(e.render(Format::Xml)).unwrap();
+        assert_eq!(
+            xml,
+            "<ns0:uforgeError xmlns:ns0=\"http://www.usharesoft.com/uforge\"><localizedErrorMsg>\
+             <message>Publish is already published</message><messageId>publish.cancel.finished</messageId>\
+             <parameters><parameter>published</parameter></parameters></localizedErrorMsg>\
+             <requestMethod>DELETE</requestMethod><requestUri>/api/users/a&amp;b</requestUri>\
+             <statusCode>409</statusCode><timestamp>1970-01-01T00:00:00Z</timestamp></ns0:uforgeError>"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&e.render(Format::Json)).unwrap();
+        assert_eq!(v["statusCode"], 409);
+        assert_eq!(
+            v["localizedErrorMsg"]["message"],
+            "Publish is already published"
+        );
+        assert_eq!(
+            v["localizedErrorMsg"]["parameters"]["parameter"][0],
+            "published"
+        );
+        assert_eq!(v["requestMethod"], "DELETE");
+    }
+}

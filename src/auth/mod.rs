@@ -1,0 +1,119 @@
+//! Who is calling: HTTP Basic or a UForge API-key signed URL.
+//!
+//! Parsing is pure and lives in the submodules; `authenticate` reads the
+//! user record and checks the proof. Every failure is the same `Denied`, so
+//! callers cannot tell an unknown login from a wrong password.
+
+pub mod basic;
+pub mod password;
+pub mod sealed;
+pub mod signed_url;
+
+use crate::domain::{Login, User};
+use crate::ports::{BackendError, Users};
+
+pub use basic::BasicCredentials;
+pub use sealed::Sealer;
+pub use signed_url::SignedRequest;
+
+/// The proof of identity a request carries.
+#[derive(Debug)]
+pub enum Credentials {
+    Basic(BasicCredentials),
+    /// An API-key signed URL. The principal it claims is the `{uid}` of the
+    /// path (signed with it), so the key is looked up on that user only.
+    SignedUrl(SignedRequest),
+    /// No credentials, or credentials we could not parse.
+    Missing,
+}
+
+impl Credentials {
+    /// Reads the `Authorization` header, else the query. An `Authorization`
+    /// header always wins: a request is authenticated one way only.
+    pub fn from_request(
+        authorization: Option<&[u8]>,
+        relative_path: &str,
+        raw_query: &str,
+    ) -> Credentials {
+        if let Some(value) = authorization {
+            return basic::parse(value).map_or(Credentials::Missing, Credentials::Basic);
+        }
+        match signed_url::parse(relative_path, raw_query) {
+            Ok(Some(req)) => Credentials::SignedUrl(req),
+            Ok(None) | Err(_) => Credentials::Missing,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Bad, unknown or missing credentials, or an inactive user: one answer.
+    #[error("authentication failed")]
+    Denied,
+    #[error("user store unavailable")]
+    Backend(#[from] BackendError),
+}
+
+/// Checks credentials against the users store.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    /// `None` when no KEK is configured: API-key requests are then refused.
+    sealer: Option<Sealer>,
+}
+
+impl Authenticator {
+    pub fn new(sealer: Option<Sealer>) -> Self {
+        Authenticator { sealer }
+    }
+
+    /// `path_uid` is the `{uid}` of the request path.
+    pub async fn authenticate(
+        &self,
+        users: &impl Users,
+        credentials: Credentials,
+        path_uid: &Login,
+    ) -> Result<User, AuthError> {
+        match credentials {
+            Credentials::Missing => Err(AuthError::Denied),
+            Credentials::Basic(c) => self.basic(users, c).await,
+            Credentials::SignedUrl(req) => self.signed(users, req, path_uid).await,
+        }
+    }
+
+    async fn basic(&self, users: &impl Users, c: BasicCredentials) -> Result<User, AuthError> {
+        let user = users.get(&c.login).await?;
+        let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+        // Argon2 is ~tens of ms of CPU: keep it off the reactor threads.
+        let verified =
+            tokio::task::spawn_blocking(move || password::verify(&c.password, stored.as_deref()))
+                .await
+                .unwrap_or(false);
+        match user {
+            Some(u) if verified && u.active => Ok(u),
+            _ => Err(AuthError::Denied),
+        }
+    }
+
+    async fn signed(
+        &self,
+        users: &impl Users,
+        req: SignedRequest,
+        path_uid: &Login,
+    ) -> Result<User, AuthError> {
+        let Some(sealer) = &self.sealer else {
+            return Err(AuthError::Denied);
+        };
+        let Some(user) = users.get(path_uid).await? else {
+            return Err(AuthError::Denied);
+        };
+        let secret = user.api_key(&req.public_key).and_then(|k| {
+            sealer
+                .open(user.login.as_str(), &k.public_key, &k.sealed_secret)
+                .ok()
+        });
+        match secret {
+            Some(secret) if user.active && signed_url::verify(&secret, &req) => Ok(user),
+            _ => Err(AuthError::Denied),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The local server: the Lambda's handler on a plain HTTP socket.
+//!
+//! By default it runs on embedded in-memory stores seeded from a seed file
+//! (the bundled `seed/local.json` unless `--seed` says otherwise): no AWS
+//! account, no Docker. With `--backend aws` it uses DynamoDB and SQS
+//! (real, or an emulator through `AWS_ENDPOINT_URL`) configured like the
+//! Lambda, from the environment.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, ValueEnum};
+use publish_cancel::adapters::memory::MemoryQueue;
+use publish_cancel::api::Api;
+use publish_cancel::auth::{Authenticator, Sealer};
+use publish_cancel::cancel::CancelPublish;
+use publish_cancel::config::{self, AwsSettings};
+use publish_cancel::frontdoor::local::serve;
+use publish_cancel::seed::{self, Seed};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// In-memory stores loaded from the seed file.
+    Memory,
+    /// DynamoDB and SQS, configured from the environment.
+    Aws,
+}
+
+/// Serve UForge's publish-cancel endpoint on a local HTTP port.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Seed file for the in-memory stores [default: the bundled seed/local.json].
+    #[arg(long, value_name = "PATH")]
+    seed: Option<PathBuf>,
+    /// TCP port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Address to bind. Loopback by default: this is a development server.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    bind: IpAddr,
+    #[arg(long, value_enum, default_value_t = Backend::Memory)]
+    backend: Backend,
+    /// API base path [default: $UFORGE_BASE_PATH, else /api].
+    #[arg(long)]
+    base_path: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_init();
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("uforge-local: {}", publish_cancel::ErrorChain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn tracing_init() {
+    lambda_http::tracing::init_default_subscriber();
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+async fn run(args: Args) -> Result<(), BoxError> {
+    let base = args
+        .base_path
+        .clone()
+        .unwrap_or_else(config::base_path_from_env);
+    let listener = TcpListener::bind(SocketAddr::new(args.bind, args.port)).await?;
+    let addr = listener.local_addr()?;
+    match args.backend {
+        Backend::Memory => {
+            let text = match &args.seed {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("reading {}: {e}", path.display()))?,
+                None => seed::BUNDLED.to_owned(),
+            };
+            // Seeded API secrets are sealed under the configured KEK, or a
+            // random one: either way the stores hold no secret in clear.
+            let sealer = match config::sealer_from_env()? {
+                Some(s) => s,
+                None => Sealer::random()?,
+            };
+            let (users, publishes) = Seed::parse(&text)?.into_memory(&sealer)?;
+            let api = Api::new(
+                CancelPublish {
+                    users,
+                    publishes,
+                    queue: MemoryQueue::default(),
+                    auth: Authenticator::new(Some(sealer)),
+                },
+                &base,
+            );
+            announce(addr, &base, "in-memory stores", args.seed.as_deref());
+            serve_until_ctrl_c(listener, Arc::new(api)).await
+        }
+        Backend::Aws => {
+            let mut settings = AwsSettings::from_env()?;
+            settings.base_path = base.clone();
+            let sdk = config::load_sdk_config().await;
+            let api = config::aws_api(&sdk, settings);
+            announce(addr, &base, "DynamoDB + SQS", None);
+            serve_until_ctrl_c(listener, Arc::new(api)).await
+        }
+    }
+}
+
+async fn serve_until_ctrl_c<U, P, Q>(
+    listener: TcpListener,
+    api: Arc<Api<U, P, Q>>,
+) -> Result<(), BoxError>
+where
+    U: publish_cancel::ports::Users + 'static,
+    P: publish_cancel::ports::Publishes + 'static,
+    Q: publish_cancel::ports::StopQueue + 'static,
+{
+    tokio::select! {
+        served = serve(listener, api) => Ok(served?),
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("uforge-local: stopping");
+            Ok(())
+        }
+    }
+}
+
+fn announce(addr: SocketAddr, base: &str, stores: &str, seed: Option<&std::path::Path>) {
+    let base = publish_cancel::api::route::normalise_base(base);
+    let seed = seed.map_or_else(
+        || "bundled seed/local.json".to_owned(),
+        |p| p.display().to_string(),
+    );
+    println!("uforge-local listening on http://{addr}{base} ({stores}; {seed})");
+    println!(
+        "try: curl -i -X DELETE -u alice:alice-password -H 'Accept: application/xml' \
+         http://{addr}{base}/users/alice/appliances/1/images/2/pimages/3/cancel"
+    );
+}

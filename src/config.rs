@@ -1,0 +1,111 @@
+//! Configuration from the environment, and the wiring of the AWS adapters.
+//! The Lambda reads nothing else: no files, no flags.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::adapters::dynamodb::{DynamoPublishes, DynamoUsers};
+use crate::adapters::sqs::SqsStopQueue;
+use crate::api::Api;
+use crate::auth::{Authenticator, Sealer};
+use crate::cancel::CancelPublish;
+
+pub const ENV_BASE_PATH: &str = "UFORGE_BASE_PATH";
+pub const ENV_USERS_TABLE: &str = "USERS_TABLE";
+pub const ENV_PUBLISHES_TABLE: &str = "PUBLISHES_TABLE";
+pub const ENV_STOP_QUEUE_URL: &str = "STOP_QUEUE_URL";
+pub const ENV_API_KEY_KEK: &str = "UFORGE_API_KEY_KEK";
+pub const DEFAULT_BASE_PATH: &str = "/api";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {0} is invalid: {1}")]
+    Invalid(&'static str, String),
+}
+
+/// What the AWS-backed service needs to know.
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    pub base_path: String,
+    pub users_table: String,
+    pub publishes_table: String,
+    pub stop_queue_url: String,
+    pub sealer: Option<Sealer>,
+}
+
+/// The API base path (`UFORGE_BASE_PATH`, default `/api`).
+pub fn base_path_from_env() -> String {
+    std::env::var(ENV_BASE_PATH).unwrap_or_else(|_| DEFAULT_BASE_PATH.to_owned())
+}
+
+/// The API-key KEK (`UFORGE_API_KEY_KEK`, base64 of 32 bytes), if set.
+pub fn sealer_from_env() -> Result<Option<Sealer>, ConfigError> {
+    match std::env::var(ENV_API_KEY_KEK) {
+        Ok(v) if !v.trim().is_empty() => Sealer::from_base64(&v)
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid(ENV_API_KEY_KEK, e.to_string())),
+        _ => Ok(None),
+    }
+}
+
+impl AwsSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let required = |name: &'static str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::Missing(name))
+        };
+        Ok(AwsSettings {
+            base_path: base_path_from_env(),
+            users_table: required(ENV_USERS_TABLE)?,
+            publishes_table: required(ENV_PUBLISHES_TABLE)?,
+            stop_queue_url: required(ENV_STOP_QUEUE_URL)?,
+            sealer: sealer_from_env()?,
+        })
+    }
+}
+
+/// Per-call bounds. Three calls in sequence (GetItem, UpdateItem,
+/// SendMessage) at `OPERATION_TIMEOUT` each, plus Argon2, stay well inside
+/// API Gateway's 29 s.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// Loads the SDK configuration from the standard sources (region,
+/// credentials, `AWS_ENDPOINT_URL` for an emulator) with our bounds.
+pub async fn load_sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        )
+        .load()
+        .await
+}
+
+pub type AwsApi = Api<DynamoUsers, DynamoPublishes, SqsStopQueue>;
+
+/// The endpoint on DynamoDB and SQS.
+pub fn aws_api(sdk: &SdkConfig, settings: AwsSettings) -> AwsApi {
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let cancel = CancelPublish {
+        users: DynamoUsers::new(dynamo.clone(), settings.users_table),
+        publishes: DynamoPublishes::new(dynamo, settings.publishes_table),
+        queue: SqsStopQueue::new(sqs, settings.stop_queue_url),
+        auth: Authenticator::new(settings.sealer),
+    };
+    Api::new(cancel, &settings.base_path)
+}

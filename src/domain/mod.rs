@@ -1,0 +1,9 @@
+//! The domain: what a publish, a user and their identifiers are, with no I/O.
+
+mod ids;
+mod publish;
+mod user;
+
+pub use ids::{ApplianceId, ImageId, InvalidId, InvalidLogin, Login, PublishId, PublishKey};
+pub use publish::{CancelStamp, PublishRecord, PublishState, Timestamp, UnknownState};
+pub use user::{ApiKey, User, IMAGE_PUBLISH};

@@ -1,0 +1,231 @@
+//! A publish of a machine image to a target environment, and its life cycle.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::ids::PublishKey;
+
+/// Where a publish is in its life cycle.
+///
+/// ```text
+///   queued ──► publishing ──► published
+///     │            │      └──► failed
+///     └────────────┴─────────► cancelled
+/// ```
+/// `published`, `failed` and `cancelled` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PublishState {
+    Queued,
+    Publishing,
+    Published,
+    Failed,
+    Cancelled,
+}
+
+impl PublishState {
+    pub const ALL: [PublishState; 5] = [
+        PublishState::Queued,
+        PublishState::Publishing,
+        PublishState::Published,
+        PublishState::Failed,
+        PublishState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublishState::Queued => "queued",
+            PublishState::Publishing => "publishing",
+            PublishState::Published => "published",
+            PublishState::Failed => "failed",
+            PublishState::Cancelled => "cancelled",
+        }
+    }
+
+    /// The states a cancel may move out of. The DynamoDB adapter turns this
+    /// list into its condition expression, so the rule lives here only.
+    pub fn is_running(self) -> bool {
+        matches!(self, PublishState::Queued | PublishState::Publishing)
+    }
+
+    /// The only legal transitions of the life cycle drawn above.
+    pub fn can_become(self, next: PublishState) -> bool {
+        use PublishState::*;
+        matches!(
+            (self, next),
+            (Queued, Publishing)
+                | (Queued | Publishing, Cancelled)
+                | (Publishing, Published | Failed)
+        )
+    }
+}
+
+impl fmt::Display for PublishState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown publish state {0:?}")]
+pub struct UnknownState(pub String);
+
+impl FromStr for PublishState {
+    type Err = UnknownState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PublishState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownState(s.to_owned()))
+    }
+}
+
+/// Seconds since the Unix epoch, UTC. UForge's dateTimes carry no fraction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        Timestamp(secs)
+    }
+
+    /// ISO 8601 / xs:dateTime, e.g. `2026-11-26T18:47:27Z`.
+    pub fn to_rfc3339(self) -> String {
+        use aws_smithy_types::date_time::{DateTime, Format};
+        DateTime::from_secs(self.0)
+            .fmt(Format::DateTime)
+            .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+    }
+}
+
+/// Who cancelled, and when: written into the record by the cancel that made
+/// the transition, and copied into every stop message for it, so that
+/// re-sent stops carry the same deduplication id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelStamp {
+    pub request_id: String,
+    pub at: Timestamp,
+}
+
+/// The stored publish: the source of truth for UForge's `status` object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRecord {
+    pub key: PublishKey,
+    pub state: PublishState,
+    pub created: Option<Timestamp>,
+    pub last_modified: Option<Timestamp>,
+    pub percentage: Option<i32>,
+    pub bytes_loaded: Option<i64>,
+    pub bytes_total: Option<i64>,
+    pub message: Option<String>,
+    pub error_message: Option<String>,
+    /// Set by the cancel that moved the record to `cancelled`.
+    pub cancel: Option<CancelStamp>,
+}
+
+impl PublishRecord {
+    /// A fresh record in `state`, with no progress yet.
+    pub fn new(key: PublishKey, state: PublishState) -> Self {
+        PublishRecord {
+            key,
+            state,
+            created: None,
+            last_modified: None,
+            percentage: None,
+            bytes_loaded: None,
+            bytes_total: None,
+            message: None,
+            error_message: None,
+            cancel: None,
+        }
+    }
+
+    /// The message UForge shows for a cancelled publish.
+    pub const CANCELLED_MESSAGE: &'static str = "Publish cancelled";
+
+    /// This record after a cancel: the in-memory twin of the DynamoDB
+    /// adapter's update expression. `None` if the state does not allow it.
+    pub fn cancelled(&self, stamp: &CancelStamp) -> Option<PublishRecord> {
+        if !self.state.can_become(PublishState::Cancelled) {
+            return None;
+        }
+        Some(PublishRecord {
+            state: PublishState::Cancelled,
+            last_modified: Some(stamp.at),
+            message: Some(Self::CANCELLED_MESSAGE.to_owned()),
+            cancel: Some(stamp.clone()),
+            ..self.clone()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Login;
+    use PublishState::*;
+
+    #[test]
+    fn only_running_publishes_can_be_cancelled() {
+        for st in PublishState::ALL {
+            assert_eq!(st.can_become(Cancelled), st.is_running(), "{st}");
+            assert_eq!(st.is_running(), matches!(st, Queued | Publishing));
+        }
+    }
+
+    #[test]
+    fn final_states_go_nowhere() {
+        for from in [Published, Failed, Cancelled] {
+            for to in PublishState::ALL {
+                assert!(!from.can_become(to), "{from} -> {to}");
+            }
+        }
+        assert!(Queued.can_become(Publishing));
+        assert!(Publishing.can_become(Published));
+        assert!(!Queued.can_become(Published));
+        assert!(!Publishing.can_become(Queued));
+    }
+
+    #[test]
+    fn state_names_round_trip() {
+        for st in PublishState::ALL {
+            assert_eq!(st.as_str().parse::<PublishState>(), Ok(st));
+        }
+        assert!("Cancelled".parse::<PublishState>().is_err());
+    }
+
+    #[test]
+    fn timestamps_render_as_xs_datetime() {
+        assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            Timestamp(1_795_718_847).to_rfc3339(),
+            "2026-11-26T18:47:27Z"
+        );
+    }
+
+    #[test]
+    fn cancelling_sets_state_time_message_and_stamp() {
+        let key = PublishKey {
+            uid: Login::parse("alice").unwrap(),
+            aid: 1.into(),
+            itid: 2.into(),
+            pitid: 3.into(),
+        };
+        let mut rec = PublishRecord::new(key, Publishing);
+        rec.percentage = Some(40);
+        let stamp = CancelStamp {
+            request_id: "r1".into(),
+            at: Timestamp(10),
+        };
+        let done = rec.cancelled(&stamp).unwrap();
+        assert_eq!(done.state, Cancelled);
+        assert_eq!(done.percentage, Some(40));
+        assert_eq!(done.last_modified, Some(Timestamp(10)));
+        assert_eq!(done.cancel, Some(stamp.clone()));
+        assert!(done.cancelled(&stamp).is_none());
+    }
+}

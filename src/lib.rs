@@ -1,0 +1,36 @@
+//! UForge AppCenter's `machineImagePublish_cancel`, as an AWS Lambda function.
+//!
+//! The layout follows ports and adapters:
+//!
+//! - [`domain`]: ids, users, publishes and the publish life cycle (no I/O);
+//! - [`auth`]: HTTP Basic and API-key signed URLs;
+//! - [`cancel`]: the use case, written against the traits in [`ports`];
+//! - [`adapters`]: DynamoDB/SQS and in-memory implementations of the ports;
+//! - [`api`]: HTTP request → response, shared by every front door;
+//! - [`frontdoor`]: Lambda events and the local HTTP server;
+//! - [`config`] and [`seed`]: wiring from the environment and seed files.
+
+pub mod adapters;
+pub mod api;
+pub mod auth;
+pub mod cancel;
+pub mod config;
+pub mod domain;
+pub mod frontdoor;
+pub mod ports;
+pub mod seed;
+
+/// Displays an error with its whole `source()` chain, `a: b: c`, for logs.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}

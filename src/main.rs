@@ -1,0 +1,22 @@
+//! The Lambda function: wiring only. Configuration comes from the
+//! environment; the SDK clients are built once, at init.
+
+use std::sync::Arc;
+
+use lambda_http::{service_fn, Error, Request};
+use publish_cancel::config::{self, AwsSettings};
+use publish_cancel::frontdoor;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    // JSON when AWS_LAMBDA_LOG_FORMAT=JSON, level from AWS_LAMBDA_LOG_LEVEL / RUST_LOG.
+    lambda_http::tracing::init_default_subscriber();
+    let settings = AwsSettings::from_env()?;
+    let sdk = config::load_sdk_config().await;
+    let api = Arc::new(config::aws_api(&sdk, settings));
+    lambda_http::run(service_fn(move |event: Request| {
+        let api = api.clone();
+        async move { Ok::<_, Error>(frontdoor::lambda::handle(&api, event).await) }
+    }))
+    .await
+}

@@ -1,0 +1,206 @@
+//! Seed files: users and publishes for the local server's in-memory stores
+//! (and for tests). The format is documented in the README; `seed/local.json`
+//! is the bundled example.
+
+use serde::Deserialize;
+
+use crate::adapters::memory::{MemoryPublishes, MemoryUsers};
+use crate::auth::{password, Sealer};
+use crate::domain::{ApiKey, Login, PublishKey, PublishRecord, PublishState, Timestamp, User};
+
+/// The bundled example seed, compiled in so the local server runs from any
+/// directory.
+pub const BUNDLED: &str = include_str!("../seed/local.json");
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("seed file is not valid: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("seed user {0:?}: {1}")]
+    User(String, &'static str),
+    #[error("seed publish {0}: {1}")]
+    Publish(String, &'static str),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    #[serde(default)]
+    pub users: Vec<SeedUser>,
+    #[serde(default)]
+    pub publishes: Vec<SeedPublish>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SeedUser {
+    pub login: String,
+    /// Plain text, hashed with Argon2id at load. For local use only.
+    pub password: Option<String>,
+    /// Or an existing PHC string.
+    pub password_hash: Option<String>,
+    #[serde(default = "yes")]
+    pub active: bool,
+    #[serde(default)]
+    pub entitlements: Vec<String>,
+    #[serde(default)]
+    pub api_keys: Vec<SeedApiKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SeedApiKey {
+    pub public_key: String,
+    /// Plain text, sealed under the server's KEK at load.
+    pub secret_key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SeedPublish {
+    pub uid: String,
+    pub aid: i64,
+    pub itid: i64,
+    pub pitid: i64,
+    pub state: String,
+    pub created: Option<i64>,
+    pub last_modified: Option<i64>,
+    pub percentage: Option<i32>,
+    pub bytes_loaded: Option<i64>,
+    pub bytes_total: Option<i64>,
+    pub message: Option<String>,
+    pub error_message: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Seed {
+    pub fn parse(json: &str) -> Result<Seed, SeedError> {
+        Ok(serde_json::from_str(json)?)
+    }
+
+    /// The users, with passwords hashed and API secrets sealed.
+    pub fn users(&self, sealer: &Sealer) -> Result<Vec<User>, SeedError> {
+        self.users.iter().map(|u| u.to_user(sealer)).collect()
+    }
+
+    pub fn publishes(&self) -> Result<Vec<PublishRecord>, SeedError> {
+        self.publishes.iter().map(SeedPublish::to_record).collect()
+    }
+
+    /// In-memory stores holding this seed.
+    pub fn into_memory(
+        &self,
+        sealer: &Sealer,
+    ) -> Result<(MemoryUsers, MemoryPublishes), SeedError> {
+        let users = MemoryUsers::default();
+        for u in self.users(sealer)? {
+            users.put(u);
+        }
+        let publishes = MemoryPublishes::default();
+        for p in self.publishes()? {
+            publishes.put(p);
+        }
+        Ok((users, publishes))
+    }
+}
+
+impl SeedUser {
+    fn to_user(&self, sealer: &Sealer) -> Result<User, SeedError> {
+        let err = |why| SeedError::User(self.login.clone(), why);
+        let login = Login::parse(&self.login).map_err(|_| err("invalid login"))?;
+        let password_hash = match (&self.password, &self.password_hash) {
+            (Some(_), Some(_)) => return Err(err("give password or passwordHash, not both")),
+            (Some(p), None) => Some(password::hash(p).map_err(|_| err("cannot hash password"))?),
+            (None, h) => h.clone(),
+        };
+        let api_keys = self
+            .api_keys
+            .iter()
+            .map(|k| {
+                let sealed = sealer
+                    .seal(login.as_str(), &k.public_key, k.secret_key.as_bytes())
+                    .map_err(|_| err("cannot seal API key"))?;
+                Ok(ApiKey {
+                    public_key: k.public_key.clone(),
+                    sealed_secret: sealed,
+                })
+            })
+            .collect::<Result<_, SeedError>>()?;
+        Ok(User {
+            login,
+            password_hash,
+            active: self.active,
+            entitlements: self.entitlements.clone(),
+            api_keys,
+        })
+    }
+}
+
+impl SeedPublish {
+    fn to_record(&self) -> Result<PublishRecord, SeedError> {
+        let name = format!("{}/{}/{}/{}", self.uid, self.aid, self.itid, self.pitid);
+        let uid =
+            Login::parse(&self.uid).map_err(|_| SeedError::Publish(name.clone(), "invalid uid"))?;
+        let state: PublishState = self
+            .state
+            .parse()
+            .map_err(|_| SeedError::Publish(name, "unknown state"))?;
+        let mut r = PublishRecord::new(
+            PublishKey {
+                uid,
+                aid: self.aid.into(),
+                itid: self.itid.into(),
+                pitid: self.pitid.into(),
+            },
+            state,
+        );
+        r.created = self.created.map(Timestamp);
+        r.last_modified = self.last_modified.map(Timestamp);
+        r.percentage = self.percentage;
+        r.bytes_loaded = self.bytes_loaded;
+        r.bytes_total = self.bytes_total;
+        r.message = self.message.clone();
+        r.error_message = self.error_message.clone();
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_seed_loads() {
+        let seed = Seed::parse(BUNDLED).unwrap();
+        let sealer = Sealer::new(&[1; 32]);
+        let users = seed.users(&sealer).unwrap();
+        assert!(users
+            .iter()
+            .any(|u| u.login.as_str() == "alice" && u.active));
+        let pubs = seed.publishes().unwrap();
+        for st in PublishState::ALL {
+            assert!(
+                pubs.iter().any(|p| p.state == st),
+                "bundled seed lacks a {st} publish"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_seeds_are_refused() {
+        for bad in [
+            r#"{"users":[{"login":"a b"}]}"#,
+            r#"{"users":[{"login":"a","password":"x","passwordHash":"y"}]}"#,
+            r#"{"publishes":[{"uid":"a","aid":1,"itid":2,"pitid":3,"state":"paused"}]}"#,
+            r#"{"publishes":[{"uid":"a","aid":1,"itid":2,"pitid":3,"state":"queued","typo":1}]}"#,
+            r#"{"userz":[]}"#,
+        ] {
+            let seed = Seed::parse(bad);
+            let loaded = seed.and_then(|s| s.into_memory(&Sealer::new(&[1; 32])).map(|_| ()));
+            assert!(loaded.is_err(), "{bad}");
+        }
+    }
+}
