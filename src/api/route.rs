@@ -75,7 +75,7 @@ mod tests {
             ("", format!("/{P}")),
             ("/uforge/api", format!("/uforge/api/{P}")),
         ] {
-            let m = route(&base, &path).unwrap_or_else(|| panic!("{base} {path}"));
+            let m = route(base, &path).unwrap_or_else(|| panic!("{base} {path}"));
             assert_eq!(m.relative, P);
             assert_eq!(m.key.uri(), "users/alice/appliances/1/images/2/pimages/3");
         }

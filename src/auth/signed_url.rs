@@ -46,20 +46,22 @@ pub fn parse(relative_path: &str, raw_query: &str) -> Result<Option<SignedReques
     let mut signed_query: Vec<&str> = Vec::new();
     for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match name {
-            "signature" => {
-                if signature.replace(value).is_some() {
-                    return Err(Malformed);
-                }
-            }
+        let slot = match name {
+            "signature" => &mut signature,
             "apiKey" => {
-                if public_key.replace(value).is_some() {
-                    return Err(Malformed);
-                }
                 signed_query.push(pair);
+                &mut public_key
             }
-            _ if public_key.is_none() => signed_query.push(pair),
-            _ => {}
+            _ => {
+                if public_key.is_none() {
+                    signed_query.push(pair);
+                }
+                continue;
+            }
+        };
+        // A parameter given twice is ambiguous: which one was signed?
+        if slot.replace(value).is_some() {
+            return Err(Malformed);
         }
     }
     let (public_key, signature) = match (public_key, signature) {
