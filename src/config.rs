@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 
 use crate::adapters::dynamodb::{DynamoPublishes, DynamoUsers};
 use crate::adapters::sqs::SqsStopQueue;
@@ -82,6 +82,12 @@ pub const MAX_ATTEMPTS: u32 = 3;
 /// Loads the SDK configuration from the standard sources (region,
 /// credentials, `AWS_ENDPOINT_URL` for an emulator) with our bounds.
 pub async fn load_sdk_config() -> SdkConfig {
+    sdk_config_loader().load().await
+}
+
+/// The standard loader with our retry and timeout bounds, for callers (the
+/// tests) that add an endpoint or credentials of their own.
+pub fn sdk_config_loader() -> ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .timeout_config(
@@ -91,8 +97,6 @@ pub async fn load_sdk_config() -> SdkConfig {
                 .operation_timeout(OPERATION_TIMEOUT)
                 .build(),
         )
-        .load()
-        .await
 }
 
 pub type AwsApi = Api<DynamoUsers, DynamoPublishes, SqsStopQueue>;

@@ -1,0 +1,423 @@
+//! Shared test fixtures: the emulator, tables and queues of our schema, and
+//! helpers to call the endpoint and inspect the stores.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+pub mod http_client;
+pub mod moto;
+pub mod xml;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use base64::Engine as _;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response};
+use publish_cancel::adapters::dynamodb::{attr, record_to_item, user_to_item};
+use publish_cancel::api::ApiRequest;
+use publish_cancel::auth::{signed_url, Sealer};
+use publish_cancel::config::{self, AwsApi, AwsSettings};
+use publish_cancel::domain::{PublishRecord, User};
+use publish_cancel::seed::Seed;
+
+/// The KEK the tests seal API secrets with.
+pub const KEK: [u8; 32] = [42; 32];
+
+pub fn sealer() -> Sealer {
+    Sealer::new(&KEK)
+}
+
+/// The bundled seed's users and publishes, in our domain types.
+pub fn seed_data() -> (Vec<User>, Vec<PublishRecord>) {
+    let seed = Seed::parse(publish_cancel::seed::BUNDLED).expect("bundled seed");
+    (
+        seed.users(&sealer()).expect("seed users"),
+        seed.publishes().expect("seed publishes"),
+    )
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh set of tables and a queue on the emulator, seeded with the
+/// bundled seed, and the endpoint wired to them.
+pub struct Stack {
+    pub api: AwsApi,
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub users_table: String,
+    pub publishes_table: String,
+    pub queue_url: String,
+}
+
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    config::sdk_config_loader()
+        .endpoint_url(&moto::moto().endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+pub struct StackOptions {
+    pub fifo: bool,
+    /// Create the queue (false: the URL points at a queue that does not exist yet).
+    pub create_queue: bool,
+    pub create_tables: bool,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            fifo: false,
+            create_queue: true,
+            create_tables: true,
+        }
+    }
+}
+
+impl Stack {
+    pub async fn new() -> Stack {
+        Stack::with(StackOptions::default()).await
+    }
+
+    pub async fn with(opts: StackOptions) -> Stack {
+        let sdk = sdk_config().await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let tag = format!("{}-{n}", std::process::id());
+        let users_table = format!("users-{tag}");
+        let publishes_table = format!("publishes-{tag}");
+        let queue_name = format!("stop-{tag}{}", if opts.fifo { ".fifo" } else { "" });
+        if opts.create_tables {
+            create_table(&dynamo, &users_table, attr::LOGIN, None).await;
+            create_table(
+                &dynamo,
+                &publishes_table,
+                attr::UID,
+                Some(attr::PUBLISH_KEY),
+            )
+            .await;
+            let (users, publishes) = seed_data();
+            for u in &users {
+                put_user(&dynamo, &users_table, u).await;
+            }
+            for p in &publishes {
+                put_publish(&dynamo, &publishes_table, p).await;
+            }
+        }
+        let queue_url = if opts.create_queue {
+            create_queue(&sqs, &queue_name).await
+        } else {
+            // moto's URL form, for a queue we may create later.
+            format!("{}/123456789012/{queue_name}", moto::moto().endpoint)
+        };
+        let api = config::aws_api(
+            &sdk,
+            AwsSettings {
+                base_path: "/api".into(),
+                users_table: users_table.clone(),
+                publishes_table: publishes_table.clone(),
+                stop_queue_url: queue_url.clone(),
+                sealer: Some(sealer()),
+            },
+        );
+        Stack {
+            api,
+            dynamo,
+            sqs,
+            users_table,
+            publishes_table,
+            queue_url,
+        }
+    }
+
+    /// Calls the endpoint's handler as a front door would.
+    pub async fn call(&self, req: &Req) -> Response<Vec<u8>> {
+        let (path, query) = req.uri.split_once('?').unwrap_or((&req.uri, ""));
+        self.api
+            .handle(ApiRequest {
+                method: &req.method,
+                path,
+                query,
+                headers: &req.headers,
+                request_id: &req.request_id,
+            })
+            .await
+    }
+
+    /// Both tables, item by item, in a stable order.
+    pub async fn tables(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        for table in [&self.users_table, &self.publishes_table] {
+            let out = self
+                .dynamo
+                .scan()
+                .table_name(table)
+                .consistent_read(true)
+                .send()
+                .await
+                .expect("scan");
+            for item in out.items() {
+                let mut fields: Vec<String> =
+                    item.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                fields.sort();
+                all.push(format!("{table}: {}", fields.join(", ")));
+            }
+        }
+        all.sort();
+        all
+    }
+
+    /// Messages waiting in the queue (visible + in flight).
+    pub async fn queue_depth(&self) -> u64 {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attrs = out.attributes().cloned().unwrap_or_default();
+        [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|a| {
+            attrs
+                .get(a)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+    }
+
+    /// Receives (and deletes) every message now in the queue.
+    pub async fn drain(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut got = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive");
+            let batch = out.messages().to_vec();
+            if batch.is_empty() {
+                return got;
+            }
+            for m in &batch {
+                if let Some(h) = m.receipt_handle() {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(h)
+                        .send()
+                        .await
+                        .expect("delete");
+                }
+            }
+            got.extend(batch);
+        }
+    }
+
+    /// The publish item under (uid, "aid/itid/pitid").
+    pub async fn publish_item(
+        &self,
+        uid: &str,
+        sort: &str,
+    ) -> Option<HashMap<String, AttributeValue>> {
+        self.dynamo
+            .get_item()
+            .table_name(&self.publishes_table)
+            .key(attr::UID, AttributeValue::S(uid.into()))
+            .key(attr::PUBLISH_KEY, AttributeValue::S(sort.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get item")
+            .item
+    }
+
+    pub async fn put_user(&self, user: &User) {
+        put_user(&self.dynamo, &self.users_table, user).await
+    }
+
+    pub async fn create_queue_now(&self) {
+        let name = self
+            .queue_url
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        create_queue(&self.sqs, &name).await;
+    }
+}
+
+async fn create_table(
+    dynamo: &aws_sdk_dynamodb::Client,
+    name: &str,
+    hash: &str,
+    range: Option<&str>,
+) {
+    let mut req = dynamo
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(hash)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(hash)
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        );
+    if let Some(range) = range {
+        req = req
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(range)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(range)
+                    .key_type(KeyType::Range)
+                    .build()
+                    .unwrap(),
+            );
+    }
+    req.send().await.expect("create table");
+}
+
+async fn put_user(dynamo: &aws_sdk_dynamodb::Client, table: &str, user: &User) {
+    dynamo
+        .put_item()
+        .table_name(table)
+        .set_item(Some(user_to_item(user)))
+        .send()
+        .await
+        .expect("put user");
+}
+
+async fn put_publish(dynamo: &aws_sdk_dynamodb::Client, table: &str, rec: &PublishRecord) {
+    dynamo
+        .put_item()
+        .table_name(table)
+        .set_item(Some(record_to_item(rec)))
+        .send()
+        .await
+        .expect("put publish");
+}
+
+async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    let mut req = sqs.create_queue().queue_name(name);
+    if name.ends_with(".fifo") {
+        req = req.attributes(QueueAttributeName::FifoQueue, "true");
+    }
+    req.send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url")
+}
+
+/// A request to the endpoint, built up fluently.
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: Method,
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub request_id: String,
+}
+
+pub fn cancel_path(uid: &str, aid: i64, itid: i64, pitid: i64) -> String {
+    format!("/api/users/{uid}/appliances/{aid}/images/{itid}/pimages/{pitid}/cancel")
+}
+
+impl Req {
+    pub fn delete(uri: impl Into<String>) -> Req {
+        Req::new(Method::DELETE, uri)
+    }
+
+    pub fn new(method: Method, uri: impl Into<String>) -> Req {
+        static ID: AtomicU32 = AtomicU32::new(0);
+        let mut headers = HeaderMap::new();
+        // What the UForge SDK sends.
+        headers.insert("content-type", HeaderValue::from_static("application/xml"));
+        headers.insert("accept", HeaderValue::from_static("application/xml"));
+        Req {
+            method,
+            uri: uri.into(),
+            headers,
+            request_id: format!("test-request-{}", ID.fetch_add(1, Ordering::SeqCst)),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Req {
+        let name = HeaderName::from_bytes(name.as_bytes()).expect("header name");
+        self.headers.insert(
+            name,
+            HeaderValue::from_bytes(value.as_bytes()).expect("header value"),
+        );
+        self
+    }
+
+    pub fn header_bytes(mut self, name: &str, value: &[u8]) -> Req {
+        let name = HeaderName::from_bytes(name.as_bytes()).expect("header name");
+        self.headers
+            .insert(name, HeaderValue::from_bytes(value).expect("header value"));
+        self
+    }
+
+    pub fn without(mut self, name: &str) -> Req {
+        self.headers.remove(name);
+        self
+    }
+
+    pub fn basic(self, login: &str, password: &str) -> Req {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{login}:{password}"));
+        self.header("authorization", &format!("Basic {token}"))
+    }
+
+    /// Signs the URI like the UForge SDK: relative to the base `/api`.
+    pub fn signed(mut self, public: &str, secret: &str) -> Req {
+        let sep = if self.uri.contains('?') { '&' } else { '?' };
+        self.uri = format!("{}{sep}apiKey={public}", self.uri);
+        let relative = self.uri.strip_prefix("/api/").expect("uri under /api");
+        let sig = signed_url::sign(secret.as_bytes(), relative);
+        let sig = percent_encoding::utf8_percent_encode(&sig, percent_encoding::NON_ALPHANUMERIC);
+        self.uri = format!("{}&signature={sig}", self.uri);
+        self
+    }
+}
+
+pub fn body_text(r: &Response<Vec<u8>>) -> String {
+    String::from_utf8(r.body().clone()).expect("utf-8 body")
+}
+
+pub fn header<'a>(r: &'a Response<Vec<u8>>, name: &str) -> Option<&'a str> {
+    r.headers().get(name).and_then(|v| v.to_str().ok())
+}

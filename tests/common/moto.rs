@@ -1,0 +1,59 @@
+//! One `moto_server` per test binary, on a free loopback port, started on
+//! first use and stopped when the test process exits.
+
+use std::io::Write as _;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub struct Moto {
+    pub endpoint: String,
+    // Holding the child keeps its stdin pipe open; see `start`.
+    _child: Mutex<Child>,
+}
+
+static MOTO: OnceLock<Moto> = OnceLock::new();
+
+/// The shared emulator, started on first call.
+pub fn moto() -> &'static Moto {
+    MOTO.get_or_init(start)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+fn start() -> Moto {
+    let port = free_port();
+    // Test binaries end without running destructors of statics, so the
+    // emulator is tied to our stdin pipe instead: when this process exits
+    // the pipe closes, `read` returns and the wrapper kills moto.
+    let script = format!(
+        "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; read _ignored; kill $m"
+    );
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("cannot start moto_server: run the README's test command, which installs it");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            let _ = child.stdin.as_mut().map(|s| s.write_all(b"\n"));
+            panic!("moto_server did not listen on port {port} within 60 s (is it installed?)");
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("moto_server wrapper exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _child: Mutex::new(child),
+    }
+}

@@ -1,0 +1,509 @@
+//! The endpoint end to end against DynamoDB and SQS emulated by moto_server,
+//! through the real SDK clients: every row of the contract's semantics
+//! table, both authentication modes, every error status, XML and JSON.
+
+mod common;
+
+use common::xml::{check_error, check_status};
+use common::{body_text, cancel_path, header, Req, Stack, StackOptions};
+use http::Method;
+use publish_cancel::adapters::dynamodb::attr;
+use publish_cancel::adapters::sqs::{ATTR_SCHEMA_VERSION, ATTR_TYPE};
+use publish_cancel::domain::{Login, User};
+use publish_cancel::ports::StopMessage;
+
+const ALICE_RUNNING: (i64, i64, i64) = (1, 2, 3); // publishing, 40 %
+const ALICE_QUEUED: (i64, i64, i64) = (1, 2, 4);
+const ALICE_PUBLISHED: (i64, i64, i64) = (1, 2, 5);
+const ALICE_FAILED: (i64, i64, i64) = (1, 2, 6);
+const ALICE_CANCELLED: (i64, i64, i64) = (1, 2, 7);
+
+fn alice(ids: (i64, i64, i64)) -> String {
+    cancel_path("alice", ids.0, ids.1, ids.2)
+}
+
+fn sort_key(ids: (i64, i64, i64)) -> String {
+    format!("{}/{}/{}", ids.0, ids.1, ids.2)
+}
+
+async fn state_of(stack: &Stack, uid: &str, ids: (i64, i64, i64)) -> String {
+    let item = stack
+        .publish_item(uid, &sort_key(ids))
+        .await
+        .expect("record exists");
+    item[attr::STATE].as_s().unwrap().clone()
+}
+
+/// Runs `req`, asserts it was refused with `status` and a well-formed
+/// `uforgeError`, and that neither table nor the queue changed.
+async fn assert_refused(stack: &Stack, req: Req, status: u16) -> common::xml::ErrorDoc {
+    let before = stack.tables().await;
+    let resp = stack.call(&req).await;
+    assert_eq!(
+        resp.status().as_u16(),
+        status,
+        "{req:?}: {}",
+        body_text(&resp)
+    );
+    assert_eq!(header(&resp, "content-type"), Some("application/xml"));
+    let doc = check_error(&body_text(&resp));
+    assert_eq!(doc.status, status);
+    assert_eq!(doc.method, req.method.as_str());
+    assert_eq!(
+        stack.tables().await,
+        before,
+        "tables changed by a refused request"
+    );
+    assert_eq!(
+        stack.queue_depth().await,
+        0,
+        "queue changed by a refused request"
+    );
+    doc
+}
+
+#[tokio::test]
+async fn running_publish_is_cancelled_and_the_worker_told() {
+    let stack = Stack::new().await;
+    let req = Req::delete(alice(ALICE_RUNNING)).basic("alice", "alice-password");
+    let resp = stack.call(&req).await;
+    assert_eq!(resp.status(), 200, "{}", body_text(&resp));
+    assert_eq!(header(&resp, "content-type"), Some("application/xml"));
+    let status = check_status(&body_text(&resp));
+    assert_eq!(status["cancelled"], "true");
+    assert_eq!(status["complete"], "false");
+    assert_eq!(status["error"], "false");
+    assert_eq!(status["published"], "false");
+    assert_eq!(status["percentage"], "40");
+    assert_eq!(status["dbId"], "3");
+    assert_eq!(status["message"], "Publish cancelled");
+    assert_eq!(
+        status["uri"],
+        "users/alice/appliances/1/images/2/pimages/3/status"
+    );
+
+    // The record: cancelled by this request, progress kept.
+    let item = stack.publish_item("alice", "1/2/3").await.unwrap();
+    assert_eq!(item[attr::STATE].as_s().unwrap(), "cancelled");
+    assert_eq!(
+        item[attr::CANCEL_REQUEST_ID].as_s().unwrap(),
+        &req.request_id
+    );
+    assert_eq!(item[attr::PERCENTAGE].as_n().unwrap(), "40");
+
+    // The stop message: schema, attributes, ids.
+    let msgs = stack.drain().await;
+    assert_eq!(msgs.len(), 1);
+    let stop: StopMessage = serde_json::from_str(msgs[0].body().unwrap()).unwrap();
+    assert_eq!(stop.kind, "uforge.publish.stop");
+    assert_eq!(stop.schema_version, 1);
+    assert_eq!(
+        (stop.uid.as_str(), stop.aid, stop.itid, stop.pitid),
+        ("alice", 1, 2, 3)
+    );
+    assert_eq!(stop.request_id, req.request_id);
+    let attrs = msgs[0].message_attributes().unwrap();
+    assert_eq!(attrs[ATTR_TYPE].string_value(), Some("uforge.publish.stop"));
+    assert_eq!(attrs[ATTR_SCHEMA_VERSION].string_value(), Some("1"));
+    assert_eq!(attrs[ATTR_SCHEMA_VERSION].data_type(), "Number");
+}
+
+#[tokio::test]
+async fn queued_publish_is_cancelled() {
+    let stack = Stack::new().await;
+    let resp = stack
+        .call(&Req::delete(alice(ALICE_QUEUED)).basic("alice", "alice-password"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(check_status(&body_text(&resp))["cancelled"], "true");
+    assert_eq!(state_of(&stack, "alice", ALICE_QUEUED).await, "cancelled");
+    assert_eq!(stack.drain().await.len(), 1);
+}
+
+#[tokio::test]
+async fn repeated_cancel_succeeds_without_a_second_change_and_resends_the_stop() {
+    let stack = Stack::new().await;
+    let first = Req::delete(alice(ALICE_RUNNING)).basic("alice", "alice-password");
+    assert_eq!(stack.call(&first).await.status(), 200);
+    let after_first = stack.tables().await;
+
+    let again = Req::delete(alice(ALICE_RUNNING)).basic("alice", "alice-password");
+    let resp = stack.call(&again).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(check_status(&body_text(&resp))["cancelled"], "true");
+    assert_eq!(
+        stack.tables().await,
+        after_first,
+        "second cancel wrote to the table"
+    );
+
+    let msgs = stack.drain().await;
+    assert_eq!(msgs.len(), 2, "the stop is re-sent on a repeat");
+    for m in &msgs {
+        let stop: StopMessage = serde_json::from_str(m.body().unwrap()).unwrap();
+        assert_eq!(
+            stop.request_id, first.request_id,
+            "re-sends carry the original cancel's id"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_publish_cancelled_before_is_a_success() {
+    let stack = Stack::new().await;
+    let before = stack.tables().await;
+    let resp = stack
+        .call(&Req::delete(alice(ALICE_CANCELLED)).basic("alice", "alice-password"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(check_status(&body_text(&resp))["cancelled"], "true");
+    assert_eq!(stack.tables().await, before);
+    assert_eq!(stack.drain().await.len(), 1);
+}
+
+#[tokio::test]
+async fn finished_publishes_conflict_and_name_their_state() {
+    let stack = Stack::new().await;
+    for (ids, state) in [(ALICE_PUBLISHED, "published"), (ALICE_FAILED, "failed")] {
+        let req = Req::delete(alice(ids)).basic("alice", "alice-password");
+        let doc = assert_refused(&stack, req, 409).await;
+        assert!(doc.message.contains(state), "{}", doc.message);
+        assert_eq!(doc.parameters, [state]);
+        assert_eq!(state_of(&stack, "alice", ids).await, state);
+    }
+}
+
+#[tokio::test]
+async fn unknown_publishes_are_not_found() {
+    let stack = Stack::new().await;
+    for path in [
+        cancel_path("alice", 1, 2, 999),
+        // pitid 3 exists, but under another appliance / image.
+        cancel_path("alice", 9, 2, 3),
+        cancel_path("alice", 1, 9, 3),
+        cancel_path("alice", -1, 2, 3),
+    ] {
+        let doc = assert_refused(
+            &stack,
+            Req::delete(path.clone()).basic("alice", "alice-password"),
+            404,
+        )
+        .await;
+        assert_eq!(doc.uri, path);
+    }
+}
+
+#[tokio::test]
+async fn api_key_signed_urls_authenticate() {
+    let stack = Stack::new().await;
+    let req = Req::delete(alice(ALICE_RUNNING)).signed("PUBKEY123", "SECRETKEY456");
+    assert!(
+        req.uri
+            .ends_with("&signature=0CrZ0HktI7YH%2FOb65tZrApx9Z8M%3D"),
+        "{}",
+        req.uri
+    );
+    let resp = stack.call(&req).await;
+    assert_eq!(resp.status(), 200, "{}", body_text(&resp));
+    assert_eq!(state_of(&stack, "alice", ALICE_RUNNING).await, "cancelled");
+    assert_eq!(stack.drain().await.len(), 1);
+}
+
+#[tokio::test]
+async fn bad_signatures_are_refused() {
+    let stack = Stack::new().await;
+    let good = Req::delete(alice(ALICE_RUNNING)).signed("PUBKEY123", "SECRETKEY456");
+    let cases = [
+        Req::delete(alice(ALICE_RUNNING)).signed("PUBKEY123", "WRONGSECRET"),
+        Req::delete(alice(ALICE_RUNNING)).signed("UNKNOWNKEY", "SECRETKEY456"),
+        // A signature for pimage 3 replayed on pimage 4.
+        Req::delete(good.uri.replace("/pimages/3/", "/pimages/4/")),
+        Req::delete(good.uri.replace("&signature=", "&signature=A")),
+        Req::delete(good.uri.split("&signature").next().unwrap().to_owned()),
+        Req::delete(good.uri.replace("?apiKey=PUBKEY123&", "?")),
+        Req::delete(format!("{}&apiKey=PUBKEY123", good.uri)),
+    ];
+    for req in cases {
+        assert_refused(&stack, req, 401).await;
+    }
+}
+
+#[tokio::test]
+async fn every_authentication_failure_looks_the_same() {
+    let stack = Stack::new().await;
+    let path = alice(ALICE_RUNNING);
+    let cases = [
+        Req::delete(path.clone()),
+        Req::delete(path.clone()).basic("alice", "wrong-password"),
+        Req::delete(path.clone()).basic("nobody", "alice-password"),
+        Req::delete(path.clone()).basic("dave", "dave-password"), // inactive
+        Req::delete(path.clone()).header("authorization", "Basic !!!"),
+        Req::delete(path.clone()).header("authorization", "Bearer abc"),
+        Req::delete(path.clone()).header("authorization", &format!("Basic {}", "A".repeat(5000))),
+    ];
+    let mut seen = Vec::new();
+    for req in cases {
+        let resp = stack.call(&req).await;
+        assert_eq!(resp.status(), 401, "{req:?}");
+        assert_eq!(
+            header(&resp, "www-authenticate"),
+            Some("Basic realm=\"UForge\"")
+        );
+        let mut headers: Vec<String> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+            .collect();
+        headers.sort();
+        let doc = check_error(&body_text(&resp));
+        // Everything but the timestamp must be identical.
+        seen.push((headers, doc.message, doc.message_id, doc.uri));
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:#?}");
+    assert_refused(&stack, Req::delete(path).basic("alice", "nope"), 401).await;
+}
+
+#[tokio::test]
+async fn forbidden_without_entitlement_or_for_another_users_publish() {
+    let stack = Stack::new().await;
+    // carol lacks image_publish; her own publish exists.
+    let doc = assert_refused(
+        &stack,
+        Req::delete(cancel_path("carol", 5, 6, 7)).basic("carol", "carol-password"),
+        403,
+    )
+    .await;
+    assert!(doc.message.contains("image_publish"));
+    // bob is entitled, but alice's publish is not his; nor is a missing one
+    // of alice's (same answer, so nothing about alice's data leaks).
+    let a = assert_refused(
+        &stack,
+        Req::delete(alice(ALICE_RUNNING)).basic("bob", "bob-password"),
+        403,
+    )
+    .await;
+    let b = assert_refused(
+        &stack,
+        Req::delete(cancel_path("alice", 1, 2, 999)).basic("bob", "bob-password"),
+        403,
+    )
+    .await;
+    assert_eq!((a.message, a.message_id), (b.message, b.message_id));
+    assert_eq!(state_of(&stack, "alice", ALICE_RUNNING).await, "publishing");
+}
+
+#[tokio::test]
+async fn revoked_entitlement_and_disabled_user_take_effect_at_once() {
+    let stack = Stack::new().await;
+    let (users, _) = common::seed_data();
+    let bob = users
+        .iter()
+        .find(|u| u.login.as_str() == "bob")
+        .unwrap()
+        .clone();
+    stack
+        .put_user(&User {
+            entitlements: vec![],
+            ..bob.clone()
+        })
+        .await;
+    assert_refused(
+        &stack,
+        Req::delete(cancel_path("bob", 10, 20, 30)).basic("bob", "bob-password"),
+        403,
+    )
+    .await;
+    stack
+        .put_user(&User {
+            active: false,
+            ..bob.clone()
+        })
+        .await;
+    assert_refused(
+        &stack,
+        Req::delete(cancel_path("bob", 10, 20, 30)).basic("bob", "bob-password"),
+        401,
+    )
+    .await;
+    stack.put_user(&bob).await;
+    let resp = stack
+        .call(&Req::delete(cancel_path("bob", 10, 20, 30)).basic("bob", "bob-password"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(Login::parse("bob").unwrap(), bob.login);
+}
+
+#[tokio::test]
+async fn routing_errors() {
+    let stack = Stack::new().await;
+    for method in [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+    ] {
+        let req = Req::new(method, alice(ALICE_RUNNING)).basic("alice", "alice-password");
+        let resp = stack.call(&req).await;
+        assert_eq!(resp.status(), 405);
+        assert_eq!(header(&resp, "allow"), Some("DELETE"));
+        assert_refused(&stack, req, 405).await;
+    }
+    for path in [
+        "/api/users/alice/appliances/1/images/2/pimages/3",
+        "/api/users/alice/appliances/one/images/2/pimages/3/cancel",
+        "/api/users/alice/appliances/1/images/2/pimages/9223372036854775808/cancel",
+        "/api/users/alice/appliances/1/images/2/pimages/+3/cancel",
+        "/api/users/alice%2F../appliances/1/images/2/pimages/3/cancel",
+        "/api//users/alice/appliances/1/images/2/pimages/3/cancel",
+    ] {
+        assert_refused(
+            &stack,
+            Req::delete(path).basic("alice", "alice-password"),
+            404,
+        )
+        .await;
+    }
+    let req = Req::delete(alice(ALICE_RUNNING))
+        .basic("alice", "alice-password")
+        .header("accept", "text/html");
+    assert_refused(&stack, req, 406).await;
+}
+
+#[tokio::test]
+async fn the_path_works_without_the_base_prefix() {
+    let stack = Stack::new().await;
+    let path = alice(ALICE_RUNNING).replacen("/api", "", 1);
+    let resp = stack
+        .call(&Req::delete(path).basic("alice", "alice-password"))
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn json_representations() {
+    let stack = Stack::new().await;
+    let ok = stack
+        .call(
+            &Req::delete(alice(ALICE_RUNNING))
+                .basic("alice", "alice-password")
+                .header("accept", "application/json"),
+        )
+        .await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(header(&ok, "content-type"), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(ok.body()).unwrap();
+    assert_eq!(v["cancelled"], true);
+    assert_eq!(v["percentage"], 40);
+    assert_eq!(v["dbId"], 3);
+
+    let before = stack.tables().await;
+    let err = stack
+        .call(
+            &Req::delete(alice(ALICE_PUBLISHED))
+                .basic("alice", "alice-password")
+                .header("accept", "application/json"),
+        )
+        .await;
+    assert_eq!(err.status(), 409);
+    assert_eq!(header(&err, "content-type"), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(err.body()).unwrap();
+    assert_eq!(v["statusCode"], 409);
+    assert_eq!(v["requestMethod"], "DELETE");
+    assert!(v["localizedErrorMsg"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("published"));
+    assert_eq!(stack.tables().await, before);
+}
+
+#[tokio::test]
+async fn prefer_return_minimal_gives_204() {
+    let stack = Stack::new().await;
+    let resp = stack
+        .call(
+            &Req::delete(alice(ALICE_RUNNING))
+                .basic("alice", "alice-password")
+                .header("prefer", "return=minimal"),
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    assert!(resp.body().is_empty());
+    assert_eq!(header(&resp, "content-type"), None);
+    assert_eq!(state_of(&stack, "alice", ALICE_RUNNING).await, "cancelled");
+}
+
+#[tokio::test]
+async fn stop_not_sent_is_503_and_a_retry_recovers() {
+    let stack = Stack::with(StackOptions {
+        create_queue: false,
+        ..StackOptions::default()
+    })
+    .await;
+    let resp = stack
+        .call(&Req::delete(alice(ALICE_RUNNING)).basic("alice", "alice-password"))
+        .await;
+    assert_eq!(resp.status(), 503, "{}", body_text(&resp));
+    assert_eq!(header(&resp, "retry-after"), Some("1"));
+    let doc = check_error(&body_text(&resp));
+    assert!(
+        !doc.message.to_lowercase().contains("queue"),
+        "no internals: {}",
+        doc.message
+    );
+    // The record is the source of truth and is already cancelled...
+    assert_eq!(state_of(&stack, "alice", ALICE_RUNNING).await, "cancelled");
+    // ...and the client's retry delivers the stop once the queue is back.
+    stack.create_queue_now().await;
+    let resp = stack
+        .call(&Req::delete(alice(ALICE_RUNNING)).basic("alice", "alice-password"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(stack.drain().await.len(), 1);
+}
+
+#[tokio::test]
+async fn store_unavailable_is_503_without_detail() {
+    let stack = Stack::with(StackOptions {
+        create_tables: false,
+        ..StackOptions::default()
+    })
+    .await;
+    let resp = stack
+        .call(&Req::delete(alice(ALICE_RUNNING)).basic("alice", "alice-password"))
+        .await;
+    assert_eq!(resp.status(), 503);
+    let body = body_text(&resp);
+    let doc = check_error(&body);
+    assert_eq!(doc.status, 503);
+    for leak in ["ResourceNotFound", "users-", "dynamo", "Dynamo"] {
+        assert!(!body.contains(leak), "body leaks {leak}: {body}");
+    }
+    assert_eq!(stack.queue_depth().await, 0);
+}
+
+#[tokio::test]
+async fn fifo_queues_get_group_and_deduplication_ids() {
+    let stack = Stack::with(StackOptions {
+        fifo: true,
+        ..StackOptions::default()
+    })
+    .await;
+    let req = Req::delete(alice(ALICE_RUNNING)).basic("alice", "alice-password");
+    assert_eq!(stack.call(&req).await.status(), 200);
+    // A repeat within the dedup window is de-duplicated by SQS.
+    assert_eq!(
+        stack
+            .call(&Req::delete(alice(ALICE_RUNNING)).basic("alice", "alice-password"))
+            .await
+            .status(),
+        200
+    );
+    let msgs = stack.drain().await;
+    assert_eq!(msgs.len(), 1, "FIFO dedup on the cancel's id");
+    let sys = msgs[0].attributes().unwrap();
+    use aws_sdk_sqs::types::MessageSystemAttributeName as A;
+    assert_eq!(sys[&A::MessageGroupId], "alice/1/2/3");
+    assert_eq!(sys[&A::MessageDeduplicationId], req.request_id);
+}
