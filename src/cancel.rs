@@ -98,3 +98,149 @@ impl<U: Users, P: Publishes, Q: StopQueue> CancelPublish<U, P, Q> {
         Ok(Cancelled { record, changed })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
+    use crate::auth::{BasicCredentials, Sealer};
+    use crate::domain::{Login, Timestamp};
+    use crate::seed::{Seed, BUNDLED};
+
+    /// Counts calls, to prove what was (not) looked up.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemoryPublishes,
+        calls: AtomicUsize,
+    }
+
+    impl Publishes for Counting {
+        async fn cancel(
+            &self,
+            key: &PublishKey,
+            stamp: &CancelStamp,
+        ) -> Result<CancelOutcome, BackendError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.inner.cancel(key, stamp).await
+        }
+    }
+
+    fn use_case() -> CancelPublish<MemoryUsers, Counting, MemoryQueue> {
+        let sealer = Sealer::new(&[3; 32]);
+        let (users, publishes) = Seed::parse(BUNDLED).unwrap().into_memory(&sealer).unwrap();
+        CancelPublish {
+            users,
+            publishes: Counting {
+                inner: publishes,
+                calls: AtomicUsize::new(0),
+            },
+            queue: MemoryQueue::default(),
+            auth: Authenticator::new(Some(sealer)),
+        }
+    }
+
+    fn request(caller: &str, password: &str, uid: &str, ids: (i64, i64, i64)) -> CancelRequest {
+        CancelRequest {
+            key: PublishKey {
+                uid: Login::parse(uid).unwrap(),
+                aid: ids.0.into(),
+                itid: ids.1.into(),
+                pitid: ids.2.into(),
+            },
+            credentials: Credentials::Basic(BasicCredentials {
+                login: Login::parse(caller).unwrap(),
+                password: password.into(),
+            }),
+            stamp: CancelStamp {
+                request_id: "req".into(),
+                at: Timestamp(100),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_is_looked_up_before_the_caller_is_proven_to_own_uid() {
+        let uc = use_case();
+        let cases = [
+            (
+                request("alice", "bad", "alice", (1, 2, 3)),
+                "Unauthenticated",
+            ),
+            (
+                request("carol", "carol-password", "carol", (5, 6, 7)),
+                "MissingEntitlement",
+            ),
+            (
+                request("bob", "bob-password", "alice", (1, 2, 3)),
+                "NotOwner",
+            ),
+            (
+                request("bob", "bob-password", "alice", (1, 2, 999)),
+                "NotOwner",
+            ),
+        ];
+        for (req, want) in cases {
+            let err = uc.run(req).await.unwrap_err();
+            assert!(format!("{err:?}").starts_with(want), "{err:?}");
+        }
+        assert_eq!(uc.publishes.calls.load(Ordering::SeqCst), 0);
+        assert!(uc.queue.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn cancel_then_repeat() {
+        let uc = use_case();
+        let done = uc
+            .run(request("alice", "alice-password", "alice", (1, 2, 3)))
+            .await
+            .unwrap();
+        assert!(done.changed);
+        assert_eq!(done.record.state, PublishState::Cancelled);
+        let again = uc
+            .run(request("alice", "alice-password", "alice", (1, 2, 3)))
+            .await
+            .unwrap();
+        assert!(!again.changed);
+        assert_eq!(again.record, done.record);
+        assert_eq!(uc.queue.sent().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_send_is_retryable() {
+        let uc = use_case();
+        uc.queue.fail(true);
+        let err = uc
+            .run(request("alice", "alice-password", "alice", (1, 2, 4)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CancelError::StopNotSent(_)), "{err:?}");
+        uc.queue.fail(false);
+        let ok = uc
+            .run(request("alice", "alice-password", "alice", (1, 2, 4)))
+            .await
+            .unwrap();
+        assert!(!ok.changed);
+        let sent = uc.queue.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].pitid, 4);
+    }
+
+    #[tokio::test]
+    async fn finished_and_missing_publishes() {
+        let uc = use_case();
+        for (ids, want) in [
+            ((1, 2, 5), "Finished(Published)"),
+            ((1, 2, 6), "Finished(Failed)"),
+            ((1, 2, 99), "NotFound"),
+        ] {
+            let err = uc
+                .run(request("alice", "alice-password", "alice", ids))
+                .await
+                .unwrap_err();
+            assert_eq!(format!("{err:?}"), want);
+        }
+        assert!(uc.queue.sent().is_empty());
+    }
+}

@@ -14,7 +14,8 @@ pub async fn handle<U: Users, P: Publishes, Q: StopQueue>(
     let request_id = event
         .lambda_context_ref()
         .map(|c| c.request_id.clone())
-        .unwrap_or_default();
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(super::new_request_id);
     let path = path_without_stage(&event);
     let response = api
         .handle(ApiRequest {

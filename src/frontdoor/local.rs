@@ -12,6 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use super::new_request_id;
 use crate::api::{Api, ApiRequest};
 use crate::ports::{Publishes, StopQueue, Users};
 
@@ -54,27 +55,4 @@ async fn handle<U: Users, P: Publishes, Q: StopQueue>(
         })
         .await;
     response.map(|body| Full::new(Bytes::from(body)))
-}
-
-/// A random id in UUID form, standing in for Lambda's request id.
-pub fn new_request_id() -> String {
-    let mut b = [0u8; 16];
-    // Without the OS RNG the id is still unique enough per process for
-    // logs; it is never a secret.
-    if getrandom::getrandom(&mut b).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        b = nanos.to_le_bytes();
-    }
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
 }

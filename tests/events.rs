@@ -1,0 +1,115 @@
+//! Every sample event in `events/` through the Lambda front door, against
+//! stores seeded with the bundled seed. A new event file without an
+//! expected outcome in `events/expected.json` fails this test.
+
+mod common;
+
+use std::path::Path;
+
+use common::xml::{check_error, check_status};
+use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
+use publish_cancel::api::Api;
+use publish_cancel::auth::Authenticator;
+use publish_cancel::cancel::CancelPublish;
+use publish_cancel::frontdoor;
+use publish_cancel::seed::{Seed, BUNDLED};
+
+type MemApi = Api<MemoryUsers, MemoryPublishes, MemoryQueue>;
+
+fn fresh_api() -> MemApi {
+    let sealer = common::sealer();
+    let (users, publishes) = Seed::parse(BUNDLED).unwrap().into_memory(&sealer).unwrap();
+    Api::new(
+        CancelPublish {
+            users,
+            publishes,
+            queue: MemoryQueue::default(),
+            auth: Authenticator::new(Some(sealer)),
+        },
+        "/api",
+    )
+}
+
+#[tokio::test]
+async fn every_sample_event_has_its_documented_outcome() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json") && n != "expected.json")
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "sample events went missing: {files:?}");
+    for name in &files {
+        let want = expected
+            .get(name)
+            .unwrap_or_else(|| panic!("events/{name} has no entry in events/expected.json"));
+        let event =
+            lambda_http::request::from_str(&std::fs::read_to_string(dir.join(name)).unwrap())
+                .unwrap_or_else(|e| {
+                    panic!("events/{name} is not an event lambda_http accepts: {e}")
+                });
+        let api = fresh_api();
+        let before = api.use_case().publishes.all();
+        let resp = frontdoor::lambda::handle(&api, event).await;
+        let status = resp.status().as_u16();
+        assert_eq!(
+            u64::from(status),
+            want["status"].as_u64().unwrap(),
+            "events/{name}"
+        );
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            content_type.as_deref(),
+            want["contentType"].as_str(),
+            "events/{name}"
+        );
+        let body = match resp.body() {
+            lambda_http::Body::Empty => String::new(),
+            lambda_http::Body::Text(t) => t.clone(),
+            lambda_http::Body::Binary(_) => panic!("events/{name}: binary body"),
+            _ => panic!("events/{name}: unknown body kind"),
+        };
+        let xml = content_type.as_deref() == Some("application/xml");
+        if status >= 400 {
+            if xml {
+                assert_eq!(check_error(&body).status, status, "events/{name}");
+            }
+            assert_eq!(
+                api.use_case().publishes.all(),
+                before,
+                "events/{name} changed a record"
+            );
+            assert!(
+                api.use_case().queue.sent().is_empty(),
+                "events/{name} sent a stop"
+            );
+        } else {
+            if xml {
+                assert_eq!(check_status(&body)["cancelled"], "true", "events/{name}");
+            }
+            assert_eq!(
+                api.use_case().queue.sent().len(),
+                1,
+                "events/{name}: one stop message"
+            );
+        }
+    }
+    // And nothing in expected.json without a file.
+    for key in expected
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !k.starts_with('_'))
+    {
+        assert!(
+            files.contains(key),
+            "events/expected.json names a missing file {key}"
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! The README's run command, for real: the `uforge-local` binary on a
+//! loopback port, spoken to over HTTP/1.1.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::http_client::send;
+use common::xml::{check_error, check_status};
+use common::{cancel_path, Stack};
+use publish_cancel::adapters::dynamodb::attr;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Starts the binary with `args` and `env`, returns it and its `host:port`.
+async fn start(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uforge-local"))
+        .args(["--port", "0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start uforge-local");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next_line().await.unwrap().expect("a banner line");
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"));
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let curl = lines.next_line().await.unwrap().expect("a curl line");
+    assert!(
+        curl.contains("curl") && curl.contains("-X DELETE"),
+        "{curl}"
+    );
+    (child, addr)
+}
+
+fn basic(login: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{login}:{password}"))
+    )
+}
+
+#[tokio::test]
+async fn embedded_default_cancels_then_repeats() {
+    let (_server, addr) = start(&[], &[]).await;
+    let path = cancel_path("alice", 1, 2, 3);
+    let auth = basic("alice", "alice-password");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Accept", "application/xml"),
+        ("Content-Type", "application/xml"),
+    ];
+
+    let first = send(&addr, "DELETE", &path, &headers).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.headers["content-type"], "application/xml");
+    let body = String::from_utf8(first.body).unwrap();
+    let status = check_status(&body);
+    assert_eq!(status["cancelled"], "true");
+
+    let second = send(&addr, "DELETE", &path, &headers).await;
+    assert_eq!(second.status, 200);
+    let again = check_status(&String::from_utf8(second.body).unwrap());
+    assert_eq!(
+        again, status,
+        "a repeat returns the stored record unchanged"
+    );
+
+    let published = send(&addr, "DELETE", &cancel_path("alice", 1, 2, 5), &headers).await;
+    assert_eq!(published.status, 409);
+    check_error(&String::from_utf8(published.body).unwrap());
+
+    let wrong = basic("alice", "wrong");
+    let denied = send(&addr, "DELETE", &path, &[("Authorization", wrong.as_str())]).await;
+    assert_eq!(denied.status, 401);
+    assert_eq!(denied.headers["www-authenticate"], "Basic realm=\"UForge\"");
+
+    let get = send(&addr, "GET", &path, &headers).await;
+    assert_eq!(get.status, 405);
+    assert_eq!(get.headers["allow"], "DELETE");
+}
+
+#[tokio::test]
+async fn seed_flag_loads_another_seed() {
+    let dir = std::env::temp_dir().join(format!("uforge-seed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let seed = dir.join("seed.json");
+    std::fs::write(
+        &seed,
+        r#"{"users":[{"login":"zoe","password":"zoe-pw","entitlements":["image_publish"]}],
+            "publishes":[{"uid":"zoe","aid":8,"itid":8,"pitid":8,"state":"queued"}]}"#,
+    )
+    .unwrap();
+    let (_server, addr) = start(&["--seed", seed.to_str().unwrap()], &[]).await;
+    let auth = basic("zoe", "zoe-pw");
+    let ok = send(
+        &addr,
+        "DELETE",
+        &cancel_path("zoe", 8, 8, 8),
+        &[("Authorization", auth.as_str())],
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    // The bundled users are not there.
+    let alice = basic("alice", "alice-password");
+    let no = send(
+        &addr,
+        "DELETE",
+        &cancel_path("alice", 1, 2, 3),
+        &[("Authorization", alice.as_str())],
+    )
+    .await;
+    assert_eq!(no.status, 401);
+}
+
+#[tokio::test]
+async fn a_bad_seed_file_is_a_clear_startup_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_uforge-local"))
+        .args(["--port", "0", "--seed", "/nonexistent/seed.json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/seed.json"), "{err}");
+}
+
+#[tokio::test]
+async fn aws_backend_against_the_emulator() {
+    let stack = Stack::new().await;
+    let moto = &common::moto::moto().endpoint;
+    let kek = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(common::KEK)
+    };
+    let (_server, addr) = start(
+        &["--backend", "aws"],
+        &[
+            ("AWS_ENDPOINT_URL", moto),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("USERS_TABLE", &stack.users_table),
+            ("PUBLISHES_TABLE", &stack.publishes_table),
+            ("STOP_QUEUE_URL", &stack.queue_url),
+            ("UFORGE_API_KEY_KEK", &kek),
+        ],
+    )
+    .await;
+    let auth = basic("alice", "alice-password");
+    let resp = send(
+        &addr,
+        "DELETE",
+        &cancel_path("alice", 1, 2, 3),
+        &[("Authorization", auth.as_str())],
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let item = stack.publish_item("alice", "1/2/3").await.unwrap();
+    assert_eq!(item[attr::STATE].as_s().unwrap(), "cancelled");
+    assert_eq!(stack.drain().await.len(), 1);
+}
