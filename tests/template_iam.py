@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Asserts least privilege in template.yaml: every IAM policy statement names
+its actions and resources, with no '*' in either (no "s3:*", no "arn:...:*").
+
+Uses cfn-lint's own template decoder, so CloudFormation tags (!Ref, !GetAtt,
+!Sub) parse as they do for the linter. Exits non-zero on any violation."""
+
+import sys
+
+from cfnlint.decode import decode
+
+
+def statements(node):
+    """Yields every dict under a 'Statement' key, anywhere in the template."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Statement":
+                for st in value if isinstance(value, list) else [value]:
+                    yield st
+            else:
+                yield from statements(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from statements(item)
+
+
+def strings(node):
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for v in node.values():
+            yield from strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from strings(v)
+
+
+def main(path):
+    template, errors = decode(path)
+    if errors:
+        for e in errors:
+            print(e)
+        return 1
+    bad = []
+    count = 0
+    for st in statements(template.get("Resources", {})):
+        count += 1
+        for field in ("Action", "Resource", "NotAction", "NotResource"):
+            if field.startswith("Not") and field in st:
+                bad.append(f"{st.get('Sid', '?')}: uses {field}")
+        for field in ("Action", "Resource"):
+            if field not in st and st.get("Principal") is None:
+                bad.append(f"{st.get('Sid', '?')}: no {field}")
+            for s in strings(st.get(field, [])):
+                if "*" in s:
+                    bad.append(f"{st.get('Sid', '?')}: {field} {s!r} has a wildcard")
+    if count == 0:
+        bad.append("no IAM statements found: the check would prove nothing")
+    for b in bad:
+        print("template IAM:", b)
+    print(f"template IAM: {count} statements checked, {len(bad)} violations")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "template.yaml"))
