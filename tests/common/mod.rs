@@ -5,6 +5,7 @@
 
 pub mod http_client;
 pub mod moto;
+pub mod runtime_api;
 pub mod xml;
 
 use std::collections::HashMap;

@@ -1,0 +1,176 @@
+//! A Lambda Runtime API on loopback, enough for a real function binary:
+//! `GET /2018-06-01/runtime/invocation/next`, `POST .../{id}/response`,
+//! `POST .../{id}/error` and `POST .../init/error`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// What the function answered for one invocation.
+#[derive(Debug)]
+pub enum Outcome {
+    Response(serde_json::Value),
+    Error(serde_json::Value),
+}
+
+struct Shared {
+    events: tokio::sync::Mutex<mpsc::Receiver<(String, String)>>,
+    waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    first_next: Mutex<Option<Instant>>,
+    init_error: Mutex<Option<String>>,
+}
+
+pub struct RuntimeApi {
+    /// `host:port`, the value of `AWS_LAMBDA_RUNTIME_API`.
+    pub addr: String,
+    queue: mpsc::Sender<(String, String)>,
+    shared: Arc<Shared>,
+    next_id: AtomicU64,
+}
+
+impl RuntimeApi {
+    pub async fn start() -> RuntimeApi {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap().to_string();
+        let (queue, events) = mpsc::channel(64);
+        let shared = Arc::new(Shared {
+            events: tokio::sync::Mutex::new(events),
+            waiting: Mutex::new(HashMap::new()),
+            first_next: Mutex::new(None),
+            init_error: Mutex::new(None),
+        });
+        let serving = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let shared = serving.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(route(&shared, req).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        RuntimeApi {
+            addr,
+            queue,
+            shared,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Invokes the function with `event` and waits for its answer.
+    pub async fn invoke(&self, event: &str) -> Outcome {
+        let id = format!(
+            "00000000-0000-4000-8000-{:012}",
+            self.next_id.fetch_add(1, Ordering::SeqCst)
+        );
+        let (tx, rx) = oneshot::channel();
+        self.shared.waiting.lock().unwrap().insert(id.clone(), tx);
+        self.queue
+            .send((id.clone(), event.to_owned()))
+            .await
+            .expect("queue");
+        tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .unwrap_or_else(|_| panic!("no answer to invocation {id} within 30 s"))
+            .expect("answer")
+    }
+
+    /// When the function first asked for work (its init was done).
+    pub fn first_next(&self) -> Option<Instant> {
+        *self.shared.first_next.lock().unwrap()
+    }
+
+    pub fn init_error(&self) -> Option<String> {
+        self.shared.init_error.lock().unwrap().clone()
+    }
+}
+
+async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["2018-06-01", "runtime", "invocation", "next"]) => {
+            shared
+                .first_next
+                .lock()
+                .unwrap()
+                .get_or_insert_with(Instant::now);
+            let next = shared.events.lock().await.recv().await;
+            let Some((id, event)) = next else {
+                return reply(500, "no more events");
+            };
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                + 20_000;
+            Response::builder()
+                .status(200)
+                .header("lambda-runtime-aws-request-id", &id)
+                .header("lambda-runtime-deadline-ms", deadline.to_string())
+                .header(
+                    "lambda-runtime-invoked-function-arn",
+                    "arn:aws:lambda:us-east-1:123456789012:function:publish-cancel",
+                )
+                .header(
+                    "lambda-runtime-trace-id",
+                    "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1",
+                )
+                .body(Full::new(Bytes::from(event)))
+                .unwrap()
+        }
+        ("POST", ["2018-06-01", "runtime", "invocation", id, kind @ ("response" | "error")]) => {
+            let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
+            });
+            let outcome = if *kind == "response" {
+                Outcome::Response(value)
+            } else {
+                Outcome::Error(value)
+            };
+            if let Some(tx) = shared.waiting.lock().unwrap().remove(*id) {
+                let _ = tx.send(outcome);
+            }
+            reply(202, "")
+        }
+        ("POST", ["2018-06-01", "runtime", "init", "error"]) => {
+            *shared.init_error.lock().unwrap() = Some(String::from_utf8_lossy(&body).into_owned());
+            reply(202, "")
+        }
+        _ => reply(404, "unknown runtime API path"),
+    }
+}
+
+fn reply(status: u16, body: &'static str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
+}
