@@ -11,6 +11,7 @@
 //! - [`config`] and [`seed`]: wiring from the environment and seed files.
 
 pub mod adapters;
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod cancel;

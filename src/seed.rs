@@ -2,7 +2,7 @@
 //! (and for tests). The format is documented in the README; `seed/local.json`
 //! is the bundled example.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::adapters::memory::{MemoryPublishes, MemoryUsers};
 use crate::auth::{password, Sealer};
@@ -22,7 +22,8 @@ pub enum SeedError {
     Publish(String, &'static str),
 }
 
-#[derive(Debug, Deserialize)]
+/// Not `Debug`: seeds carry plain-text passwords and API secrets.
+#[derive(Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Seed {
     #[serde(default)]
@@ -31,23 +32,25 @@ pub struct Seed {
     pub publishes: Vec<SeedPublish>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SeedUser {
     pub login: String,
     /// Plain text, hashed with Argon2id at load. For local use only.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     /// Or an existing PHC string.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
     #[serde(default = "yes")]
     pub active: bool,
     #[serde(default)]
     pub entitlements: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub api_keys: Vec<SeedApiKey>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SeedApiKey {
     pub public_key: String,
@@ -55,7 +58,7 @@ pub struct SeedApiKey {
     pub secret_key: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SeedPublish {
     pub uid: String,
@@ -63,12 +66,19 @@ pub struct SeedPublish {
     pub itid: i64,
     pub pitid: i64,
     pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub percentage: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_loaded: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_total: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
 }
 
@@ -79,6 +89,11 @@ fn yes() -> bool {
 impl Seed {
     pub fn parse(json: &str) -> Result<Seed, SeedError> {
         Ok(serde_json::from_str(json)?)
+    }
+
+    pub fn to_json(&self) -> String {
+        // Plain data: serialising it cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
     }
 
     /// The users, with passwords hashed and API secrets sealed.
@@ -140,7 +155,24 @@ impl SeedUser {
 }
 
 impl SeedPublish {
-    fn to_record(&self) -> Result<PublishRecord, SeedError> {
+    pub fn from_record(r: &PublishRecord) -> Self {
+        SeedPublish {
+            uid: r.key.uid.to_string(),
+            aid: r.key.aid.get(),
+            itid: r.key.itid.get(),
+            pitid: r.key.pitid.get(),
+            state: r.state.as_str().to_owned(),
+            created: r.created.map(|t| t.0),
+            last_modified: r.last_modified.map(|t| t.0),
+            percentage: r.percentage,
+            bytes_loaded: r.bytes_loaded,
+            bytes_total: r.bytes_total,
+            message: r.message.clone(),
+            error_message: r.error_message.clone(),
+        }
+    }
+
+    pub fn to_record(&self) -> Result<PublishRecord, SeedError> {
         let name = format!("{}/{}/{}/{}", self.uid, self.aid, self.itid, self.pitid);
         let uid =
             Login::parse(&self.uid).map_err(|_| SeedError::Publish(name.clone(), "invalid uid"))?;

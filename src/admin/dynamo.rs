@@ -1,0 +1,339 @@
+//! Administration on DynamoDB, with targeted conditional updates so that
+//! concurrent edits of one user do not overwrite each other.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use aws_sdk_dynamodb::Client;
+
+use super::{AdminError, AdminStore, UserSummary};
+use crate::adapters::dynamodb::{
+    attr, publish_sort_key, record_from_item, record_to_item, user_from_item,
+};
+use crate::auth::Sealer;
+use crate::domain::{Login, PublishKey, PublishRecord};
+use crate::ports::BackendError;
+
+pub struct DynamoAdmin {
+    client: Client,
+    users_table: String,
+    publishes_table: String,
+    /// Needed only to issue API keys.
+    sealer: Option<Sealer>,
+}
+
+impl DynamoAdmin {
+    pub fn new(
+        client: Client,
+        users_table: String,
+        publishes_table: String,
+        sealer: Option<Sealer>,
+    ) -> Self {
+        DynamoAdmin {
+            client,
+            users_table,
+            publishes_table,
+            sealer,
+        }
+    }
+
+    /// One conditional update of an existing user.
+    async fn update_user(
+        &self,
+        login: &Login,
+        expression: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+        condition: &str,
+    ) -> Result<(), AdminError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.users_table)
+            .key(attr::LOGIN, AttributeValue::S(login.to_string()))
+            .update_expression(expression)
+            .condition_expression(condition);
+        // DynamoDB refuses names an expression does not use.
+        if condition.contains("#login") {
+            req = req.expression_attribute_names("#login", attr::LOGIN);
+        }
+        for (k, v) in names {
+            req = req.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in values {
+            req = req.expression_attribute_values(k, v);
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(AdminError::NoSuchUser(login.clone()))
+            }
+            Err(e) => Err(backend("updating the users table", e)),
+        }
+    }
+}
+
+fn backend(context: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> AdminError {
+    AdminError::Backend(BackendError::new(
+        context,
+        DisplayErrorContext(e).to_string(),
+    ))
+}
+
+const EXISTS: &str = "attribute_exists(#login)";
+
+impl AdminStore for DynamoAdmin {
+    async fn create_user(
+        &self,
+        login: &Login,
+        password_hash: Option<String>,
+        entitlements: &[String],
+        active: bool,
+    ) -> Result<(), AdminError> {
+        let mut item = HashMap::new();
+        item.insert(attr::LOGIN.to_owned(), AttributeValue::S(login.to_string()));
+        item.insert(attr::ACTIVE.to_owned(), AttributeValue::Bool(active));
+        // An empty map, so that issuing a key is a single nested SET.
+        item.insert(attr::API_KEYS.to_owned(), AttributeValue::M(HashMap::new()));
+        if let Some(h) = password_hash {
+            item.insert(attr::PASSWORD_HASH.to_owned(), AttributeValue::S(h));
+        }
+        if !entitlements.is_empty() {
+            item.insert(
+                attr::ENTITLEMENTS.to_owned(),
+                AttributeValue::Ss(entitlements.to_vec()),
+            );
+        }
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.users_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#login)")
+            .expression_attribute_names("#login", attr::LOGIN)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(AdminError::UserExists(login.clone()))
+            }
+            Err(e) => Err(backend("creating a user", e)),
+        }
+    }
+
+    async fn set_password(&self, login: &Login, hash: String) -> Result<(), AdminError> {
+        self.update_user(
+            login,
+            "SET #h = :h",
+            &[("#h", attr::PASSWORD_HASH)],
+            vec![(":h", AttributeValue::S(hash))],
+            EXISTS,
+        )
+        .await
+    }
+
+    async fn set_active(&self, login: &Login, active: bool) -> Result<(), AdminError> {
+        self.update_user(
+            login,
+            "SET #a = :a",
+            &[("#a", attr::ACTIVE)],
+            vec![(":a", AttributeValue::Bool(active))],
+            EXISTS,
+        )
+        .await
+    }
+
+    async fn grant(&self, login: &Login, entitlement: &str) -> Result<(), AdminError> {
+        let set = AttributeValue::Ss(vec![entitlement.to_owned()]);
+        self.update_user(
+            login,
+            "ADD #e :e",
+            &[("#e", attr::ENTITLEMENTS)],
+            vec![(":e", set)],
+            EXISTS,
+        )
+        .await
+    }
+
+    async fn revoke(&self, login: &Login, entitlement: &str) -> Result<(), AdminError> {
+        let set = AttributeValue::Ss(vec![entitlement.to_owned()]);
+        self.update_user(
+            login,
+            "DELETE #e :e",
+            &[("#e", attr::ENTITLEMENTS)],
+            vec![(":e", set)],
+            EXISTS,
+        )
+        .await
+    }
+
+    async fn add_api_key(
+        &self,
+        login: &Login,
+        public_key: &str,
+        secret_key: &str,
+    ) -> Result<(), AdminError> {
+        let sealer = self.sealer.as_ref().ok_or_else(|| {
+            AdminError::Invalid("UFORGE_API_KEY_KEK must be set to issue API keys".into())
+        })?;
+        let sealed = sealer
+            .seal(login.as_str(), public_key, secret_key.as_bytes())
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let names = [("#k", attr::API_KEYS), ("#p", public_key)];
+        let nested = self
+            .update_user(
+                login,
+                "SET #k.#p = :s",
+                &names,
+                vec![(":s", AttributeValue::S(sealed.clone()))],
+                "attribute_exists(#login) AND attribute_exists(#k)",
+            )
+            .await;
+        match nested {
+            // Users written by other tools may lack the map: create it.
+            Err(AdminError::NoSuchUser(_)) => {
+                let map = HashMap::from([(public_key.to_owned(), AttributeValue::S(sealed))]);
+                self.update_user(
+                    login,
+                    "SET #k = :m",
+                    &[("#k", attr::API_KEYS)],
+                    vec![(":m", AttributeValue::M(map))],
+                    "attribute_exists(#login) AND attribute_not_exists(#k)",
+                )
+                .await
+            }
+            other => other,
+        }
+    }
+
+    async fn remove_api_key(&self, login: &Login, public_key: &str) -> Result<(), AdminError> {
+        self.update_user(
+            login,
+            "REMOVE #k.#p",
+            &[("#k", attr::API_KEYS), ("#p", public_key)],
+            vec![],
+            "attribute_exists(#k.#p)",
+        )
+        .await
+        .map_err(|e| match e {
+            AdminError::NoSuchUser(l) => AdminError::NoSuchKey(l, public_key.to_owned()),
+            other => other,
+        })
+    }
+
+    async fn user(&self, login: &Login) -> Result<Option<UserSummary>, AdminError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.users_table)
+            .key(attr::LOGIN, AttributeValue::S(login.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("reading the users table", e))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let u = user_from_item(login, &item)?;
+        let mut api_keys: Vec<String> = u.api_keys.iter().map(|k| k.public_key.clone()).collect();
+        api_keys.sort();
+        Ok(Some(UserSummary {
+            login: u.login,
+            active: u.active,
+            has_password: u.password_hash.is_some(),
+            entitlements: u.entitlements,
+            api_keys,
+        }))
+    }
+
+    async fn put_publish(&self, record: &PublishRecord) -> Result<(), AdminError> {
+        self.client
+            .put_item()
+            .table_name(&self.publishes_table)
+            .set_item(Some(record_to_item(record)))
+            .send()
+            .await
+            .map_err(|e| backend("writing the publishes table", e))?;
+        Ok(())
+    }
+
+    async fn publish(&self, key: &PublishKey) -> Result<Option<PublishRecord>, AdminError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.publishes_table)
+            .key(attr::UID, AttributeValue::S(key.uid.to_string()))
+            .key(attr::PUBLISH_KEY, AttributeValue::S(publish_sort_key(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("reading the publishes table", e))?;
+        Ok(match out.item {
+            Some(item) => Some(record_from_item(key, &item)?),
+            None => None,
+        })
+    }
+}
+
+/// Creates the two tables and the queue with the production key schemas
+/// (for an emulator or a scratch account; production uses template.yaml).
+/// Returns the queue URL.
+pub async fn create_resources(
+    dynamo: &Client,
+    sqs: &aws_sdk_sqs::Client,
+    users_table: &str,
+    publishes_table: &str,
+    queue_name: &str,
+) -> Result<String, AdminError> {
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(|e| AdminError::Invalid(e.to_string()))
+    };
+    let def = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| AdminError::Invalid(e.to_string()))
+    };
+    dynamo
+        .create_table()
+        .table_name(users_table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(def(attr::LOGIN)?)
+        .key_schema(key(attr::LOGIN, KeyType::Hash)?)
+        .send()
+        .await
+        .map_err(|e| backend("creating the users table", e))?;
+    dynamo
+        .create_table()
+        .table_name(publishes_table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(def(attr::UID)?)
+        .attribute_definitions(def(attr::PUBLISH_KEY)?)
+        .key_schema(key(attr::UID, KeyType::Hash)?)
+        .key_schema(key(attr::PUBLISH_KEY, KeyType::Range)?)
+        .send()
+        .await
+        .map_err(|e| backend("creating the publishes table", e))?;
+    let mut queue = sqs.create_queue().queue_name(queue_name);
+    if queue_name.ends_with(".fifo") {
+        queue = queue.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
+    }
+    let out = queue.send().await.map_err(|e| {
+        AdminError::Backend(BackendError::new(
+            "creating the stop queue",
+            aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+        ))
+    })?;
+    out.queue_url
+        .ok_or_else(|| AdminError::Invalid("CreateQueue returned no URL".into()))
+}

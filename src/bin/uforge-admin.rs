@@ -1,0 +1,349 @@
+//! Operator CLI: users, entitlements, API keys and publish records, on
+//! DynamoDB (tables and queue from the same environment as the Lambda) or on
+//! a local server's seed file (`--seed PATH`). Passwords are read from stdin
+//! or a prompt, never from the command line; API secrets are printed once.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use publish_cancel::admin::{self, AdminError, AdminStore, DynamoAdmin, SeedFileAdmin};
+use publish_cancel::api::negotiate::Format;
+use publish_cancel::api::render;
+use publish_cancel::auth::password;
+use publish_cancel::config;
+use publish_cancel::domain::{
+    Login, PublishKey, PublishRecord, PublishState, Timestamp, IMAGE_PUBLISH,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Administer the users and publishes of the UForge publish-cancel service"
+)]
+struct Cli {
+    /// Work on this seed file (the local server's) instead of DynamoDB.
+    #[arg(long, global = true, value_name = "PATH")]
+    seed: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Users and their entitlements.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// API key pairs.
+    #[command(subcommand, name = "apikey")]
+    ApiKey(ApiKeyCmd),
+    /// Publish records.
+    #[command(subcommand)]
+    Publish(PublishCmd),
+    /// Create the tables and the queue (emulator or scratch account), named
+    /// by USERS_TABLE, PUBLISHES_TABLE and --queue-name; prints the exports.
+    Setup {
+        #[arg(long, default_value = "uforge-stop")]
+        queue_name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCmd {
+    /// Create a user. The password is read from stdin (one line) or prompted for.
+    Create {
+        login: String,
+        /// Entitlements to grant (repeatable) [default: image_publish].
+        #[arg(long = "entitlement", value_name = "NAME")]
+        entitlements: Vec<String>,
+        /// Create the user disabled.
+        #[arg(long)]
+        inactive: bool,
+        /// No password: the user authenticates with API keys only.
+        #[arg(long)]
+        no_password: bool,
+    },
+    /// Replace a user's password (read from stdin or prompted for).
+    SetPassword {
+        login: String,
+    },
+    Disable {
+        login: String,
+    },
+    Enable {
+        login: String,
+    },
+    Grant {
+        login: String,
+        entitlement: String,
+    },
+    Revoke {
+        login: String,
+        entitlement: String,
+    },
+    /// Show a user (never a hash or a secret).
+    Show {
+        login: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCmd {
+    /// Issue a new key pair; the secret is printed once and cannot be shown again.
+    Issue {
+        login: String,
+    },
+    Revoke {
+        login: String,
+        public_key: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct PublishIds {
+    uid: String,
+    aid: i64,
+    itid: i64,
+    pitid: i64,
+}
+
+#[derive(Debug, Subcommand)]
+enum PublishCmd {
+    /// Create or replace a publish record in a given state.
+    Put {
+        #[command(flatten)]
+        ids: PublishIds,
+        #[arg(long)]
+        state: String,
+        #[arg(long)]
+        percentage: Option<i32>,
+        #[arg(long)]
+        message: Option<String>,
+        #[arg(long)]
+        error_message: Option<String>,
+    },
+    /// Print a publish's UForge status (XML, or JSON with --json).
+    Show {
+        #[command(flatten)]
+        ids: PublishIds,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("uforge-admin: {}", publish_cancel::ErrorChain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), BoxError> {
+    if let Command::Setup { queue_name } = &cli.command {
+        return setup(queue_name).await;
+    }
+    match &cli.seed {
+        Some(path) => execute(&SeedFileAdmin::new(path.clone()), cli.command).await,
+        None => {
+            let required = |name: &'static str| {
+                std::env::var(name).map_err(|_| config::ConfigError::Missing(name))
+            };
+            let sdk = config::load_sdk_config().await;
+            let store = DynamoAdmin::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                required(config::ENV_USERS_TABLE)?,
+                required(config::ENV_PUBLISHES_TABLE)?,
+                config::sealer_from_env()?,
+            );
+            execute(&store, cli.command).await
+        }
+    }
+}
+
+fn login(s: &str) -> Result<Login, AdminError> {
+    Login::parse(s).map_err(|_| AdminError::Invalid(format!("{s:?} is not a valid login")))
+}
+
+fn key(ids: &PublishIds) -> Result<PublishKey, AdminError> {
+    Ok(PublishKey {
+        uid: login(&ids.uid)?,
+        aid: ids.aid.into(),
+        itid: ids.itid.into(),
+        pitid: ids.pitid.into(),
+    })
+}
+
+/// One line from stdin, or a no-echo prompt on a terminal.
+fn read_password() -> Result<String, BoxError> {
+    let pw = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("New password: ")?;
+        let again = rpassword::prompt_password("Repeat it: ")?;
+        if first != again {
+            return Err("the passwords differ".into());
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if pw.is_empty() {
+        return Err("empty password".into());
+    }
+    if pw.len() > publish_cancel::auth::basic::MAX_PASSWORD_LEN {
+        return Err("password longer than the server accepts".into());
+    }
+    Ok(pw)
+}
+
+fn hash_new_password() -> Result<String, BoxError> {
+    let pw = read_password()?;
+    Ok(password::hash(&pw).map_err(|e| format!("hashing: {e}"))?)
+}
+
+async fn execute(store: &impl AdminStore, command: Command) -> Result<(), BoxError> {
+    match command {
+        Command::User(cmd) => match cmd {
+            UserCmd::Create {
+                login: l,
+                entitlements,
+                inactive,
+                no_password,
+            } => {
+                let l = login(&l)?;
+                let hash = if no_password {
+                    None
+                } else {
+                    Some(hash_new_password()?)
+                };
+                let entitlements = if entitlements.is_empty() {
+                    vec![IMAGE_PUBLISH.to_owned()]
+                } else {
+                    entitlements
+                };
+                store
+                    .create_user(&l, hash, &entitlements, !inactive)
+                    .await?;
+                println!("created user {l}");
+            }
+            UserCmd::SetPassword { login: l } => {
+                let l = login(&l)?;
+                store.set_password(&l, hash_new_password()?).await?;
+                println!("password of {l} replaced");
+            }
+            UserCmd::Disable { login: l } => {
+                store.set_active(&login(&l)?, false).await?;
+                println!("disabled {l}");
+            }
+            UserCmd::Enable { login: l } => {
+                store.set_active(&login(&l)?, true).await?;
+                println!("enabled {l}");
+            }
+            UserCmd::Grant {
+                login: l,
+                entitlement,
+            } => {
+                store.grant(&login(&l)?, &entitlement).await?;
+                println!("granted {entitlement} to {l}");
+            }
+            UserCmd::Revoke {
+                login: l,
+                entitlement,
+            } => {
+                store.revoke(&login(&l)?, &entitlement).await?;
+                println!("revoked {entitlement} from {l}");
+            }
+            UserCmd::Show { login: l } => {
+                let l = login(&l)?;
+                let u = store.user(&l).await?.ok_or(AdminError::NoSuchUser(l))?;
+                println!("login:        {}", u.login);
+                println!("active:       {}", u.active);
+                println!(
+                    "password:     {}",
+                    if u.has_password { "set" } else { "none" }
+                );
+                println!("entitlements: {}", u.entitlements.join(", "));
+                println!("api keys:     {}", u.api_keys.join(", "));
+            }
+        },
+        Command::ApiKey(cmd) => match cmd {
+            ApiKeyCmd::Issue { login: l } => {
+                let l = login(&l)?;
+                let (public, secret) = admin::new_key_pair()?;
+                store.add_api_key(&l, &public, &secret).await?;
+                println!("public key: {public}");
+                println!("secret key: {secret}");
+                eprintln!("The secret key is shown once; store it now.");
+            }
+            ApiKeyCmd::Revoke {
+                login: l,
+                public_key,
+            } => {
+                store.remove_api_key(&login(&l)?, &public_key).await?;
+                println!("revoked {public_key}");
+            }
+        },
+        Command::Publish(cmd) => match cmd {
+            PublishCmd::Put {
+                ids,
+                state,
+                percentage,
+                message,
+                error_message,
+            } => {
+                let state: PublishState = state.parse()?;
+                let mut record = PublishRecord::new(key(&ids)?, state);
+                let now = Timestamp::now();
+                record.created = Some(now);
+                record.last_modified = Some(now);
+                record.percentage = percentage;
+                record.message = message;
+                record.error_message = error_message;
+                store.put_publish(&record).await?;
+                println!("publish {} is {state}", record.key.uri());
+            }
+            PublishCmd::Show { ids, json } => {
+                let k = key(&ids)?;
+                let record = store
+                    .publish(&k)
+                    .await?
+                    .ok_or_else(|| AdminError::Invalid(format!("no publish {}", k.uri())))?;
+                let format = if json { Format::Json } else { Format::Xml };
+                println!(
+                    "{}",
+                    String::from_utf8_lossy(&render::status(&record, format))
+                );
+                println!("state: {}", record.state);
+            }
+        },
+        Command::Setup { .. } => unreachable!("handled before a store is chosen"),
+    }
+    Ok(())
+}
+
+async fn setup(queue_name: &str) -> Result<(), BoxError> {
+    let users = std::env::var(config::ENV_USERS_TABLE).unwrap_or_else(|_| "uforge-users".into());
+    let publishes =
+        std::env::var(config::ENV_PUBLISHES_TABLE).unwrap_or_else(|_| "uforge-publishes".into());
+    let sdk = config::load_sdk_config().await;
+    let queue_url = admin::create_resources(
+        &aws_sdk_dynamodb::Client::new(&sdk),
+        &aws_sdk_sqs::Client::new(&sdk),
+        &users,
+        &publishes,
+        queue_name,
+    )
+    .await?;
+    println!("export {}={users}", config::ENV_USERS_TABLE);
+    println!("export {}={publishes}", config::ENV_PUBLISHES_TABLE);
+    println!("export {}={queue_url}", config::ENV_STOP_QUEUE_URL);
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! The operator CLI, as an operator runs it: on a seed file for the local
+//! server, and on DynamoDB/SQS (moto) for the Lambda.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{body_text, cancel_path, Req};
+use publish_cancel::config::{self, AwsSettings};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `uforge-admin args` with `stdin` and `env`.
+async fn admin(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Out {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uforge-admin"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("uforge-admin");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn secret_from(out: &Out) -> (String, String) {
+    let field = |name: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in {}", out.stdout))
+    };
+    (field("public key:"), field("secret key:"))
+}
+
+#[tokio::test]
+async fn passwords_never_come_from_the_command_line() {
+    let out = admin(
+        &[
+            "--seed",
+            "/tmp/unused.json",
+            "user",
+            "create",
+            "eve",
+            "--password",
+            "pw",
+        ],
+        "",
+        &[],
+    )
+    .await;
+    assert!(!out.ok);
+    assert!(out.stderr.contains("--password"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn seed_file_administration() {
+    let dir = std::env::temp_dir().join(format!("uforge-admin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let seed = dir.join("seed.json");
+    let _ = std::fs::remove_file(&seed);
+    let s = seed.to_str().unwrap();
+
+    let created = admin(&["--seed", s, "user", "create", "erin"], "erin-pw\n", &[]).await;
+    assert!(created.ok, "{}", created.stderr);
+    let text = std::fs::read_to_string(&seed).unwrap();
+    assert!(
+        !text.contains("erin-pw"),
+        "plain password written to the seed"
+    );
+    assert!(text.contains("$argon2id$"));
+    assert!(
+        !admin(&["--seed", s, "user", "create", "erin"], "x\n", &[])
+            .await
+            .ok,
+        "duplicate user"
+    );
+
+    let issued = admin(&["--seed", s, "apikey", "issue", "erin"], "", &[]).await;
+    assert!(issued.ok, "{}", issued.stderr);
+    let (public, secret) = secret_from(&issued);
+    let put = admin(
+        &[
+            "--seed",
+            s,
+            "publish",
+            "put",
+            "erin",
+            "1",
+            "1",
+            "1",
+            "--state",
+            "publishing",
+            "--percentage",
+            "5",
+        ],
+        "",
+        &[],
+    )
+    .await;
+    assert!(put.ok, "{}", put.stderr);
+    let show = admin(&["--seed", s, "user", "show", "erin"], "", &[]).await;
+    assert!(
+        show.stdout.contains("image_publish") && show.stdout.contains(&public),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        !show.stdout.contains(&secret) && !show.stdout.contains("argon2"),
+        "show leaks: {}",
+        show.stdout
+    );
+
+    // The seed drives a real server: the password and the key both work.
+    let text = std::fs::read_to_string(&seed).unwrap();
+    let parsed = publish_cancel::seed::Seed::parse(&text).unwrap();
+    let sealer = common::sealer();
+    let (users, publishes) = parsed.into_memory(&sealer).unwrap();
+    let api = publish_cancel::api::Api::new(
+        publish_cancel::cancel::CancelPublish {
+            users,
+            publishes,
+            queue: publish_cancel::adapters::memory::MemoryQueue::default(),
+            auth: publish_cancel::auth::Authenticator::new(Some(sealer)),
+        },
+        "/api",
+    );
+    let call = |req: Req| {
+        let api = &api;
+        async move {
+            let (path, query) = req.uri.split_once('?').unwrap_or((&req.uri, ""));
+            api.handle(publish_cancel::api::ApiRequest {
+                method: &req.method,
+                path,
+                query,
+                headers: &req.headers,
+                request_id: "admin-test",
+            })
+            .await
+        }
+    };
+    let path = cancel_path("erin", 1, 1, 1);
+    assert_eq!(
+        call(Req::delete(path.clone()).basic("erin", "erin-pw"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        call(Req::delete(path.clone()).signed(&public, &secret))
+            .await
+            .status(),
+        200
+    );
+
+    assert!(
+        admin(&["--seed", s, "apikey", "revoke", "erin", &public], "", &[])
+            .await
+            .ok
+    );
+    assert!(
+        !admin(&["--seed", s, "apikey", "revoke", "erin", &public], "", &[])
+            .await
+            .ok,
+        "revoking twice"
+    );
+    assert!(
+        admin(&["--seed", s, "user", "disable", "erin"], "", &[])
+            .await
+            .ok
+    );
+    let text = std::fs::read_to_string(&seed).unwrap();
+    assert!(
+        !text.contains(&public) && text.contains("\"active\": false"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn dynamodb_administration_drives_the_endpoint() {
+    let moto = &common::moto::moto().endpoint;
+    let tag = format!("{}-admin", std::process::id());
+    let users_table = format!("users-{tag}");
+    let publishes_table = format!("publishes-{tag}");
+    let kek = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(common::KEK)
+    };
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("USERS_TABLE", users_table.as_str()),
+        ("PUBLISHES_TABLE", publishes_table.as_str()),
+        ("UFORGE_API_KEY_KEK", kek.as_str()),
+    ];
+    let setup = admin(&["setup", "--queue-name", &format!("stop-{tag}")], "", &env).await;
+    assert!(setup.ok, "{}", setup.stderr);
+    let queue_url = setup
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("export STOP_QUEUE_URL="))
+        .expect("queue url export")
+        .to_owned();
+
+    let created = admin(
+        &["user", "create", "frank", "--entitlement", "image_publish"],
+        "frank-pw\n",
+        &env,
+    )
+    .await;
+    assert!(created.ok, "{}", created.stderr);
+    let issued = admin(&["apikey", "issue", "frank"], "", &env).await;
+    assert!(issued.ok, "{}", issued.stderr);
+    let (public, secret) = secret_from(&issued);
+    let put = admin(
+        &[
+            "publish", "put", "frank", "4", "5", "6", "--state", "queued",
+        ],
+        "",
+        &env,
+    )
+    .await;
+    assert!(put.ok, "{}", put.stderr);
+
+    let sdk = common::sdk_config().await;
+    let api = config::aws_api(
+        &sdk,
+        AwsSettings {
+            base_path: "/api".into(),
+            users_table: users_table.clone(),
+            publishes_table: publishes_table.clone(),
+            stop_queue_url: queue_url,
+            sealer: Some(common::sealer()),
+        },
+    );
+    let call = |req: Req| {
+        let api = &api;
+        async move {
+            let (path, query) = req.uri.split_once('?').unwrap_or((&req.uri, ""));
+            api.handle(publish_cancel::api::ApiRequest {
+                method: &req.method,
+                path,
+                query,
+                headers: &req.headers,
+                request_id: "admin-test",
+            })
+            .await
+        }
+    };
+    let path = cancel_path("frank", 4, 5, 6);
+    let resp = call(Req::delete(path.clone()).signed(&public, &secret)).await;
+    assert_eq!(resp.status(), 200, "{}", body_text(&resp));
+    let show = admin(&["publish", "show", "frank", "4", "5", "6"], "", &env).await;
+    assert!(
+        show.stdout.contains("<cancelled>true</cancelled>")
+            && show.stdout.contains("state: cancelled"),
+        "{}",
+        show.stdout
+    );
+
+    // Revocations take effect on the next request.
+    assert!(
+        admin(&["apikey", "revoke", "frank", &public], "", &env)
+            .await
+            .ok
+    );
+    assert_eq!(
+        call(Req::delete(path.clone()).signed(&public, &secret))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        call(Req::delete(path.clone()).basic("frank", "frank-pw"))
+            .await
+            .status(),
+        200
+    );
+    assert!(
+        admin(&["user", "revoke", "frank", "image_publish"], "", &env)
+            .await
+            .ok
+    );
+    assert_eq!(
+        call(Req::delete(path.clone()).basic("frank", "frank-pw"))
+            .await
+            .status(),
+        403
+    );
+    assert!(
+        admin(&["user", "grant", "frank", "image_publish"], "", &env)
+            .await
+            .ok
+    );
+    assert!(admin(&["user", "disable", "frank"], "", &env).await.ok);
+    assert_eq!(
+        call(Req::delete(path.clone()).basic("frank", "frank-pw"))
+            .await
+            .status(),
+        401
+    );
+    assert!(admin(&["user", "enable", "frank"], "", &env).await.ok);
+    assert!(
+        admin(&["user", "set-password", "frank"], "frank-pw-2\n", &env)
+            .await
+            .ok
+    );
+    assert_eq!(
+        call(Req::delete(path.clone()).basic("frank", "frank-pw"))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        call(Req::delete(path).basic("frank", "frank-pw-2"))
+            .await
+            .status(),
+        200
+    );
+    assert!(
+        !admin(&["user", "disable", "nobody"], "", &env).await.ok,
+        "unknown user is an error"
+    );
+}
