@@ -267,6 +267,20 @@ async fn dynamodb_administration_drives_the_endpoint() {
     let path = cancel_path("frank", 4, 5, 6);
     let resp = call(Req::delete(path.clone()).signed(&public, &secret)).await;
     assert_eq!(resp.status(), 200, "{}", body_text(&resp));
+    // A key pair migrated from UForge keeps working.
+    let imported = admin(
+        &["apikey", "import", "frank", "PUBKEY123"],
+        "SECRETKEY456\n",
+        &env,
+    )
+    .await;
+    assert!(imported.ok, "{}", imported.stderr);
+    assert_eq!(
+        call(Req::delete(path.clone()).signed("PUBKEY123", "SECRETKEY456"))
+            .await
+            .status(),
+        200
+    );
     let show = admin(&["publish", "show", "frank", "4", "5", "6"], "", &env).await;
     assert!(
         show.stdout.contains("<cancelled>true</cancelled>")

@@ -181,13 +181,13 @@ fn key(ids: &PublishIds) -> Result<PublishKey, AdminError> {
     })
 }
 
-/// One line from stdin, or a no-echo prompt on a terminal.
-fn read_password() -> Result<String, BoxError> {
+/// One line from stdin, or a no-echo prompt (asked twice) on a terminal.
+fn read_secret(prompt: &str) -> Result<String, BoxError> {
     let pw = if std::io::stdin().is_terminal() {
-        let first = rpassword::prompt_password("New password: ")?;
+        let first = rpassword::prompt_password(prompt)?;
         let again = rpassword::prompt_password("Repeat it: ")?;
         if first != again {
-            return Err("the passwords differ".into());
+            return Err("the two entries differ".into());
         }
         first
     } else {
@@ -196,16 +196,16 @@ fn read_password() -> Result<String, BoxError> {
         line.trim_end_matches(['\r', '\n']).to_owned()
     };
     if pw.is_empty() {
-        return Err("empty password".into());
+        return Err("empty input".into());
     }
     if pw.len() > publish_cancel::auth::basic::MAX_PASSWORD_LEN {
-        return Err("password longer than the server accepts".into());
+        return Err("longer than the server accepts".into());
     }
     Ok(pw)
 }
 
 fn hash_new_password() -> Result<String, BoxError> {
-    let pw = read_password()?;
+    let pw = read_secret("New password: ")?;
     Ok(password::hash(&pw).map_err(|e| format!("hashing: {e}"))?)
 }
 
