@@ -94,6 +94,12 @@ enum ApiKeyCmd {
     Issue {
         login: String,
     },
+    /// Import an existing UForge key pair (migration); the secret is read
+    /// from stdin or prompted for, like a password.
+    Import {
+        login: String,
+        public_key: String,
+    },
     Revoke {
         login: String,
         public_key: String,
@@ -282,6 +288,20 @@ async fn execute(store: &impl AdminStore, command: Command) -> Result<(), BoxErr
                 println!("public key: {public}");
                 println!("secret key: {secret}");
                 eprintln!("The secret key is shown once; store it now.");
+            }
+            ApiKeyCmd::Import {
+                login: l,
+                public_key,
+            } => {
+                let valid = !public_key.is_empty()
+                    && public_key.len() <= publish_cancel::auth::signed_url::MAX_PUBLIC_KEY_LEN
+                    && public_key.bytes().all(|b| b.is_ascii_graphic());
+                if !valid {
+                    return Err("the public key must be 1 to 128 printable ASCII characters".into());
+                }
+                let secret = read_secret("Secret key: ")?;
+                store.add_api_key(&login(&l)?, &public_key, &secret).await?;
+                println!("imported {public_key}");
             }
             ApiKeyCmd::Revoke {
                 login: l,
