@@ -95,6 +95,17 @@ impl<U: Users, P: Publishes, Q: StopQueue> CancelPublish<U, P, Q> {
             .send(&StopMessage::new(&record.key, stamp))
             .await
             .map_err(CancelError::StopNotSent)?;
+        let mut record = record;
+        if record.stop_pending {
+            // If this write fails, the reconciler re-sends the stop later: a
+            // duplicate workers ignore. Not worth failing the request for.
+            match self.publishes.stop_sent(&record.key).await {
+                Ok(()) => record.stop_pending = false,
+                Err(e) => {
+                    tracing::warn!(error = %crate::ErrorChain(&e), "stop sent but still marked pending")
+                }
+            }
+        }
         Ok(Cancelled { record, changed })
     }
 }
@@ -124,6 +135,18 @@ mod tests {
         ) -> Result<CancelOutcome, BackendError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             self.inner.cancel(key, stamp).await
+        }
+
+        async fn stop_sent(&self, key: &PublishKey) -> Result<(), BackendError> {
+            self.inner.stop_sent(key).await
+        }
+
+        async fn pending_stops(
+            &self,
+            cutoff: crate::domain::Timestamp,
+            limit: usize,
+        ) -> Result<Vec<PublishRecord>, BackendError> {
+            self.inner.pending_stops(cutoff, limit).await
         }
     }
 

@@ -19,6 +19,7 @@ pub mod config;
 pub mod domain;
 pub mod frontdoor;
 pub mod ports;
+pub mod reconcile;
 pub mod seed;
 
 /// Displays an error with its whole `source()` chain, `a: b: c`, for logs.

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use crate::domain::{CancelStamp, Login, PublishKey, PublishRecord, User};
+use crate::domain::{CancelStamp, Login, PublishKey, PublishRecord, Timestamp, User};
 
 /// A failure of a backing store or queue, kept with its source chain for the
 /// logs. Clients only ever learn "temporarily unavailable".
@@ -56,12 +56,24 @@ pub enum CancelOutcome {
 
 /// The publish records.
 pub trait Publishes: Send + Sync {
-    /// Atomically moves a running publish to `cancelled`, stamping it.
+    /// Atomically moves a running publish to `cancelled`, stamping it and
+    /// marking its stop message pending.
     fn cancel(
         &self,
         key: &PublishKey,
         stamp: &CancelStamp,
     ) -> impl Future<Output = Result<CancelOutcome, BackendError>> + Send;
+
+    /// Records that the stop message of `key`'s cancel was sent.
+    fn stop_sent(&self, key: &PublishKey) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Cancelled publishes whose stop is still pending, cancelled before
+    /// `cutoff`, at most `limit` of them (for the reconciler).
+    fn pending_stops(
+        &self,
+        cutoff: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PublishRecord>, BackendError>> + Send;
 }
 
 /// The queue the publish workers listen on.

@@ -39,7 +39,14 @@ pub mod attr {
     pub const ERROR_MESSAGE: &str = "errorMessage";
     pub const CANCEL_REQUEST_ID: &str = "cancelRequestId";
     pub const CANCELLED_AT: &str = "cancelledAt";
+    /// Present (value `PENDING`) while a cancel's stop is unconfirmed.
+    pub const STOP_PENDING: &str = "stopPending";
+    pub const PENDING: &str = "pending";
 }
+
+/// The sparse GSI of the publishes table: only records with `stopPending`
+/// appear, keyed by (`stopPending`, `cancelledAt`).
+pub const PENDING_STOPS_INDEX: &str = "pendingStops";
 
 /// The sort key of a publish under its user: `{aid}/{itid}/{pitid}`.
 pub fn publish_sort_key(key: &PublishKey) -> String {
@@ -184,7 +191,7 @@ impl Publishes for DynamoPublishes {
             .key(attr::PUBLISH_KEY, AttributeValue::S(publish_sort_key(key)))
             .update_expression(
                 "SET #state = :cancelled, #lastModified = :now, #message = :message, \
-                 #requestId = :requestId, #cancelledAt = :now",
+                 #requestId = :requestId, #cancelledAt = :now, #pending = :pending",
             )
             .condition_expression("#state IN (:queued, :publishing)")
             .expression_attribute_names("#state", attr::STATE)
@@ -192,6 +199,8 @@ impl Publishes for DynamoPublishes {
             .expression_attribute_names("#message", attr::MESSAGE)
             .expression_attribute_names("#requestId", attr::CANCEL_REQUEST_ID)
             .expression_attribute_names("#cancelledAt", attr::CANCELLED_AT)
+            .expression_attribute_names("#pending", attr::STOP_PENDING)
+            .expression_attribute_values(":pending", AttributeValue::S(attr::PENDING.into()))
             .expression_attribute_values(":cancelled", state_value(PublishState::Cancelled))
             .expression_attribute_values(":queued", state_value(PublishState::Queued))
             .expression_attribute_values(":publishing", state_value(PublishState::Publishing))
@@ -229,6 +238,69 @@ impl Publishes for DynamoPublishes {
             Err(e) => Err(backend("cancelling in the publishes table", e)),
         }
     }
+
+    async fn stop_sent(&self, key: &PublishKey) -> Result<(), BackendError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::UID, AttributeValue::S(key.uid.to_string()))
+            .key(attr::PUBLISH_KEY, AttributeValue::S(publish_sort_key(key)))
+            .update_expression("REMOVE #pending")
+            // Never create an item, and a second clear is a no-op.
+            .condition_expression("attribute_exists(#pending)")
+            .expression_attribute_names("#pending", attr::STOP_PENDING)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
+            Err(e) => Err(backend("clearing a pending stop", e)),
+        }
+    }
+
+    async fn pending_stops(
+        &self,
+        cutoff: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<PublishRecord>, BackendError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(PENDING_STOPS_INDEX)
+            .key_condition_expression("#pending = :pending AND #cancelledAt < :cutoff")
+            .expression_attribute_names("#pending", attr::STOP_PENDING)
+            .expression_attribute_names("#cancelledAt", attr::CANCELLED_AT)
+            .expression_attribute_values(":pending", AttributeValue::S(attr::PENDING.into()))
+            .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.0.to_string()))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| backend("querying pending stops", e))?;
+        out.items()
+            .iter()
+            .map(|item| record_from_item(&key_from_item(item)?, item))
+            .collect()
+    }
+}
+
+/// The key of a publish item, from its own attributes.
+pub fn key_from_item(item: &Item) -> Result<PublishKey, BackendError> {
+    let uid = get_s(item, attr::UID)
+        .and_then(|u| Login::parse(u).ok())
+        .ok_or_else(|| BackendError::msg("publish item has no valid uid"))?;
+    let id = |name| {
+        get_n::<i64>(item, name).ok_or_else(|| BackendError::msg("publish item lacks an id"))
+    };
+    Ok(PublishKey {
+        uid,
+        aid: id(attr::AID)?.into(),
+        itid: id(attr::ITID)?.into(),
+        pitid: id(attr::PITID)?.into(),
+    })
 }
 
 fn state_value(s: PublishState) -> AttributeValue {
@@ -272,6 +344,7 @@ pub fn record_from_item(key: &PublishKey, item: &Item) -> Result<PublishRecord, 
         message: get_s(item, attr::MESSAGE).cloned(),
         error_message: get_s(item, attr::ERROR_MESSAGE).cloned(),
         cancel,
+        stop_pending: item.contains_key(attr::STOP_PENDING),
     })
 }
 
@@ -292,6 +365,9 @@ pub fn record_to_item(r: &PublishRecord) -> Item {
     }
     if let Some(c) = &r.cancel {
         s(attr::CANCEL_REQUEST_ID, c.request_id.clone());
+    }
+    if r.stop_pending {
+        s(attr::STOP_PENDING, attr::PENDING.to_owned());
     }
     let mut n = |k: &str, v: Option<i64>| {
         if let Some(v) = v {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::domain::{CancelStamp, Login, PublishKey, PublishRecord, PublishState, User};
+use crate::domain::{CancelStamp, Login, PublishKey, PublishRecord, PublishState, Timestamp, User};
 use crate::ports::{BackendError, CancelOutcome, Publishes, StopMessage, StopQueue, Users};
 
 /// A poisoned lock only means another request panicked mid-update; every
@@ -71,6 +71,26 @@ impl Publishes for MemoryPublishes {
             }
             None => CancelOutcome::Finished(current.clone()),
         })
+    }
+
+    async fn stop_sent(&self, key: &PublishKey) -> Result<(), BackendError> {
+        if let Some(r) = lock(&self.records).get_mut(key) {
+            r.stop_pending = false;
+        }
+        Ok(())
+    }
+
+    async fn pending_stops(
+        &self,
+        cutoff: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<PublishRecord>, BackendError> {
+        Ok(lock(&self.records)
+            .values()
+            .filter(|r| r.stop_pending && r.cancel.as_ref().is_some_and(|c| c.at < cutoff))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 }
 

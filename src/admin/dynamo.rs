@@ -5,14 +5,14 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType,
 };
 use aws_sdk_dynamodb::Client;
 
 use super::{AdminError, AdminStore, UserSummary};
 use crate::adapters::dynamodb::{
-    attr, publish_sort_key, record_from_item, record_to_item, user_from_item,
+    attr, publish_sort_key, record_from_item, record_to_item, user_from_item, PENDING_STOPS_INDEX,
 };
 use crate::auth::Sealer;
 use crate::domain::{Login, PublishKey, PublishRecord};
@@ -280,16 +280,14 @@ impl AdminStore for DynamoAdmin {
     }
 }
 
-/// Creates the two tables and the queue with the production key schemas
-/// (for an emulator or a scratch account; production uses template.yaml).
-/// Returns the queue URL.
-pub async fn create_resources(
+/// Creates the users and publishes tables with the production key schemas
+/// and the publishes table's sparse `pendingStops` index (for an emulator or
+/// a scratch account; production uses template.yaml).
+pub async fn create_tables(
     dynamo: &Client,
-    sqs: &aws_sdk_sqs::Client,
     users_table: &str,
     publishes_table: &str,
-    queue_name: &str,
-) -> Result<String, AdminError> {
+) -> Result<(), AdminError> {
     let key = |name: &str, kind: KeyType| {
         KeySchemaElement::builder()
             .attribute_name(name)
@@ -297,10 +295,10 @@ pub async fn create_resources(
             .build()
             .map_err(|e| AdminError::Invalid(e.to_string()))
     };
-    let def = |name: &str| {
+    let def = |name: &str, kind: ScalarAttributeType| {
         AttributeDefinition::builder()
             .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
+            .attribute_type(kind)
             .build()
             .map_err(|e| AdminError::Invalid(e.to_string()))
     };
@@ -308,22 +306,44 @@ pub async fn create_resources(
         .create_table()
         .table_name(users_table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(def(attr::LOGIN)?)
+        .attribute_definitions(def(attr::LOGIN, ScalarAttributeType::S)?)
         .key_schema(key(attr::LOGIN, KeyType::Hash)?)
         .send()
         .await
         .map_err(|e| backend("creating the users table", e))?;
+    let pending_index = GlobalSecondaryIndex::builder()
+        .index_name(PENDING_STOPS_INDEX)
+        .key_schema(key(attr::STOP_PENDING, KeyType::Hash)?)
+        .key_schema(key(attr::CANCELLED_AT, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(|e| AdminError::Invalid(e.to_string()))?;
     dynamo
         .create_table()
         .table_name(publishes_table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(def(attr::UID)?)
-        .attribute_definitions(def(attr::PUBLISH_KEY)?)
+        .attribute_definitions(def(attr::UID, ScalarAttributeType::S)?)
+        .attribute_definitions(def(attr::PUBLISH_KEY, ScalarAttributeType::S)?)
+        .attribute_definitions(def(attr::STOP_PENDING, ScalarAttributeType::S)?)
+        .attribute_definitions(def(attr::CANCELLED_AT, ScalarAttributeType::N)?)
         .key_schema(key(attr::UID, KeyType::Hash)?)
         .key_schema(key(attr::PUBLISH_KEY, KeyType::Range)?)
+        .global_secondary_indexes(pending_index)
         .send()
         .await
         .map_err(|e| backend("creating the publishes table", e))?;
+    Ok(())
+}
+
+/// Creates the stop queue (FIFO when the name ends in `.fifo`); returns its URL.
+pub async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    queue_name: &str,
+) -> Result<String, AdminError> {
     let mut queue = sqs.create_queue().queue_name(queue_name);
     if queue_name.ends_with(".fifo") {
         queue = queue.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");

@@ -354,14 +354,8 @@ async fn setup(queue_name: &str) -> Result<(), BoxError> {
     let publishes =
         std::env::var(config::ENV_PUBLISHES_TABLE).unwrap_or_else(|_| "uforge-publishes".into());
     let sdk = config::load_sdk_config().await;
-    let queue_url = admin::create_resources(
-        &aws_sdk_dynamodb::Client::new(&sdk),
-        &aws_sdk_sqs::Client::new(&sdk),
-        &users,
-        &publishes,
-        queue_name,
-    )
-    .await?;
+    admin::create_tables(&aws_sdk_dynamodb::Client::new(&sdk), &users, &publishes).await?;
+    let queue_url = admin::create_queue(&aws_sdk_sqs::Client::new(&sdk), queue_name).await?;
     println!("export {}={users}", config::ENV_USERS_TABLE);
     println!("export {}={publishes}", config::ENV_PUBLISHES_TABLE);
     println!("export {}={queue_url}", config::ENV_STOP_QUEUE_URL);

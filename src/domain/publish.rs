@@ -125,6 +125,10 @@ pub struct PublishRecord {
     pub error_message: Option<String>,
     /// Set by the cancel that moved the record to `cancelled`.
     pub cancel: Option<CancelStamp>,
+    /// The stop message for that cancel has not been confirmed sent yet.
+    /// Set in the same write as the cancel, cleared after a successful send;
+    /// the reconciler re-sends stops that stay pending.
+    pub stop_pending: bool,
 }
 
 impl PublishRecord {
@@ -141,6 +145,7 @@ impl PublishRecord {
             message: None,
             error_message: None,
             cancel: None,
+            stop_pending: false,
         }
     }
 
@@ -158,6 +163,7 @@ impl PublishRecord {
             last_modified: Some(stamp.at),
             message: Some(Self::CANCELLED_MESSAGE.to_owned()),
             cancel: Some(stamp.clone()),
+            stop_pending: true,
             ..self.clone()
         })
     }

@@ -11,10 +11,7 @@ pub mod xml;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response};
@@ -97,14 +94,9 @@ impl Stack {
         let publishes_table = format!("publishes-{tag}");
         let queue_name = format!("stop-{tag}{}", if opts.fifo { ".fifo" } else { "" });
         if opts.create_tables {
-            create_table(&dynamo, &users_table, attr::LOGIN, None).await;
-            create_table(
-                &dynamo,
-                &publishes_table,
-                attr::UID,
-                Some(attr::PUBLISH_KEY),
-            )
-            .await;
+            publish_cancel::admin::create_tables(&dynamo, &users_table, &publishes_table)
+                .await
+                .expect("create tables");
             let (users, publishes) = seed_data();
             for u in &users {
                 put_user(&dynamo, &users_table, u).await;
@@ -269,50 +261,6 @@ impl Stack {
     }
 }
 
-async fn create_table(
-    dynamo: &aws_sdk_dynamodb::Client,
-    name: &str,
-    hash: &str,
-    range: Option<&str>,
-) {
-    let mut req = dynamo
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(hash)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(hash)
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        );
-    if let Some(range) = range {
-        req = req
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(range)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(range)
-                    .key_type(KeyType::Range)
-                    .build()
-                    .unwrap(),
-            );
-    }
-    req.send().await.expect("create table");
-}
-
 async fn put_user(dynamo: &aws_sdk_dynamodb::Client, table: &str, user: &User) {
     dynamo
         .put_item()
@@ -334,15 +282,9 @@ async fn put_publish(dynamo: &aws_sdk_dynamodb::Client, table: &str, rec: &Publi
 }
 
 async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
-    let mut req = sqs.create_queue().queue_name(name);
-    if name.ends_with(".fifo") {
-        req = req.attributes(QueueAttributeName::FifoQueue, "true");
-    }
-    req.send()
+    publish_cancel::admin::create_queue(sqs, name)
         .await
         .expect("create queue")
-        .queue_url
-        .expect("queue url")
 }
 
 /// A request to the endpoint, built up fluently.
