@@ -109,7 +109,7 @@ pub fn aws_api(sdk: &SdkConfig, settings: AwsSettings) -> AwsApi {
         users: DynamoUsers::new(dynamo.clone(), settings.users_table),
         publishes: DynamoPublishes::new(dynamo, settings.publishes_table),
         queue: SqsStopQueue::new(sqs, settings.stop_queue_url),
-        auth: Authenticator::new(settings.sealer),
+        auth: Authenticator::with_cache(settings.sealer),
     };
     Api::new(cancel, &settings.base_path)
 }

@@ -507,3 +507,65 @@ async fn fifo_queues_get_group_and_deduplication_ids() {
     assert_eq!(sys[&A::MessageGroupId], "alice/1/2/3");
     assert_eq!(sys[&A::MessageDeduplicationId], req.request_id);
 }
+
+#[tokio::test]
+async fn a_warm_credential_cache_never_outlives_a_change_to_the_user() {
+    let stack = Stack::new().await;
+    let (users, _) = common::seed_data();
+    let bob = users
+        .iter()
+        .find(|u| u.login.as_str() == "bob")
+        .unwrap()
+        .clone();
+    let path = cancel_path("bob", 10, 20, 30);
+    let call = |password: &'static str| {
+        let req = Req::delete(path.clone()).basic("bob", password);
+        let stack = &stack;
+        async move { stack.call(&req).await.status().as_u16() }
+    };
+    let cached = || stack.api.use_case().auth.cached_credentials();
+
+    assert_eq!(cached(), 0);
+    assert_eq!(call("bob-password").await, 200);
+    assert_eq!(cached(), 1, "success is cached");
+    assert_eq!(call("wrong").await, 401);
+    assert_eq!(cached(), 1, "failures are never cached");
+
+    stack
+        .put_user(&User {
+            active: false,
+            ..bob.clone()
+        })
+        .await;
+    assert_eq!(call("bob-password").await, 401, "disabled while cached");
+    stack
+        .put_user(&User {
+            entitlements: vec![],
+            ..bob.clone()
+        })
+        .await;
+    assert_eq!(
+        call("bob-password").await,
+        403,
+        "entitlement revoked while cached"
+    );
+    let new_hash = publish_cancel::auth::password::hash("bob-new").unwrap();
+    stack
+        .put_user(&User {
+            password_hash: Some(new_hash),
+            ..bob.clone()
+        })
+        .await;
+    assert_eq!(
+        call("bob-password").await,
+        401,
+        "old password after a change"
+    );
+    assert_eq!(call("bob-new").await, 200);
+    stack.put_user(&bob).await;
+    assert_eq!(
+        call("bob-password").await,
+        200,
+        "still cached for the original hash"
+    );
+}

@@ -5,14 +5,19 @@
 //! callers cannot tell an unknown login from a wrong password.
 
 pub mod basic;
+pub mod cache;
 pub mod password;
 pub mod sealed;
 pub mod signed_url;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::domain::{Login, User};
 use crate::ports::{BackendError, Users};
 
 pub use basic::BasicCredentials;
+pub use cache::VerifiedCache;
 pub use sealed::Sealer;
 pub use signed_url::SignedRequest;
 
@@ -59,11 +64,35 @@ pub enum AuthError {
 pub struct Authenticator {
     /// `None` when no KEK is configured: API-key requests are then refused.
     sealer: Option<Sealer>,
+    /// Recently verified passwords; `None` verifies every request with Argon2.
+    cache: Option<Arc<VerifiedCache>>,
 }
 
+/// The production cache: five minutes, bounded to a few thousand entries
+/// (each 40-odd bytes).
+pub const CACHE_TTL: Duration = Duration::from_secs(300);
+pub const CACHE_CAPACITY: usize = 4096;
+
 impl Authenticator {
+    /// Without a verified-credential cache.
     pub fn new(sealer: Option<Sealer>) -> Self {
-        Authenticator { sealer }
+        Authenticator {
+            sealer,
+            cache: None,
+        }
+    }
+
+    /// With the production verified-credential cache.
+    pub fn with_cache(sealer: Option<Sealer>) -> Self {
+        Authenticator {
+            sealer,
+            cache: VerifiedCache::new(CACHE_TTL, CACHE_CAPACITY).map(Arc::new),
+        }
+    }
+
+    /// How many verified credentials are cached (0 without a cache).
+    pub fn cached_credentials(&self) -> usize {
+        self.cache.as_ref().map_or(0, |c| c.len())
     }
 
     /// `path_uid` is the `{uid}` of the request path.
@@ -81,13 +110,29 @@ impl Authenticator {
     }
 
     async fn basic(&self, users: &impl Users, c: BasicCredentials) -> Result<User, AuthError> {
+        // Read on every request, cache or not: disabling a user, revoking
+        // an entitlement or changing a password takes effect at once.
         let user = users.get(&c.login).await?;
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-        // Argon2 is ~tens of ms of CPU: keep it off the reactor threads.
-        let verified =
-            tokio::task::spawn_blocking(move || password::verify(&c.password, stored.as_deref()))
-                .await
-                .unwrap_or(false);
+        let cached = match (&self.cache, &stored) {
+            (Some(cache), Some(hash)) => cache.hit(c.login.as_str(), &c.password, hash),
+            _ => false,
+        };
+        let verified = if cached {
+            true
+        } else {
+            // Argon2 is ~tens of ms of CPU: keep it off the reactor threads.
+            let cache = self.cache.clone();
+            tokio::task::spawn_blocking(move || {
+                let ok = password::verify(&c.password, stored.as_deref());
+                if let (true, Some(cache), Some(hash)) = (ok, cache, stored) {
+                    cache.remember(c.login.as_str(), &c.password, &hash);
+                }
+                ok
+            })
+            .await
+            .unwrap_or(false)
+        };
         match user {
             Some(u) if verified && u.active => Ok(u),
             _ => Err(AuthError::Denied),

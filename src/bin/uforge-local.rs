@@ -94,7 +94,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
                     users,
                     publishes,
                     queue: MemoryQueue::default(),
-                    auth: Authenticator::new(Some(sealer)),
+                    auth: Authenticator::with_cache(Some(sealer)),
                 },
                 &base,
             );

@@ -1,0 +1,152 @@
+//! A cache of recently verified passwords, as httpd's `mod_authn_socache`:
+//! warm invocations skip Argon2 for credentials that verified moments ago.
+//!
+//! - The key is HMAC-SHA256 over (login, password, stored hash) under a
+//!   random per-process key: the cache holds no password or hash, and a new
+//!   password hash in the table makes old entries unreachable.
+//! - Only successes are cached; entries live at most `MAX_TTL`.
+//! - The user record is still read on every request, so disabling a user or
+//!   revoking an entitlement takes effect at once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub const MAX_TTL: Duration = Duration::from_secs(300);
+
+type Tag = [u8; 32];
+
+pub struct VerifiedCache {
+    key: [u8; 32],
+    ttl: Duration,
+    capacity: usize,
+    entries: Mutex<HashMap<Tag, Instant>>,
+}
+
+// Never print the key.
+impl std::fmt::Debug for VerifiedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedCache")
+            .field("ttl", &self.ttl)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifiedCache {
+    /// `ttl` is capped at `MAX_TTL`. `None` if the OS has no randomness.
+    pub fn new(ttl: Duration, capacity: usize) -> Option<Self> {
+        let mut key = [0u8; 32];
+        getrandom::getrandom(&mut key).ok()?;
+        Some(VerifiedCache {
+            key,
+            ttl: ttl.min(MAX_TTL),
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn tag(&self, login: &str, password: &str, stored_hash: &str) -> Tag {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+        // Length-prefixed, so no two triples share an encoding.
+        for part in [login, password, stored_hash] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Tag, Instant>> {
+        // Entries are plain values: a panic elsewhere cannot corrupt them.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Did these exact credentials verify against this exact hash recently?
+    pub fn hit(&self, login: &str, password: &str, stored_hash: &str) -> bool {
+        let tag = self.tag(login, password, stored_hash);
+        let now = Instant::now();
+        let mut entries = self.entries();
+        match entries.get(&tag) {
+            Some(expires) if *expires > now => true,
+            Some(_) => {
+                entries.remove(&tag);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Records a successful verification.
+    pub fn remember(&self, login: &str, password: &str, stored_hash: &str) {
+        let tag = self.tag(login, password, stored_hash);
+        let now = Instant::now();
+        let mut entries = self.entries();
+        if entries.len() >= self.capacity {
+            entries.retain(|_, expires| *expires > now);
+        }
+        // Still full of live entries: keep the bound rather than evict
+        // someone's warm entry; this one simply pays Argon2 next time.
+        if entries.len() < self.capacity {
+            entries.insert(tag, now + self.ttl);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_only_the_exact_triple() {
+        let c = VerifiedCache::new(Duration::from_secs(60), 10).unwrap();
+        assert!(!c.hit("alice", "pw", "$h1"));
+        c.remember("alice", "pw", "$h1");
+        assert!(c.hit("alice", "pw", "$h1"));
+        assert!(!c.hit("alice", "pw2", "$h1"), "another password");
+        assert!(!c.hit("alice", "pw", "$h2"), "the stored hash changed");
+        assert!(!c.hit("bob", "pw", "$h1"), "another login");
+        assert!(!c.hit("alic", "epw", "$h1"), "no ambiguous encodings");
+    }
+
+    #[test]
+    fn entries_expire_and_ttl_is_capped() {
+        let c = VerifiedCache::new(Duration::from_millis(20), 10).unwrap();
+        c.remember("alice", "pw", "$h");
+        assert!(c.hit("alice", "pw", "$h"));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!c.hit("alice", "pw", "$h"));
+        assert!(c.is_empty(), "expired entry removed");
+        let long = VerifiedCache::new(Duration::from_secs(3600), 10).unwrap();
+        assert_eq!(long.ttl, MAX_TTL);
+    }
+
+    #[test]
+    fn size_is_bounded() {
+        let c = VerifiedCache::new(Duration::from_secs(60), 3).unwrap();
+        for i in 0..10 {
+            c.remember(&format!("u{i}"), "pw", "$h");
+        }
+        assert_eq!(c.len(), 3);
+        assert!(c.hit("u0", "pw", "$h"));
+        assert!(!c.hit("u9", "pw", "$h"));
+    }
+
+    #[test]
+    fn debug_shows_no_key() {
+        let c = VerifiedCache::new(Duration::from_secs(1), 1).unwrap();
+        let text = format!("{c:?}");
+        assert!(!text.contains("key"), "{text}");
+    }
+}
