@@ -71,13 +71,16 @@ impl AwsSettings {
     }
 }
 
-/// Per-call bounds. Three calls in sequence (GetItem, UpdateItem,
-/// SendMessage) at `OPERATION_TIMEOUT` each, plus Argon2, stay well inside
-/// API Gateway's 29 s.
+/// Per-call bounds: an attempt gets 2 s, a call (all its attempts) 4 s; the
+/// whole request is bounded by `api::REQUEST_BUDGET` on top.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const MAX_ATTEMPTS: u32 = 3;
+/// Jittered exponential backoff between attempts: short, because the whole
+/// request has a 10 s budget and DynamoDB throttling clears in milliseconds.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Loads the SDK configuration from the standard sources (region,
 /// credentials, `AWS_ENDPOINT_URL` for an emulator) with our bounds.
@@ -89,7 +92,12 @@ pub async fn load_sdk_config() -> SdkConfig {
 /// tests) that add an endpoint or credentials of their own.
 pub fn sdk_config_loader() -> ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(INITIAL_BACKOFF)
+                .with_max_backoff(MAX_BACKOFF),
+        )
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
@@ -103,8 +111,19 @@ pub type AwsApi = Api<DynamoUsers, DynamoPublishes, SqsStopQueue>;
 
 /// The endpoint on DynamoDB and SQS.
 pub fn aws_api(sdk: &SdkConfig, settings: AwsSettings) -> AwsApi {
-    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
-    let sqs = aws_sdk_sqs::Client::new(sdk);
+    aws_api_from_clients(
+        aws_sdk_dynamodb::Client::new(sdk),
+        aws_sdk_sqs::Client::new(sdk),
+        settings,
+    )
+}
+
+/// The same with clients built elsewhere (e.g. each on its own endpoint).
+pub fn aws_api_from_clients(
+    dynamo: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    settings: AwsSettings,
+) -> AwsApi {
     let cancel = CancelPublish {
         users: DynamoUsers::new(dynamo.clone(), settings.users_table),
         publishes: DynamoPublishes::new(dynamo, settings.publishes_table),

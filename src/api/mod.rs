@@ -14,9 +14,9 @@ use http::header::{
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use crate::auth::Credentials;
-use crate::cancel::{CancelPublish, CancelRequest, Cancelled};
+use crate::cancel::{CancelError, CancelPublish, CancelRequest, Cancelled};
 use crate::domain::{CancelStamp, Timestamp};
-use crate::ports::{Publishes, StopQueue, Users};
+use crate::ports::{BackendError, Publishes, StopQueue, Users};
 use error::{ApiError, RETRY_AFTER_SECS};
 use negotiate::Format;
 use render::{LocalizedErrorMsg, Parameters, UforgeError};
@@ -38,12 +38,19 @@ pub struct ApiRequest<'a> {
 /// Error bodies echo at most this much of the request path.
 const MAX_ECHOED_URI: usize = 256;
 
+/// Every request answers within this, whatever its backends do: each SDK
+/// call is bounded on its own (`config`), and this bounds their sum well
+/// below the function timeout (15 s) and API Gateway's 29 s. A cancel cut
+/// off after its write is finished by the reconciler.
+pub const REQUEST_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The endpoint.
 #[derive(Debug)]
 pub struct Api<U, P, Q> {
     cancel: CancelPublish<U, P, Q>,
     /// Normalised base path, e.g. `/api` (see `route::normalise_base`).
     base: String,
+    budget: std::time::Duration,
 }
 
 impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
@@ -51,7 +58,14 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
         Api {
             cancel,
             base: route::normalise_base(base),
+            budget: REQUEST_BUDGET,
         }
+    }
+
+    /// Replaces `REQUEST_BUDGET` (tests of the time budget use a short one).
+    pub fn with_budget(mut self, budget: std::time::Duration) -> Self {
+        self.budget = budget;
+        self
     }
 
     pub fn use_case(&self) -> &CancelPublish<U, P, Q> {
@@ -98,7 +112,12 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
                 at: Timestamp::now(),
             },
         };
-        Ok(self.cancel.run(request).await?)
+        match tokio::time::timeout(self.budget, self.cancel.run(request)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => {
+                Err(CancelError::Backend(BackendError::msg("request time budget exceeded")).into())
+            }
+        }
     }
 }
 

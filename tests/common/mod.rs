@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod fault_proxy;
 pub mod http_client;
 pub mod moto;
 pub mod runtime_api;
@@ -52,8 +53,13 @@ pub struct Stack {
 }
 
 pub async fn sdk_config() -> aws_config::SdkConfig {
+    sdk_config_at(&moto::moto().endpoint).await
+}
+
+/// The production SDK configuration, pointed at `endpoint`.
+pub async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
     config::sdk_config_loader()
-        .endpoint_url(&moto::moto().endpoint)
+        .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "testing", "testing", None, None, "tests",
@@ -131,18 +137,25 @@ impl Stack {
         }
     }
 
+    /// The endpoint on this stack's tables and queue, but with DynamoDB and
+    /// SQS reached through the given endpoints (fault proxies).
+    pub async fn api_via(&self, dynamo_endpoint: &str, sqs_endpoint: &str) -> AwsApi {
+        config::aws_api_from_clients(
+            aws_sdk_dynamodb::Client::new(&sdk_config_at(dynamo_endpoint).await),
+            aws_sdk_sqs::Client::new(&sdk_config_at(sqs_endpoint).await),
+            AwsSettings {
+                base_path: "/api".into(),
+                users_table: self.users_table.clone(),
+                publishes_table: self.publishes_table.clone(),
+                stop_queue_url: self.queue_url.clone(),
+                sealer: Some(sealer()),
+            },
+        )
+    }
+
     /// Calls the endpoint's handler as a front door would.
     pub async fn call(&self, req: &Req) -> Response<Vec<u8>> {
-        let (path, query) = req.uri.split_once('?').unwrap_or((&req.uri, ""));
-        self.api
-            .handle(ApiRequest {
-                method: &req.method,
-                path,
-                query,
-                headers: &req.headers,
-                request_id: &req.request_id,
-            })
-            .await
+        call(&self.api, req).await
     }
 
     /// Both tables, item by item, in a stable order.
@@ -285,6 +298,24 @@ async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
     publish_cancel::admin::create_queue(sqs, name)
         .await
         .expect("create queue")
+}
+
+/// Calls an endpoint's handler as a front door would.
+pub async fn call<U, P, Q>(api: &publish_cancel::api::Api<U, P, Q>, req: &Req) -> Response<Vec<u8>>
+where
+    U: publish_cancel::ports::Users,
+    P: publish_cancel::ports::Publishes,
+    Q: publish_cancel::ports::StopQueue,
+{
+    let (path, query) = req.uri.split_once('?').unwrap_or((&req.uri, ""));
+    api.handle(ApiRequest {
+        method: &req.method,
+        path,
+        query,
+        headers: &req.headers,
+        request_id: &req.request_id,
+    })
+    .await
 }
 
 /// A request to the endpoint, built up fluently.

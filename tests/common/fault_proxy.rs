@@ -1,0 +1,173 @@
+//! A loopback HTTP proxy between the SDK and moto that injects faults per
+//! operation (the `x-amz-target` header): pass, delay, drop the connection,
+//! answer with a canned error, or forward and then lose the response.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Forward after a delay.
+    Delay(Duration),
+    /// Close the connection without answering.
+    Drop,
+    /// Answer with this status and JSON error type, without forwarding.
+    Error(u16, &'static str),
+    /// Forward (so the operation happens), then drop the connection: the
+    /// client never learns that it succeeded.
+    LoseResponse,
+}
+
+#[derive(Default)]
+struct State {
+    /// (target substring, fault, remaining times; None = always)
+    rules: Vec<(String, Fault, Option<usize>)>,
+    counts: HashMap<String, usize>,
+}
+
+#[derive(Clone)]
+pub struct FaultProxy {
+    pub url: String,
+    upstream: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream_url: &str) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = FaultProxy {
+            url: format!("http://{}", listener.local_addr().unwrap()),
+            upstream: upstream_url.trim_start_matches("http://").to_owned(),
+            state: Arc::default(),
+        };
+        let serving = proxy.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let proxy = serving.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let proxy = proxy.clone();
+                        async move { proxy.handle(req).await }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        proxy
+    }
+
+    /// Applies `fault` to operations whose target contains `target`,
+    /// `times` times (None: until cleared).
+    pub fn inject(&self, target: &str, fault: Fault, times: Option<usize>) {
+        self.state
+            .lock()
+            .unwrap()
+            .rules
+            .push((target.to_owned(), fault, times));
+    }
+
+    pub fn clear(&self) {
+        self.state.lock().unwrap().rules.clear();
+    }
+
+    /// How many requests for operations containing `target` arrived.
+    pub fn count(&self, target: &str) -> usize {
+        let state = self.state.lock().unwrap();
+        state
+            .counts
+            .iter()
+            .filter(|(k, _)| k.contains(target))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    pub fn reset_counts(&self) {
+        self.state.lock().unwrap().counts.clear();
+    }
+
+    fn fault_for(&self, target: &str) -> Option<Fault> {
+        let mut state = self.state.lock().unwrap();
+        *state.counts.entry(target.to_owned()).or_default() += 1;
+        let rule = state
+            .rules
+            .iter_mut()
+            .find(|(t, _, left)| target.contains(t.as_str()) && *left != Some(0))?;
+        if let Some(left) = &mut rule.2 {
+            *left -= 1;
+        }
+        Some(rule.1.clone())
+    }
+
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, std::io::Error> {
+        let target = req
+            .headers()
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown")
+            .to_owned();
+        let fault = self.fault_for(&target);
+        match fault {
+            Some(Fault::Drop) => return Err(std::io::Error::other("fault: drop")),
+            Some(Fault::Error(status, kind)) => {
+                let body = format!("{{\"__type\":\"{kind}\",\"message\":\"injected fault\"}}");
+                return Ok(Response::builder()
+                    .status(status)
+                    .header("content-type", "application/x-amz-json-1.0")
+                    .header("x-amzn-errortype", kind.rsplit('#').next().unwrap_or(kind))
+                    .body(Full::new(Bytes::from(body)))
+                    .unwrap());
+            }
+            Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+            Some(Fault::LoseResponse) | None => {}
+        }
+        let response = self.forward(req).await?;
+        if matches!(fault, Some(Fault::LoseResponse)) {
+            return Err(std::io::Error::other("fault: response lost"));
+        }
+        Ok(response)
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, std::io::Error> {
+        let (parts, body) = req.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(std::io::Error::other)?
+            .to_bytes();
+        let stream = TcpStream::connect(&self.upstream).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(conn);
+        let upstream_req = Request::from_parts(parts, Full::new(body));
+        let resp = sender
+            .send_request(upstream_req)
+            .await
+            .map_err(std::io::Error::other)?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(std::io::Error::other)?
+            .to_bytes();
+        Ok(Response::from_parts(parts, Full::new(body)))
+    }
+}

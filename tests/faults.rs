@@ -1,0 +1,221 @@
+//! Faults between the SDK and the stores, injected by a loopback proxy in
+//! front of moto: every request still answers within the time budget, with a
+//! retryable 503 + Retry-After when it cannot succeed, and never leaves a
+//! state that a retry cannot repair.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fault_proxy::{Fault, FaultProxy};
+use common::xml::check_error;
+use common::{body_text, call, cancel_path, header, Req, Stack};
+use publish_cancel::adapters::dynamodb::attr;
+use publish_cancel::api::REQUEST_BUDGET;
+use publish_cancel::config::MAX_ATTEMPTS;
+use publish_cancel::ports::StopMessage;
+
+const UPDATE: &str = "DynamoDB_20120810.UpdateItem";
+const GET: &str = "DynamoDB_20120810.GetItem";
+const SEND: &str = "AmazonSQS.SendMessage";
+const THROTTLED: &str = "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException";
+const THROTTLING: &str = "com.amazon.coral.availability#ThrottlingException";
+
+/// The budget every answer must meet, plus scheduling slack on a busy
+/// 2-core machine. This is a deadline, not a speed measurement.
+fn deadline() -> Duration {
+    REQUEST_BUDGET + Duration::from_secs(2)
+}
+
+struct Rig {
+    stack: Stack,
+    dynamo: FaultProxy,
+    sqs: FaultProxy,
+    api: publish_cancel::config::AwsApi,
+}
+
+async fn rig() -> Rig {
+    let stack = Stack::new().await;
+    let moto = &common::moto::moto().endpoint;
+    let dynamo = FaultProxy::start(moto).await;
+    let sqs = FaultProxy::start(moto).await;
+    let api = stack.api_via(&dynamo.url, &sqs.url).await;
+    Rig {
+        stack,
+        dynamo,
+        sqs,
+        api,
+    }
+}
+
+fn cancel_running() -> Req {
+    Req::delete(cancel_path("alice", 1, 2, 3)).basic("alice", "alice-password")
+}
+
+/// Calls, checks a 503 with Retry-After within the deadline, returns nothing.
+async fn expect_503(api: &publish_cancel::config::AwsApi, req: &Req) {
+    let started = Instant::now();
+    let resp = call(api, req).await;
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 503, "{}", body_text(&resp));
+    assert_eq!(header(&resp, "retry-after"), Some("1"));
+    assert_eq!(check_error(&body_text(&resp)).status, 503);
+    assert!(took < deadline(), "answered after {took:?}");
+}
+
+async fn state(stack: &Stack) -> String {
+    stack.publish_item("alice", "1/2/3").await.unwrap()[attr::STATE]
+        .as_s()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn sqs_unreachable_then_back() {
+    let r = rig().await;
+    // A port nobody listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let unreachable = r.stack.api_via(&r.dynamo.url, &closed).await;
+    expect_503(&unreachable, &cancel_running()).await;
+    assert_eq!(state(&r.stack).await, "cancelled", "the write stands");
+    assert_eq!(r.stack.queue_depth().await, 0);
+    // The client's retry, with SQS back, delivers the stop.
+    assert_eq!(call(&r.api, &cancel_running()).await.status(), 200);
+    assert_eq!(r.stack.drain().await.len(), 1);
+}
+
+#[tokio::test]
+async fn sqs_errors_are_retried_a_bounded_number_of_times() {
+    let r = rig().await;
+    r.sqs.inject(
+        SEND,
+        Fault::Error(500, "com.amazonaws.sqs#InternalError"),
+        None,
+    );
+    expect_503(&r.api, &cancel_running()).await;
+    assert_eq!(r.sqs.count(SEND), MAX_ATTEMPTS as usize);
+    r.sqs.clear();
+    assert_eq!(call(&r.api, &cancel_running()).await.status(), 200);
+    assert_eq!(r.stack.drain().await.len(), 1);
+    let item = r.stack.publish_item("alice", "1/2/3").await.unwrap();
+    assert!(!item.contains_key(attr::STOP_PENDING));
+}
+
+#[tokio::test]
+async fn sqs_slow_and_dropping() {
+    let r = rig().await;
+    r.sqs
+        .inject(SEND, Fault::Delay(Duration::from_secs(60)), None);
+    expect_503(&r.api, &cancel_running()).await;
+    r.sqs.clear();
+    r.sqs.inject(SEND, Fault::Drop, None);
+    expect_503(&r.api, &cancel_running()).await;
+    r.sqs.clear();
+    assert_eq!(call(&r.api, &cancel_running()).await.status(), 200);
+    assert_eq!(r.stack.drain().await.len(), 1);
+}
+
+#[tokio::test]
+async fn dynamodb_throttling_is_retried_then_503_and_nothing_changes() {
+    let r = rig().await;
+    let before = r.stack.tables().await;
+    r.dynamo.inject(UPDATE, Fault::Error(400, THROTTLED), None);
+    expect_503(&r.api, &cancel_running()).await;
+    assert_eq!(r.dynamo.count(UPDATE), MAX_ATTEMPTS as usize);
+    r.dynamo.clear();
+    r.dynamo.reset_counts();
+    r.dynamo.inject(GET, Fault::Error(400, THROTTLING), None);
+    expect_503(&r.api, &cancel_running()).await;
+    assert_eq!(r.dynamo.count(GET), MAX_ATTEMPTS as usize);
+    assert_eq!(r.dynamo.count(UPDATE), 0, "no write without a user");
+    assert_eq!(r.stack.tables().await, before);
+    assert_eq!(r.stack.queue_depth().await, 0);
+}
+
+#[tokio::test]
+async fn one_throttle_is_absorbed_by_a_retry() {
+    let r = rig().await;
+    r.dynamo
+        .inject(UPDATE, Fault::Error(400, THROTTLED), Some(1));
+    assert_eq!(call(&r.api, &cancel_running()).await.status(), 200);
+    assert_eq!(
+        r.dynamo.count(UPDATE),
+        2 + 1,
+        "throttled, retried, then the pending-mark clear"
+    );
+    assert_eq!(state(&r.stack).await, "cancelled");
+}
+
+#[tokio::test]
+async fn dynamodb_timeouts_answer_within_the_budget() {
+    let r = rig().await;
+    let before = r.stack.tables().await;
+    r.dynamo
+        .inject(GET, Fault::Delay(Duration::from_secs(60)), None);
+    expect_503(&r.api, &cancel_running()).await;
+    r.dynamo.clear();
+    r.dynamo.inject(UPDATE, Fault::Drop, None);
+    expect_503(&r.api, &cancel_running()).await;
+    assert_eq!(r.stack.tables().await, before);
+}
+
+#[tokio::test]
+async fn a_conditional_check_failure_is_never_retried() {
+    let r = rig().await;
+    let resp = call(
+        &r.api,
+        &Req::delete(cancel_path("alice", 1, 2, 5)).basic("alice", "alice-password"),
+    )
+    .await;
+    assert_eq!(resp.status(), 409);
+    assert_eq!(r.dynamo.count(UPDATE), 1);
+}
+
+#[tokio::test]
+async fn a_lost_write_response_is_retried_into_exactly_one_transition() {
+    let r = rig().await;
+    // The first UpdateItem reaches DynamoDB and cancels; its answer is lost.
+    // The SDK retries; the retry's condition fails on the now-cancelled
+    // record and ALL_OLD shows it cancelled: an idempotent success.
+    r.dynamo.inject(UPDATE, Fault::LoseResponse, Some(1));
+    let req = cancel_running();
+    let resp = call(&r.api, &req).await;
+    assert_eq!(resp.status(), 200, "{}", body_text(&resp));
+    let item = r.stack.publish_item("alice", "1/2/3").await.unwrap();
+    assert_eq!(item[attr::STATE].as_s().unwrap(), "cancelled");
+    assert_eq!(
+        item[attr::CANCEL_REQUEST_ID].as_s().unwrap(),
+        &req.request_id
+    );
+    let msgs = r.stack.drain().await;
+    assert_eq!(msgs.len(), 1);
+    let stop: StopMessage = serde_json::from_str(msgs[0].body().unwrap()).unwrap();
+    assert_eq!(stop.request_id, req.request_id);
+}
+
+#[tokio::test]
+async fn the_request_budget_caps_the_sum_of_slow_calls() {
+    let r = rig().await;
+    let budget = Duration::from_millis(1500);
+    let api = r
+        .stack
+        .api_via(&r.dynamo.url, &r.sqs.url)
+        .await
+        .with_budget(budget);
+    // Each call alone stays under its own timeouts; together they exceed the budget.
+    r.dynamo
+        .inject(GET, Fault::Delay(Duration::from_millis(900)), None);
+    r.dynamo
+        .inject(UPDATE, Fault::Delay(Duration::from_millis(900)), None);
+    let started = Instant::now();
+    let resp = call(&api, &cancel_running()).await;
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 503);
+    assert!(
+        took < budget + Duration::from_secs(1),
+        "answered after {took:?}"
+    );
+}
