@@ -174,6 +174,45 @@ impl DynamoPublishes {
     }
 }
 
+impl DynamoPublishes {
+    /// The publish worker's side of the race, for workers and tests: moves
+    /// `publishing` to `published` or `failed`, only from `publishing`.
+    /// `Ok(false)` when the condition failed (e.g. it was cancelled first).
+    pub async fn finish(
+        &self,
+        key: &PublishKey,
+        outcome: PublishState,
+    ) -> Result<bool, BackendError> {
+        if !PublishState::Publishing.can_become(outcome) {
+            return Err(BackendError::msg(
+                "a publish can only finish as published or failed",
+            ));
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::UID, AttributeValue::S(key.uid.to_string()))
+            .key(attr::PUBLISH_KEY, AttributeValue::S(publish_sort_key(key)))
+            .update_expression("SET #state = :outcome, #lastModified = :now")
+            .condition_expression("#state = :publishing")
+            .expression_attribute_names("#state", attr::STATE)
+            .expression_attribute_names("#lastModified", attr::LAST_MODIFIED)
+            .expression_attribute_values(":outcome", state_value(outcome))
+            .expression_attribute_values(":publishing", state_value(PublishState::Publishing))
+            .expression_attribute_values(":now", AttributeValue::N(Timestamp::now().0.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(backend("finishing a publish", e)),
+        }
+    }
+}
+
 impl Publishes for DynamoPublishes {
     async fn cancel(
         &self,

@@ -1,0 +1,169 @@
+//! Races, against the emulator through the real SDK: many cancels of one
+//! publish make exactly one transition; a cancel racing the worker that
+//! completes the publish ends in exactly one of the two outcomes.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{call, cancel_path, Req, Stack, StackOptions};
+use publish_cancel::adapters::dynamodb::{attr, DynamoPublishes};
+use publish_cancel::auth::{BasicCredentials, Credentials};
+use publish_cancel::cancel::CancelRequest;
+use publish_cancel::domain::{
+    CancelStamp, Login, PublishKey, PublishRecord, PublishState, Timestamp,
+};
+
+const CONCURRENT: usize = 100;
+const TRIALS: i64 = 60;
+
+fn key(pitid: i64) -> PublishKey {
+    PublishKey {
+        uid: Login::parse("alice").unwrap(),
+        aid: 1.into(),
+        itid: 2.into(),
+        pitid: pitid.into(),
+    }
+}
+
+fn request(pitid: i64, id: usize) -> CancelRequest {
+    CancelRequest {
+        key: key(pitid),
+        credentials: Credentials::Basic(BasicCredentials {
+            login: Login::parse("alice").unwrap(),
+            password: "alice-password".into(),
+        }),
+        stamp: CancelStamp {
+            request_id: format!("concurrent-{id}"),
+            at: Timestamp::now(),
+        },
+    }
+}
+
+/// Runs `CONCURRENT` cancels of alice's running publish at once.
+async fn stampede(stack: Arc<Stack>) -> Vec<bool> {
+    let tasks: Vec<_> = (0..CONCURRENT)
+        .map(|i| {
+            let stack = stack.clone();
+            tokio::spawn(async move { stack.api.use_case().run(request(3, i)).await })
+        })
+        .collect();
+    let mut changed = Vec::new();
+    for t in tasks {
+        let done = t
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("a concurrent cancel failed: {e:?}"));
+        changed.push(done.changed);
+    }
+    changed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_concurrent_cancels_make_one_transition() {
+    let stack = Arc::new(Stack::new().await);
+    let changed = stampede(stack.clone()).await;
+    assert_eq!(
+        changed.iter().filter(|c| **c).count(),
+        1,
+        "exactly one transition"
+    );
+    let item = stack.publish_item("alice", "1/2/3").await.unwrap();
+    assert_eq!(item[attr::STATE].as_s().unwrap(), "cancelled");
+    let winner = item[attr::CANCEL_REQUEST_ID].as_s().unwrap().clone();
+    // Standard queue: every success (re-)sends, all with the winner's id.
+    let msgs = stack.drain().await;
+    assert_eq!(msgs.len(), CONCURRENT);
+    assert!(msgs.iter().all(|m| m.body().unwrap().contains(&winner)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_fifo_queue_exactly_one_stop_is_delivered() {
+    let stack = Arc::new(
+        Stack::with(StackOptions {
+            fifo: true,
+            ..StackOptions::default()
+        })
+        .await,
+    );
+    let changed = stampede(stack.clone()).await;
+    assert_eq!(changed.iter().filter(|c| **c).count(), 1);
+    assert_eq!(
+        stack.drain().await.len(),
+        1,
+        "FIFO dedup on the winning cancel's id"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_racing_the_worker_ends_in_exactly_one_outcome() {
+    let stack = Arc::new(Stack::new().await);
+    let worker = Arc::new(DynamoPublishes::new(
+        stack.dynamo.clone(),
+        &stack.publishes_table,
+    ));
+    // Warm the credential cache, so a cancel is two round trips, like the
+    // worker's one, rather than Argon2 first.
+    let warm = Req::delete(cancel_path("alice", 1, 2, 4)).basic("alice", "alice-password");
+    assert_eq!(call(&stack.api, &warm).await.status(), 200);
+    stack.drain().await;
+    let mut cancelled = 0;
+    let mut published = 0;
+    for trial in 0..TRIALS {
+        let pitid = 1000 + trial;
+        let mut rec = PublishRecord::new(key(pitid), PublishState::Publishing);
+        rec.percentage = Some(99);
+        stack
+            .dynamo
+            .put_item()
+            .table_name(&stack.publishes_table)
+            .set_item(Some(publish_cancel::adapters::dynamodb::record_to_item(
+                &rec,
+            )))
+            .send()
+            .await
+            .unwrap();
+        let cancel = {
+            let stack = stack.clone();
+            tokio::spawn(async move {
+                let req =
+                    Req::delete(cancel_path("alice", 1, 2, pitid)).basic("alice", "alice-password");
+                call(&stack.api, &req).await.status().as_u16()
+            })
+        };
+        // The worker starts 0..TRIALS ms after the cancel: a sweep across
+        // the cancel's own latency, so both orders happen.
+        let finish = {
+            let worker = worker.clone();
+            let delay = std::time::Duration::from_millis(trial as u64);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                worker
+                    .finish(&key(pitid), PublishState::Published)
+                    .await
+                    .unwrap()
+            })
+        };
+        let (status, worker_won) = (cancel.await.unwrap(), finish.await.unwrap());
+        let item = stack
+            .publish_item("alice", &format!("1/2/{pitid}"))
+            .await
+            .unwrap();
+        let state = item[attr::STATE].as_s().unwrap().as_str();
+        match (status, worker_won, state) {
+            (200, false, "cancelled") => cancelled += 1,
+            (409, true, "published") => published += 1,
+            other => panic!("trial {trial}: inconsistent outcome {other:?}"),
+        }
+    }
+    assert_eq!(cancelled + published, TRIALS);
+    eprintln!("race trials: {cancelled} cancelled, {published} published");
+    // Otherwise the sweep missed the race and proved nothing.
+    assert!(cancelled > 0 && published > 0, "only one order happened");
+    let msgs = stack.drain().await;
+    assert_eq!(
+        msgs.len(),
+        cancelled as usize,
+        "one stop per winning cancel, none for the worker's wins"
+    );
+}
