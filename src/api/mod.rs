@@ -100,7 +100,10 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
         }
         format.ok_or(ApiError::NotAcceptable)?;
         let credentials = Credentials::from_request(
-            req.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes),
+            req.headers
+                .get_all(AUTHORIZATION)
+                .iter()
+                .map(HeaderValue::as_bytes),
             matched.relative,
             req.query,
         );

@@ -33,15 +33,21 @@ pub enum Credentials {
 }
 
 impl Credentials {
-    /// Reads the `Authorization` header, else the query. An `Authorization`
-    /// header always wins: a request is authenticated one way only.
-    pub fn from_request(
-        authorization: Option<&[u8]>,
+    /// Reads the `Authorization` header(s), else the query. An
+    /// `Authorization` header always wins: a request is authenticated one
+    /// way only. Two or more `Authorization` headers are ambiguous (which
+    /// one did a proxy check?) and authenticate nobody.
+    pub fn from_request<'a>(
+        mut authorization: impl Iterator<Item = &'a [u8]>,
         relative_path: &str,
         raw_query: &str,
     ) -> Credentials {
-        if let Some(value) = authorization {
-            return basic::parse(value).map_or(Credentials::Missing, Credentials::Basic);
+        match (authorization.next(), authorization.next()) {
+            (Some(value), None) => {
+                return basic::parse(value).map_or(Credentials::Missing, Credentials::Basic)
+            }
+            (Some(_), Some(_)) => return Credentials::Missing,
+            (None, _) => {}
         }
         match signed_url::parse(relative_path, raw_query) {
             Ok(Some(req)) => Credentials::SignedUrl(req),

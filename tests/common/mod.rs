@@ -366,6 +366,14 @@ impl Req {
         self
     }
 
+    /// Adds a header value without replacing existing ones.
+    pub fn append(mut self, name: &str, value: &[u8]) -> Req {
+        let name = HeaderName::from_bytes(name.as_bytes()).expect("header name");
+        self.headers
+            .append(name, HeaderValue::from_bytes(value).expect("header value"));
+        self
+    }
+
     pub fn without(mut self, name: &str) -> Req {
         self.headers.remove(name);
         self

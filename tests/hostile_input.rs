@@ -1,0 +1,497 @@
+//! The hostile-input catalogue: every case is refused with the right status
+//! and a well-formed `uforgeError`, and leaves both tables and the queue
+//! exactly as they were (emulator-backed stores, real SDK clients).
+
+mod common;
+
+use base64::Engine as _;
+use common::http_client::send;
+use common::xml::check_error;
+use common::{body_text, cancel_path, header, Req, Stack};
+use http::Method;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// alice's running publish, the target of most attacks.
+fn target() -> String {
+    cancel_path("alice", 1, 2, 3)
+}
+
+fn with_auth(value: &[u8]) -> Req {
+    Req::delete(target()).header_bytes("authorization", value)
+}
+
+fn alice() -> Req {
+    Req::delete(target()).basic("alice", "alice-password")
+}
+
+fn signed() -> Req {
+    Req::delete(target()).signed("PUBKEY123", "SECRETKEY456")
+}
+
+fn raw(uri: String) -> Req {
+    Req::delete(uri).basic("alice", "alice-password")
+}
+
+fn catalogue() -> Vec<(&'static str, Req, u16)> {
+    let good = signed().uri;
+    let (path, query) = good.split_once('?').unwrap();
+    let sig = query.split("&signature=").nth(1).unwrap().to_owned();
+    let other_sig = Req::delete(cancel_path("alice", 1, 2, 4))
+        .signed("PUBKEY123", "SECRETKEY456")
+        .uri;
+    let other_sig = other_sig.split("&signature=").nth(1).unwrap().to_owned();
+    let p = |tail: &str| format!("/api/users/alice/appliances/1/images/2/pimages/{tail}");
+    let long_segment = "7".repeat(10 * 1024);
+    vec![
+        // --- malformed Authorization: 401 ---
+        ("wrong scheme", with_auth(b"Bearer abc.def.ghi"), 401),
+        (
+            "digest scheme",
+            with_auth(b"Digest username=\"alice\""),
+            401,
+        ),
+        ("scheme only", with_auth(b"Basic"), 401),
+        ("empty token", with_auth(b"Basic "), 401),
+        ("bad base64", with_auth(b"Basic !!!!"), 401),
+        (
+            "base64 with spaces inside",
+            with_auth(format!("Basic {} {}", b64(b"alice:"), b64(b"alice-password")).as_bytes()),
+            401,
+        ),
+        (
+            "no colon",
+            with_auth(format!("Basic {}", b64(b"alicealice-password")).as_bytes()),
+            401,
+        ),
+        (
+            "empty login",
+            with_auth(format!("Basic {}", b64(b":alice-password")).as_bytes()),
+            401,
+        ),
+        (
+            "empty password",
+            with_auth(format!("Basic {}", b64(b"alice:")).as_bytes()),
+            401,
+        ),
+        (
+            "control byte in login",
+            with_auth(format!("Basic {}", b64(b"al\x01ice:alice-password")).as_bytes()),
+            401,
+        ),
+        (
+            "NUL in password",
+            with_auth(format!("Basic {}", b64(b"alice:alice-pass\0word")).as_bytes()),
+            401,
+        ),
+        (
+            "non-UTF-8 credentials",
+            with_auth(format!("Basic {}", b64(b"alice:\xff\xfe\xfd")).as_bytes()),
+            401,
+        ),
+        (
+            "non-UTF-8 header bytes",
+            with_auth(b"Basic \xc3\x28\xa0\xa1"),
+            401,
+        ),
+        (
+            "100 KB header",
+            with_auth(format!("Basic {}", "A".repeat(100 * 1024)).as_bytes()),
+            401,
+        ),
+        (
+            "overlong password",
+            with_auth(
+                format!(
+                    "Basic {}",
+                    b64(format!("alice:{}", "p".repeat(600)).as_bytes())
+                )
+                .as_bytes(),
+            ),
+            401,
+        ),
+        (
+            "unicode login",
+            with_auth(format!("Basic {}", b64("ålice:alice-password".as_bytes())).as_bytes()),
+            401,
+        ),
+        (
+            "login with slash",
+            with_auth(format!("Basic {}", b64(b"al/ice:alice-password")).as_bytes()),
+            401,
+        ),
+        (
+            "trailing garbage",
+            with_auth(format!("Basic {} extra", b64(b"alice:alice-password")).as_bytes()),
+            401,
+        ),
+        (
+            "two Authorization headers",
+            alice().append("authorization", b"Basic Ym9iOmJvYi1wYXNzd29yZA=="),
+            401,
+        ),
+        (
+            "wrong password",
+            Req::delete(target()).basic("alice", "alice-passwore"),
+            401,
+        ),
+        (
+            "unknown login",
+            Req::delete(target()).basic("mallory", "alice-password"),
+            401,
+        ),
+        (
+            "disabled user",
+            Req::delete(cancel_path("dave", 1, 2, 3)).basic("dave", "dave-password"),
+            401,
+        ),
+        (
+            "wrong Basic beats a valid signature",
+            Req::delete(good.clone()).basic("alice", "nope"),
+            401,
+        ),
+        ("no credentials", Req::delete(target()), 401),
+        // --- API-key forgeries: 401 ---
+        (
+            "wrong secret",
+            Req::delete(target()).signed("PUBKEY123", "SECRETKEY457"),
+            401,
+        ),
+        (
+            "unknown public key",
+            Req::delete(target()).signed("PUBKEY999", "SECRETKEY456"),
+            401,
+        ),
+        (
+            "signature over another path",
+            Req::delete(format!("{path}?apiKey=PUBKEY123&signature={other_sig}")),
+            401,
+        ),
+        (
+            "replay on another publish",
+            Req::delete(good.replace("/pimages/3/", "/pimages/4/")),
+            401,
+        ),
+        (
+            "replay on another user",
+            Req::delete(good.replace("/users/alice/", "/users/bob/")),
+            401,
+        ),
+        (
+            "missing apiKey",
+            Req::delete(format!("{path}?signature={sig}")),
+            401,
+        ),
+        (
+            "missing signature",
+            Req::delete(format!("{path}?apiKey=PUBKEY123")),
+            401,
+        ),
+        (
+            "duplicated apiKey",
+            Req::delete(format!(
+                "{path}?apiKey=PUBKEY123&apiKey=PUBKEY123&signature={sig}"
+            )),
+            401,
+        ),
+        (
+            "duplicated signature",
+            Req::delete(format!("{good}&signature={sig}")),
+            401,
+        ),
+        (
+            "truncated signature",
+            Req::delete(format!("{path}?apiKey=PUBKEY123&signature=0CrZ0HktI7YH")),
+            401,
+        ),
+        (
+            "undecodable signature",
+            Req::delete(format!("{path}?apiKey=PUBKEY123&signature=%ZZ%ZZ")),
+            401,
+        ),
+        (
+            "NUL in apiKey",
+            Req::delete(format!("{path}?apiKey=PUB%00KEY123&signature={sig}")),
+            401,
+        ),
+        (
+            "parameter smuggled before apiKey",
+            Req::delete(format!("{path}?x=1&apiKey=PUBKEY123&signature={sig}")),
+            401,
+        ),
+        (
+            "case-changed apiKey name",
+            Req::delete(format!("{path}?APIKEY=PUBKEY123&signature={sig}")),
+            401,
+        ),
+        // --- path tricks: 404 ---
+        (
+            "encoded slash in uid",
+            raw("/api/users/al%2Fice/appliances/1/images/2/pimages/3/cancel".into()),
+            404,
+        ),
+        (
+            "dot-dot segment",
+            raw("/api/users/alice/appliances/1/images/2/pimages/../pimages/3/cancel".into()),
+            404,
+        ),
+        (
+            "dot-dot uid",
+            raw("/api/users/../appliances/1/images/2/pimages/3/cancel".into()),
+            404,
+        ),
+        (
+            "double slash",
+            raw("/api/users/alice//appliances/1/images/2/pimages/3/cancel".into()),
+            404,
+        ),
+        (
+            "unicode uid",
+            raw("/api/users/%C3%A5lice/appliances/1/images/2/pimages/3/cancel".into()),
+            404,
+        ),
+        (
+            "invalid UTF-8 uid",
+            raw("/api/users/%FF%FE/appliances/1/images/2/pimages/3/cancel".into()),
+            404,
+        ),
+        (
+            "10 KB segment",
+            raw(p(&format!("{long_segment}/cancel"))),
+            404,
+        ),
+        ("id above i64", raw(p("9223372036854775808/cancel")), 404),
+        ("id below i64", raw(p("-9223372036854775809/cancel")), 404),
+        (
+            "negative id (valid long, no record)",
+            raw(p("-3/cancel")),
+            404,
+        ),
+        ("leading plus", raw(p("+3/cancel")), 404),
+        ("injected characters", raw(p("3x?injected=1")), 404),
+        ("percent-encoded digit", raw(p("%33/cancel")), 404),
+        ("encoded space", raw(p("%203/cancel")), 404),
+        ("hex id", raw(p("0x3/cancel")), 404),
+        ("empty id", raw(p("/cancel")), 404),
+        ("trailing slash", raw(p("3/cancel/")), 404),
+        ("extra segment", raw(p("3/cancel/now")), 404),
+        ("upper-case segment", raw(p("3/CANCEL")), 404),
+        (
+            "wrong base",
+            raw("/apix/users/alice/appliances/1/images/2/pimages/3/cancel".into()),
+            404,
+        ),
+        ("status resource instead", raw(p("3/status")), 404),
+        ("unknown pitid", raw(p("999/cancel")), 404),
+        (
+            "pitid under another image",
+            raw("/api/users/alice/appliances/1/images/9/pimages/3/cancel".into()),
+            404,
+        ),
+        // --- methods: 405 ---
+        (
+            "GET",
+            Req::new(Method::GET, target()).basic("alice", "alice-password"),
+            405,
+        ),
+        (
+            "POST",
+            Req::new(Method::POST, target()).basic("alice", "alice-password"),
+            405,
+        ),
+        (
+            "PUT",
+            Req::new(Method::PUT, target()).basic("alice", "alice-password"),
+            405,
+        ),
+        (
+            "PATCH",
+            Req::new(Method::PATCH, target()).basic("alice", "alice-password"),
+            405,
+        ),
+        (
+            "HEAD",
+            Req::new(Method::HEAD, target()).basic("alice", "alice-password"),
+            405,
+        ),
+        ("OPTIONS", Req::new(Method::OPTIONS, target()), 405),
+        ("TRACE", Req::new(Method::TRACE, target()), 405),
+        (
+            "extension method",
+            Req::new(Method::from_bytes(b"PURGE").unwrap(), target()),
+            405,
+        ),
+        // --- Accept: 406 ---
+        (
+            "Accept text/html",
+            alice().header("accept", "text/html"),
+            406,
+        ),
+        (
+            "Accept image/png",
+            alice().header("accept", "image/png"),
+            406,
+        ),
+        (
+            "Accept xml refused",
+            alice().header("accept", "application/xml;q=0"),
+            406,
+        ),
+        (
+            "Accept both refused",
+            alice().header("accept", "application/xml;q=0, application/json;q=0"),
+            406,
+        ),
+        ("Accept garbage", alice().header("accept", ";;;,,,"), 406),
+        // --- Prefer on a refusal changes nothing ---
+        (
+            "Prefer minimal on a 401",
+            Req::delete(target())
+                .basic("alice", "x")
+                .header("prefer", "return=minimal"),
+            401,
+        ),
+        (
+            "Prefer garbage on a 401",
+            Req::delete(target())
+                .basic("alice", "x")
+                .header("prefer", "return=;;;===,,,\tminimal"),
+            401,
+        ),
+        // --- authorization (BOLA, entitlement): 403 ---
+        (
+            "another user's publish",
+            Req::delete(target()).basic("bob", "bob-password"),
+            403,
+        ),
+        (
+            "another user's missing publish",
+            Req::delete(cancel_path("alice", 9, 9, 9)).basic("bob", "bob-password"),
+            403,
+        ),
+        (
+            "another user's publish, JSON",
+            Req::delete(target())
+                .basic("bob", "bob-password")
+                .header("accept", "application/json"),
+            403,
+        ),
+        (
+            "no image_publish entitlement",
+            Req::delete(cancel_path("carol", 5, 6, 7)).basic("carol", "carol-password"),
+            403,
+        ),
+        (
+            "no entitlement, another user",
+            Req::delete(target()).basic("carol", "carol-password"),
+            403,
+        ),
+        // --- finished publishes: 409 ---
+        ("published", raw(p("5/cancel")), 409),
+        ("failed", raw(p("6/cancel")), 409),
+    ]
+}
+
+#[tokio::test]
+async fn every_hostile_request_is_refused_and_changes_nothing() {
+    let stack = Stack::new().await;
+    let cases = catalogue();
+    assert!(cases.len() >= 60, "the catalogue shrank to {}", cases.len());
+    let tables = stack.tables().await;
+    for (name, req, status) in cases {
+        let resp = stack.call(&req).await;
+        assert_eq!(
+            resp.status().as_u16(),
+            status,
+            "{name}: {}",
+            String::from_utf8_lossy(resp.body())
+        );
+        match header(&resp, "content-type") {
+            Some("application/xml") => {
+                let doc = check_error(&body_text(&resp));
+                assert_eq!(doc.status, status, "{name}");
+                assert!(doc.uri.len() <= 256, "{name}: the echoed URI is bounded");
+            }
+            Some("application/json") => {
+                let v: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+                assert_eq!(v["statusCode"], status, "{name}");
+                assert!(v["localizedErrorMsg"]["message"].is_string(), "{name}");
+            }
+            other => panic!("{name}: content type {other:?}"),
+        }
+        let body = body_text(&resp);
+        for secret in ["alice-password", "SECRETKEY456", "signature", "Basic "] {
+            assert!(!body.contains(secret), "{name}: body echoes {secret:?}");
+        }
+        assert_eq!(stack.tables().await, tables, "{name}: a table changed");
+        assert_eq!(stack.queue_depth().await, 0, "{name}: the queue changed");
+    }
+}
+
+#[tokio::test]
+async fn huge_and_binary_bodies_over_a_real_socket() {
+    // The local server on the emulator-free default: bodies are never read,
+    // and the answer depends on the credentials alone.
+    let api = std::sync::Arc::new({
+        let sealer = common::sealer();
+        let (users, publishes) = publish_cancel::seed::Seed::parse(publish_cancel::seed::BUNDLED)
+            .unwrap()
+            .into_memory(&sealer)
+            .unwrap();
+        publish_cancel::api::Api::new(
+            publish_cancel::cancel::CancelPublish {
+                users,
+                publishes,
+                queue: publish_cancel::adapters::memory::MemoryQueue::default(),
+                auth: publish_cancel::auth::Authenticator::new(Some(sealer)),
+            },
+            "/api",
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(publish_cancel::frontdoor::local::serve(
+        listener,
+        api.clone(),
+    ));
+
+    let wrong = format!("Basic {}", b64(b"alice:wrong"));
+    let binary: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+    let resp = send_with_body(&addr, &target(), &wrong, &binary).await;
+    assert_eq!(resp, 401);
+    assert_eq!(api.use_case().queue.sent().len(), 0);
+    let right = format!("Basic {}", b64(b"alice:alice-password"));
+    let resp = send_with_body(&addr, &target(), &right, b"<xml>ignored</xml>").await;
+    assert_eq!(resp, 200);
+    // And the plain client still works after the big upload.
+    let again = send(
+        &addr,
+        "DELETE",
+        &target(),
+        &[("Authorization", right.as_str())],
+    )
+    .await;
+    assert_eq!(again.status, 200);
+}
+
+/// A DELETE with a body, over a raw socket; returns the status.
+async fn send_with_body(addr: &str, path: &str, auth: &str, body: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "DELETE {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer and close before reading it all: that is fine.
+    let _ = stream.write_all(body).await;
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"))
+}
