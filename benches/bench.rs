@@ -1,0 +1,394 @@
+//! The benchmark: `scripts/bench` builds the release binaries, then runs
+//! this (harness-less) and prints a Markdown table for the README. Every
+//! figure is a median (or percentile) over repeated runs and, where there is
+//! a reference, a ratio to it measured in the same run.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::runtime_api::{Outcome, RuntimeApi};
+use common::{cancel_path, Req, Stack};
+use publish_cancel::adapters::dynamodb::{record_to_item, DynamoPublishes, DynamoUsers};
+use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
+use publish_cancel::adapters::sqs::SqsStopQueue;
+use publish_cancel::api::Api;
+use publish_cancel::auth::Authenticator;
+use publish_cancel::cancel::CancelPublish;
+use publish_cancel::domain::{
+    CancelStamp, Login, PublishKey, PublishRecord, PublishState, Timestamp,
+};
+use publish_cancel::ports::{Publishes, StopMessage, StopQueue, Users};
+use publish_cancel::seed::{Seed, BUNDLED};
+
+const INIT_RUNS: usize = 15;
+const WARM_REQUESTS: usize = 300;
+const RSS_REQUESTS: usize = 10_000;
+
+fn release(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/release")
+        .join(name)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Row(String, String, String);
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut rows = Vec::new();
+    let stack = Stack::new().await;
+    let kek = base64::engine::general_purpose::STANDARD.encode(common::KEK);
+
+    // --- init time and first request, vs a hello-world lambda_runtime ---
+    let event = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("events/apigw-rest-cancel-basic.json"),
+    )
+    .unwrap();
+    let (mut ours, mut hello, mut first) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..INIT_RUNS {
+        for reference in [false, true] {
+            let runtime = RuntimeApi::start().await;
+            let bin = if reference {
+                release("examples/hello_lambda")
+            } else {
+                release("publish-cancel")
+            };
+            let started = Instant::now();
+            let mut child = tokio::process::Command::new(bin)
+                .env_clear()
+                .env("AWS_LAMBDA_RUNTIME_API", &runtime.addr)
+                .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+                .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+                .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
+                .env("AWS_ENDPOINT_URL", &common::moto::moto().endpoint)
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .env("USERS_TABLE", &stack.users_table)
+                .env("PUBLISHES_TABLE", &stack.publishes_table)
+                .env("STOP_QUEUE_URL", &stack.queue_url)
+                .env("UFORGE_API_KEY_KEK", &kek)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("run `scripts/bench`, which builds the release binaries first");
+            while runtime.first_next().is_none() {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            let init = ms(runtime.first_next().unwrap() - started);
+            if reference {
+                hello.push(init);
+            } else {
+                ours.push(init);
+                let sent = Instant::now();
+                let Outcome::Response(_) = runtime.invoke(&event).await else {
+                    panic!("invocation error")
+                };
+                first.push(ms(sent.elapsed()));
+            }
+            child.kill().await.ok();
+        }
+    }
+    let (ours, hello, first) = (sorted(ours), sorted(hello), sorted(first));
+    rows.push(Row(
+        "init: process start → first `/next` (ours)".into(),
+        format!("{:.1} ms", pct(&ours, 0.5)),
+        format!(
+            "{:.2}× hello-world ({:.1} ms); target ≤ 1.3×",
+            pct(&ours, 0.5) / pct(&hello, 0.5),
+            pct(&hello, 0.5)
+        ),
+    ));
+    rows.push(Row(
+        "first invocation (Argon2 + new connections)".into(),
+        format!("{:.1} ms", pct(&first, 0.5)),
+        "p50 of cold processes".into(),
+    ));
+
+    // --- warm latency through the local HTTP front door vs the SDK floor ---
+    let fresh = |offset: i64| {
+        let stack = &stack;
+        async move {
+            for i in 0..WARM_REQUESTS as i64 {
+                let rec = PublishRecord::new(key(offset + i), PublishState::Publishing);
+                stack
+                    .dynamo
+                    .put_item()
+                    .table_name(&stack.publishes_table)
+                    .set_item(Some(record_to_item(&rec)))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    fresh(10_000).await;
+    fresh(20_000).await;
+    let api = Arc::new(
+        stack
+            .api_via(
+                &common::moto::moto().endpoint,
+                &common::moto::moto().endpoint,
+            )
+            .await,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(publish_cancel::frontdoor::local::serve(
+        listener,
+        api.clone(),
+    ));
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:alice-password")
+    );
+    // Warm the credential cache and the connections.
+    common::http_client::send(
+        &addr,
+        "DELETE",
+        &cancel_path("alice", 1, 2, 4),
+        &[("Authorization", &auth)],
+    )
+    .await;
+    let (mut front, mut floor) = (Vec::new(), Vec::new());
+    let users = DynamoUsers::new(stack.dynamo.clone(), &stack.users_table);
+    let publishes = DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table);
+    let queue = SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url);
+    let alice = Login::parse("alice").unwrap();
+    for i in 0..WARM_REQUESTS as i64 {
+        // Interleaved, so both see the same machine noise.
+        let t = Instant::now();
+        let r = common::http_client::send(
+            &addr,
+            "DELETE",
+            &cancel_path("alice", 1, 2, 10_000 + i),
+            &[("Authorization", &auth)],
+        )
+        .await;
+        front.push(ms(t.elapsed()));
+        assert_eq!(r.status, 200);
+        let t = Instant::now();
+        let stamp = CancelStamp {
+            request_id: format!("floor-{i}"),
+            at: Timestamp::now(),
+        };
+        users.get(&alice).await.unwrap().unwrap();
+        let k = key(20_000 + i);
+        publishes.cancel(&k, &stamp).await.unwrap();
+        queue.send(&StopMessage::new(&k, &stamp)).await.unwrap();
+        publishes.stop_sent(&k).await.unwrap();
+        floor.push(ms(t.elapsed()));
+    }
+    let (front, floor) = (sorted(front), sorted(floor));
+    rows.push(Row(
+        "warm cancel via local HTTP front door, p50".into(),
+        format!("{:.2} ms", pct(&front, 0.5)),
+        format!(
+            "{:.2}× SDK floor ({:.2} ms); target ≤ 1.10×",
+            pct(&front, 0.5) / pct(&floor, 0.5),
+            pct(&floor, 0.5)
+        ),
+    ));
+    rows.push(Row(
+        "warm cancel via local HTTP front door, p99".into(),
+        format!("{:.2} ms", pct(&front, 0.99)),
+        format!(
+            "{:.2}× SDK floor p99 ({:.2} ms)",
+            pct(&front, 0.99) / pct(&floor, 0.99),
+            pct(&floor, 0.99)
+        ),
+    ));
+
+    // --- handler CPU per request, in-memory adapters ---
+    for (label, n, cached, signed) in [
+        ("cache-hit Basic", 20_000, true, false),
+        ("Argon2 Basic (no cache)", 40, false, false),
+        ("API-key signed URL", 20_000, true, true),
+    ] {
+        let api = memory_api(cached);
+        let req = if signed {
+            Req::delete(cancel_path("alice", 1, 2, 3)).signed("PUBKEY123", "SECRETKEY456")
+        } else {
+            Req::delete(cancel_path("alice", 1, 2, 3)).basic("alice", "alice-password")
+        };
+        assert_eq!(common::call(&api, &req).await.status(), 200);
+        let t = Instant::now();
+        for _ in 0..n {
+            let _ = common::call(&api, &req).await;
+        }
+        let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+        rows.push(Row(
+            format!("handler CPU, {label}"),
+            format!("{us:.1} µs/request"),
+            format!("{:.0} requests/s on one core", 1e6 / us),
+        ));
+    }
+
+    // --- 401 timing: unknown login vs wrong password ---
+    let api = memory_api(false);
+    let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+    for _ in 0..60 {
+        for (login, out) in [("nobody", &mut unknown), ("alice", &mut wrong)] {
+            let req = Req::delete(cancel_path(login, 1, 2, 3)).basic(login, "not-the-password");
+            let t = Instant::now();
+            assert_eq!(common::call(&api, &req).await.status(), 401);
+            out.push(ms(t.elapsed()));
+        }
+    }
+    let (unknown, wrong) = (sorted(unknown), sorted(wrong));
+    rows.push(Row(
+        "401 unknown login, p50 [p10–p90]".into(),
+        format!(
+            "{:.1} ms [{:.1}–{:.1}]",
+            pct(&unknown, 0.5),
+            pct(&unknown, 0.1),
+            pct(&unknown, 0.9)
+        ),
+        format!(
+            "{:.3}× the wrong-password 401",
+            pct(&unknown, 0.5) / pct(&wrong, 0.5)
+        ),
+    ));
+    rows.push(Row(
+        "401 wrong password, p50 [p10–p90]".into(),
+        format!(
+            "{:.1} ms [{:.1}–{:.1}]",
+            pct(&wrong, 0.5),
+            pct(&wrong, 0.1),
+            pct(&wrong, 0.9)
+        ),
+        "both verify one Argon2id hash".into(),
+    ));
+
+    // --- binary sizes ---
+    for (label, bin) in [
+        ("publish-cancel", "publish-cancel"),
+        ("hello-world reference", "examples/hello_lambda"),
+    ] {
+        let size = std::fs::metadata(release(bin))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        rows.push(Row(
+            format!("release binary, x86_64, stripped: {label}"),
+            format!("{:.2} MB", size as f64 / 1e6),
+            if label == "publish-cancel" {
+                "arm64: not built here (no aarch64 std); target ≤ 6 MB".into()
+            } else {
+                String::new()
+            },
+        ));
+    }
+
+    // --- memory over 10 000 requests, release local server ---
+    let (hwm, rss_after, rss_idle) = local_server_memory(&auth).await;
+    rows.push(Row(
+        format!("peak RSS over {RSS_REQUESTS} requests (local server, release)"),
+        format!("{hwm:.1} MB"),
+        "VmHWM; includes Argon2's 19 MiB during seeding/first verify".into(),
+    ));
+    rows.push(Row(
+        "RSS after the requests / idle after start".into(),
+        format!("{rss_after:.1} MB / {rss_idle:.1} MB"),
+        "steady state without Argon2's working memory".into(),
+    ));
+
+    println!("| measure | figure | reference |\n| --- | --- | --- |");
+    for Row(a, b, c) in rows {
+        println!("| {a} | {b} | {c} |");
+    }
+}
+
+fn key(pitid: i64) -> PublishKey {
+    PublishKey {
+        uid: Login::parse("alice").unwrap(),
+        aid: 1.into(),
+        itid: 2.into(),
+        pitid: pitid.into(),
+    }
+}
+
+fn memory_api(cached: bool) -> Api<MemoryUsers, MemoryPublishes, MemoryQueue> {
+    let sealer = common::sealer();
+    let (users, publishes) = Seed::parse(BUNDLED).unwrap().into_memory(&sealer).unwrap();
+    let auth = if cached {
+        Authenticator::with_cache(Some(sealer))
+    } else {
+        Authenticator::new(Some(sealer))
+    };
+    Api::new(
+        CancelPublish {
+            users,
+            publishes,
+            queue: MemoryQueue::default(),
+            auth,
+        },
+        "/api",
+    )
+}
+
+/// Returns (VmHWM, VmRSS after, VmRSS idle) in MB.
+async fn local_server_memory(auth: &str) -> (f64, f64, f64) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(release("uforge-local"))
+        .args(["--port", "0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let banner = lines.next_line().await.unwrap().unwrap();
+    let addr = banner
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let pid = child.id().unwrap();
+    let status = |field: &str| {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    };
+    let idle = status("VmRSS:");
+    for _ in 0..RSS_REQUESTS {
+        let r = common::http_client::send(
+            &addr,
+            "DELETE",
+            &cancel_path("alice", 1, 2, 3),
+            &[("Authorization", auth)],
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    let out = (status("VmHWM:"), status("VmRSS:"), idle);
+    child.kill().await.ok();
+    out
+}
