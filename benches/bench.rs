@@ -15,11 +15,7 @@ use base64::Engine as _;
 use common::runtime_api::{Outcome, RuntimeApi};
 use common::{cancel_path, Req, Stack};
 use publish_cancel::adapters::dynamodb::{record_to_item, DynamoPublishes, DynamoUsers};
-use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
 use publish_cancel::adapters::sqs::SqsStopQueue;
-use publish_cancel::api::Api;
-use publish_cancel::auth::Authenticator;
-use publish_cancel::cancel::CancelPublish;
 use publish_cancel::domain::{
     CancelStamp, Login, PublishKey, PublishRecord, PublishState, Timestamp,
 };
@@ -56,7 +52,6 @@ struct Row(String, String, String);
 async fn main() {
     let mut rows = Vec::new();
     let stack = Stack::new().await;
-    let kek = base64::engine::general_purpose::STANDARD.encode(common::KEK);
 
     // --- init time and first request, vs a hello-world lambda_runtime ---
     let event = std::fs::read_to_string(
@@ -75,19 +70,8 @@ async fn main() {
             let started = Instant::now();
             let mut child = tokio::process::Command::new(bin)
                 .env_clear()
-                .env("AWS_LAMBDA_RUNTIME_API", &runtime.addr)
-                .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
-                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-                .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+                .envs(stack.lambda_env(&runtime.addr))
                 .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
-                .env("AWS_ENDPOINT_URL", &common::moto::moto().endpoint)
-                .env("AWS_REGION", "us-east-1")
-                .env("AWS_ACCESS_KEY_ID", "testing")
-                .env("AWS_SECRET_ACCESS_KEY", "testing")
-                .env("USERS_TABLE", &stack.users_table)
-                .env("PUBLISHES_TABLE", &stack.publishes_table)
-                .env("STOP_QUEUE_URL", &stack.queue_url)
-                .env("UFORGE_API_KEY_KEK", &kek)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .kill_on_drop(true)
@@ -328,23 +312,8 @@ fn key(pitid: i64) -> PublishKey {
     }
 }
 
-fn memory_api(cached: bool) -> Api<MemoryUsers, MemoryPublishes, MemoryQueue> {
-    let sealer = common::sealer();
-    let (users, publishes) = Seed::parse(BUNDLED).unwrap().into_memory(&sealer).unwrap();
-    let auth = if cached {
-        Authenticator::with_cache(Some(sealer))
-    } else {
-        Authenticator::new(Some(sealer))
-    };
-    Api::new(
-        CancelPublish {
-            users,
-            publishes,
-            queue: MemoryQueue::default(),
-            auth,
-        },
-        "/api",
-    )
+fn memory_api(cached: bool) -> common::MemoryApi {
+    common::memory_api(&Seed::parse(BUNDLED).unwrap(), cached)
 }
 
 /// Returns (VmHWM, VmRSS after, VmRSS idle) in MB.

@@ -129,30 +129,10 @@ async fn seed_file_administration() {
     // The seed drives a real server: the password and the key both work.
     let text = std::fs::read_to_string(&seed).unwrap();
     let parsed = publish_cancel::seed::Seed::parse(&text).unwrap();
-    let sealer = common::sealer();
-    let (users, publishes) = parsed.into_memory(&sealer).unwrap();
-    let api = publish_cancel::api::Api::new(
-        publish_cancel::cancel::CancelPublish {
-            users,
-            publishes,
-            queue: publish_cancel::adapters::memory::MemoryQueue::default(),
-            auth: publish_cancel::auth::Authenticator::new(Some(sealer)),
-        },
-        "/api",
-    );
+    let api = common::memory_api(&parsed, false);
     let call = |req: Req| {
         let api = &api;
-        async move {
-            let (path, query) = req.uri.split_once('?').unwrap_or((&req.uri, ""));
-            api.handle(publish_cancel::api::ApiRequest {
-                method: &req.method,
-                path,
-                query,
-                headers: &req.headers,
-                request_id: "admin-test",
-            })
-            .await
-        }
+        async move { common::call(api, &req).await }
     };
     let path = cancel_path("erin", 1, 1, 1);
     assert_eq!(
@@ -252,17 +232,7 @@ async fn dynamodb_administration_drives_the_endpoint() {
     );
     let call = |req: Req| {
         let api = &api;
-        async move {
-            let (path, query) = req.uri.split_once('?').unwrap_or((&req.uri, ""));
-            api.handle(publish_cancel::api::ApiRequest {
-                method: &req.method,
-                path,
-                query,
-                headers: &req.headers,
-                request_id: "admin-test",
-            })
-            .await
-        }
+        async move { common::call(api, &req).await }
     };
     let path = cancel_path("frank", 4, 5, 6);
     let resp = call(Req::delete(path.clone()).signed(&public, &secret)).await;

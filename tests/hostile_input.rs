@@ -434,22 +434,8 @@ async fn every_hostile_request_is_refused_and_changes_nothing() {
 async fn huge_and_binary_bodies_over_a_real_socket() {
     // The local server on the emulator-free default: bodies are never read,
     // and the answer depends on the credentials alone.
-    let api = std::sync::Arc::new({
-        let sealer = common::sealer();
-        let (users, publishes) = publish_cancel::seed::Seed::parse(publish_cancel::seed::BUNDLED)
-            .unwrap()
-            .into_memory(&sealer)
-            .unwrap();
-        publish_cancel::api::Api::new(
-            publish_cancel::cancel::CancelPublish {
-                users,
-                publishes,
-                queue: publish_cancel::adapters::memory::MemoryQueue::default(),
-                auth: publish_cancel::auth::Authenticator::new(Some(sealer)),
-            },
-            "/api",
-        )
-    });
+    let seed = publish_cancel::seed::Seed::parse(publish_cancel::seed::BUNDLED).unwrap();
+    let api = std::sync::Arc::new(common::memory_api(&seed, false));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(publish_cancel::frontdoor::local::serve(

@@ -153,6 +153,29 @@ impl Stack {
         )
     }
 
+    /// The environment of the Lambda binary on this stack, under the
+    /// Runtime API at `runtime_api` (what the SAM template would set).
+    pub fn lambda_env(&self, runtime_api: &str) -> Vec<(&'static str, String)> {
+        use base64::Engine as _;
+        vec![
+            ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
+            ("AWS_LAMBDA_FUNCTION_NAME", "publish-cancel".into()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512".into()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+            ("AWS_ENDPOINT_URL", moto::moto().endpoint.clone()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("USERS_TABLE", self.users_table.clone()),
+            ("PUBLISHES_TABLE", self.publishes_table.clone()),
+            ("STOP_QUEUE_URL", self.queue_url.clone()),
+            (
+                "UFORGE_API_KEY_KEK",
+                base64::engine::general_purpose::STANDARD.encode(KEK),
+            ),
+        ]
+    }
+
     /// Calls the endpoint's handler as a front door would.
     pub async fn call(&self, req: &Req) -> Response<Vec<u8>> {
         call(&self.api, req).await
@@ -298,6 +321,33 @@ async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
     publish_cancel::admin::create_queue(sqs, name)
         .await
         .expect("create queue")
+}
+
+pub type MemoryApi = publish_cancel::api::Api<
+    publish_cancel::adapters::memory::MemoryUsers,
+    publish_cancel::adapters::memory::MemoryPublishes,
+    publish_cancel::adapters::memory::MemoryQueue,
+>;
+
+/// The endpoint on in-memory stores holding `seed`, API secrets sealed
+/// under the tests' KEK.
+pub fn memory_api(seed: &Seed, cached: bool) -> MemoryApi {
+    let sealer = sealer();
+    let (users, publishes) = seed.into_memory(&sealer).expect("seed loads");
+    let auth = if cached {
+        publish_cancel::auth::Authenticator::with_cache(Some(sealer))
+    } else {
+        publish_cancel::auth::Authenticator::new(Some(sealer))
+    };
+    publish_cancel::api::Api::new(
+        publish_cancel::cancel::CancelPublish {
+            users,
+            publishes,
+            queue: publish_cancel::adapters::memory::MemoryQueue::default(),
+            auth,
+        },
+        "/api",
+    )
 }
 
 /// Calls an endpoint's handler as a front door would.
