@@ -7,8 +7,17 @@ use lambda_http::{service_fn, Error, Request};
 use publish_cancel::config::{self, AwsSettings};
 use publish_cancel::frontdoor;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    publish_cancel::memory::return_large_blocks_to_the_os();
+    // Lambda sends one event at a time: a single-threaded runtime starts
+    // faster and holds less; Argon2 still runs on a blocking thread.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> Result<(), Error> {
     // JSON when AWS_LAMBDA_LOG_FORMAT=JSON, level from AWS_LAMBDA_LOG_LEVEL / RUST_LOG.
     lambda_http::tracing::init_default_subscriber();
     let settings = AwsSettings::from_env()?;

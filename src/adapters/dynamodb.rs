@@ -53,6 +53,17 @@ pub fn publish_sort_key(key: &PublishKey) -> String {
     format!("{}/{}/{}", key.aid, key.itid, key.pitid)
 }
 
+/// The primary key of a publish item: (`uid`, `publishKey`).
+pub fn publish_item_key(key: &PublishKey) -> Item {
+    HashMap::from([
+        (attr::UID.to_owned(), AttributeValue::S(key.uid.to_string())),
+        (
+            attr::PUBLISH_KEY.to_owned(),
+            AttributeValue::S(publish_sort_key(key)),
+        ),
+    ])
+}
+
 fn backend(
     context: &'static str,
     e: impl std::error::Error + Send + Sync + 'static,
@@ -192,8 +203,7 @@ impl DynamoPublishes {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(attr::UID, AttributeValue::S(key.uid.to_string()))
-            .key(attr::PUBLISH_KEY, AttributeValue::S(publish_sort_key(key)))
+            .set_key(Some(publish_item_key(key)))
             .update_expression("SET #state = :outcome, #lastModified = :now")
             .condition_expression("#state = :publishing")
             .expression_attribute_names("#state", attr::STATE)
@@ -226,8 +236,7 @@ impl Publishes for DynamoPublishes {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(attr::UID, AttributeValue::S(key.uid.to_string()))
-            .key(attr::PUBLISH_KEY, AttributeValue::S(publish_sort_key(key)))
+            .set_key(Some(publish_item_key(key)))
             .update_expression(
                 "SET #state = :cancelled, #lastModified = :now, #message = :message, \
                  #requestId = :requestId, #cancelledAt = :now, #pending = :pending",
@@ -283,8 +292,7 @@ impl Publishes for DynamoPublishes {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(attr::UID, AttributeValue::S(key.uid.to_string()))
-            .key(attr::PUBLISH_KEY, AttributeValue::S(publish_sort_key(key)))
+            .set_key(Some(publish_item_key(key)))
             .update_expression("REMOVE #pending")
             // Never create an item, and a second clear is a no-op.
             .condition_expression("attribute_exists(#pending)")

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::{AdminError, AdminStore, UserSummary};
 use crate::adapters::dynamodb::{
-    attr, publish_sort_key, record_from_item, record_to_item, user_from_item, PENDING_STOPS_INDEX,
+    attr, publish_item_key, record_from_item, record_to_item, user_from_item, PENDING_STOPS_INDEX,
 };
 use crate::auth::Sealer;
 use crate::domain::{Login, PublishKey, PublishRecord};
@@ -267,8 +267,7 @@ impl AdminStore for DynamoAdmin {
             .client
             .get_item()
             .table_name(&self.publishes_table)
-            .key(attr::UID, AttributeValue::S(key.uid.to_string()))
-            .key(attr::PUBLISH_KEY, AttributeValue::S(publish_sort_key(key)))
+            .set_key(Some(publish_item_key(key)))
             .consistent_read(true)
             .send()
             .await

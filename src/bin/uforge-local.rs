@@ -49,11 +49,18 @@ struct Args {
     base_path: Option<String>,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    publish_cancel::memory::return_large_blocks_to_the_os();
     tracing_init();
     let args = Args::parse();
-    match run(args).await {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("uforge-local: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("uforge-local: {}", publish_cancel::ErrorChain(e.as_ref()));
