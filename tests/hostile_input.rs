@@ -399,6 +399,7 @@ async fn every_hostile_request_is_refused_and_changes_nothing() {
     let stack = Stack::new().await;
     let cases = catalogue();
     assert!(cases.len() >= 60, "the catalogue shrank to {}", cases.len());
+    eprintln!("hostile cases: {}", cases.len());
     let tables = stack.tables().await;
     for (name, req, status) in cases {
         let resp = stack.call(&req).await;
