@@ -62,9 +62,10 @@ async fn main() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("events/apigw-rest-cancel-basic.json"),
     )
     .unwrap();
-    let (mut ours, mut hello, mut first) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ours, mut hello, mut first, mut system) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..INIT_RUNS {
-        for reference in [false, true] {
+        for (reference, roots) in [(false, "amazon"), (true, "amazon"), (false, "system")] {
             let runtime = RuntimeApi::start().await;
             let bin = if reference {
                 release("examples/hello_lambda")
@@ -75,6 +76,7 @@ async fn main() {
             let mut child = tokio::process::Command::new(bin)
                 .env_clear()
                 .envs(stack.lambda_env(&runtime.addr))
+                .env("UFORGE_TLS_ROOTS", roots)
                 .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -87,6 +89,8 @@ async fn main() {
             let init = ms(runtime.first_next().unwrap() - started);
             if reference {
                 hello.push(init);
+            } else if roots == "system" {
+                system.push(init);
             } else {
                 ours.push(init);
                 let sent = Instant::now();
@@ -98,14 +102,22 @@ async fn main() {
             child.kill().await.ok();
         }
     }
-    let (ours, hello, first) = (sorted(ours), sorted(hello), sorted(first));
+    let (ours, hello, first, system) = (sorted(ours), sorted(hello), sorted(first), sorted(system));
     rows.push(Row(
-        "init: process start → first `/next` (ours)".into(),
+        "init: process start → first `/next` (ours, Amazon roots)".into(),
         format!("{:.1} ms", pct(&ours, 0.5)),
         format!(
             "{:.2}× hello-world ({:.1} ms); target ≤ 1.3×",
             pct(&ours, 0.5) / pct(&hello, 0.5),
             pct(&hello, 0.5)
+        ),
+    ));
+    rows.push(Row(
+        "init with the system's root certificates".into(),
+        format!("{:.1} ms", pct(&system, 0.5)),
+        format!(
+            "{:.2}× hello-world (`UFORGE_TLS_ROOTS=system`)",
+            pct(&system, 0.5) / pct(&hello, 0.5)
         ),
     ));
     rows.push(Row(

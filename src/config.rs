@@ -18,6 +18,7 @@ pub const ENV_USERS_TABLE: &str = "USERS_TABLE";
 pub const ENV_PUBLISHES_TABLE: &str = "PUBLISHES_TABLE";
 pub const ENV_STOP_QUEUE_URL: &str = "STOP_QUEUE_URL";
 pub const ENV_API_KEY_KEK: &str = "UFORGE_API_KEY_KEK";
+pub const ENV_TLS_ROOTS: &str = "UFORGE_TLS_ROOTS";
 pub const DEFAULT_BASE_PATH: &str = "/api";
 
 #[derive(Debug, thiserror::Error)]
@@ -82,10 +83,58 @@ pub const MAX_ATTEMPTS: u32 = 3;
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+/// Which root certificates the SDK's HTTPS client trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsRoots {
+    /// The platform's store. Loading it (a bundle of ~150 certificates, or
+    /// a directory of them) is most of our cold-start cost.
+    System,
+    /// Only Amazon Trust Services' five roots, compiled in: every AWS
+    /// endpoint in the `aws` and `aws-us-gov` partitions chains to them.
+    /// Not for the China partition or custom HTTPS endpoints.
+    Amazon,
+}
+
+/// The Amazon Trust Services roots (Amazon Root CA 1-4, Starfield Services
+/// Root CA G2), as published by Amazon.
+pub const AMAZON_TRUST_SERVICES_PEM: &str = include_str!("../certs/amazon-trust-services.pem");
+
+impl TlsRoots {
+    /// `UFORGE_TLS_ROOTS`: `system` (default) or `amazon`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match std::env::var(ENV_TLS_ROOTS).as_deref() {
+            Err(_) | Ok("") | Ok("system") => Ok(TlsRoots::System),
+            Ok("amazon") => Ok(TlsRoots::Amazon),
+            Ok(other) => Err(ConfigError::Invalid(
+                ENV_TLS_ROOTS,
+                format!("{other:?} (use system or amazon)"),
+            )),
+        }
+    }
+}
+
 /// Loads the SDK configuration from the standard sources (region,
 /// credentials, `AWS_ENDPOINT_URL` for an emulator) with our bounds.
-pub async fn load_sdk_config() -> SdkConfig {
-    sdk_config_loader().load().await
+pub async fn load_sdk_config(roots: TlsRoots) -> SdkConfig {
+    let loader = sdk_config_loader();
+    match roots {
+        TlsRoots::System => loader.load().await,
+        TlsRoots::Amazon => loader.http_client(amazon_roots_http_client()).load().await,
+    }
+}
+
+fn amazon_roots_http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    let trust = TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES_PEM.as_bytes());
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(
+            TlsContext::builder()
+                .with_trust_store(trust)
+                .build()
+                .unwrap_or_default(),
+        )
+        .build_https()
 }
 
 /// The standard loader with our retry and timeout bounds, for callers (the
@@ -131,4 +180,32 @@ pub fn aws_api_from_clients(
         auth: Authenticator::with_cache(settings.sealer),
     };
     Api::new(cancel, &settings.base_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    #[test]
+    fn amazon_roots_are_five_der_certificates() {
+        let mut count = 0;
+        for block in AMAZON_TRUST_SERVICES_PEM
+            .split("-----BEGIN CERTIFICATE-----")
+            .skip(1)
+        {
+            let body: String = block
+                .split("-----END CERTIFICATE-----")
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect();
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap();
+            assert_eq!(der[0], 0x30, "a DER SEQUENCE");
+            count += 1;
+        }
+        assert_eq!(count, 5);
+    }
 }

@@ -162,7 +162,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             let required = |name: &'static str| {
                 std::env::var(name).map_err(|_| config::ConfigError::Missing(name))
             };
-            let sdk = config::load_sdk_config().await;
+            let sdk = config::load_sdk_config(config::TlsRoots::from_env()?).await;
             let store = DynamoAdmin::new(
                 aws_sdk_dynamodb::Client::new(&sdk),
                 required(config::ENV_USERS_TABLE)?,
@@ -353,7 +353,7 @@ async fn setup(queue_name: &str) -> Result<(), BoxError> {
     let users = std::env::var(config::ENV_USERS_TABLE).unwrap_or_else(|_| "uforge-users".into());
     let publishes =
         std::env::var(config::ENV_PUBLISHES_TABLE).unwrap_or_else(|_| "uforge-publishes".into());
-    let sdk = config::load_sdk_config().await;
+    let sdk = config::load_sdk_config(config::TlsRoots::from_env()?).await;
     admin::create_tables(&aws_sdk_dynamodb::Client::new(&sdk), &users, &publishes).await?;
     let queue_url = admin::create_queue(&aws_sdk_sqs::Client::new(&sdk), queue_name).await?;
     println!("export {}={users}", config::ENV_USERS_TABLE);

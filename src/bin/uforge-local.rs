@@ -111,7 +111,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         Backend::Aws => {
             let mut settings = AwsSettings::from_env()?;
             settings.base_path = base.clone();
-            let sdk = config::load_sdk_config().await;
+            let sdk = config::load_sdk_config(config::TlsRoots::from_env()?).await;
             let api = config::aws_api(&sdk, settings);
             announce(addr, &base, "DynamoDB + SQS", None);
             serve_until_ctrl_c(listener, Arc::new(api)).await

@@ -173,6 +173,8 @@ impl Stack {
                 "UFORGE_API_KEY_KEK",
                 base64::engine::general_purpose::STANDARD.encode(KEK),
             ),
+            // As the SAM template sets it.
+            ("UFORGE_TLS_ROOTS", "amazon".into()),
         ]
     }
 
