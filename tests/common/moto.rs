@@ -32,9 +32,10 @@ fn start() -> Moto {
     // Test binaries end without running destructors of statics, so the
     // emulator is tied to our stdin pipe instead: when this process exits
     // the pipe closes, `read` returns and the wrapper kills moto.
-    let script = format!(
-        "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; read _ignored; kill $m"
-    );
+    // moto, serving one request at a time: see tests/moto_serial.py.
+    let serial = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/moto_serial.py");
+    let script =
+        format!("python3 '{serial}' {port} >/dev/null 2>&1 & m=$!; read _ignored; kill $m");
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(script)
