@@ -16,9 +16,7 @@ use common::runtime_api::{Outcome, RuntimeApi};
 use common::{cancel_path, Req, Stack};
 use publish_cancel::adapters::dynamodb::{record_to_item, DynamoPublishes, DynamoUsers};
 use publish_cancel::adapters::sqs::SqsStopQueue;
-use publish_cancel::domain::{
-    CancelStamp, Login, PublishKey, PublishRecord, PublishState, Timestamp,
-};
+use publish_cancel::domain::{CancelStamp, Login, PublishRecord, PublishState, Timestamp};
 use publish_cancel::ports::{Publishes, StopMessage, StopQueue, Users};
 use publish_cancel::seed::{Seed, BUNDLED};
 
@@ -131,7 +129,8 @@ async fn main() {
         let stack = &stack;
         async move {
             for i in 0..WARM_REQUESTS as i64 {
-                let rec = PublishRecord::new(key(offset + i), PublishState::Publishing);
+                let rec =
+                    PublishRecord::new(common::alice_key(offset + i), PublishState::Publishing);
                 stack
                     .dynamo
                     .put_item()
@@ -194,7 +193,7 @@ async fn main() {
             at: Timestamp::now(),
         };
         users.get(&alice).await.unwrap().unwrap();
-        let k = key(20_000 + i);
+        let k = common::alice_key(20_000 + i);
         publishes.cancel(&k, &stamp).await.unwrap();
         queue.send(&StopMessage::new(&k, &stamp)).await.unwrap();
         publishes.stop_sent(&k).await.unwrap();
@@ -316,15 +315,6 @@ async fn main() {
     println!("| measure | figure | reference |\n| --- | --- | --- |");
     for Row(a, b, c) in rows {
         println!("| {a} | {b} | {c} |");
-    }
-}
-
-fn key(pitid: i64) -> PublishKey {
-    PublishKey {
-        uid: Login::parse("alice").unwrap(),
-        aid: 1.into(),
-        itid: 2.into(),
-        pitid: pitid.into(),
     }
 }
 

@@ -10,25 +10,14 @@ use common::{call, cancel_path, Req, Stack, StackOptions};
 use publish_cancel::adapters::dynamodb::{attr, DynamoPublishes};
 use publish_cancel::auth::{BasicCredentials, Credentials};
 use publish_cancel::cancel::CancelRequest;
-use publish_cancel::domain::{
-    CancelStamp, Login, PublishKey, PublishRecord, PublishState, Timestamp,
-};
+use publish_cancel::domain::{CancelStamp, Login, PublishRecord, PublishState, Timestamp};
 
 const CONCURRENT: usize = 100;
 const TRIALS: i64 = 60;
 
-fn key(pitid: i64) -> PublishKey {
-    PublishKey {
-        uid: Login::parse("alice").unwrap(),
-        aid: 1.into(),
-        itid: 2.into(),
-        pitid: pitid.into(),
-    }
-}
-
 fn request(pitid: i64, id: usize) -> CancelRequest {
     CancelRequest {
-        key: key(pitid),
+        key: common::alice_key(pitid),
         credentials: Credentials::Basic(BasicCredentials {
             login: Login::parse("alice").unwrap(),
             password: "alice-password".into(),
@@ -111,7 +100,7 @@ async fn a_cancel_racing_the_worker_ends_in_exactly_one_outcome() {
     let mut published = 0;
     for trial in 0..TRIALS {
         let pitid = 1000 + trial;
-        let mut rec = PublishRecord::new(key(pitid), PublishState::Publishing);
+        let mut rec = PublishRecord::new(common::alice_key(pitid), PublishState::Publishing);
         rec.percentage = Some(99);
         stack
             .dynamo
@@ -139,7 +128,7 @@ async fn a_cancel_racing_the_worker_ends_in_exactly_one_outcome() {
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 worker
-                    .finish(&key(pitid), PublishState::Published)
+                    .finish(&common::alice_key(pitid), PublishState::Published)
                     .await
                     .unwrap()
             })

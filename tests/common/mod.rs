@@ -352,6 +352,16 @@ pub fn memory_api(seed: &Seed, cached: bool) -> MemoryApi {
     )
 }
 
+/// The key of alice's publish `1/2/{pitid}` (the bundled seed's appliance and image).
+pub fn alice_key(pitid: i64) -> publish_cancel::domain::PublishKey {
+    publish_cancel::domain::PublishKey {
+        uid: publish_cancel::domain::Login::parse("alice").expect("valid login"),
+        aid: 1.into(),
+        itid: 2.into(),
+        pitid: pitid.into(),
+    }
+}
+
 /// Calls an endpoint's handler as a front door would.
 pub async fn call<U, P, Q>(api: &publish_cancel::api::Api<U, P, Q>, req: &Req) -> Response<Vec<u8>>
 where
