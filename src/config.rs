@@ -116,18 +116,22 @@ impl TlsRoots {
 /// Loads the SDK configuration from the standard sources (region,
 /// credentials, `AWS_ENDPOINT_URL` for an emulator) with our bounds.
 pub async fn load_sdk_config(roots: TlsRoots) -> SdkConfig {
-    let loader = sdk_config_loader();
-    match roots {
-        TlsRoots::System => loader.load().await,
-        TlsRoots::Amazon => loader.http_client(amazon_roots_http_client()).load().await,
-    }
+    sdk_config_loader(roots).load().await
 }
 
-fn amazon_roots_http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+/// The SDK's HTTPS client (hyper 1, rustls on ring) trusting `roots`.
+/// Certificates are parsed once, when the first client validates its
+/// configuration; every client of one `SdkConfig` shares the connector.
+pub fn https_client(roots: TlsRoots) -> aws_sdk_dynamodb::config::SharedHttpClient {
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
-    let trust = TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES_PEM.as_bytes());
+    let trust = match roots {
+        TlsRoots::System => TrustStore::default(),
+        TlsRoots::Amazon => {
+            TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES_PEM.as_bytes())
+        }
+    };
     aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .tls_context(
             TlsContext::builder()
                 .with_trust_store(trust)
@@ -137,10 +141,31 @@ fn amazon_roots_http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
         .build_https()
 }
 
-/// The standard loader with our retry and timeout bounds, for callers (the
-/// tests) that add an endpoint or credentials of their own.
-pub fn sdk_config_loader() -> ConfigLoader {
-    aws_config::defaults(BehaviorVersion::latest())
+/// The standard loader with our HTTPS client and retry and timeout bounds,
+/// for callers (the tests) that add an endpoint or credentials of their own.
+///
+/// Lambda puts the region and the role's credentials in the environment.
+/// The default chains would pick those first too, but merely building the
+/// chains (an STS client for web identity, IMDS and profile providers, each
+/// parsing the endpoint partition table) was over half of our init time.
+/// So when they are there, they are used directly; elsewhere (an operator's
+/// profile or SSO session) the full chains still apply.
+pub fn sdk_config_loader(roots: TlsRoots) -> ConfigLoader {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).http_client(https_client(roots));
+    if let Some(region) =
+        non_empty_env("AWS_REGION").or_else(|| non_empty_env("AWS_DEFAULT_REGION"))
+    {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    if non_empty_env("AWS_ACCESS_KEY_ID").is_some()
+        && non_empty_env("AWS_SECRET_ACCESS_KEY").is_some()
+    {
+        loader = loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
+    }
+    loader
         .retry_config(
             RetryConfig::standard()
                 .with_max_attempts(MAX_ATTEMPTS)
@@ -154,6 +179,10 @@ pub fn sdk_config_loader() -> ConfigLoader {
                 .operation_timeout(OPERATION_TIMEOUT)
                 .build(),
         )
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 pub type AwsApi = Api<DynamoUsers, DynamoPublishes, SqsStopQueue>;

@@ -18,6 +18,7 @@ pub mod cancel;
 pub mod config;
 pub mod domain;
 pub mod frontdoor;
+pub mod logging;
 pub mod memory;
 pub mod ports;
 pub mod reconcile;

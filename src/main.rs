@@ -19,7 +19,7 @@ fn main() -> Result<(), Error> {
 
 async fn run() -> Result<(), Error> {
     // JSON when AWS_LAMBDA_LOG_FORMAT=JSON, level from AWS_LAMBDA_LOG_LEVEL / RUST_LOG.
-    lambda_http::tracing::init_default_subscriber();
+    publish_cancel::logging::init();
     let settings = AwsSettings::from_env()?;
     let sdk = config::load_sdk_config(config::TlsRoots::from_env()?).await;
     let api = Arc::new(config::aws_api(&sdk, settings));

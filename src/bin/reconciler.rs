@@ -28,7 +28,7 @@ fn required(name: &'static str) -> Result<String, ConfigError> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    publish_cancel::logging::init();
     let grace = Duration::from_secs(env_number(ENV_GRACE, 60)?);
     let batch = usize::try_from(env_number(ENV_BATCH, 100)?).unwrap_or(100);
     let sdk = config::load_sdk_config(config::TlsRoots::from_env()?).await;

@@ -70,7 +70,7 @@ fn main() -> ExitCode {
 }
 
 fn tracing_init() {
-    lambda_http::tracing::init_default_subscriber();
+    publish_cancel::logging::init();
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -58,7 +58,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 
 /// The production SDK configuration, pointed at `endpoint`.
 pub async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
-    config::sdk_config_loader()
+    config::sdk_config_loader(config::TlsRoots::Amazon)
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
