@@ -454,11 +454,13 @@ impl CpuShare {
         Ok(share)
     }
 
-    /// `program` started inside the cgroup (it joins before it execs).
+    /// `program` started inside the cgroup: a shell joins it, says `joined`
+    /// on stderr, then execs. Joining a v1 cgroup can take ~10 ms (the kernel
+    /// waits for an RCU grace period), so init is timed from that line.
     fn command(&self, program: &Path) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new("/bin/sh");
         cmd.arg("-c")
-            .arg(r#"echo $$ > "$0" && exec "$@""#)
+            .arg(r#"echo $$ > "$0" && echo joined >&2 && exec "$@""#)
             .arg(&self.procs)
             .arg(program)
             .kill_on_drop(true);
@@ -476,6 +478,7 @@ impl Drop for CpuShare {
 /// first invocation and warm invocations, all under that CPU share
 /// (moto, like DynamoDB, runs outside it). One Markdown row per setting.
 async fn lambda_memory_settings(stack: &Stack, event: &str) -> Result<Vec<String>, String> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
     let mut lines = Vec::new();
     let mut next_pitid = 100_000_i64;
     for memory_mb in LAMBDA_MEMORY_MB {
@@ -483,15 +486,16 @@ async fn lambda_memory_settings(stack: &Stack, event: &str) -> Result<Vec<String
         let out = share
             .command(&std::env::current_exe().map_err(|e| e.to_string())?)
             .arg(ARGON2_CHILD)
-            .stderr(Stdio::inherit())
             .output()
             .await
             .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
         let argon2 = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         let (mut init, mut first, mut warm) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..SETTING_RUNS {
             let runtime = RuntimeApi::start().await;
-            let started = Instant::now();
             let mut child = share
                 .command(&release("publish-cancel"))
                 .env_clear()
@@ -499,9 +503,16 @@ async fn lambda_memory_settings(stack: &Stack, event: &str) -> Result<Vec<String
                 .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string())
                 .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|e| e.to_string())?;
+            let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+            match stderr.next_line().await {
+                Ok(Some(line)) if line == "joined" => {}
+                other => return Err(format!("the shell did not join the cgroup: {other:?}")),
+            }
+            let started = Instant::now();
+            tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
             while runtime.first_next().is_none() {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
+use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 
 use crate::adapters::dynamodb::{DynamoPublishes, DynamoUsers};
 use crate::adapters::sqs::SqsStopQueue;
@@ -113,7 +114,7 @@ impl TlsRoots {
     }
 }
 
-/// Loads the SDK configuration from the standard sources (region,
+/// Loads the SDK configuration from aws-config's standard sources (region,
 /// credentials, `AWS_ENDPOINT_URL` for an emulator) with our bounds.
 pub async fn load_sdk_config(roots: TlsRoots) -> SdkConfig {
     sdk_config_loader(roots).load().await
@@ -141,48 +142,79 @@ pub fn https_client(roots: TlsRoots) -> aws_sdk_dynamodb::config::SharedHttpClie
         .build_https()
 }
 
-/// The standard loader with our HTTPS client and retry and timeout bounds,
-/// for callers (the tests) that add an endpoint or credentials of their own.
+/// The SDK configuration of the Lambda binaries, read from the variables
+/// Lambda always sets: `AWS_REGION` and the execution role's
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`; also
+/// `AWS_ENDPOINT_URL` (an emulator), `AWS_USE_FIPS_ENDPOINT` and
+/// `AWS_USE_DUALSTACK_ENDPOINT`. Nothing else is consulted.
 ///
-/// Lambda puts the region and the role's credentials in the environment.
-/// The default chains would pick those first too, but merely building the
-/// chains (an STS client for web identity, IMDS and profile providers, each
-/// parsing the endpoint partition table) was over half of our init time.
-/// So when they are there, they are used directly; elsewhere (an operator's
-/// profile or SSO session) the full chains still apply.
-pub fn sdk_config_loader(roots: TlsRoots) -> ConfigLoader {
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).http_client(https_client(roots));
-    if let Some(region) =
-        non_empty_env("AWS_REGION").or_else(|| non_empty_env("AWS_DEFAULT_REGION"))
-    {
-        loader = loader.region(aws_config::Region::new(region));
-    }
-    if non_empty_env("AWS_ACCESS_KEY_ID").is_some()
-        && non_empty_env("AWS_SECRET_ACCESS_KEY").is_some()
-    {
-        loader = loader.credentials_provider(
-            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
-        );
-    }
-    loader
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(MAX_ATTEMPTS)
-                .with_initial_backoff(INITIAL_BACKOFF)
-                .with_max_backoff(MAX_BACKOFF),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
-                .build(),
-        )
+/// Why not aws-config's loader: its provider chains (profile files, SSO,
+/// web identity with its own STS client, ECS, IMDS) cannot find anything in
+/// Lambda that the environment does not already hold, yet building them
+/// was half of our init, and linking them about 0.3 MB of the binary.
+/// `uforge-local` and `uforge-admin` keep the loader (`load_sdk_config`).
+pub fn lambda_sdk_config(roots: TlsRoots) -> Result<SdkConfig, ConfigError> {
+    lambda_sdk_config_from(roots, |name| std::env::var(name).ok())
 }
 
-fn non_empty_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+fn lambda_sdk_config_from(
+    roots: TlsRoots,
+    var: impl Fn(&'static str) -> Option<String>,
+) -> Result<SdkConfig, ConfigError> {
+    let set = |name: &'static str| var(name).filter(|v| !v.trim().is_empty());
+    let required = |name: &'static str| set(name).ok_or(ConfigError::Missing(name));
+    let flag = |name: &'static str| match set(name) {
+        None => Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(v) => Err(ConfigError::Invalid(
+            name,
+            format!("{v:?} (use true or false)"),
+        )),
+    };
+    let credentials = Credentials::new(
+        required("AWS_ACCESS_KEY_ID")?,
+        required("AWS_SECRET_ACCESS_KEY")?,
+        set("AWS_SESSION_TOKEN"),
+        None,
+        "LambdaEnvironment",
+    );
+    let mut builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(required("AWS_REGION")?))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .http_client(https_client(roots))
+        .retry_config(retry_config())
+        .timeout_config(timeout_config());
+    builder.set_endpoint_url(set("AWS_ENDPOINT_URL"));
+    builder.set_use_fips(flag("AWS_USE_FIPS_ENDPOINT")?);
+    builder.set_use_dual_stack(flag("AWS_USE_DUALSTACK_ENDPOINT")?);
+    Ok(builder.build())
+}
+
+/// aws-config's standard loader (every region and credential source the
+/// SDK knows) with our HTTPS client and bounds: for the local server, the
+/// operator CLI and the tests, which add an endpoint or credentials.
+pub fn sdk_config_loader(roots: TlsRoots) -> ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client(roots))
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
+}
+
+fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(INITIAL_BACKOFF)
+        .with_max_backoff(MAX_BACKOFF)
+}
+
+fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
 }
 
 pub type AwsApi = Api<DynamoUsers, DynamoPublishes, SqsStopQueue>;
@@ -215,6 +247,75 @@ pub fn aws_api_from_clients(
 mod tests {
     use super::*;
     use base64::Engine as _;
+
+    fn lambda_env(
+        extra: &[(&'static str, &'static str)],
+    ) -> impl Fn(&'static str) -> Option<String> {
+        let mut vars = vec![
+            ("AWS_REGION", "eu-west-3"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ];
+        vars.extend_from_slice(extra);
+        move |name| {
+            vars.iter()
+                .rev()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[tokio::test]
+    async fn lambda_sdk_config_reads_lambda_s_variables() {
+        use aws_sdk_dynamodb::config::ProvideCredentials as _;
+        let sdk = lambda_sdk_config_from(
+            TlsRoots::Amazon,
+            lambda_env(&[
+                ("AWS_SESSION_TOKEN", "token"),
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+                ("AWS_USE_FIPS_ENDPOINT", "TRUE"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-3"));
+        assert_eq!(sdk.endpoint_url(), Some("http://127.0.0.1:5000"));
+        assert_eq!(sdk.use_fips(), Some(true));
+        assert_eq!(sdk.use_dual_stack(), None);
+        assert_eq!(
+            sdk.retry_config().map(|r| r.max_attempts()),
+            Some(MAX_ATTEMPTS)
+        );
+        let creds = sdk
+            .credentials_provider()
+            .unwrap()
+            .provide_credentials()
+            .await
+            .unwrap();
+        assert_eq!(creds.access_key_id(), "AKIDEXAMPLE");
+        assert_eq!(creds.secret_access_key(), "secret");
+        assert_eq!(creds.session_token(), Some("token"));
+    }
+
+    #[test]
+    fn lambda_sdk_config_names_what_is_missing_or_invalid() {
+        for (name, vars) in [
+            ("AWS_REGION", vec![("AWS_REGION", " ")]),
+            ("AWS_ACCESS_KEY_ID", vec![("AWS_ACCESS_KEY_ID", "")]),
+            ("AWS_SECRET_ACCESS_KEY", vec![("AWS_SECRET_ACCESS_KEY", "")]),
+        ] {
+            let err = lambda_sdk_config_from(TlsRoots::Amazon, lambda_env(&vars)).unwrap_err();
+            assert!(matches!(err, ConfigError::Missing(n) if n == name), "{err}");
+        }
+        let err = lambda_sdk_config_from(
+            TlsRoots::Amazon,
+            lambda_env(&[("AWS_USE_DUALSTACK_ENDPOINT", "yes")]),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Invalid("AWS_USE_DUALSTACK_ENDPOINT", _)),
+            "{err}"
+        );
+    }
 
     #[test]
     fn amazon_roots_are_five_der_certificates() {

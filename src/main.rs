@@ -21,7 +21,7 @@ async fn run() -> Result<(), Error> {
     // JSON when AWS_LAMBDA_LOG_FORMAT=JSON, level from AWS_LAMBDA_LOG_LEVEL / RUST_LOG.
     publish_cancel::logging::init();
     let settings = AwsSettings::from_env()?;
-    let sdk = config::load_sdk_config(config::TlsRoots::from_env()?).await;
+    let sdk = config::lambda_sdk_config(config::TlsRoots::from_env()?)?;
     let api = Arc::new(config::aws_api(&sdk, settings));
     lambda_http::run(service_fn(move |event: Request| {
         let api = api.clone();

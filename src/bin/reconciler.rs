@@ -31,7 +31,7 @@ async fn main() -> Result<(), Error> {
     publish_cancel::logging::init();
     let grace = Duration::from_secs(env_number(ENV_GRACE, 60)?);
     let batch = usize::try_from(env_number(ENV_BATCH, 100)?).unwrap_or(100);
-    let sdk = config::load_sdk_config(config::TlsRoots::from_env()?).await;
+    let sdk = config::lambda_sdk_config(config::TlsRoots::from_env()?)?;
     let publishes = DynamoPublishes::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         required(config::ENV_PUBLISHES_TABLE)?,
