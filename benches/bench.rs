@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use common::runtime_api::{Outcome, RuntimeApi};
@@ -454,13 +454,14 @@ impl CpuShare {
         Ok(share)
     }
 
-    /// `program` started inside the cgroup: a shell joins it, says `joined`
-    /// on stderr, then execs. Joining a v1 cgroup can take ~10 ms (the kernel
-    /// waits for an RCU grace period), so init is timed from that line.
+    /// `program` started inside the cgroup: a shell joins it, prints the
+    /// wall-clock time (ns) on stderr, then execs. Joining a v1 cgroup can
+    /// take ~10 ms (the kernel waits for an RCU grace period), so init is
+    /// timed from that stamp, not from the spawn.
     fn command(&self, program: &Path) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new("/bin/sh");
         cmd.arg("-c")
-            .arg(r#"echo $$ > "$0" && echo joined >&2 && exec "$@""#)
+            .arg(r#"echo $$ > "$0" && date +%s%N >&2 && exec "$@""#)
             .arg(&self.procs)
             .arg(program)
             .kill_on_drop(true);
@@ -507,11 +508,18 @@ async fn lambda_memory_settings(stack: &Stack, event: &str) -> Result<Vec<String
                 .spawn()
                 .map_err(|e| e.to_string())?;
             let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-            match stderr.next_line().await {
-                Ok(Some(line)) if line == "joined" => {}
-                other => return Err(format!("the shell did not join the cgroup: {other:?}")),
+            let stamp = match stderr.next_line().await {
+                Ok(Some(line)) => line.trim().parse::<u128>().ok(),
+                _ => None,
             }
-            let started = Instant::now();
+            .ok_or("the shell did not join the cgroup")?;
+            // The stamp is wall-clock; turn it into an Instant.
+            let now_ns = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_err(|e| e.to_string())?
+                .as_nanos();
+            let started = Instant::now()
+                - Duration::from_nanos(now_ns.saturating_sub(stamp).try_into().unwrap_or(0));
             tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
             while runtime.first_next().is_none() {
                 tokio::time::sleep(Duration::from_micros(200)).await;
