@@ -455,9 +455,8 @@ impl CpuShare {
     }
 
     /// `program` started inside the cgroup: a shell joins it, prints the
-    /// wall-clock time (ns) on stderr, then execs. Joining a v1 cgroup can
-    /// take ~10 ms (the kernel waits for an RCU grace period), so init is
-    /// timed from that stamp, not from the spawn.
+    /// wall-clock time (ns) on stderr, then execs. Joining took 10-15 ms
+    /// here, which is not Lambda's init, so init is timed from that stamp.
     fn command(&self, program: &Path) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new("/bin/sh");
         cmd.arg("-c")
