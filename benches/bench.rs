@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use common::runtime_api::{Outcome, RuntimeApi};
 use common::{cancel_path, Req, Stack};
-use publish_cancel::adapters::dynamodb::{record_to_item, DynamoPublishes, DynamoUsers};
+use publish_cancel::adapters::dynamodb::{DynamoPublishes, DynamoUsers};
 use publish_cancel::adapters::sqs::SqsStopQueue;
 use publish_cancel::domain::{CancelStamp, Login, PublishRecord, PublishState, Timestamp};
 use publish_cancel::ports::{Publishes, StopMessage, StopQueue, Users};
@@ -134,14 +134,7 @@ async fn main() {
             for i in 0..WARM_REQUESTS as i64 {
                 let rec =
                     PublishRecord::new(common::alice_key(offset + i), PublishState::Publishing);
-                stack
-                    .dynamo
-                    .put_item()
-                    .table_name(&stack.publishes_table)
-                    .set_item(Some(record_to_item(&rec)))
-                    .send()
-                    .await
-                    .unwrap();
+                stack.put_publish(&rec).await;
             }
         }
     };
@@ -528,14 +521,7 @@ async fn lambda_memory_settings(stack: &Stack, event: &str) -> Result<Vec<String
                 let pitid = next_pitid;
                 next_pitid += 1;
                 let rec = PublishRecord::new(common::alice_key(pitid), PublishState::Publishing);
-                stack
-                    .dynamo
-                    .put_item()
-                    .table_name(&stack.publishes_table)
-                    .set_item(Some(record_to_item(&rec)))
-                    .send()
-                    .await
-                    .unwrap();
+                stack.put_publish(&rec).await;
                 let event = event.replace("/pimages/3/", &format!("/pimages/{pitid}/"));
                 let sent = Instant::now();
                 let Outcome::Response(response) = runtime.invoke(&event).await else {

@@ -102,16 +102,7 @@ async fn a_cancel_racing_the_worker_ends_in_exactly_one_outcome() {
         let pitid = 1000 + trial;
         let mut rec = PublishRecord::new(common::alice_key(pitid), PublishState::Publishing);
         rec.percentage = Some(99);
-        stack
-            .dynamo
-            .put_item()
-            .table_name(&stack.publishes_table)
-            .set_item(Some(publish_cancel::adapters::dynamodb::record_to_item(
-                &rec,
-            )))
-            .send()
-            .await
-            .unwrap();
+        stack.put_publish(&rec).await;
         let cancel = {
             let stack = stack.clone();
             tokio::spawn(async move {

@@ -288,6 +288,10 @@ impl Stack {
         put_user(&self.dynamo, &self.users_table, user).await
     }
 
+    pub async fn put_publish(&self, rec: &PublishRecord) {
+        put_publish(&self.dynamo, &self.publishes_table, rec).await
+    }
+
     pub async fn create_queue_now(&self) {
         let name = self
             .queue_url
