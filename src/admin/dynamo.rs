@@ -12,10 +12,11 @@ use aws_sdk_dynamodb::Client;
 
 use super::{AdminError, AdminStore, UserSummary};
 use crate::adapters::dynamodb::{
-    attr, publish_item_key, record_from_item, record_to_item, user_from_item, PENDING_STOPS_INDEX,
+    attr, publish_item_key, record_from_item, record_to_item, user_from_item, user_to_item,
+    PENDING_STOPS_INDEX,
 };
 use crate::auth::Sealer;
-use crate::domain::{Login, PublishKey, PublishRecord};
+use crate::domain::{Login, PublishKey, PublishRecord, User};
 use crate::ports::BackendError;
 
 pub struct DynamoAdmin {
@@ -94,20 +95,15 @@ impl AdminStore for DynamoAdmin {
         entitlements: &[String],
         active: bool,
     ) -> Result<(), AdminError> {
-        let mut item = HashMap::new();
-        item.insert(attr::LOGIN.to_owned(), AttributeValue::S(login.to_string()));
-        item.insert(attr::ACTIVE.to_owned(), AttributeValue::Bool(active));
+        let mut item = user_to_item(&User {
+            login: login.clone(),
+            password_hash,
+            active,
+            entitlements: entitlements.to_vec(),
+            api_keys: Vec::new(),
+        });
         // An empty map, so that issuing a key is a single nested SET.
         item.insert(attr::API_KEYS.to_owned(), AttributeValue::M(HashMap::new()));
-        if let Some(h) = password_hash {
-            item.insert(attr::PASSWORD_HASH.to_owned(), AttributeValue::S(h));
-        }
-        if !entitlements.is_empty() {
-            item.insert(
-                attr::ENTITLEMENTS.to_owned(),
-                AttributeValue::Ss(entitlements.to_vec()),
-            );
-        }
         let result = self
             .client
             .put_item()
