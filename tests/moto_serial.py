@@ -1,22 +1,107 @@
 #!/usr/bin/env python3
-"""moto's server, answering one request at a time.
+"""moto's server for the test suite: one request at a time, and IAM as AWS
+evaluates it for the calls our code makes.
 
-`moto_server` runs Werkzeug with threaded=True, and moto's DynamoDB backend
-does not lock: two concurrent conditional UpdateItems on one item can both
-pass their condition (seen in CI: two transitions from 100 concurrent
-cancels). Real DynamoDB makes each conditional write atomic; serving one
-request at a time gives the emulator that same guarantee, so the
+One request at a time: `moto_server` runs Werkzeug with threaded=True, and
+moto's DynamoDB backend does not lock: two concurrent conditional UpdateItems
+on one item can both pass their condition (seen in CI: two transitions from
+100 concurrent cancels). Real DynamoDB makes each conditional write atomic;
+serving one request at a time gives the emulator that same guarantee, so the
 concurrency tests test our code and not moto's races.
+
+IAM (only matters once a test turns enforcement on, see tests/deploy/):
+- moto authorises every DynamoDB call against resource "*", so a statement
+  scoped to a table ARN never matches; here the resource is the table's ARN,
+  or `<table ARN>/index/<name>` when the call names an index, as in AWS.
+- Inline role policies created through CloudFormation are stored as dicts,
+  which moto's policy evaluator cannot read (KeyError 'policy_document');
+  here they are read as the documents they are.
+- With MOTO_IAM_AUDIT=<file>, every decision is appended to that file as a
+  JSON line: principal, action, resource, allowed, and the Sids of the
+  statements that allowed it.
 
 Usage: moto_serial.py PORT
 """
 
+import json
+import os
 import sys
 
+from moto.dynamodb.responses import DynamoHandler
+from moto.iam import access_control
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
 
+
+def _dynamodb_resource(self):
+    params = getattr(self, "params", None) or {}
+    table = params.get("TableName")
+    if not table:
+        return "*"
+    arn = f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{table}"
+    index = params.get("IndexName")
+    return f"{arn}/index/{index}" if index else arn
+
+
+_IAMPolicy_init = access_control.IAMPolicy.__init__
+
+
+def _iam_policy_init(self, policy):
+    if isinstance(policy, dict) and "Statement" in policy:
+        policy = json.dumps(policy)
+    _IAMPolicy_init(self, policy)
+
+
+def _audited(original, audit_path):
+    def check_action_permitted(self, resource):
+        allowed = True
+        try:
+            original(self, resource)
+        except Exception:
+            allowed = False
+            raise
+        finally:
+            sids = []
+            try:
+                for policy in self._access_key.collect_policies():
+                    doc = access_control.IAMPolicy(policy)._policy_json
+                    statements = doc["Statement"]
+                    for st in statements if isinstance(statements, list) else [statements]:
+                        result = access_control.IAMPolicyStatement(st).is_action_permitted(
+                            self._action, resource
+                        )
+                        if result == access_control.PermissionResult.PERMITTED:
+                            sids.append(st.get("Sid", "?"))
+            except Exception as e:  # the audit must never change a decision
+                sids.append(f"audit-error: {e}")
+            with open(audit_path, "a", encoding="utf-8") as f:
+                f.write(
+                    json.dumps(
+                        {
+                            "principal": self._access_key.arn,
+                            "action": self._action,
+                            "resource": resource,
+                            "allowed": allowed,
+                            "sids": sids,
+                        }
+                    )
+                    + "\n"
+                )
+
+    return check_action_permitted
+
+
+def patch():
+    DynamoHandler._determine_resource = _dynamodb_resource
+    access_control.IAMPolicy.__init__ = _iam_policy_init
+    audit_path = os.environ.get("MOTO_IAM_AUDIT")
+    if audit_path:
+        base = access_control.IAMRequestBase
+        base.check_action_permitted = _audited(base.check_action_permitted, audit_path)
+
+
 if __name__ == "__main__":
+    patch()
     run_simple(
         "127.0.0.1",
         int(sys.argv[1]),

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Checks template.yaml *after* the SAM transform, where cfn-lint does not
+look: what CloudFormation would actually be asked to build.
+
+- The REST API routes the cancel path (DELETE) and every other path and
+  method (ANY /{proxy+}) to the cancel function through Lambda proxy
+  integrations, and API Gateway may invoke the function for both.
+  (An inline DefinitionBody with `paths: {}` once made SAM drop every route:
+  the API deployed with no methods.)
+- API Gateway's own errors are complete uforgeError documents, in schema
+  order, with the status they are sent with.
+- The functions are what `sam build` produces: provided.al2023 `bootstrap`
+  on arm64.
+- The IAM statements of the transformed template have no wildcard either.
+
+Exits non-zero on the first failed check, printing what was found.
+"""
+
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+import sam
+import template_iam
+
+CANCEL_PATH = "/api/users/{uid}/appliances/{aid}/images/{itid}/pimages/{pitid}/cancel"
+UFORGE_NS = "http://www.usharesoft.com/uforge"
+ERROR_CHILDREN = ["localizedErrorMsg", "requestMethod", "requestUri", "statusCode", "timestamp"]
+# Gateway responses every deployment must have (API Gateway's own errors
+# that a UForge client can meet on a route that exists).
+REQUIRED_GATEWAY_RESPONSES = {"THROTTLED", "REQUEST_TOO_LARGE", "DEFAULT_5XX"}
+
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+    return condition
+
+
+def integration_targets_cancel_function(operation):
+    integration = operation.get("x-amazon-apigateway-integration", {})
+    uri = integration.get("uri", {})
+    text = uri.get("Fn::Sub", "") if isinstance(uri, dict) else str(uri)
+    return (
+        integration.get("type") == "aws_proxy"
+        and integration.get("httpMethod") == "POST"
+        and "${CancelFunction.Arn}" in text
+    )
+
+
+def check_routes(template):
+    apis = sam.resources_of_type(template, "AWS::ApiGateway::RestApi")
+    if not check(len(apis) == 1, f"expected one REST API, found {sorted(apis)}"):
+        return
+    (api_name, api), = apis.items()
+    props = api["Properties"]
+    check("Name" in props, "the REST API has no Name (moto and the console need one)")
+    paths = props.get("Body", {}).get("paths", {})
+    check(paths, "the REST API body has no paths: the API would route nothing")
+    cancel = paths.get(CANCEL_PATH, {})
+    check(
+        integration_targets_cancel_function(cancel.get("delete", {})),
+        f"DELETE {CANCEL_PATH} is not a proxy integration with CancelFunction: {cancel}",
+    )
+    check(
+        set(cancel) <= {"delete"},
+        f"the cancel path routes more than DELETE: {sorted(cancel)}",
+    )
+    proxy = paths.get("/{proxy+}", {})
+    check(
+        integration_targets_cancel_function(proxy.get("x-amazon-apigateway-any-method", {})),
+        f"ANY /{{proxy+}} is not a proxy integration with CancelFunction: {proxy}",
+    )
+    deployments = [
+        d
+        for d in sam.resources_of_type(template, "AWS::ApiGateway::Deployment").values()
+        if d["Properties"].get("RestApiId") == {"Ref": api_name}
+    ]
+    check(len(deployments) == 1, "the REST API has no Deployment")
+    stages = [
+        s
+        for s in sam.resources_of_type(template, "AWS::ApiGateway::Stage").values()
+        if s["Properties"].get("RestApiId") == {"Ref": api_name}
+    ]
+    check(
+        len(stages) == 1 and stages[0]["Properties"].get("StageName") == {"Ref": "StageName"},
+        f"the REST API's stage is not the StageName parameter: {stages}",
+    )
+    # API Gateway must be allowed to invoke the function for both routes.
+    source_arns = []
+    for p in sam.resources_of_type(template, "AWS::Lambda::Permission").values():
+        perm = p["Properties"]
+        sub = perm.get("SourceArn", {}).get("Fn::Sub")
+        if (
+            perm.get("Principal") == "apigateway.amazonaws.com"
+            and perm.get("FunctionName") == {"Ref": "CancelFunction"}
+            and isinstance(sub, list)
+            and sub[1].get("__ApiId__") == {"Ref": api_name}
+        ):
+            source_arns.append(sub[0])
+    wanted = [
+        "/DELETE" + re.sub(r"\{[a-z]+\}", "*", CANCEL_PATH),
+        "/*/*",
+    ]
+    for suffix in wanted:
+        check(
+            any(s.endswith("${__Stage__}" + suffix) for s in source_arns),
+            f"API Gateway may not invoke CancelFunction for {suffix}: {source_arns}",
+        )
+    return props.get("Body", {})
+
+
+def check_gateway_responses(body):
+    responses = (body or {}).get("x-amazon-apigateway-gateway-responses", {})
+    missing = REQUIRED_GATEWAY_RESPONSES - set(responses)
+    check(not missing, f"gateway responses missing: {sorted(missing)}")
+    for name, response in responses.items():
+        status = response.get("statusCode")
+        templates = response.get("responseTemplates", {})
+        xml = templates.get("application/xml")
+        if not check(xml, f"{name}: no application/xml template"):
+            continue
+        # What API Gateway substitutes, roughly, so the XML can be parsed.
+        sample = (
+            xml.replace("$context.httpMethod", "DELETE")
+            .replace("$context.path", "/prod/api/users/alice/x")
+            .replace("$context.requestTime", "27/Nov/2026:05:20:12 +0000")
+        )
+        check("$" not in sample, f"{name}: unknown template variable left in {sample}")
+        try:
+            root = ET.fromstring(sample)
+        except ET.ParseError as e:
+            check(False, f"{name}: not XML ({e}): {xml}")
+            continue
+        check(root.tag == f"{{{UFORGE_NS}}}uforgeError", f"{name}: root is {root.tag}")
+        check(
+            xml.startswith("<ns0:uforgeError xmlns:ns0="),
+            f"{name}: the root must be prefixed (the UForge SDK)",
+        )
+        children = [c.tag for c in root]
+        check(children == ERROR_CHILDREN, f"{name}: children {children}")
+        message = root.find("localizedErrorMsg/message")
+        check(message is not None and message.text, f"{name}: no localizedErrorMsg/message")
+        code = root.findtext("statusCode")
+        check(
+            status is not None and code == str(status),
+            f"{name}: sent as {status} but says statusCode {code}",
+        )
+
+
+def check_functions(template):
+    functions = sam.resources_of_type(template, "AWS::Lambda::Function")
+    check(
+        {"CancelFunction", "ReconcilerFunction"} <= set(functions),
+        f"functions: {sorted(functions)}",
+    )
+    for name, f in functions.items():
+        p = f["Properties"]
+        check(p.get("Runtime") == "provided.al2023", f"{name}: runtime {p.get('Runtime')}")
+        check(p.get("Handler") == "bootstrap", f"{name}: handler {p.get('Handler')}")
+        check(p.get("Architectures") == ["arm64"], f"{name}: architectures {p.get('Architectures')}")
+        check(
+            "S3Bucket" in p.get("Code", {}),
+            f"{name}: code is not the packaged artefact: {p.get('Code')}",
+        )
+
+
+def main(path):
+    template = sam.transformed(path)
+    body = check_routes(template)
+    check_gateway_responses(body)
+    check_functions(template)
+    iam_violations = template_iam.violations(template)
+    for v in iam_violations:
+        check(False, f"transformed template IAM: {v}")
+    for f in failures:
+        print("transformed template:", f)
+    print(f"transformed template: {len(failures)} failed checks")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "template.yaml"))
