@@ -160,7 +160,7 @@ mod tests {
                 calls: AtomicUsize::new(0),
             },
             queue: MemoryQueue::default(),
-            auth: Authenticator::new(Some(sealer)),
+            auth: Authenticator::new(Some(crate::auth::FixedKeks::shared(sealer))),
         }
     }
 

@@ -8,10 +8,13 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 
+use std::sync::Arc;
+
 use crate::adapters::dynamodb::{DynamoPublishes, DynamoUsers};
+use crate::adapters::secrets_manager::SecretsManagerKeks;
 use crate::adapters::sqs::SqsStopQueue;
 use crate::api::Api;
-use crate::auth::{Authenticator, Sealer};
+use crate::auth::{Authenticator, FixedKeks, KekSource, Sealer};
 use crate::cancel::CancelPublish;
 
 pub const ENV_BASE_PATH: &str = "UFORGE_BASE_PATH";
@@ -19,6 +22,7 @@ pub const ENV_USERS_TABLE: &str = "USERS_TABLE";
 pub const ENV_PUBLISHES_TABLE: &str = "PUBLISHES_TABLE";
 pub const ENV_STOP_QUEUE_URL: &str = "STOP_QUEUE_URL";
 pub const ENV_API_KEY_KEK: &str = "UFORGE_API_KEY_KEK";
+pub const ENV_API_KEY_KEK_SECRET: &str = "UFORGE_API_KEY_KEK_SECRET";
 pub const ENV_TLS_ROOTS: &str = "UFORGE_TLS_ROOTS";
 pub const DEFAULT_BASE_PATH: &str = "/api";
 
@@ -37,7 +41,47 @@ pub struct AwsSettings {
     pub users_table: String,
     pub publishes_table: String,
     pub stop_queue_url: String,
-    pub sealer: Option<Sealer>,
+    pub keks: KekSetting,
+}
+
+/// Where the API-key KEKs come from.
+#[derive(Debug, Clone, Default)]
+pub enum KekSetting {
+    /// API-key authentication is off (HTTP Basic only).
+    #[default]
+    Off,
+    /// `UFORGE_API_KEY_KEK`: the key itself (local work, the emulator).
+    Inline(Sealer),
+    /// `UFORGE_API_KEY_KEK_SECRET`: a Secrets Manager secret's name or ARN,
+    /// read at run time (production: the key never appears in the
+    /// function's configuration).
+    Secret(String),
+}
+
+impl KekSetting {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secret = std::env::var(ENV_API_KEY_KEK_SECRET)
+            .ok()
+            .filter(|v| !v.trim().is_empty());
+        match (sealer_from_env()?, secret) {
+            (Some(_), Some(_)) => Err(ConfigError::Invalid(
+                ENV_API_KEY_KEK_SECRET,
+                format!("set either it or {ENV_API_KEY_KEK}, not both"),
+            )),
+            (Some(sealer), None) => Ok(KekSetting::Inline(sealer)),
+            (None, Some(id)) => Ok(KekSetting::Secret(id.trim().to_owned())),
+            (None, None) => Ok(KekSetting::Off),
+        }
+    }
+
+    /// The KEKs' source; a secret is read through `sdk` when first needed.
+    pub fn source(&self, sdk: &SdkConfig) -> Option<Arc<dyn KekSource>> {
+        match self {
+            KekSetting::Off => None,
+            KekSetting::Inline(sealer) => Some(FixedKeks::shared(sealer.clone())),
+            KekSetting::Secret(id) => Some(SecretsManagerKeks::shared(sdk, id)),
+        }
+    }
 }
 
 /// The API base path (`UFORGE_BASE_PATH`, default `/api`).
@@ -68,7 +112,7 @@ impl AwsSettings {
             users_table: required(ENV_USERS_TABLE)?,
             publishes_table: required(ENV_PUBLISHES_TABLE)?,
             stop_queue_url: required(ENV_STOP_QUEUE_URL)?,
-            sealer: sealer_from_env()?,
+            keks: KekSetting::from_env()?,
         })
     }
 }
@@ -221,9 +265,11 @@ pub type AwsApi = Api<DynamoUsers, DynamoPublishes, SqsStopQueue>;
 
 /// The endpoint on DynamoDB and SQS.
 pub fn aws_api(sdk: &SdkConfig, settings: AwsSettings) -> AwsApi {
+    let keks = settings.keks.source(sdk);
     aws_api_from_clients(
         aws_sdk_dynamodb::Client::new(sdk),
         aws_sdk_sqs::Client::new(sdk),
+        keks,
         settings,
     )
 }
@@ -232,13 +278,14 @@ pub fn aws_api(sdk: &SdkConfig, settings: AwsSettings) -> AwsApi {
 pub fn aws_api_from_clients(
     dynamo: aws_sdk_dynamodb::Client,
     sqs: aws_sdk_sqs::Client,
+    keks: Option<Arc<dyn KekSource>>,
     settings: AwsSettings,
 ) -> AwsApi {
     let cancel = CancelPublish {
         users: DynamoUsers::new(dynamo.clone(), settings.users_table),
         publishes: DynamoPublishes::new(dynamo, settings.publishes_table),
         queue: SqsStopQueue::new(sqs, settings.stop_queue_url),
-        auth: Authenticator::with_cache(settings.sealer),
+        auth: Authenticator::with_cache(keks),
     };
     Api::new(cancel, &settings.base_path)
 }

@@ -41,7 +41,7 @@ fn fresh_api() -> MemApi {
             users,
             publishes,
             queue: MemoryQueue::default(),
-            auth: Authenticator::new(Some(sealer)),
+            auth: Authenticator::new(Some(publish_cancel::auth::FixedKeks::shared(sealer))),
         },
         "/api",
     )

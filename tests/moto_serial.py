@@ -16,6 +16,10 @@ IAM (only matters once a test turns enforcement on, see tests/deploy/):
 - Inline role policies created through CloudFormation are stored as dicts,
   which moto's policy evaluator cannot read (KeyError 'policy_document');
   here they are read as the documents they are.
+- moto turns a policy's `*` into a regular expression and leaves the rest
+  of the pattern as one, so `?` (one character, as in Secrets Manager ARNs'
+  `-??????` suffix) and `.` are misread; here both wildcards mean what
+  they mean in IAM and every other character is literal.
 - With MOTO_IAM_AUDIT=<file>, every decision is appended to that file as a
   JSON line: principal, action, resource, allowed, and the Sids of the
   statements that allowed it.
@@ -25,6 +29,7 @@ Usage: moto_serial.py PORT
 
 import json
 import os
+import re
 import sys
 
 from moto.dynamodb.responses import DynamoHandler
@@ -50,6 +55,13 @@ def _iam_policy_init(self, policy):
     if isinstance(policy, dict) and "Statement" in policy:
         policy = json.dumps(policy)
     _IAMPolicy_init(self, policy)
+
+
+def _iam_match(pattern, string):
+    regex = "".join(
+        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern
+    )
+    return re.match(f"^{regex}$", string, re.DOTALL)
 
 
 def _audited(original, audit_path):
@@ -94,6 +106,7 @@ def _audited(original, audit_path):
 def patch():
     DynamoHandler._determine_resource = _dynamodb_resource
     access_control.IAMPolicy.__init__ = _iam_policy_init
+    access_control.IAMPolicyStatement._match = staticmethod(_iam_match)
     audit_path = os.environ.get("MOTO_IAM_AUDIT")
     if audit_path:
         base = access_control.IAMRequestBase

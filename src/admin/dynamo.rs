@@ -2,6 +2,7 @@
 //! concurrent edits of one user do not overwrite each other.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{
@@ -15,7 +16,7 @@ use crate::adapters::dynamodb::{
     attr, publish_item_key, record_from_item, record_to_item, user_from_item, user_to_item,
     PENDING_STOPS_INDEX,
 };
-use crate::auth::Sealer;
+use crate::auth::KekSource;
 use crate::domain::{Login, PublishKey, PublishRecord, User};
 use crate::ports::BackendError;
 
@@ -23,8 +24,8 @@ pub struct DynamoAdmin {
     client: Client,
     users_table: String,
     publishes_table: String,
-    /// Needed only to issue API keys.
-    sealer: Option<Sealer>,
+    /// Needed only to seal API secrets (issue, import, re-seal).
+    keks: Option<Arc<dyn KekSource>>,
 }
 
 impl DynamoAdmin {
@@ -32,13 +33,100 @@ impl DynamoAdmin {
         client: Client,
         users_table: String,
         publishes_table: String,
-        sealer: Option<Sealer>,
+        keks: Option<Arc<dyn KekSource>>,
     ) -> Self {
         DynamoAdmin {
             client,
             users_table,
             publishes_table,
-            sealer,
+            keks,
+        }
+    }
+
+    /// The KEKs, read now (a rotation just made may be what the operator
+    /// wants applied).
+    async fn sealer(&self) -> Result<Arc<crate::auth::Sealer>, AdminError> {
+        let keks = self.keks.as_ref().ok_or_else(|| {
+            AdminError::Invalid(
+                "set UFORGE_API_KEY_KEK_SECRET (or UFORGE_API_KEY_KEK) to seal API secrets".into(),
+            )
+        })?;
+        Ok(keks.sealer(true).await?)
+    }
+
+    /// Re-seals every API secret that is not sealed under the current KEK
+    /// (after a rotation, before the previous KEK is retired). Each key is
+    /// one conditional update: a key changed meanwhile is left alone and
+    /// counted as skipped. Returns (re-sealed, already current, skipped).
+    pub async fn reseal_api_keys(&self) -> Result<ResealReport, AdminError> {
+        let sealer = self.sealer().await?;
+        let mut report = ResealReport::default();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.users_table)
+                .projection_expression("#login, #k")
+                .expression_attribute_names("#login", attr::LOGIN)
+                .expression_attribute_names("#k", attr::API_KEYS)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| backend("scanning the users table", e))?;
+            for item in page.items() {
+                let Some(login) = item
+                    .get(attr::LOGIN)
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|s| Login::parse(s).ok())
+                else {
+                    continue;
+                };
+                let Some(keys) = item.get(attr::API_KEYS).and_then(|v| v.as_m().ok()) else {
+                    continue;
+                };
+                for (public_key, sealed) in keys {
+                    let Ok(sealed) = sealed.as_s() else { continue };
+                    if sealer.is_current(sealed) {
+                        report.current += 1;
+                        continue;
+                    }
+                    let secret = sealer
+                        .open(login.as_str(), public_key, sealed)
+                        .map_err(|e| {
+                            AdminError::Invalid(format!(
+                                "{login}'s key {public_key} does not open under the current or previous KEK ({e}); re-issue it"
+                            ))
+                        })?;
+                    let resealed = sealer
+                        .seal(login.as_str(), public_key, &secret)
+                        .map_err(|e| AdminError::Invalid(e.to_string()))?;
+                    let names = [("#k", attr::API_KEYS), ("#p", public_key.as_str())];
+                    let done = self
+                        .update_user(
+                            &login,
+                            "SET #k.#p = :new",
+                            &names,
+                            vec![
+                                (":new", AttributeValue::S(resealed)),
+                                (":old", AttributeValue::S(sealed.clone())),
+                            ],
+                            "#k.#p = :old",
+                        )
+                        .await;
+                    match done {
+                        Ok(()) => report.resealed += 1,
+                        // Revoked or replaced meanwhile: nothing to re-seal.
+                        Err(AdminError::NoSuchUser(_)) => report.skipped += 1,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(report),
+            }
         }
     }
 
@@ -83,6 +171,14 @@ fn backend(context: &'static str, e: impl std::error::Error + Send + Sync + 'sta
         context,
         DisplayErrorContext(e).to_string(),
     ))
+}
+
+/// What `reseal_api_keys` did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ResealReport {
+    pub resealed: usize,
+    pub current: usize,
+    pub skipped: usize,
 }
 
 const EXISTS: &str = "attribute_exists(#login)";
@@ -174,9 +270,7 @@ impl AdminStore for DynamoAdmin {
         public_key: &str,
         secret_key: &str,
     ) -> Result<(), AdminError> {
-        let sealer = self.sealer.as_ref().ok_or_else(|| {
-            AdminError::Invalid("UFORGE_API_KEY_KEK must be set to issue API keys".into())
-        })?;
+        let sealer = self.sealer().await?;
         let sealed = sealer
             .seal(login.as_str(), public_key, secret_key.as_bytes())
             .map_err(|e| AdminError::Invalid(e.to_string()))?;

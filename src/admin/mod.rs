@@ -10,7 +10,7 @@ use std::future::Future;
 use crate::domain::{Login, PublishKey, PublishRecord};
 use crate::ports::BackendError;
 
-pub use dynamo::{create_queue, create_tables, DynamoAdmin};
+pub use dynamo::{create_queue, create_tables, DynamoAdmin, ResealReport};
 pub use seed_file::SeedFileAdmin;
 
 #[derive(Debug, thiserror::Error)]

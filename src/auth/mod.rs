@@ -6,6 +6,7 @@
 
 pub mod basic;
 pub mod cache;
+pub mod keks;
 pub mod password;
 pub mod sealed;
 pub mod signed_url;
@@ -18,7 +19,8 @@ use crate::ports::{BackendError, Users};
 
 pub use basic::BasicCredentials;
 pub use cache::VerifiedCache;
-pub use sealed::Sealer;
+pub use keks::{FixedKeks, KekSource};
+pub use sealed::{SealError, Sealer};
 pub use signed_url::SignedRequest;
 
 /// The proof of identity a request carries.
@@ -69,7 +71,7 @@ pub enum AuthError {
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     /// `None` when no KEK is configured: API-key requests are then refused.
-    sealer: Option<Sealer>,
+    keks: Option<Arc<dyn KekSource>>,
     /// Recently verified passwords; `None` verifies every request with Argon2.
     cache: Option<Arc<VerifiedCache>>,
 }
@@ -81,17 +83,14 @@ pub const CACHE_CAPACITY: usize = 4096;
 
 impl Authenticator {
     /// Without a verified-credential cache.
-    pub fn new(sealer: Option<Sealer>) -> Self {
-        Authenticator {
-            sealer,
-            cache: None,
-        }
+    pub fn new(keks: Option<Arc<dyn KekSource>>) -> Self {
+        Authenticator { keks, cache: None }
     }
 
     /// With the production verified-credential cache.
-    pub fn with_cache(sealer: Option<Sealer>) -> Self {
+    pub fn with_cache(keks: Option<Arc<dyn KekSource>>) -> Self {
         Authenticator {
-            sealer,
+            keks,
             cache: VerifiedCache::new(CACHE_TTL, CACHE_CAPACITY).map(Arc::new),
         }
     }
@@ -151,17 +150,26 @@ impl Authenticator {
         req: SignedRequest,
         path_uid: &Login,
     ) -> Result<User, AuthError> {
-        let Some(sealer) = &self.sealer else {
+        let Some(keks) = &self.keks else {
             return Err(AuthError::Denied);
         };
         let Some(user) = users.get(path_uid).await? else {
             return Err(AuthError::Denied);
         };
-        let secret = user.api_key(&req.public_key).and_then(|k| {
-            sealer
-                .open(user.login.as_str(), &k.public_key, &k.sealed_secret)
-                .ok()
-        });
+        let secret = match user.api_key(&req.public_key) {
+            None => None,
+            Some(k) => {
+                // The KEKs are read on the first API-key request, not at start.
+                let open = |sealer: &Sealer| {
+                    sealer.open(user.login.as_str(), &k.public_key, &k.sealed_secret)
+                };
+                match open(&*keks.sealer(false).await?) {
+                    // Sealed under a KEK newer than ours: a rotation happened.
+                    Err(SealError::UnknownKey) => open(&*keks.sealer(true).await?).ok(),
+                    opened => opened.ok(),
+                }
+            }
+        };
         match secret {
             Some(secret) if user.active && signed_url::verify(&secret, &req) => Ok(user),
             _ => Err(AuthError::Denied),

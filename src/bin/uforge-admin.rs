@@ -104,6 +104,9 @@ enum ApiKeyCmd {
         login: String,
         public_key: String,
     },
+    /// After a KEK rotation: re-seal every API secret under the current KEK
+    /// (DynamoDB only), so the previous KEK can be retired.
+    Reseal,
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +160,9 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         return setup(queue_name).await;
     }
     match &cli.seed {
+        Some(_) if matches!(cli.command, Command::ApiKey(ApiKeyCmd::Reseal)) => {
+            Err("a seed file keeps API secrets in clear: there is nothing to re-seal".into())
+        }
         Some(path) => execute(&SeedFileAdmin::new(path.clone()), cli.command).await,
         None => {
             let required = |name: &'static str| {
@@ -167,8 +173,16 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 aws_sdk_dynamodb::Client::new(&sdk),
                 required(config::ENV_USERS_TABLE)?,
                 required(config::ENV_PUBLISHES_TABLE)?,
-                config::sealer_from_env()?,
+                config::KekSetting::from_env()?.source(&sdk),
             );
+            if let Command::ApiKey(ApiKeyCmd::Reseal) = cli.command {
+                let r = store.reseal_api_keys().await?;
+                println!(
+                    "re-sealed {} API secret(s); {} already under the current KEK; {} changed meanwhile (left alone)",
+                    r.resealed, r.current, r.skipped
+                );
+                return Ok(());
+            }
             execute(&store, cli.command).await
         }
     }
@@ -310,6 +324,7 @@ async fn execute(store: &impl AdminStore, command: Command) -> Result<(), BoxErr
                 store.remove_api_key(&login(&l)?, &public_key).await?;
                 println!("revoked {public_key}");
             }
+            ApiKeyCmd::Reseal => unreachable!("handled before a store is chosen"),
         },
         Command::Publish(cmd) => match cmd {
             PublishCmd::Put {

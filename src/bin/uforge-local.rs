@@ -14,7 +14,7 @@ use std::sync::Arc;
 use clap::{Parser, ValueEnum};
 use publish_cancel::adapters::memory::MemoryQueue;
 use publish_cancel::api::Api;
-use publish_cancel::auth::{Authenticator, Sealer};
+use publish_cancel::auth::{Authenticator, FixedKeks, Sealer};
 use publish_cancel::cancel::CancelPublish;
 use publish_cancel::config::{self, AwsSettings};
 use publish_cancel::frontdoor::local::serve;
@@ -101,7 +101,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
                     users,
                     publishes,
                     queue: MemoryQueue::default(),
-                    auth: Authenticator::with_cache(Some(sealer)),
+                    auth: Authenticator::with_cache(Some(FixedKeks::shared(sealer))),
                 },
                 &base,
             );

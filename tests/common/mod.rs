@@ -124,7 +124,7 @@ impl Stack {
                 users_table: users_table.clone(),
                 publishes_table: publishes_table.clone(),
                 stop_queue_url: queue_url.clone(),
-                sealer: Some(sealer()),
+                keks: config::KekSetting::Inline(sealer()),
             },
         );
         Stack {
@@ -143,12 +143,13 @@ impl Stack {
         config::aws_api_from_clients(
             aws_sdk_dynamodb::Client::new(&sdk_config_at(dynamo_endpoint).await),
             aws_sdk_sqs::Client::new(&sdk_config_at(sqs_endpoint).await),
+            Some(publish_cancel::auth::FixedKeks::shared(sealer())),
             AwsSettings {
                 base_path: "/api".into(),
                 users_table: self.users_table.clone(),
                 publishes_table: self.publishes_table.clone(),
                 stop_queue_url: self.queue_url.clone(),
-                sealer: Some(sealer()),
+                keks: config::KekSetting::Inline(sealer()),
             },
         )
     }
@@ -340,10 +341,11 @@ pub type MemoryApi = publish_cancel::api::Api<
 pub fn memory_api(seed: &Seed, cached: bool) -> MemoryApi {
     let sealer = sealer();
     let (users, publishes) = seed.into_memory(&sealer).expect("seed loads");
+    let keks = publish_cancel::auth::FixedKeks::shared(sealer);
     let auth = if cached {
-        publish_cancel::auth::Authenticator::with_cache(Some(sealer))
+        publish_cancel::auth::Authenticator::with_cache(Some(keks))
     } else {
-        publish_cancel::auth::Authenticator::new(Some(sealer))
+        publish_cancel::auth::Authenticator::new(Some(keks))
     };
     publish_cancel::api::Api::new(
         publish_cancel::cancel::CancelPublish {

@@ -16,12 +16,23 @@ def statements(node):
         for key, value in node.items():
             if key == "Statement":
                 for st in value if isinstance(value, list) else [value]:
-                    yield st
+                    yield from conditional_branches(st)
             else:
                 yield from statements(value)
     elif isinstance(node, list):
         for item in node:
             yield from statements(item)
+
+
+def conditional_branches(statement):
+    """A statement, or both branches of an `Fn::If` that chooses one (an
+    `AWS::NoValue` branch is no statement)."""
+    if isinstance(statement, dict) and set(statement) == {"Fn::If"}:
+        _, yes, no = statement["Fn::If"]
+        for branch in (yes, no):
+            yield from conditional_branches(branch)
+    elif isinstance(statement, dict) and statement != {"Ref": "AWS::NoValue"}:
+        yield statement
 
 
 def strings(node):
