@@ -51,7 +51,7 @@ pub enum KekSetting {
     #[default]
     Off,
     /// `UFORGE_API_KEY_KEK`: the key itself (local work, the emulator).
-    Inline(Sealer),
+    Inline(Arc<Sealer>),
     /// `UFORGE_API_KEY_KEK_SECRET`: a Secrets Manager secret's name or ARN,
     /// read at run time (production: the key never appears in the
     /// function's configuration).
@@ -68,7 +68,7 @@ impl KekSetting {
                 ENV_API_KEY_KEK_SECRET,
                 format!("set either it or {ENV_API_KEY_KEK}, not both"),
             )),
-            (Some(sealer), None) => Ok(KekSetting::Inline(sealer)),
+            (Some(sealer), None) => Ok(KekSetting::Inline(Arc::new(sealer))),
             (None, Some(id)) => Ok(KekSetting::Secret(id.trim().to_owned())),
             (None, None) => Ok(KekSetting::Off),
         }
@@ -78,7 +78,7 @@ impl KekSetting {
     pub fn source(&self, sdk: &SdkConfig) -> Option<Arc<dyn KekSource>> {
         match self {
             KekSetting::Off => None,
-            KekSetting::Inline(sealer) => Some(FixedKeks::shared(sealer.clone())),
+            KekSetting::Inline(sealer) => Some(Arc::new(FixedKeks(sealer.clone()))),
             KekSetting::Secret(id) => Some(SecretsManagerKeks::shared(sdk, id)),
         }
     }

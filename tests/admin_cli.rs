@@ -227,7 +227,7 @@ async fn dynamodb_administration_drives_the_endpoint() {
             users_table: users_table.clone(),
             publishes_table: publishes_table.clone(),
             stop_queue_url: queue_url,
-            keks: publish_cancel::config::KekSetting::Inline(common::sealer()),
+            keks: publish_cancel::config::KekSetting::Inline(std::sync::Arc::new(common::sealer())),
         },
     );
     let call = |req: Req| {

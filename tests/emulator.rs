@@ -569,3 +569,117 @@ async fn a_warm_credential_cache_never_outlives_a_change_to_the_user() {
         "still cached for the original hash"
     );
 }
+
+/// The KEK lives in Secrets Manager and rotates while API-key requests
+/// flow: AWSCURRENT moves to a new key, secrets sealed under the old one
+/// still open (AWSPREVIOUS), `uforge-admin apikey reseal` moves them to the
+/// new one, which a warm environment picks up at once; after the next
+/// rotation the re-sealed secrets still open. No request fails throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_keep_working_through_a_kek_rotation() {
+    use base64::Engine as _;
+    use publish_cancel::admin::DynamoAdmin;
+    use publish_cancel::config::{self, AwsSettings, KekSetting};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let stack = Stack::new().await;
+    let sdk = common::sdk_config().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let name = format!("kek-{}", stack.users_table);
+    let b64 = |k: [u8; 32]| base64::engine::general_purpose::STANDARD.encode(k);
+    // The seed is sealed under common::KEK: it is the secret's first value.
+    secrets
+        .create_secret()
+        .name(&name)
+        .secret_string(b64(common::KEK))
+        .send()
+        .await
+        .unwrap();
+    let api = Arc::new(config::aws_api(
+        &sdk,
+        AwsSettings {
+            base_path: "/api".into(),
+            users_table: stack.users_table.clone(),
+            publishes_table: stack.publishes_table.clone(),
+            stop_queue_url: stack.queue_url.clone(),
+            keks: KekSetting::Secret(name.clone()),
+        },
+    ));
+    let signed = || Req::delete(alice(ALICE_CANCELLED)).signed("PUBKEY123", "SECRETKEY456");
+    assert_eq!(common::call(&api, &signed()).await.status(), 200);
+
+    // Requests keep flowing while the operator rotates and re-seals.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flow = tokio::spawn({
+        let (api, stop) = (api.clone(), stop.clone());
+        async move {
+            let mut statuses = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                statuses.push(common::call(&api, &signed()).await.status().as_u16());
+            }
+            statuses
+        }
+    });
+    let admin = DynamoAdmin::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        stack.users_table.clone(),
+        stack.publishes_table.clone(),
+        KekSetting::Secret(name.clone()).source(&sdk),
+    );
+    let sealed_secret = || async {
+        let item = stack
+            .dynamo
+            .get_item()
+            .table_name(&stack.users_table)
+            .key(
+                attr::LOGIN,
+                aws_sdk_dynamodb::types::AttributeValue::S("alice".into()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap();
+        item[attr::API_KEYS].as_m().unwrap()["PUBKEY123"]
+            .as_s()
+            .unwrap()
+            .clone()
+    };
+    let before = sealed_secret().await;
+    for (round, next) in [[7u8; 32], [8u8; 32]].into_iter().enumerate() {
+        secrets
+            .put_secret_value()
+            .secret_id(&name)
+            .secret_string(b64(next))
+            .send()
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let report = DynamoAdmin::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            stack.users_table.clone(),
+            stack.publishes_table.clone(),
+            KekSetting::Secret(name.clone()).source(&sdk),
+        )
+        .reseal_api_keys()
+        .await
+        .unwrap();
+        assert_eq!(report.resealed, 1, "round {round}: {report:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // A second re-seal has nothing left to do.
+    let again = admin.reseal_api_keys().await.unwrap();
+    assert_eq!((again.resealed, again.current), (0, 1), "{again:?}");
+    let after = sealed_secret().await;
+    assert_ne!(before, after, "re-sealed");
+    assert!(after.starts_with("v2:") && !after.contains("SECRETKEY456"));
+    stop.store(true, Ordering::SeqCst);
+    let statuses = flow.await.unwrap();
+    assert!(statuses.len() > 5, "requests flowed: {}", statuses.len());
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // The original KEK is retired now: under it nothing opens any more.
+    let old_only = publish_cancel::auth::Sealer::new(&common::KEK);
+    assert!(old_only.open("alice", "PUBKEY123", &after).is_err());
+}

@@ -10,9 +10,10 @@ serving one request at a time gives the emulator that same guarantee, so the
 concurrency tests test our code and not moto's races.
 
 IAM (only matters once a test turns enforcement on, see tests/deploy/):
-- moto authorises every DynamoDB call against resource "*", so a statement
-  scoped to a table ARN never matches; here the resource is the table's ARN,
-  or `<table ARN>/index/<name>` when the call names an index, as in AWS.
+- moto authorises every DynamoDB and Secrets Manager call against resource
+  "*", so a statement scoped to a table or secret ARN never matches; here
+  the resource is the table's ARN (`<table ARN>/index/<name>` when the call
+  names an index) or the secret's, as in AWS.
 - Inline role policies created through CloudFormation are stored as dicts,
   which moto's policy evaluator cannot read (KeyError 'policy_document');
   here they are read as the documents they are.
@@ -34,6 +35,7 @@ import sys
 
 from moto.dynamodb.responses import DynamoHandler
 from moto.iam import access_control
+from moto.secretsmanager.responses import SecretsManagerResponse
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
 
@@ -46,6 +48,16 @@ def _dynamodb_resource(self):
     arn = f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{table}"
     index = params.get("IndexName")
     return f"{arn}/index/{index}" if index else arn
+
+
+def _secret_resource(self):
+    secret_id = self._get_param("SecretId")
+    if not secret_id:
+        return "*"
+    try:
+        return self.backend.describe_secret(secret_id).arn
+    except Exception:  # no such secret: an ARN no policy of ours names
+        return f"arn:aws:secretsmanager:{self.region}:{self.current_account}:secret:{secret_id}"
 
 
 _IAMPolicy_init = access_control.IAMPolicy.__init__
@@ -105,6 +117,7 @@ def _audited(original, audit_path):
 
 def patch():
     DynamoHandler._determine_resource = _dynamodb_resource
+    SecretsManagerResponse._determine_resource = _secret_resource
     access_control.IAMPolicy.__init__ = _iam_policy_init
     access_control.IAMPolicyStatement._match = staticmethod(_iam_match)
     audit_path = os.environ.get("MOTO_IAM_AUDIT")

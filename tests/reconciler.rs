@@ -43,7 +43,9 @@ async fn a_crash_between_write_and_send_is_repaired_by_the_reconciler() {
             users: DynamoUsers::new(stack.dynamo.clone(), &stack.users_table),
             publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
             queue: Crash,
-            auth: Authenticator::new(Some(publish_cancel::auth::FixedKeks::shared(common::sealer()))),
+            auth: Authenticator::new(Some(publish_cancel::auth::FixedKeks::shared(
+                common::sealer(),
+            ))),
         },
         "/api",
     );

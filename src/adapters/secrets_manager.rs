@@ -14,7 +14,7 @@ use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
 use aws_sdk_secretsmanager::Client;
 
 use crate::auth::keks::{KekCache, KekFuture, KekSource};
-use crate::auth::sealed::decode_kek;
+use crate::auth::sealed::{decode_kek, KeyId};
 use crate::auth::Sealer;
 use crate::ports::BackendError;
 
@@ -97,7 +97,7 @@ impl SecretsManagerKeks {
 }
 
 impl KekSource for SecretsManagerKeks {
-    fn sealer(&self, fresh: bool) -> KekFuture<'_> {
-        Box::pin(self.cache.get(fresh, self.read()))
+    fn sealer(&self, wanted: Option<KeyId>) -> KekFuture<'_> {
+        Box::pin(self.cache.get(wanted, self.read()))
     }
 }

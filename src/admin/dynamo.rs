@@ -43,15 +43,15 @@ impl DynamoAdmin {
         }
     }
 
-    /// The KEKs, read now (a rotation just made may be what the operator
-    /// wants applied).
+    /// The KEKs (read from their store on first use: each run of the CLI
+    /// sees the store as it is now).
     async fn sealer(&self) -> Result<Arc<crate::auth::Sealer>, AdminError> {
         let keks = self.keks.as_ref().ok_or_else(|| {
             AdminError::Invalid(
                 "set UFORGE_API_KEY_KEK_SECRET (or UFORGE_API_KEY_KEK) to seal API secrets".into(),
             )
         })?;
-        Ok(keks.sealer(true).await?)
+        Ok(keks.sealer(None).await?)
     }
 
     /// Re-seals every API secret that is not sealed under the current KEK

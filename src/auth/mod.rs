@@ -163,9 +163,9 @@ impl Authenticator {
                 let open = |sealer: &Sealer| {
                     sealer.open(user.login.as_str(), &k.public_key, &k.sealed_secret)
                 };
-                match open(&*keks.sealer(false).await?) {
+                match open(&*keks.sealer(None).await?) {
                     // Sealed under a KEK newer than ours: a rotation happened.
-                    Err(SealError::UnknownKey) => open(&*keks.sealer(true).await?).ok(),
+                    Err(SealError::UnknownKey(id)) => open(&*keks.sealer(Some(id)).await?).ok(),
                     opened => opened.ok(),
                 }
             }

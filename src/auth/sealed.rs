@@ -33,8 +33,8 @@ pub enum SealError {
     Unsealable,
     /// Sealed under a KEK this sealer does not hold (yet): after a rotation,
     /// the holder of the KEKs may have newer ones.
-    #[error("sealed secret names a KEK that is not loaded")]
-    UnknownKey,
+    #[error("sealed secret names KEK {0}, which is not loaded")]
+    UnknownKey(KeyId),
     #[error("no randomness available")]
     Random,
 }
@@ -182,7 +182,7 @@ impl Sealer {
             (Some(id), raw) => self
                 .keys()
                 .find(|k| k.id == id)
-                .ok_or(SealError::UnknownKey)?
+                .ok_or(SealError::UnknownKey(id))?
                 .open(&aad, &raw),
             (None, raw) => self
                 .keys()
@@ -195,6 +195,11 @@ impl Sealer {
     /// (nothing for a re-seal to do).
     pub fn is_current(&self, sealed: &str) -> bool {
         matches!(parse(sealed), Ok((Some(id), _)) if id == self.current.id)
+    }
+
+    /// Whether this sealer holds the KEK named `id`.
+    pub fn holds(&self, id: KeyId) -> bool {
+        self.keys().any(|k| k.id == id)
     }
 
     fn keys(&self) -> impl Iterator<Item = &Kek> {
@@ -249,7 +254,7 @@ mod tests {
         let other = Sealer::new(&[8; 32]);
         assert_eq!(
             other.open("alice", "PUB", &sealed),
-            Err(SealError::UnknownKey)
+            Err(SealError::UnknownKey(s.current_id()))
         );
         // A forged key id does not help: the tag is checked under that key.
         let forged = sealed.replacen(
@@ -305,12 +310,10 @@ mod tests {
         assert_eq!(next.open("alice", "PUB", &resealed).unwrap(), b"S1");
         assert_eq!(
             next.open("alice", "PUB", &under_old),
-            Err(SealError::UnknownKey)
+            Err(SealError::UnknownKey(old.current_id()))
         );
-        assert_eq!(
-            next.open("alice", "PUB", &v1),
-            Err(SealError::Unsealable)
-        );
+        assert!(next.holds(rotated.current_id()) && !next.holds(old.current_id()));
+        assert_eq!(next.open("alice", "PUB", &v1), Err(SealError::Unsealable));
         // A "previous" equal to the current key is no second key.
         assert!(Sealer::new(&[1; 32])
             .with_previous(&[1; 32])

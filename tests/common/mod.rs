@@ -7,6 +7,8 @@ pub mod fault_proxy;
 pub mod http_client;
 pub mod moto;
 pub mod runtime_api;
+pub mod sample_events;
+pub mod template;
 pub mod xml;
 
 use std::collections::HashMap;
@@ -58,11 +60,26 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 
 /// The production SDK configuration, pointed at `endpoint`.
 pub async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
+    sdk_config_as(endpoint, "testing", "testing", None).await
+}
+
+/// The production SDK configuration, pointed at `endpoint`, with these
+/// credentials (an IAM user's or an assumed role's, where IAM is enforced).
+pub async fn sdk_config_as(
+    endpoint: &str,
+    key: &str,
+    secret: &str,
+    session_token: Option<&str>,
+) -> aws_config::SdkConfig {
     config::sdk_config_loader(config::TlsRoots::Amazon)
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "tests",
+            key,
+            secret,
+            session_token.map(str::to_owned),
+            None,
+            "tests",
         ))
         .load()
         .await
@@ -100,16 +117,9 @@ impl Stack {
         let publishes_table = format!("publishes-{tag}");
         let queue_name = format!("stop-{tag}{}", if opts.fifo { ".fifo" } else { "" });
         if opts.create_tables {
-            publish_cancel::admin::create_tables(&dynamo, &users_table, &publishes_table)
-                .await
-                .expect("create tables");
-            let (users, publishes) = seed_data();
-            for u in &users {
-                put_user(&dynamo, &users_table, u).await;
-            }
-            for p in &publishes {
-                put_publish(&dynamo, &publishes_table, p).await;
-            }
+            // The template's own tables: one statement of the schema.
+            template::create_table(&dynamo, "UsersTable", &users_table).await;
+            template::create_table(&dynamo, "PublishesTable", &publishes_table).await;
         }
         let queue_url = if opts.create_queue {
             create_queue(&sqs, &queue_name).await
@@ -117,23 +127,50 @@ impl Stack {
             // moto's URL form, for a queue we may create later.
             format!("{}/123456789012/{queue_name}", moto::moto().endpoint)
         };
+        let stack = Stack::existing(&sdk, users_table, publishes_table, queue_url);
+        if opts.create_tables {
+            stack.seed().await;
+        }
+        stack
+    }
+
+    /// Tables and a queue that exist already (e.g. a deployed stack's),
+    /// reached with `sdk`'s credentials.
+    pub fn existing(
+        sdk: &aws_config::SdkConfig,
+        users_table: String,
+        publishes_table: String,
+        queue_url: String,
+    ) -> Stack {
         let api = config::aws_api(
-            &sdk,
+            sdk,
             AwsSettings {
                 base_path: "/api".into(),
                 users_table: users_table.clone(),
                 publishes_table: publishes_table.clone(),
                 stop_queue_url: queue_url.clone(),
-                keks: config::KekSetting::Inline(sealer()),
+                keks: config::KekSetting::Inline(std::sync::Arc::new(sealer())),
             },
         );
         Stack {
             api,
-            dynamo,
-            sqs,
+            dynamo: aws_sdk_dynamodb::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
             users_table,
             publishes_table,
             queue_url,
+        }
+    }
+
+    /// Puts the bundled seed's users (API secrets sealed under `KEK`) and
+    /// publishes into the tables.
+    pub async fn seed(&self) {
+        let (users, publishes) = seed_data();
+        for u in &users {
+            self.put_user(u).await;
+        }
+        for p in &publishes {
+            self.put_publish(p).await;
         }
     }
 
@@ -149,7 +186,7 @@ impl Stack {
                 users_table: self.users_table.clone(),
                 publishes_table: self.publishes_table.clone(),
                 stop_queue_url: self.queue_url.clone(),
-                keks: config::KekSetting::Inline(sealer()),
+                keks: config::KekSetting::Inline(std::sync::Arc::new(sealer())),
             },
         )
     }

@@ -1,5 +1,6 @@
 //! One `moto_server` per test binary, on a free loopback port, started on
-//! first use and stopped when the test process exits.
+//! first use and stopped when the test process exits; or a private one for
+//! a test that changes the whole emulator (IAM enforcement).
 
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
@@ -17,7 +18,24 @@ static MOTO: OnceLock<Moto> = OnceLock::new();
 
 /// The shared emulator, started on first call.
 pub fn moto() -> &'static Moto {
-    MOTO.get_or_init(start)
+    MOTO.get_or_init(|| start(&[]))
+}
+
+impl Moto {
+    /// An emulator of its own, with extra environment (e.g. `MOTO_IAM_AUDIT`),
+    /// stopped when the value is dropped or the test process exits.
+    pub fn private(env: &[(&str, &str)]) -> Moto {
+        start(env)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        if let Ok(mut child) = self._child.lock() {
+            let _ = child.stdin.as_mut().map(|s| s.write_all(b"\n"));
+            let _ = child.wait();
+        }
+    }
 }
 
 fn free_port() -> u16 {
@@ -27,7 +45,7 @@ fn free_port() -> u16 {
         .expect("no free loopback port")
 }
 
-fn start() -> Moto {
+fn start(env: &[(&str, &str)]) -> Moto {
     let port = free_port();
     // Test binaries end without running destructors of statics, so the
     // emulator is tied to our stdin pipe instead: when this process exits
@@ -39,6 +57,7 @@ fn start() -> Moto {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(script)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .spawn()
         .expect("cannot start moto_server: run the README's test command, which installs it");

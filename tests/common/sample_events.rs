@@ -1,0 +1,183 @@
+//! A compiled Lambda binary under the loopback Runtime API, fed every
+//! sample event in `events/`, each checked against `events/expected.json`
+//! and against the stores.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+use publish_cancel::adapters::dynamodb::attr;
+
+use super::runtime_api::{Outcome, RuntimeApi};
+use super::Stack;
+
+/// A Lambda binary running as its own process, its stdout and stderr
+/// captured.
+pub struct LambdaProcess {
+    pub child: Child,
+    logs: Arc<Mutex<Vec<u8>>>,
+}
+
+/// How to run `binary` here: directly, or under qemu-user when it is an
+/// aarch64 ELF and this machine is not (the artefact `sam deploy` ships).
+pub fn command_for(binary: &Path) -> Command {
+    let mut head = [0u8; 20];
+    let aarch64 = std::fs::File::open(binary)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .map(|()| &head[..4] == b"\x7fELF" && u16::from_le_bytes([head[18], head[19]]) == 183)
+        .unwrap_or(false);
+    if aarch64 && std::env::consts::ARCH != "aarch64" {
+        let mut c = Command::new("qemu-aarch64");
+        c.arg("-L").arg("/usr/aarch64-linux-gnu").arg(binary);
+        c
+    } else {
+        Command::new(binary)
+    }
+}
+
+impl LambdaProcess {
+    /// Starts `binary` with exactly `env` (and PATH).
+    pub fn spawn(binary: &Path, env: &[(String, String)]) -> LambdaProcess {
+        let mut child = command_for(binary)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        capture(child.stdout.take().expect("stdout"), logs.clone());
+        capture(child.stderr.take().expect("stderr"), logs.clone());
+        LambdaProcess { child, logs }
+    }
+
+    /// Everything it printed so far.
+    pub fn logs(&self) -> String {
+        String::from_utf8_lossy(&self.logs.lock().unwrap()).into_owned()
+    }
+}
+
+fn capture(
+    mut from: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    into: Arc<Mutex<Vec<u8>>>,
+) {
+    tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+}
+
+pub fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("events")
+}
+
+/// The sample events with an expected outcome, by file name, in name order.
+pub fn expected() -> Vec<(String, serde_json::Value)> {
+    let text = std::fs::read_to_string(events_dir().join("expected.json")).expect("expected.json");
+    let all: serde_json::Value = serde_json::from_str(&text).expect("expected.json is JSON");
+    let mut out: Vec<(String, serde_json::Value)> = all
+        .as_object()
+        .expect("an object")
+        .iter()
+        .filter(|(k, _)| !k.starts_with('_'))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Invokes the function behind `runtime` with every sample event, on the
+/// bundled seed's data in `stack`: each answer has its expected status and
+/// content type, every refusal leaves the tables as they were, every XML
+/// error is a complete `uforgeError`; alice's running publish ends
+/// cancelled by one of these invocations and every success sent a stop.
+/// Returns how many invocations succeeded.
+pub async fn run_every_event(runtime: &RuntimeApi, stack: &Stack) -> usize {
+    let mut successes = 0;
+    for (name, want) in expected() {
+        let event = std::fs::read_to_string(events_dir().join(&name)).expect("event file");
+        let before = stack.tables().await;
+        let Outcome::Response(resp) = runtime.invoke(&event).await else {
+            panic!("events/{name}: the function reported an invocation error");
+        };
+        let status = resp["statusCode"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("events/{name}: {resp}"));
+        assert_eq!(
+            status,
+            want["status"].as_u64().unwrap(),
+            "events/{name}: {resp}"
+        );
+        // REST and ALB answers carry multiValueHeaders, HTTP API ones headers.
+        let content_type = resp["headers"]["content-type"]
+            .as_str()
+            .or(resp["multiValueHeaders"]["content-type"][0].as_str());
+        assert_eq!(
+            content_type,
+            want["contentType"].as_str(),
+            "events/{name}: {resp}"
+        );
+        if status < 300 {
+            successes += 1;
+        } else {
+            assert_eq!(
+                stack.tables().await,
+                before,
+                "events/{name} changed a table"
+            );
+        }
+        if status >= 400 && content_type == Some("application/xml") {
+            let doc = super::xml::check_error(resp["body"].as_str().unwrap());
+            assert_eq!(u64::from(doc.status), status);
+        }
+    }
+    assert!(
+        runtime.init_error().is_none(),
+        "init error: {:?}",
+        runtime.init_error()
+    );
+    let item = stack
+        .publish_item("alice", "1/2/3")
+        .await
+        .expect("alice's publish");
+    assert_eq!(item[attr::STATE].as_s().unwrap(), "cancelled");
+    let stops = stack.drain().await;
+    if stack.queue_url.ends_with(".fifo") {
+        // Repeats re-send with the original cancel's id, which a FIFO queue
+        // deduplicates: one stop per cancel, carrying the record's id.
+        let mut seen = std::collections::BTreeSet::new();
+        for stop in &stops {
+            let body: serde_json::Value =
+                serde_json::from_str(stop.body().unwrap_or_default()).expect("a JSON stop");
+            let sort = format!("{}/{}/{}", body["aid"], body["itid"], body["pitid"]);
+            let uid = body["uid"].as_str().expect("uid");
+            let record = stack.publish_item(uid, &sort).await.expect("its record");
+            // (A record cancelled before this service existed has no id.)
+            if let Some(id) = record.get(attr::CANCEL_REQUEST_ID) {
+                assert_eq!(
+                    id.as_s().ok().map(String::as_str),
+                    body["requestId"].as_str(),
+                    "{body}"
+                );
+            }
+            assert!(
+                seen.insert((uid.to_owned(), sort)),
+                "two stops for one cancel: {body}"
+            );
+        }
+        assert!(!stops.is_empty());
+    } else {
+        assert_eq!(stops.len(), successes, "one stop per success");
+    }
+    successes
+}

@@ -1,0 +1,720 @@
+//! The deployment rehearsal: template.yaml, transformed by SAM and created
+//! as a CloudFormation stack in moto (both values of `FifoQueue`), then the
+//! compiled `publish-cancel` and `reconciler` run inside what it built,
+//! with exactly the environment CloudFormation resolved for them and the
+//! credentials of their own roles, while moto enforces IAM.
+//!
+//! The binaries are the host's debug builds, or, when
+//! `UFORGE_ARTEFACT_DIR` names a directory holding `publish-cancel` and
+//! `reconciler` (scripts/test sets it to the arm64 release builds), those:
+//! the artefact `sam deploy` would ship, run under qemu-user.
+//!
+//! What moto cannot show is said in the README ("What the rehearsal
+//! proves"): API Gateway's routing (checked on the transformed template by
+//! tests/deploy/check_template.py), IAM conditions, alarms.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine as _;
+use common::moto::Moto;
+use common::runtime_api::{Outcome, RuntimeApi};
+use common::sample_events::{run_every_event, LambdaProcess};
+use common::template::stack_py;
+use common::{sdk_config_as, Stack};
+use publish_cancel::adapters::dynamodb::{attr, PENDING_STOPS_INDEX};
+use publish_cancel::config;
+use publish_cancel::domain::{CancelStamp, PublishRecord, PublishState, Timestamp};
+use serde_json::Value;
+
+const KEK_SECRET: &str = "uforge/api-key-kek";
+
+/// The two binaries under test.
+fn binaries() -> (PathBuf, PathBuf) {
+    match std::env::var_os("UFORGE_ARTEFACT_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            (dir.join("publish-cancel"), dir.join("reconciler"))
+        }
+        None => (
+            PathBuf::from(env!("CARGO_BIN_EXE_publish-cancel")),
+            PathBuf::from(env!("CARGO_BIN_EXE_reconciler")),
+        ),
+    }
+}
+
+/// A deployed stack, as `stack.py deploy` read it back.
+struct Deployed {
+    fifo: bool,
+    d: Value,
+}
+
+impl Deployed {
+    fn function(&self, logical: &str) -> &Value {
+        &self.d["functions"][logical]
+    }
+
+    fn table(&self, logical: &str) -> &str {
+        self.d["tables"][logical]["name"].as_str().unwrap()
+    }
+
+    fn queue_url(&self, logical: &str) -> &str {
+        self.d["queues"][logical]["url"].as_str().unwrap()
+    }
+
+    fn role_name(&self, logical: &str) -> &str {
+        self.d["roles"][logical]["name"].as_str().unwrap()
+    }
+
+    /// The environment Lambda would give the function: its resolved
+    /// variables, the runtime's own, and its role's credentials. The one
+    /// addition is AWS_ENDPOINT_URL, pointing the SDK at moto.
+    fn lambda_env(&self, logical: &str, runtime: &str, endpoint: &str) -> Vec<(String, String)> {
+        let f = self.function(logical);
+        let creds = &f["credentials"];
+        let mut env: Vec<(String, String)> = f["environment"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        let s = |v: &Value| v.as_str().unwrap().to_owned();
+        env.extend([
+            ("AWS_LAMBDA_RUNTIME_API".into(), runtime.to_owned()),
+            ("AWS_LAMBDA_FUNCTION_NAME".into(), s(&f["name"])),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
+                f["memory_size"].to_string(),
+            ),
+            ("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()),
+            (
+                "AWS_LAMBDA_LOG_FORMAT".into(),
+                s(&f["logging"]["LogFormat"]),
+            ),
+            (
+                "AWS_LAMBDA_LOG_LEVEL".into(),
+                s(&f["logging"]["ApplicationLogLevel"]),
+            ),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_DEFAULT_REGION".into(), "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID".into(), s(&creds["access_key_id"])),
+            (
+                "AWS_SECRET_ACCESS_KEY".into(),
+                s(&creds["secret_access_key"]),
+            ),
+            ("AWS_SESSION_TOKEN".into(), s(&creds["session_token"])),
+            ("AWS_ENDPOINT_URL".into(), endpoint.to_owned()),
+        ]);
+        env
+    }
+
+    /// An SDK configuration with the function's role credentials.
+    async fn role_sdk(&self, logical: &str, endpoint: &str) -> aws_config::SdkConfig {
+        let c = &self.function(logical)["credentials"];
+        sdk_config_as(
+            endpoint,
+            c["access_key_id"].as_str().unwrap(),
+            c["secret_access_key"].as_str().unwrap(),
+            c["session_token"].as_str(),
+        )
+        .await
+    }
+}
+
+fn deploy(endpoint: &str, stack: &str, fifo: bool, code: &Path) -> Deployed {
+    let d = stack_py(&[
+        "deploy",
+        "--endpoint",
+        endpoint,
+        "--stack",
+        stack,
+        "--code",
+        code.to_str().unwrap(),
+        "--param",
+        &format!("FifoQueue={fifo}"),
+        "--param",
+        &format!("ApiKeyKekSecretName={KEK_SECRET}"),
+        "--param",
+        "TableDeletionProtection=false",
+    ]);
+    Deployed { fifo, d }
+}
+
+fn key_schema(v: &Value) -> Vec<(String, String)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["AttributeName"].as_str().unwrap().to_owned(),
+                k["KeyType"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pair(name: &str, kind: &str) -> (String, String) {
+    (name.to_owned(), kind.to_owned())
+}
+
+/// What was created is what the code uses.
+fn check_read_back(s: &Deployed) {
+    // Tables: the keys and the index the adapters address.
+    let users = &s.d["tables"]["UsersTable"];
+    assert_eq!(
+        key_schema(&users["key_schema"]),
+        [pair(attr::LOGIN, "HASH")]
+    );
+    let publishes = &s.d["tables"]["PublishesTable"];
+    assert_eq!(
+        key_schema(&publishes["key_schema"]),
+        [pair(attr::UID, "HASH"), pair(attr::PUBLISH_KEY, "RANGE")]
+    );
+    let indexes = publishes["indexes"].as_array().unwrap();
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    assert_eq!(indexes[0]["name"], PENDING_STOPS_INDEX);
+    assert_eq!(
+        key_schema(&indexes[0]["key_schema"]),
+        [
+            pair(attr::STOP_PENDING, "HASH"),
+            pair(attr::CANCELLED_AT, "RANGE")
+        ]
+    );
+    // The reconciler reads whole records from the index.
+    assert_eq!(indexes[0]["projection"]["ProjectionType"], "ALL");
+    let types: BTreeMap<String, String> = publishes["attribute_definitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["AttributeName"].as_str().unwrap().to_owned(),
+                d["AttributeType"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // As the adapter writes them (a mistyped key would keep items out of the index).
+    assert_eq!(types[attr::STOP_PENDING], "S");
+    assert_eq!(types[attr::CANCELLED_AT], "N");
+
+    // Queues: the stop queue redrives to its DLQ; FIFO as asked.
+    let stop = &s.d["queues"]["StopQueue"];
+    let dlq = &s.d["queues"]["StopDeadLetterQueue"];
+    let redrive: Value =
+        serde_json::from_str(stop["attributes"]["RedrivePolicy"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        redrive["deadLetterTargetArn"],
+        dlq["attributes"]["QueueArn"]
+    );
+    assert_eq!(redrive["maxReceiveCount"], 5);
+    for q in [stop, dlq] {
+        let is_fifo = q["attributes"]["FifoQueue"].as_str() == Some("true");
+        assert_eq!(is_fifo, s.fifo, "{q}");
+        assert_eq!(q["url"].as_str().unwrap().ends_with(".fifo"), s.fifo);
+    }
+
+    // Functions: exactly the variables the binaries read, every reference
+    // resolved to this stack's resources.
+    let cancel = &s.function("CancelFunction")["environment"];
+    let expect_cancel = owned(&[
+        (config::ENV_USERS_TABLE, s.table("UsersTable")),
+        (config::ENV_PUBLISHES_TABLE, s.table("PublishesTable")),
+        (config::ENV_STOP_QUEUE_URL, s.queue_url("StopQueue")),
+        (config::ENV_BASE_PATH, "/api"),
+        (config::ENV_TLS_ROOTS, "amazon"),
+        (config::ENV_API_KEY_KEK_SECRET, KEK_SECRET),
+    ]);
+    assert_eq!(env_map(cancel), expect_cancel);
+    let reconciler = &s.function("ReconcilerFunction")["environment"];
+    let expect_reconciler = owned(&[
+        (config::ENV_PUBLISHES_TABLE, s.table("PublishesTable")),
+        (config::ENV_STOP_QUEUE_URL, s.queue_url("StopQueue")),
+        ("RECONCILE_GRACE_SECONDS", "60"),
+        ("RECONCILE_BATCH", "100"),
+        (config::ENV_TLS_ROOTS, "amazon"),
+    ]);
+    assert_eq!(env_map(reconciler), expect_reconciler);
+    // The KEK itself is nowhere in any function's configuration.
+    let text = s.d["functions"].to_string();
+    let kek = base64::engine::general_purpose::STANDARD.encode(common::KEK);
+    assert!(!text.contains(&kek) && !text.contains("{{resolve:"));
+
+    // Roles: only Lambda may assume them; inline statements only, each
+    // naming this stack's resources.
+    for role in ["CancelFunctionRole", "ReconcilerFunctionRole"] {
+        let r = &s.d["roles"][role];
+        assert_eq!(
+            r["trust"]["Statement"][0]["Principal"]["Service"], "lambda.amazonaws.com",
+            "{role}"
+        );
+        assert_eq!(
+            r["attached"],
+            serde_json::json!([]),
+            "{role}: managed policies"
+        );
+    }
+    for logical in ["CancelFunction", "ReconcilerFunction"] {
+        assert_eq!(s.function(logical)["runtime"], "provided.al2023");
+        assert_eq!(s.function(logical)["handler"], "bootstrap");
+    }
+}
+
+fn env_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn owned(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The non-logs statement ids of a role's policies.
+fn statement_ids(s: &Deployed, role: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for doc in s.d["roles"][role]["policies"].as_object().unwrap().values() {
+        for st in doc["Statement"].as_array().unwrap() {
+            let actions = st["Action"].to_string();
+            if !actions.contains("logs:") {
+                out.insert(
+                    st["Sid"]
+                        .as_str()
+                        .expect("every statement has a Sid")
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Runs the cancel function over every sample event under its own role.
+async fn cancel_function_answers_every_event(
+    s: &Deployed,
+    endpoint: &str,
+    admin: &aws_config::SdkConfig,
+    code: &Path,
+) {
+    let stack = Stack::existing(
+        admin,
+        s.table("UsersTable").to_owned(),
+        s.table("PublishesTable").to_owned(),
+        s.queue_url("StopQueue").to_owned(),
+    );
+    let runtime = RuntimeApi::start().await;
+    let mut function = LambdaProcess::spawn(
+        code,
+        &s.lambda_env("CancelFunction", &runtime.addr, endpoint),
+    );
+    let successes = run_every_event(&runtime, &stack).await;
+    assert!(successes >= 8, "{successes}");
+    function.child.kill().await.ok();
+    let logs = function.logs();
+    assert!(
+        !logs.contains("\"level\":\"ERROR\""),
+        "the function logged an error under its own role:\n{logs}"
+    );
+}
+
+/// A cancel whose stop was never confirmed (the function died after its
+/// write): the reconciler, under its own role, re-sends it and clears it.
+async fn reconciler_repairs_a_pending_stop(
+    s: &Deployed,
+    endpoint: &str,
+    admin: &aws_config::SdkConfig,
+    code: &Path,
+) {
+    let stack = Stack::existing(
+        admin,
+        s.table("UsersTable").to_owned(),
+        s.table("PublishesTable").to_owned(),
+        s.queue_url("StopQueue").to_owned(),
+    );
+    let mut record = PublishRecord::new(common::alice_key(40), PublishState::Publishing);
+    let stamp = CancelStamp {
+        request_id: "crashed-cancel".into(),
+        at: Timestamp(Timestamp::now().0 - 300),
+    };
+    record = record.cancelled(&stamp).expect("a running publish");
+    stack.put_publish(&record).await;
+    assert!(stack.drain().await.is_empty());
+
+    let runtime = RuntimeApi::start().await;
+    let mut function = LambdaProcess::spawn(
+        code,
+        &s.lambda_env("ReconcilerFunction", &runtime.addr, endpoint),
+    );
+    let scheduled = r#"{"version":"0","id":"1","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2026-11-27T00:00:00Z","region":"us-east-1","resources":[],"detail":{}}"#;
+    let outcome = runtime.invoke(scheduled).await;
+    function.child.kill().await.ok();
+    let Outcome::Response(report) = outcome else {
+        panic!("reconciler failed: {outcome:?}\n{}", function.logs());
+    };
+    assert_eq!(report["found"], 1, "{report}");
+    assert_eq!(report["resent"], 1, "{report}");
+    let stops = stack.drain().await;
+    assert_eq!(stops.len(), 1);
+    let body: Value = serde_json::from_str(stops[0].body().unwrap()).unwrap();
+    assert_eq!(body["requestId"], "crashed-cancel", "{body}");
+    let item = stack.publish_item("alice", "1/2/40").await.unwrap();
+    assert!(!item.contains_key(attr::STOP_PENDING), "mark cleared");
+}
+
+/// What a role must not do is refused (403 from IAM).
+fn denied<T, E: std::fmt::Debug>(
+    what: &str,
+    result: Result<
+        T,
+        aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    >,
+) {
+    match result {
+        Ok(_) => panic!("{what}: allowed, but the role must not do it"),
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            assert_eq!(status, Some(403), "{what}: {e:?}");
+        }
+    }
+}
+
+async fn least_privilege_refusals(s: &Deployed, endpoint: &str) {
+    let users = s.table("UsersTable");
+    let publishes = s.table("PublishesTable");
+    let dlq = s.queue_url("StopDeadLetterQueue");
+    let stop = s.queue_url("StopQueue");
+    let key = |uid: &str| {
+        std::collections::HashMap::from([
+            (attr::UID.to_owned(), AttributeValue::S(uid.into())),
+            (
+                attr::PUBLISH_KEY.to_owned(),
+                AttributeValue::S("1/2/3".into()),
+            ),
+        ])
+    };
+    let fifo = s.fifo;
+    let send_dlq = |sqs: aws_sdk_sqs::Client| async move {
+        let send = sqs.send_message().queue_url(dlq).message_body("{}");
+        if fifo {
+            send.message_group_id("g")
+                .message_deduplication_id("d")
+                .send()
+                .await
+        } else {
+            send.send().await
+        }
+    };
+
+    // The cancel function's role.
+    let sdk = s.role_sdk("CancelFunction", endpoint).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    denied(
+        "cancel role: Scan publishes",
+        ddb.scan().table_name(publishes).send().await,
+    );
+    denied(
+        "cancel role: Scan users",
+        ddb.scan().table_name(users).send().await,
+    );
+    denied(
+        "cancel role: DeleteItem",
+        ddb.delete_item()
+            .table_name(publishes)
+            .set_key(Some(key("alice")))
+            .send()
+            .await,
+    );
+    denied(
+        "cancel role: PutItem",
+        ddb.put_item()
+            .table_name(publishes)
+            .set_item(Some(key("mallory")))
+            .send()
+            .await,
+    );
+    denied(
+        "cancel role: GetItem on publishes",
+        ddb.get_item()
+            .table_name(publishes)
+            .set_key(Some(key("alice")))
+            .send()
+            .await,
+    );
+    denied(
+        "cancel role: Query the pending-stops index",
+        ddb.query()
+            .table_name(publishes)
+            .index_name(PENDING_STOPS_INDEX)
+            .key_condition_expression("#p = :p")
+            .expression_attribute_names("#p", attr::STOP_PENDING)
+            .expression_attribute_values(":p", AttributeValue::S(attr::PENDING.into()))
+            .send()
+            .await,
+    );
+    denied(
+        "cancel role: UpdateItem on users",
+        ddb.update_item()
+            .table_name(users)
+            .key(attr::LOGIN, AttributeValue::S("alice".into()))
+            .update_expression("SET #a = :t")
+            .expression_attribute_names("#a", attr::ACTIVE)
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await,
+    );
+    denied(
+        "cancel role: SendMessage to the DLQ",
+        send_dlq(sqs.clone()).await,
+    );
+    denied(
+        "cancel role: ReceiveMessage",
+        sqs.receive_message().queue_url(stop).send().await,
+    );
+    denied(
+        "cancel role: PurgeQueue",
+        sqs.purge_queue().queue_url(stop).send().await,
+    );
+    denied(
+        "cancel role: another secret",
+        sm.get_secret_value()
+            .secret_id("some-other-secret")
+            .send()
+            .await,
+    );
+
+    // The reconciler's role.
+    let sdk = s.role_sdk("ReconcilerFunction", endpoint).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    denied(
+        "reconciler role: GetItem on users",
+        ddb.get_item()
+            .table_name(users)
+            .key(attr::LOGIN, AttributeValue::S("alice".into()))
+            .send()
+            .await,
+    );
+    denied(
+        "reconciler role: Scan users",
+        ddb.scan().table_name(users).send().await,
+    );
+    denied(
+        "reconciler role: Query the base table",
+        ddb.query()
+            .table_name(publishes)
+            .key_condition_expression("#u = :u")
+            .expression_attribute_names("#u", attr::UID)
+            .expression_attribute_values(":u", AttributeValue::S("alice".into()))
+            .send()
+            .await,
+    );
+    denied(
+        "reconciler role: Scan publishes",
+        ddb.scan().table_name(publishes).send().await,
+    );
+    denied(
+        "reconciler role: DeleteItem",
+        ddb.delete_item()
+            .table_name(publishes)
+            .set_key(Some(key("alice")))
+            .send()
+            .await,
+    );
+    denied(
+        "reconciler role: SendMessage to the DLQ",
+        send_dlq(sqs.clone()).await,
+    );
+    denied(
+        "reconciler role: ReceiveMessage",
+        sqs.receive_message().queue_url(stop).send().await,
+    );
+    denied(
+        "reconciler role: the KEK",
+        sm.get_secret_value().secret_id(KEK_SECRET).send().await,
+    );
+}
+
+/// One IAM decision moto made (tests/moto_serial.py writes them).
+#[derive(serde::Deserialize)]
+struct Decision {
+    principal: String,
+    action: String,
+    resource: String,
+    allowed: bool,
+    sids: Vec<String>,
+}
+
+fn decisions(path: &Path) -> Vec<Decision> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an audit line"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_template_deployed_runs_both_binaries_under_their_own_roles() {
+    let audit = std::env::temp_dir().join(format!("uforge-iam-audit-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&audit);
+    let moto = Moto::private(&[("MOTO_IAM_AUDIT", audit.to_str().unwrap())]);
+    let endpoint = moto.endpoint.clone();
+    let (cancel_bin, reconciler_bin) = binaries();
+    eprintln!(
+        "rehearsal: {} and {}",
+        cancel_bin.display(),
+        reconciler_bin.display()
+    );
+
+    // Before IAM is enforced: an identity for the test itself, the KEK
+    // secret (as an operator creates it before deploying), the stacks.
+    let admin_key = stack_py(&["admin", "--endpoint", &endpoint]);
+    let admin = sdk_config_as(
+        &endpoint,
+        admin_key["access_key_id"].as_str().unwrap(),
+        admin_key["secret_access_key"].as_str().unwrap(),
+        None,
+    )
+    .await;
+    aws_sdk_secretsmanager::Client::new(&admin)
+        .create_secret()
+        .name(KEK_SECRET)
+        .secret_string(base64::engine::general_purpose::STANDARD.encode(common::KEK))
+        .send()
+        .await
+        .expect("create the KEK secret");
+    let stacks = [
+        deploy(&endpoint, "rehearsal-std", false, &cancel_bin),
+        deploy(&endpoint, "rehearsal-fifo", true, &cancel_bin),
+    ];
+    for s in &stacks {
+        check_read_back(s);
+        Stack::existing(
+            &admin,
+            s.table("UsersTable").to_owned(),
+            s.table("PublishesTable").to_owned(),
+            s.queue_url("StopQueue").to_owned(),
+        )
+        .seed()
+        .await;
+    }
+
+    stack_py(&["enforce-iam", "--endpoint", &endpoint]);
+    for s in &stacks {
+        cancel_function_answers_every_event(s, &endpoint, &admin, &cancel_bin).await;
+        reconciler_repairs_a_pending_stop(s, &endpoint, &admin, &reconciler_bin).await;
+    }
+
+    // Every call the code made under a function role was allowed, and
+    // every non-logs statement of each role was needed by at least one.
+    let before_refusals = decisions(&audit);
+    for s in &stacks {
+        for (function, role) in [
+            ("CancelFunction", "CancelFunctionRole"),
+            ("ReconcilerFunction", "ReconcilerFunctionRole"),
+        ] {
+            let principal = format!("assumed-role/{}/", s.role_name(role));
+            let mine: Vec<&Decision> = before_refusals
+                .iter()
+                .filter(|d| d.principal.contains(&principal))
+                .collect();
+            assert!(!mine.is_empty(), "{function}: no calls audited");
+            for d in &mine {
+                assert!(
+                    d.allowed,
+                    "{function}: {} on {} was denied",
+                    d.action, d.resource
+                );
+            }
+            let used: BTreeSet<String> = mine.iter().flat_map(|d| d.sids.iter().cloned()).collect();
+            let unused: Vec<String> = statement_ids(s, role).difference(&used).cloned().collect();
+            assert!(
+                unused.is_empty(),
+                "{role}: statements never used: {unused:?}"
+            );
+        }
+    }
+
+    // And what the roles must not do is refused.
+    for s in &stacks {
+        least_privilege_refusals(s, &endpoint).await;
+    }
+    let refusals = decisions(&audit).len() - before_refusals.len();
+    assert!(refusals >= 20, "the refusals were audited ({refusals})");
+}
+
+/// `uforge-admin setup` keeps its own copy of the schema (it creates
+/// tables without CloudFormation); it must be the template's.
+#[tokio::test]
+async fn uforge_admin_setup_creates_the_template_s_tables() {
+    let sdk = common::sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let n = std::process::id();
+    let (users_a, publishes_a) = (format!("admin-users-{n}"), format!("admin-publishes-{n}"));
+    publish_cancel::admin::create_tables(&dynamo, &users_a, &publishes_a)
+        .await
+        .unwrap();
+    let (users_t, publishes_t) = (format!("tpl-users-{n}"), format!("tpl-publishes-{n}"));
+    common::template::create_table(&dynamo, "UsersTable", &users_t).await;
+    common::template::create_table(&dynamo, "PublishesTable", &publishes_t).await;
+    for (a, t) in [(users_a, users_t), (publishes_a, publishes_t)] {
+        assert_eq!(
+            describe(&dynamo, &a).await,
+            describe(&dynamo, &t).await,
+            "{a} vs {t}"
+        );
+    }
+}
+
+/// A table's schema: key, attribute types, indexes with keys and projection, billing.
+async fn describe(dynamo: &aws_sdk_dynamodb::Client, name: &str) -> String {
+    let t = dynamo
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let mut defs: Vec<String> = t
+        .attribute_definitions()
+        .iter()
+        .map(|d| format!("{}:{}", d.attribute_name(), d.attribute_type()))
+        .collect();
+    defs.sort();
+    let keys = |k: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
+        k.iter()
+            .map(|e| format!("{}:{}", e.attribute_name(), e.key_type()))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut gsis: Vec<String> = t
+        .global_secondary_indexes()
+        .iter()
+        .map(|i| {
+            format!(
+                "{}[{}]{:?}",
+                i.index_name().unwrap_or_default(),
+                keys(i.key_schema()),
+                i.projection().and_then(|p| p.projection_type())
+            )
+        })
+        .collect();
+    gsis.sort();
+    format!(
+        "keys {} defs {:?} gsis {:?} billing {:?}",
+        keys(t.key_schema()),
+        defs,
+        gsis,
+        t.billing_mode_summary().and_then(|b| b.billing_mode())
+    )
+}
