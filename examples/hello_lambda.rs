@@ -1,7 +1,7 @@
 //! The reference for the init-time benchmark: the smallest `lambda_runtime`
 //! function, built with the same profile as ours.
 
-use lambda_http::lambda_runtime::{self, service_fn, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

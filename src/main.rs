@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use lambda_http::{service_fn, Error, Request};
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use publish_cancel::config::{self, AwsSettings};
 use publish_cancel::frontdoor;
+use serde_json::Value;
 
 fn main() -> Result<(), Error> {
     publish_cancel::memory::return_large_blocks_to_the_os();
@@ -23,9 +24,18 @@ async fn run() -> Result<(), Error> {
     let settings = AwsSettings::from_env()?;
     let sdk = config::lambda_sdk_config(config::TlsRoots::from_env()?)?;
     let api = Arc::new(config::aws_api(&sdk, settings));
-    lambda_http::run(service_fn(move |event: Request| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let api = api.clone();
-        async move { Ok::<_, Error>(frontdoor::lambda::handle(&api, event).await) }
+        // Boxed: the handler's future nested in the runtime's is otherwise
+        // deeper than the compiler's default layout recursion limit.
+        Box::pin(async move {
+            frontdoor::lambda::handle(&api, &event.payload, &event.context.request_id)
+                .await
+                .map_err(|e| Diagnostic {
+                    error_type: "UnsupportedEvent".into(),
+                    error_message: e.to_string(),
+                })
+        })
     }))
     .await
 }

@@ -9,6 +9,10 @@ use crate::cancel::CancelError;
 /// Everything the endpoint can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The front door could not read the request at all (an event whose
+    /// method or a header is not valid HTTP): nothing was looked at.
+    #[error("malformed request: {0}")]
+    Malformed(&'static str),
     #[error("no such resource")]
     NoRoute,
     #[error("method not allowed")]
@@ -25,6 +29,7 @@ pub const RETRY_AFTER_SECS: u32 = 1;
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
+            ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
             ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
@@ -43,6 +48,11 @@ impl ApiError {
     /// (messageId, message, parameters) of the `uforgeError`.
     pub fn public_message(&self) -> (&'static str, String, Vec<String>) {
         match self {
+            ApiError::Malformed(_) => (
+                "error.badRequest",
+                "The request is malformed".into(),
+                vec![],
+            ),
             ApiError::NoRoute => (
                 "error.notFound",
                 "The requested resource does not exist".into(),

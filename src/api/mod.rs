@@ -147,6 +147,32 @@ fn success(done: &Cancelled, format: Format, req: &ApiRequest<'_>) -> Response<V
 }
 
 fn failure(e: &ApiError, format: Format, req: &ApiRequest<'_>) -> Response<Vec<u8>> {
+    error_response(e, format, req.method.as_str(), req.path)
+}
+
+/// A request a front door could not read (see `ApiError::Malformed`): a
+/// 400 `uforgeError` in XML, logged like every other answer. `method` and
+/// `path` are echoed as received, truncated.
+pub fn malformed(
+    reason: &'static str,
+    method: &str,
+    path: &str,
+    request_id: &str,
+) -> Response<Vec<u8>> {
+    let e = ApiError::Malformed(reason);
+    let response = error_response(&e, Format::Xml, method, path);
+    tracing::info!(
+        request_id,
+        method = truncate(method, 16),
+        path = truncate(path, MAX_ECHOED_URI),
+        result = %e,
+        status = response.status().as_u16(),
+        "cancel"
+    );
+    response
+}
+
+fn error_response(e: &ApiError, format: Format, method: &str, path: &str) -> Response<Vec<u8>> {
     let status = e.status();
     let (message_id, message, parameter) = e.public_message();
     let body = UforgeError {
@@ -155,8 +181,8 @@ fn failure(e: &ApiError, format: Format, req: &ApiRequest<'_>) -> Response<Vec<u
             message_id,
             parameters: Parameters { parameter },
         },
-        request_method: truncate(req.method.as_str(), 16).to_owned(),
-        request_uri: truncate(req.path, MAX_ECHOED_URI).to_owned(),
+        request_method: truncate(method, 16).to_owned(),
+        request_uri: truncate(path, MAX_ECHOED_URI).to_owned(),
         status_code: status.as_u16(),
         timestamp: Timestamp::now(),
     }

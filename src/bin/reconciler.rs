@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lambda_http::lambda_runtime::{self, service_fn, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
 use publish_cancel::adapters::dynamodb::DynamoPublishes;
 use publish_cancel::adapters::sqs::SqsStopQueue;
 use publish_cancel::config::{self, ConfigError};
