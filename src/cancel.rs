@@ -4,8 +4,8 @@
 //! → stop message. Nothing touches the stores before the caller is proven to
 //! be `{uid}` with `image_publish`.
 
-use crate::auth::{AuthError, Authenticator, Credentials};
-use crate::domain::{CancelStamp, PublishKey, PublishRecord, PublishState, IMAGE_PUBLISH};
+use crate::auth::{AuthError, AuthTrace, Authenticator, Credentials};
+use crate::domain::{CancelStamp, PublishKey, PublishRecord, PublishState, User, IMAGE_PUBLISH};
 use crate::ports::{BackendError, CancelOutcome, Publishes, StopMessage, StopQueue, Users};
 
 /// Everything that can stop a cancel. The HTTP layer maps each variant to a
@@ -67,19 +67,51 @@ pub struct CancelPublish<U, P, Q> {
 
 impl<U: Users, P: Publishes, Q: StopQueue> CancelPublish<U, P, Q> {
     pub async fn run(&self, req: CancelRequest) -> Result<Cancelled, CancelError> {
-        let user = self
+        self.run_traced(req).await.0
+    }
+
+    /// `run`, also saying how the caller was authenticated (for metrics).
+    pub async fn run_traced(
+        &self,
+        req: CancelRequest,
+    ) -> (Result<Cancelled, CancelError>, AuthTrace) {
+        let (user, trace) = self
             .auth
             .authenticate(&self.users, req.credentials, &req.key.uid)
-            .await?;
+            .await;
+        let result = match user {
+            Ok(user) => self.authorised(&user, &req.key, &req.stamp).await,
+            Err(e) => Err(e.into()),
+        };
+        (result, trace)
+    }
+
+    /// Who may cancel this key: an `image_publish` holder who is `{uid}`.
+    async fn authorised(
+        &self,
+        user: &User,
+        key: &PublishKey,
+        stamp: &CancelStamp,
+    ) -> Result<Cancelled, CancelError> {
         if !user.has_entitlement(IMAGE_PUBLISH) {
             return Err(CancelError::MissingEntitlement);
         }
-        if user.login != req.key.uid {
+        if user.login != key.uid {
             return Err(CancelError::NotOwner);
         }
+        self.cancel_key(key, stamp).await
+    }
+
+    /// Cancel this key, the caller being allowed to: one conditional write,
+    /// then the stop message, then clearing its pending mark.
+    pub async fn cancel_key(
+        &self,
+        key: &PublishKey,
+        stamp: &CancelStamp,
+    ) -> Result<Cancelled, CancelError> {
         let outcome = self
             .publishes
-            .cancel(&req.key, &req.stamp)
+            .cancel(key, stamp)
             .await
             .map_err(CancelError::Backend)?;
         let (record, changed) = match outcome {
@@ -90,7 +122,7 @@ impl<U: Users, P: Publishes, Q: StopQueue> CancelPublish<U, P, Q> {
         };
         // Re-sent on repeats too, with the original stamp: a client retrying
         // after a failed send is how a lost stop gets delivered.
-        let stamp = record.cancel.as_ref().unwrap_or(&req.stamp);
+        let stamp = record.cancel.as_ref().unwrap_or(stamp);
         self.queue
             .send(&StopMessage::new(&record.key, stamp))
             .await

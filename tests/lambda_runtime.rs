@@ -6,8 +6,10 @@
 mod common;
 
 use base64::Engine as _;
+use common::hostile_events::Want;
+use common::runtime_api::Outcome;
 use common::runtime_api::RuntimeApi;
-use common::sample_events::{run_every_event, LambdaProcess};
+use common::sample_events::{lambda_binary, run_every_event, LambdaProcess};
 use common::Stack;
 use publish_cancel::adapters::dynamodb::attr;
 
@@ -28,7 +30,7 @@ async fn every_event_through_the_runtime_api_against_the_emulator() {
         &env,
     );
 
-    run_every_event(&runtime, &stack).await;
+    run_every_event(&mut function, &runtime, &stack).await;
     // The running publish was cancelled by one of the events, stamped with
     // the Lambda request id.
     let item = stack.publish_item("alice", "1/2/3").await.unwrap();
@@ -83,4 +85,67 @@ fn check_logs(logs: &str, kek: &str) {
     ] {
         assert!(!logs.contains(&secret), "logs contain {secret:?}");
     }
+}
+
+/// No event, of any shape or size, stops the function: each hostile event
+/// gets an HTTP answer (a uforgeError) or, when it is no HTTP event at all,
+/// an invocation error; none changes the stores; the same process then
+/// serves a real cancel. Run on the release artefact (panic = "abort")
+/// when scripts/test provides it: a panic is then the process's death.
+#[tokio::test]
+async fn no_event_stops_the_function_or_changes_anything() {
+    let stack = Stack::new().await;
+    let runtime = RuntimeApi::start().await;
+    let env: Vec<(String, String)> = stack
+        .lambda_env(&runtime.addr)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let mut function = LambdaProcess::spawn(&lambda_binary("publish-cancel"), &env);
+    let before = stack.tables().await;
+    for (name, event, want) in common::hostile_events::catalogue() {
+        let answer = function.invoke(&runtime, &event).await;
+        match (&answer, want) {
+            (Outcome::Response(r), Want::Status(status)) => {
+                assert_eq!(
+                    r["statusCode"].as_u64(),
+                    Some(u64::from(status)),
+                    "{name}: {r}"
+                );
+                let body = r["body"].as_str().unwrap_or_default();
+                assert_eq!(common::xml::check_error(body).status, status, "{name}");
+            }
+            (Outcome::Error(e), Want::NotHttp) => {
+                assert!(
+                    e["errorType"].is_string() && e["errorMessage"].is_string(),
+                    "{name}: {e}"
+                );
+            }
+            _ => panic!("{name}: expected {want:?}, got {answer:?}"),
+        }
+        assert!(
+            function.child.try_wait().expect("wait").is_none(),
+            "{name}: the function died\n{}",
+            function.logs()
+        );
+        assert_eq!(stack.tables().await, before, "{name} changed a table");
+        assert_eq!(stack.queue_depth().await, 0, "{name} sent a stop");
+    }
+    // Still the same process, still serving.
+    let ok = std::fs::read_to_string(
+        common::sample_events::events_dir().join("apigw-rest-cancel-basic.json"),
+    )
+    .unwrap();
+    let Outcome::Response(r) = function.invoke(&runtime, &ok).await else {
+        panic!("the function stopped serving");
+    };
+    assert_eq!(r["statusCode"], 200, "{r}");
+    function.child.kill().await.ok();
+    let logs = function.logs();
+    assert!(!logs.contains("panicked"), "a panic was caught:\n{logs}");
+    // Each refusal was logged with its reason.
+    assert!(
+        logs.contains("unsupported event") && logs.contains("malformed request"),
+        "{logs}"
+    );
 }

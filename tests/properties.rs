@@ -88,3 +88,173 @@ proptest! {
         prop_assert_eq!(negotiate::choose([header.as_bytes()]), want);
     }
 }
+
+mod lambda_events {
+    //! Any JSON at all, and the sample events with any part replaced by any
+    //! JSON, through the Lambda front door: never a panic; an HTTP event
+    //! gets an HTTP answer that is never a 5xx (the stores here cannot
+    //! fail) and whose body is a document; anything else is `NotHttp`.
+
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+    use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
+    use publish_cancel::api::Api;
+    use publish_cancel::auth::{Authenticator, FixedKeks, Sealer};
+    use publish_cancel::cancel::CancelPublish;
+    use publish_cancel::frontdoor::lambda;
+    use publish_cancel::seed::{Seed, BUNDLED};
+    use serde_json::Value;
+
+    type MemApi = Api<MemoryUsers, MemoryPublishes, MemoryQueue>;
+
+    fn api() -> &'static MemApi {
+        static API: OnceLock<MemApi> = OnceLock::new();
+        API.get_or_init(|| {
+            let sealer = Sealer::new(&[1; 32]);
+            let (users, publishes) = Seed::parse(BUNDLED).unwrap().into_memory(&sealer).unwrap();
+            Api::new(
+                CancelPublish {
+                    users,
+                    publishes,
+                    queue: MemoryQueue::default(),
+                    // Cached: a mutated sample keeping alice's password
+                    // pays Argon2 once, not once per case.
+                    auth: Authenticator::with_cache(Some(FixedKeks::shared(sealer))),
+                },
+                "/api",
+            )
+        })
+    }
+
+    fn runtime() -> &'static tokio::runtime::Runtime {
+        static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+        RT.get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        })
+    }
+
+    fn samples() -> &'static Vec<Value> {
+        static SAMPLES: OnceLock<Vec<Value>> = OnceLock::new();
+        SAMPLES.get_or_init(|| {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
+            let mut names: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.file_name().is_some_and(|n| n != "expected.json"))
+                .collect();
+            names.sort();
+            names
+                .iter()
+                .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+                .collect()
+        })
+    }
+
+    /// Field names the front door looks at, and some it does not.
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => prop::sample::select(vec![
+                "httpMethod", "path", "headers", "multiValueHeaders", "requestContext",
+                "version", "rawPath", "rawQueryString", "elb", "http", "method", "stage",
+                "queryStringParameters", "multiValueQueryStringParameters", "body",
+                "isBase64Encoded", "authorization", "accept", "host", "x-forwarded-proto",
+            ]).prop_map(str::to_owned),
+            1 => ".{0,12}",
+        ]
+    }
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,40}".prop_map(Value::String),
+            prop::sample::select(vec![
+                "DELETE",
+                "2.0",
+                "/api/users/alice/appliances/1/images/2/pimages/3/cancel",
+                "Basic YWxpY2U6YWxpY2UtcGFzc3dvcmQ=",
+                "application/xml",
+                "prod",
+                "$default"
+            ])
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((key(), inner), 0..8)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A sample event with the values at some of its paths replaced.
+    fn mutated() -> impl Strategy<Value = Value> {
+        (
+            0..samples().len(),
+            prop::collection::vec((prop::collection::vec(key(), 1..4), json()), 1..4),
+        )
+            .prop_map(|(i, edits)| {
+                let mut event = samples()[i].clone();
+                for (path, value) in edits {
+                    let mut at = &mut event;
+                    for k in &path[..path.len() - 1] {
+                        if !at.is_object() {
+                            break;
+                        }
+                        at = at
+                            .as_object_mut()
+                            .unwrap()
+                            .entry(k.clone())
+                            .or_insert_with(|| Value::Object(Default::default()));
+                    }
+                    if let Some(obj) = at.as_object_mut() {
+                        obj.insert(path[path.len() - 1].clone(), value);
+                    }
+                }
+                event
+            })
+    }
+
+    fn check(event: &Value) -> Result<(), TestCaseError> {
+        match runtime().block_on(lambda::handle(api(), event, "prop")) {
+            Err(lambda::NotHttp(_)) => Ok(()),
+            Ok(resp) => {
+                let status = resp["statusCode"].as_u64().unwrap_or(0);
+                prop_assert!(
+                    (200..500).contains(&status),
+                    "status {} for {}",
+                    status,
+                    event
+                );
+                let body = resp["body"].as_str().unwrap_or_default();
+                prop_assert!(
+                    body.is_empty() || body.starts_with("<ns0:") || body.starts_with('{'),
+                    "body {:?}",
+                    body
+                );
+                Ok(())
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn any_json_is_answered_or_refused(event in json()) {
+            check(&event)?;
+        }
+
+        #[test]
+        fn any_mutation_of_a_sample_event_is_answered_or_refused(event in mutated()) {
+            check(&event)?;
+        }
+    }
+}

@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
 use common::moto::Moto;
 use common::runtime_api::{Outcome, RuntimeApi};
-use common::sample_events::{run_every_event, LambdaProcess};
+use common::sample_events::{lambda_binary, run_every_event, LambdaProcess};
 use common::template::stack_py;
 use common::{sdk_config_as, Stack};
 use publish_cancel::adapters::dynamodb::{attr, PENDING_STOPS_INDEX};
@@ -34,16 +34,7 @@ const KEK_SECRET: &str = "uforge/api-key-kek";
 
 /// The two binaries under test.
 fn binaries() -> (PathBuf, PathBuf) {
-    match std::env::var_os("UFORGE_ARTEFACT_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            (dir.join("publish-cancel"), dir.join("reconciler"))
-        }
-        None => (
-            PathBuf::from(env!("CARGO_BIN_EXE_publish-cancel")),
-            PathBuf::from(env!("CARGO_BIN_EXE_reconciler")),
-        ),
-    }
+    (lambda_binary("publish-cancel"), lambda_binary("reconciler"))
 }
 
 /// A deployed stack, as `stack.py deploy` read it back.
@@ -314,7 +305,7 @@ async fn cancel_function_answers_every_event(
         code,
         &s.lambda_env("CancelFunction", &runtime.addr, endpoint),
     );
-    let successes = run_every_event(&runtime, &stack).await;
+    let successes = run_every_event(&mut function, &runtime, &stack).await;
     assert!(successes >= 8, "{successes}");
     function.child.kill().await.ok();
     let logs = function.logs();
@@ -353,7 +344,7 @@ async fn reconciler_repairs_a_pending_stop(
         &s.lambda_env("ReconcilerFunction", &runtime.addr, endpoint),
     );
     let scheduled = r#"{"version":"0","id":"1","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2026-11-27T00:00:00Z","region":"us-east-1","resources":[],"detail":{}}"#;
-    let outcome = runtime.invoke(scheduled).await;
+    let outcome = function.invoke(&runtime, scheduled).await;
     function.child.kill().await.ok();
     let Outcome::Response(report) = outcome else {
         panic!("reconciler failed: {outcome:?}\n{}", function.logs());
@@ -717,4 +708,68 @@ async fn describe(dynamo: &aws_sdk_dynamodb::Client, name: &str) -> String {
         gsis,
         t.billing_mode_summary().and_then(|b| b.billing_mode())
     )
+}
+
+/// The artefact `sam deploy` ships (scripts/test builds it for arm64 and
+/// names its directory in UFORGE_ARTEFACT_DIR): each binary fits the size
+/// budget and asks for no glibc symbol newer than Amazon Linux 2023's 2.34,
+/// or it would not even load on `provided.al2023`.
+#[test]
+fn the_artefact_fits_and_loads_on_amazon_linux_2023() {
+    const MAX_BYTES: u64 = 6_000_000;
+    const GLIBC_FLOOR: (u32, u32) = (2, 34);
+    let Some(dir) = std::env::var_os("UFORGE_ARTEFACT_DIR") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must check the artefact: run scripts/test, which builds it"
+        );
+        eprintln!("skipped: UFORGE_ARTEFACT_DIR is not set (scripts/test sets it)");
+        return;
+    };
+    for name in ["publish-cancel", "reconciler"] {
+        let path = PathBuf::from(&dir).join(name);
+        let size = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .len();
+        assert!(
+            size <= MAX_BYTES,
+            "{name}: {size} bytes, over the {MAX_BYTES} budget"
+        );
+        let out = std::process::Command::new("readelf")
+            .args(["-W", "-V"])
+            .arg(&path)
+            .output()
+            .expect("readelf (binutils)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let versions: Vec<(u32, u32)> = text
+            .split("GLIBC_")
+            .skip(1)
+            .filter_map(|rest| {
+                let v: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.')
+                    .collect();
+                let mut parts = v.split('.').map(|p| p.parse::<u32>());
+                match (parts.next(), parts.next()) {
+                    (Some(Ok(major)), Some(Ok(minor))) => Some((major, minor)),
+                    _ => None,
+                }
+            })
+            .collect();
+        assert!(
+            !versions.is_empty(),
+            "{name}: no GLIBC versions found (not a glibc binary?)"
+        );
+        let newest = versions.iter().max().copied().unwrap_or_default();
+        assert!(
+            newest <= GLIBC_FLOOR,
+            "{name} needs GLIBC_{}.{}, newer than Amazon Linux 2023's 2.34",
+            newest.0,
+            newest.1
+        );
+        eprintln!(
+            "{name}: {size} bytes, newest glibc symbol GLIBC_{}.{}",
+            newest.0, newest.1
+        );
+    }
 }

@@ -100,48 +100,76 @@ impl Authenticator {
         self.cache.as_ref().map_or(0, |c| c.len())
     }
 
-    /// `path_uid` is the `{uid}` of the request path.
+    /// `path_uid` is the `{uid}` of the request path. The trace says how
+    /// the credentials were checked (for metrics and logs, never clients).
     pub async fn authenticate(
         &self,
         users: &impl Users,
         credentials: Credentials,
         path_uid: &Login,
-    ) -> Result<User, AuthError> {
-        match credentials {
+    ) -> (Result<User, AuthError>, AuthTrace) {
+        let mut trace = AuthTrace::default();
+        let result = match credentials {
             Credentials::Missing => Err(AuthError::Denied),
-            Credentials::Basic(c) => self.basic(users, c).await,
-            Credentials::SignedUrl(req) => self.signed(users, req, path_uid).await,
+            Credentials::Basic(c) => {
+                trace.scheme = Scheme::Basic;
+                self.basic(users, c, &mut trace).await
+            }
+            Credentials::SignedUrl(req) => {
+                trace.scheme = Scheme::ApiKey;
+                self.signed(users, req, path_uid, &mut trace).await
+            }
+        };
+        if matches!(result, Err(AuthError::Denied)) && trace.denied.is_none() {
+            trace.denied = Some(Denied::NoCredentials);
         }
+        (result, trace)
     }
 
-    async fn basic(&self, users: &impl Users, c: BasicCredentials) -> Result<User, AuthError> {
+    /// Every failure, whatever its reason, costs one Argon2 verification:
+    /// the cache is consulted and filled for active users only, so an
+    /// inactive user's correct password is as slow to refuse as a wrong
+    /// one (it once was answered from the cache in a few ms, which told an
+    /// attacker the password of a disabled account).
+    async fn basic(
+        &self,
+        users: &impl Users,
+        c: BasicCredentials,
+        trace: &mut AuthTrace,
+    ) -> Result<User, AuthError> {
         // Read on every request, cache or not: disabling a user, revoking
         // an entitlement or changing a password takes effect at once.
         let user = users.get(&c.login).await?;
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-        let cached = match (&self.cache, &stored) {
-            (Some(cache), Some(hash)) => cache.hit(c.login.as_str(), &c.password, hash),
-            _ => false,
+        let cache = match (&self.cache, &user, &stored) {
+            (Some(cache), Some(u), Some(_)) if u.active => Some(cache.clone()),
+            _ => None,
         };
-        let verified = if cached {
-            true
-        } else {
-            // Argon2 is ~tens of ms of CPU: keep it off the reactor threads.
-            let cache = self.cache.clone();
-            tokio::task::spawn_blocking(move || {
-                let ok = password::verify(&c.password, stored.as_deref());
-                if let (true, Some(cache), Some(hash)) = (ok, cache, stored) {
-                    cache.remember(c.login.as_str(), &c.password, &hash);
-                }
-                ok
-            })
-            .await
-            .unwrap_or(false)
-        };
-        match user {
-            Some(u) if verified && u.active => Ok(u),
-            _ => Err(AuthError::Denied),
+        if let (Some(cache), Some(hash)) = (&cache, &stored) {
+            if cache.hit(c.login.as_str(), &c.password, hash) {
+                trace.check = Check::CachedPassword;
+                return user.ok_or(AuthError::Denied);
+            }
         }
+        trace.check = Check::Argon2;
+        // Argon2 is ~tens of ms of CPU: keep it off the reactor threads.
+        let verified = tokio::task::spawn_blocking(move || {
+            let ok = password::verify(&c.password, stored.as_deref());
+            if let (true, Some(cache), Some(hash)) = (ok, cache, stored) {
+                cache.remember(c.login.as_str(), &c.password, &hash);
+            }
+            ok
+        })
+        .await
+        .unwrap_or(false);
+        let denied = match &user {
+            None => Denied::UnknownUser,
+            Some(u) if !u.active => Denied::Inactive,
+            Some(_) if !verified => Denied::WrongPassword,
+            Some(_) => return user.ok_or(AuthError::Denied),
+        };
+        trace.denied = Some(denied);
+        Err(AuthError::Denied)
     }
 
     async fn signed(
@@ -149,30 +177,174 @@ impl Authenticator {
         users: &impl Users,
         req: SignedRequest,
         path_uid: &Login,
+        trace: &mut AuthTrace,
     ) -> Result<User, AuthError> {
+        let deny = |trace: &mut AuthTrace, why| {
+            trace.denied = Some(why);
+            Err(AuthError::Denied)
+        };
         let Some(keks) = &self.keks else {
-            return Err(AuthError::Denied);
+            return deny(trace, Denied::ApiKeysOff);
         };
         let Some(user) = users.get(path_uid).await? else {
-            return Err(AuthError::Denied);
+            return deny(trace, Denied::UnknownUser);
         };
-        let secret = match user.api_key(&req.public_key) {
-            None => None,
-            Some(k) => {
-                // The KEKs are read on the first API-key request, not at start.
-                let open = |sealer: &Sealer| {
-                    sealer.open(user.login.as_str(), &k.public_key, &k.sealed_secret)
-                };
-                match open(&*keks.sealer(None).await?) {
-                    // Sealed under a KEK newer than ours: a rotation happened.
-                    Err(SealError::UnknownKey(id)) => open(&*keks.sealer(Some(id)).await?).ok(),
-                    opened => opened.ok(),
-                }
-            }
+        let Some(k) = user.api_key(&req.public_key) else {
+            return deny(trace, Denied::NoSuchKey);
+        };
+        trace.check = Check::Signature;
+        // The KEKs are read on the first API-key request, not at start.
+        let open =
+            |sealer: &Sealer| sealer.open(user.login.as_str(), &k.public_key, &k.sealed_secret);
+        let secret = match open(&*keks.sealer(None).await?) {
+            // Sealed under a KEK newer than ours: a rotation happened.
+            Err(SealError::UnknownKey(id)) => open(&*keks.sealer(Some(id)).await?).ok(),
+            opened => opened.ok(),
         };
         match secret {
-            Some(secret) if user.active && signed_url::verify(&secret, &req) => Ok(user),
-            _ => Err(AuthError::Denied),
+            Some(secret) if signed_url::verify(&secret, &req) => {
+                if user.active {
+                    Ok(user)
+                } else {
+                    deny(trace, Denied::Inactive)
+                }
+            }
+            Some(_) => deny(trace, Denied::BadSignature),
+            None => {
+                tracing::warn!(login = %user.login, "an API secret does not open under the KEKs");
+                deny(trace, Denied::NoSuchKey)
+            }
         }
+    }
+}
+
+/// How one request's credentials were checked: for metrics and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthTrace {
+    pub scheme: Scheme,
+    pub check: Check,
+    /// Why authentication failed, when it did (the client only ever sees 401).
+    pub denied: Option<Denied>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scheme {
+    /// No credentials, or none that parse.
+    #[default]
+    None,
+    Basic,
+    ApiKey,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Check {
+    /// Refused before any check (nothing to verify).
+    #[default]
+    None,
+    /// A password verified moments ago, found in the cache.
+    CachedPassword,
+    /// One Argon2id verification.
+    Argon2,
+    /// An HMAC-SHA1 signature check.
+    Signature,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    NoCredentials,
+    UnknownUser,
+    WrongPassword,
+    Inactive,
+    ApiKeysOff,
+    NoSuchKey,
+    BadSignature,
+}
+
+impl Denied {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Denied::NoCredentials => "no_credentials",
+            Denied::UnknownUser => "unknown_user",
+            Denied::WrongPassword => "wrong_password",
+            Denied::Inactive => "inactive_user",
+            Denied::ApiKeysOff => "api_keys_off",
+            Denied::NoSuchKey => "no_such_key",
+            Denied::BadSignature => "bad_signature",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seed::{Seed, BUNDLED};
+
+    fn basic(login: &str, password: &str) -> Credentials {
+        Credentials::Basic(BasicCredentials {
+            login: Login::parse(login).unwrap(),
+            password: password.into(),
+        })
+    }
+
+    /// A timing oracle is a difference in work between failures; this
+    /// checks the work itself, which is what the timing follows: every
+    /// refused Basic request costs exactly one Argon2 verification, a
+    /// disabled account's correct password included, also after that
+    /// password was verified (and cached) while the account was active.
+    #[tokio::test]
+    async fn every_basic_failure_costs_one_argon2_verification_whatever_its_reason() {
+        let sealer = Sealer::new(&[1; 32]);
+        let (users, _) = Seed::parse(BUNDLED).unwrap().into_memory(&sealer).unwrap();
+        let auth = Authenticator::with_cache(None);
+        let alice = Login::parse("alice").unwrap();
+        let run = |creds| auth.authenticate(&users, creds, &alice);
+
+        // A success is verified once, then answered from the cache.
+        let (ok, t) = run(basic("alice", "alice-password")).await;
+        assert!(ok.is_ok());
+        assert_eq!(t.check, Check::Argon2);
+        let (ok, t) = run(basic("alice", "alice-password")).await;
+        assert!(ok.is_ok());
+        assert_eq!(t.check, Check::CachedPassword);
+
+        let failures = [
+            ("alice", "wrong", Denied::WrongPassword),
+            ("nobody", "alice-password", Denied::UnknownUser),
+            ("dave", "dave-password", Denied::Inactive),
+            ("dave", "dave-password", Denied::Inactive),
+            ("dave", "wrong", Denied::Inactive),
+        ];
+        for (login, password, why) in failures {
+            let (result, t) = run(basic(login, password)).await;
+            assert!(matches!(result, Err(AuthError::Denied)), "{login}");
+            assert_eq!(t.check, Check::Argon2, "{login}/{password}: {t:?}");
+            assert_eq!(t.denied, Some(why), "{login}/{password}");
+        }
+
+        // Disabled after its password was cached: refused at the same cost.
+        let mut disabled = users.get(&alice).await.unwrap().unwrap();
+        disabled.active = false;
+        users.put(disabled);
+        for _ in 0..2 {
+            let (result, t) = run(basic("alice", "alice-password")).await;
+            assert!(result.is_err());
+            assert_eq!((t.check, t.denied), (Check::Argon2, Some(Denied::Inactive)));
+        }
+        // Re-enabled, the cache may serve it again (after one verification).
+        let mut enabled = users.get(&alice).await.unwrap().unwrap();
+        enabled.active = true;
+        users.put(enabled);
+        let (_, t) = run(basic("alice", "alice-password")).await;
+        assert!(matches!(t.check, Check::Argon2 | Check::CachedPassword));
+        let (ok, t) = run(basic("alice", "alice-password")).await;
+        assert!(ok.is_ok());
+        assert_eq!(t.check, Check::CachedPassword);
+
+        // Nothing to verify: refused without Argon2 (reveals no user).
+        let (_, t) = run(Credentials::Missing).await;
+        assert_eq!(
+            (t.scheme, t.check, t.denied),
+            (Scheme::None, Check::None, Some(Denied::NoCredentials))
+        );
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod fault_proxy;
+pub mod hostile_events;
 pub mod http_client;
 pub mod moto;
 pub mod runtime_api;

@@ -21,8 +21,29 @@ pub struct LambdaProcess {
     logs: Arc<Mutex<Vec<u8>>>,
 }
 
+/// A Lambda binary of this crate: the debug build, or, when
+/// `UFORGE_ARTEFACT_DIR` names a directory of release builds (scripts/test
+/// sets it to the arm64 artefacts `sam deploy` would ship), that one.
+pub fn lambda_binary(name: &str) -> PathBuf {
+    match std::env::var_os("UFORGE_ARTEFACT_DIR") {
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => PathBuf::from(match name {
+            "publish-cancel" => env!("CARGO_BIN_EXE_publish-cancel"),
+            "reconciler" => env!("CARGO_BIN_EXE_reconciler"),
+            other => panic!("not a Lambda binary of this crate: {other}"),
+        }),
+    }
+}
+
 /// How to run `binary` here: directly, or under qemu-user when it is an
 /// aarch64 ELF and this machine is not (the artefact `sam deploy` ships).
+///
+/// qemu must load the aarch64 ld.so, libc and libgcc_s of one and the same
+/// glibc: with Debian's multiarch libc6:arm64 installed (libstd-rust-web-dev:
+/// arm64 brings it), `-L /usr/aarch64-linux-gnu` takes ld.so from the cross
+/// toolchain's libc6-arm64-cross and libgcc_s from the multiarch tree, and
+/// the first `pthread_create` spins forever. So the prefix is used only
+/// where the multiarch loader is absent.
 pub fn command_for(binary: &Path) -> Command {
     let mut head = [0u8; 20];
     let aarch64 = std::fs::File::open(binary)
@@ -31,7 +52,10 @@ pub fn command_for(binary: &Path) -> Command {
         .unwrap_or(false);
     if aarch64 && std::env::consts::ARCH != "aarch64" {
         let mut c = Command::new("qemu-aarch64");
-        c.arg("-L").arg("/usr/aarch64-linux-gnu").arg(binary);
+        if !Path::new("/lib/ld-linux-aarch64.so.1").exists() {
+            c.arg("-L").arg("/usr/aarch64-linux-gnu");
+        }
+        c.arg(binary);
         c
     } else {
         Command::new(binary)
@@ -54,6 +78,29 @@ impl LambdaProcess {
         capture(child.stdout.take().expect("stdout"), logs.clone());
         capture(child.stderr.take().expect("stderr"), logs.clone());
         LambdaProcess { child, logs }
+    }
+
+    /// Invokes this function through `runtime`; on no answer within 60 s
+    /// (time enough for Argon2 under qemu), fails with what it printed.
+    pub async fn invoke(&mut self, runtime: &RuntimeApi, event: &str) -> Outcome {
+        let wait = std::env::var("UFORGE_INVOKE_TIMEOUT_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60);
+        match runtime
+            .try_invoke(event, std::time::Duration::from_secs(wait))
+            .await
+        {
+            Some(outcome) => outcome,
+            None => panic!(
+                "no answer within {wait} s; the function {}:\n{}",
+                match self.child.try_wait() {
+                    Ok(Some(status)) => format!("exited ({status})"),
+                    _ => "is still running".to_owned(),
+                },
+                self.logs()
+            ),
+        }
     }
 
     /// Everything it printed so far.
@@ -102,12 +149,16 @@ pub fn expected() -> Vec<(String, serde_json::Value)> {
 /// error is a complete `uforgeError`; alice's running publish ends
 /// cancelled by one of these invocations and every success sent a stop.
 /// Returns how many invocations succeeded.
-pub async fn run_every_event(runtime: &RuntimeApi, stack: &Stack) -> usize {
+pub async fn run_every_event(
+    function: &mut LambdaProcess,
+    runtime: &RuntimeApi,
+    stack: &Stack,
+) -> usize {
     let mut successes = 0;
     for (name, want) in expected() {
         let event = std::fs::read_to_string(events_dir().join(&name)).expect("event file");
         let before = stack.tables().await;
-        let Outcome::Response(resp) = runtime.invoke(&event).await else {
+        let Outcome::Response(resp) = function.invoke(runtime, &event).await else {
             panic!("events/{name}: the function reported an invocation error");
         };
         let status = resp["statusCode"]
