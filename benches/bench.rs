@@ -153,6 +153,7 @@ async fn main() {
     tokio::spawn(publish_cancel::frontdoor::local::serve(
         listener,
         api.clone(),
+        publish_cancel::frontdoor::local::Limits::default(),
     ));
     let auth = format!(
         "Basic {}",

@@ -442,6 +442,7 @@ async fn huge_and_binary_bodies_over_a_real_socket() {
     tokio::spawn(publish_cancel::frontdoor::local::serve(
         listener,
         api.clone(),
+        publish_cancel::frontdoor::local::Limits::default(),
     ));
 
     let wrong = format!("Basic {}", b64(b"alice:wrong"));

@@ -14,7 +14,20 @@ use tokio::process::{Child, Command};
 
 /// Starts the binary with `args` and `env`, returns it and its `host:port`.
 async fn start(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_uforge-local"))
+    start_in(Command::new(env!("CARGO_BIN_EXE_uforge-local")), args, env).await
+}
+
+/// The same, with at most `files` open file descriptors.
+async fn start_limited(files: u32, args: &[&str]) -> (Child, String) {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_uforge-local"));
+    start_in(sh, args, &[]).await
+}
+
+async fn start_in(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = command
         .args(["--port", "0"])
         .args(args)
         .envs(env.iter().copied())
@@ -171,4 +184,106 @@ async fn aws_backend_against_the_emulator() {
     let item = stack.publish_item("alice", "1/2/3").await.unwrap();
     assert_eq!(item[attr::STATE].as_s().unwrap(), "cancelled");
     assert_eq!(stack.drain().await.len(), 1);
+}
+
+/// What a wrong password gets: a quick, complete answer from a live server.
+async fn still_serving(addr: &str) {
+    let path = cancel_path("alice", 1, 2, 3);
+    let auth = basic("alice", "wrong");
+    let resp = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        send(addr, "DELETE", &path, &[("Authorization", &auth)]),
+    )
+    .await
+    .expect("an answer within 10 s");
+    assert_eq!(resp.status, 401);
+    check_error(std::str::from_utf8(&resp.body).unwrap());
+}
+
+/// Out of file descriptors, the server backs off and keeps accepting (it
+/// used to print "Too many open files" and exit).
+#[tokio::test]
+async fn the_server_survives_running_out_of_file_descriptors() {
+    let (mut server, addr) = start_limited(48, &["--max-connections", "100000"]).await;
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        if let Ok(c) = tokio::net::TcpStream::connect(&addr).await {
+            idle.push(c);
+        }
+    }
+    assert!(idle.len() > 100, "only {} connections", idle.len());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(server.try_wait().unwrap().is_none(), "the server exited");
+    drop(idle);
+    still_serving(&addr).await;
+    assert!(server.try_wait().unwrap().is_none(), "the server exited");
+}
+
+/// A client that sends its request head a byte at a time, or nothing at
+/// all, is cut off after the header timeout instead of holding a
+/// connection for as long as it likes.
+#[tokio::test]
+async fn slow_and_silent_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_server, addr) = start(&["--header-timeout-ms", "400"], &[]).await;
+    let started = std::time::Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"DELETE /api/users/alice/appliances/1/images/2/pimages/3/cancel HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let mut closed = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if slow.write_all(b"x").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(std::time::Duration::from_millis(1), slow.read(&mut buf)).await
+        {
+            // hyper answers a timed-out head with nothing or a 408, then closes.
+            if n == 0 || buf.starts_with(b"HTTP/1.1 408") {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "a byte-a-second client kept its connection for 4 s");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(3), silent.read(&mut buf))
+        .await
+        .expect("a silent connection is closed within 3 s")
+        .unwrap_or(0);
+    assert!(
+        n == 0 || buf.starts_with(b"HTTP/1.1 408"),
+        "{:?}",
+        &buf[..n]
+    );
+    still_serving(&addr).await;
+}
+
+/// With every connection slot held by idle clients, a new client waits in
+/// the backlog and is served as soon as the idle ones are cut off.
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_their_turn() {
+    let (_server, addr) = start(
+        &["--max-connections", "2", "--header-timeout-ms", "800"],
+        &[],
+    )
+    .await;
+    let _a = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _b = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    still_serving(&addr).await;
+    // Not before a slot was freed by the header timeout.
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
 }

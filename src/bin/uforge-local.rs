@@ -17,7 +17,7 @@ use publish_cancel::api::Api;
 use publish_cancel::auth::{Authenticator, FixedKeks, Sealer};
 use publish_cancel::cancel::CancelPublish;
 use publish_cancel::config::{self, AwsSettings};
-use publish_cancel::frontdoor::local::serve;
+use publish_cancel::frontdoor::local::{serve, Limits};
 use publish_cancel::seed::{self, Seed};
 use tokio::net::TcpListener;
 
@@ -47,6 +47,12 @@ struct Args {
     /// API base path [default: $UFORGE_BASE_PATH, else /api].
     #[arg(long)]
     base_path: Option<String>,
+    /// Connections served at once; more wait in the kernel's backlog.
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Milliseconds a connection has to send a request's headers.
+    #[arg(long, value_name = "MS", default_value_t = Limits::default().header_timeout.as_millis() as u64)]
+    header_timeout_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +87,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
         .clone()
         .unwrap_or_else(config::base_path_from_env);
     let listener = TcpListener::bind(SocketAddr::new(args.bind, args.port)).await?;
+    let limits = Limits {
+        max_connections: args.max_connections,
+        header_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
+    };
     let addr = listener.local_addr()?;
     match args.backend {
         Backend::Memory => {
@@ -106,7 +116,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 &base,
             );
             announce(addr, &base, "in-memory stores", args.seed.as_deref());
-            serve_until_ctrl_c(listener, Arc::new(api)).await
+            serve_until_ctrl_c(listener, Arc::new(api), limits).await
         }
         Backend::Aws => {
             let mut settings = AwsSettings::from_env()?;
@@ -114,7 +124,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
             let sdk = config::load_sdk_config(config::TlsRoots::from_env()?).await;
             let api = config::aws_api(&sdk, settings);
             announce(addr, &base, "DynamoDB + SQS", None);
-            serve_until_ctrl_c(listener, Arc::new(api)).await
+            serve_until_ctrl_c(listener, Arc::new(api), limits).await
         }
     }
 }
@@ -122,6 +132,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
 async fn serve_until_ctrl_c<U, P, Q>(
     listener: TcpListener,
     api: Arc<Api<U, P, Q>>,
+    limits: Limits,
 ) -> Result<(), BoxError>
 where
     U: publish_cancel::ports::Users + 'static,
@@ -129,7 +140,7 @@ where
     Q: publish_cancel::ports::StopQueue + 'static,
 {
     tokio::select! {
-        served = serve(listener, api) => Ok(served?),
+        () = serve(listener, api, limits) => Ok(()),
         _ = tokio::signal::ctrl_c() => {
             eprintln!("uforge-local: stopping");
             Ok(())
