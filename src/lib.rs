@@ -20,6 +20,7 @@ pub mod domain;
 pub mod frontdoor;
 pub mod logging;
 pub mod memory;
+pub mod metrics;
 pub mod ports;
 pub mod reconcile;
 pub mod seed;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use publish_cancel::config::{self, AwsSettings};
 use publish_cancel::frontdoor;
+use publish_cancel::metrics::Metrics;
 use serde_json::Value;
 
 fn main() -> Result<(), Error> {
@@ -23,7 +24,8 @@ async fn run() -> Result<(), Error> {
     publish_cancel::logging::init();
     let settings = AwsSettings::from_env()?;
     let sdk = config::lambda_sdk_config(config::TlsRoots::from_env()?)?;
-    let api = Arc::new(config::aws_api(&sdk, settings));
+    // One EMF metric line per request (src/metrics.rs).
+    let api = Arc::new(config::aws_api(&sdk, settings).with_metrics(Metrics::from_env()));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let api = api.clone();
         // Boxed: the handler's future nested in the runtime's is otherwise

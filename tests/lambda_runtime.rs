@@ -47,10 +47,19 @@ async fn every_event_through_the_runtime_api_against_the_emulator() {
 /// cancel, and none of the credentials the events carried.
 fn check_logs(logs: &str, kek: &str) {
     let mut outcome_lines = 0;
+    let mut metric_lines = 0;
     for line in logs.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
         let text = line.to_owned();
+        if v.get("_aws").is_some() {
+            // CloudWatch Embedded Metric Format: valid, and only bounded values.
+            publish_cancel::metrics::check_emf(&v).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert_eq!(v["Function"], "publish-cancel", "{line}");
+            assert!(v.get("path").is_none() && v.get("uid").is_none(), "{line}");
+            metric_lines += 1;
+            continue;
+        }
         if v["fields"]["message"] == "cancel" {
             outcome_lines += 1;
             let id = v["fields"]["request_id"].as_str().unwrap_or_default();
@@ -67,6 +76,7 @@ fn check_logs(logs: &str, kek: &str) {
         outcome_lines >= 20,
         "one outcome line per invocation, got {outcome_lines}:\n{logs}"
     );
+    assert_eq!(metric_lines, outcome_lines, "one metric line per request");
     let basic =
         |u: &str, p: &str| base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
     for secret in [

@@ -45,6 +45,24 @@ impl ApiError {
         }
     }
 
+    /// The request's outcome as logs and metrics name it (a small, fixed set).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ApiError::Malformed(_) => "bad_request",
+            ApiError::NoRoute => "no_route",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::NotAcceptable => "not_acceptable",
+            ApiError::Cancel(e) => match e {
+                CancelError::Unauthenticated => "unauthenticated",
+                CancelError::MissingEntitlement | CancelError::NotOwner => "forbidden",
+                CancelError::NotFound => "not_found",
+                CancelError::Finished(_) => "finished",
+                CancelError::Backend(_) => "unavailable",
+                CancelError::StopNotSent(_) => "stop_not_sent",
+            },
+        }
+    }
+
     /// (messageId, message, parameters) of the `uforgeError`.
     pub fn public_message(&self) -> (&'static str, String, Vec<String>) {
         match self {

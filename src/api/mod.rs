@@ -13,9 +13,10 @@ use http::header::{
 };
 use http::{HeaderMap, Method, Response, StatusCode};
 
-use crate::auth::Credentials;
+use crate::auth::{AuthTrace, Check, Credentials};
 use crate::cancel::{CancelError, CancelPublish, CancelRequest, Cancelled};
 use crate::domain::{CancelStamp, Timestamp};
+use crate::metrics::{Metrics, RequestFacts};
 use crate::ports::{BackendError, Publishes, StopQueue, Users};
 use error::{ApiError, RETRY_AFTER_SECS};
 use negotiate::Format;
@@ -51,6 +52,8 @@ pub struct Api<U, P, Q> {
     /// Normalised base path, e.g. `/api` (see `route::normalise_base`).
     base: String,
     budget: std::time::Duration,
+    /// EMF metric lines, one per request (Lambda only).
+    metrics: Option<Metrics>,
 }
 
 impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
@@ -59,7 +62,14 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
             cancel,
             base: route::normalise_base(base),
             budget: REQUEST_BUDGET,
+            metrics: None,
         }
+    }
+
+    /// Also writes one EMF metric line per request.
+    pub fn with_metrics(mut self, metrics: Option<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Replaces `REQUEST_BUDGET` (tests of the time budget use a short one).
@@ -80,20 +90,82 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
                 .iter()
                 .map(HeaderValue::as_bytes),
         );
-        let result = self.dispatch(&req, format).await;
+        let (result, auth) = self.dispatch(&req, format).await;
         let response = match &result {
             Ok(done) => success(done, format.unwrap_or(Format::Xml), &req),
             Err(e) => failure(e, format.unwrap_or(Format::Xml), &req),
         };
-        log_outcome(&req, &result, response.status(), started);
+        let outcome = match &result {
+            Ok(done) if done.changed => "cancelled",
+            Ok(_) => "already_cancelled",
+            Err(e) => e.outcome(),
+        };
+        log_outcome(&req, &result, outcome, &auth, response.status(), started);
+        self.record(RequestFacts {
+            request_id: req.request_id,
+            outcome,
+            auth,
+            stop_not_sent: matches!(result, Err(ApiError::Cancel(CancelError::StopNotSent(_)))),
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        });
         response
+    }
+
+    /// A request a front door could not read (see `ApiError::Malformed`): a
+    /// 400 `uforgeError` in XML, logged and counted like every other
+    /// answer. `method` and `path` are echoed as received, truncated.
+    pub fn malformed(
+        &self,
+        reason: &'static str,
+        method: &str,
+        path: &str,
+        request_id: &str,
+    ) -> Response<Vec<u8>> {
+        let started = Instant::now();
+        let e = ApiError::Malformed(reason);
+        let response = error_response(&e, Format::Xml, method, path);
+        tracing::info!(
+            request_id,
+            method = truncate(method, 16),
+            path = truncate(path, MAX_ECHOED_URI),
+            result = %e,
+            status = response.status().as_u16(),
+            "cancel"
+        );
+        self.record(RequestFacts {
+            request_id,
+            outcome: e.outcome(),
+            auth: AuthTrace::default(),
+            stop_not_sent: false,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        });
+        response
+    }
+
+    fn record(&self, facts: RequestFacts<'_>) {
+        if let Some(m) = &self.metrics {
+            m.emit(&m.request_line(&facts, crate::metrics::now_ms()));
+        }
     }
 
     async fn dispatch(
         &self,
         req: &ApiRequest<'_>,
         format: Option<Format>,
-    ) -> Result<Cancelled, ApiError> {
+    ) -> (Result<Cancelled, ApiError>, AuthTrace) {
+        match self.route_and_run(req, format).await {
+            Ok((result, auth)) => (result.map_err(ApiError::from), auth),
+            Err(e) => (Err(e), AuthTrace::default()),
+        }
+    }
+
+    /// Everything up to the use case (route, method, `Accept`), then the use
+    /// case within the request's time budget.
+    async fn route_and_run(
+        &self,
+        req: &ApiRequest<'_>,
+        format: Option<Format>,
+    ) -> Result<(Result<Cancelled, CancelError>, AuthTrace), ApiError> {
         let matched = route::route(&self.base, req.path).ok_or(ApiError::NoRoute)?;
         if req.method != Method::DELETE {
             return Err(ApiError::MethodNotAllowed);
@@ -115,11 +187,14 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
                 at: Timestamp::now(),
             },
         };
-        match tokio::time::timeout(self.budget, self.cancel.run(request)).await {
-            Ok(result) => Ok(result?),
-            Err(_) => {
-                Err(CancelError::Backend(BackendError::msg("request time budget exceeded")).into())
-            }
+        match tokio::time::timeout(self.budget, self.cancel.run_traced(request)).await {
+            Ok(done) => Ok(done),
+            Err(_) => Ok((
+                Err(CancelError::Backend(BackendError::msg(
+                    "request time budget exceeded",
+                ))),
+                AuthTrace::default(),
+            )),
         }
     }
 }
@@ -148,28 +223,6 @@ fn success(done: &Cancelled, format: Format, req: &ApiRequest<'_>) -> Response<V
 
 fn failure(e: &ApiError, format: Format, req: &ApiRequest<'_>) -> Response<Vec<u8>> {
     error_response(e, format, req.method.as_str(), req.path)
-}
-
-/// A request a front door could not read (see `ApiError::Malformed`): a
-/// 400 `uforgeError` in XML, logged like every other answer. `method` and
-/// `path` are echoed as received, truncated.
-pub fn malformed(
-    reason: &'static str,
-    method: &str,
-    path: &str,
-    request_id: &str,
-) -> Response<Vec<u8>> {
-    let e = ApiError::Malformed(reason);
-    let response = error_response(&e, Format::Xml, method, path);
-    tracing::info!(
-        request_id,
-        method = truncate(method, 16),
-        path = truncate(path, MAX_ECHOED_URI),
-        result = %e,
-        status = response.status().as_u16(),
-        "cancel"
-    );
-    response
 }
 
 fn error_response(e: &ApiError, format: Format, method: &str, path: &str) -> Response<Vec<u8>> {
@@ -223,16 +276,26 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// One line per request: what was asked, what happened, how long it took.
-/// Never the query (it holds signatures) nor any header.
+/// One line per request: what was asked, what happened, how the caller was
+/// checked, how long it took. Never the query (it holds signatures) nor any
+/// header.
 fn log_outcome(
     req: &ApiRequest<'_>,
     result: &Result<Cancelled, ApiError>,
+    outcome: &'static str,
+    auth: &AuthTrace,
     status: StatusCode,
     started: Instant,
 ) {
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let path = truncate(req.path, MAX_ECHOED_URI);
+    let check = match auth.check {
+        Check::None => "none",
+        Check::CachedPassword => "cached_password",
+        Check::Argon2 => "argon2",
+        Check::Signature => "hmac",
+    };
+    let auth_failure = auth.denied.map(|d| d.as_str());
     match result {
         Ok(done) => tracing::info!(
             request_id = req.request_id,
@@ -240,7 +303,8 @@ fn log_outcome(
             aid = %done.record.key.aid,
             itid = %done.record.key.itid,
             pitid = %done.record.key.pitid,
-            result = if done.changed { "cancelled" } else { "already_cancelled" },
+            result = outcome,
+            check,
             status = status.as_u16(),
             duration_ms,
             "cancel"
@@ -248,6 +312,7 @@ fn log_outcome(
         Err(ApiError::Cancel(e)) if status.is_server_error() => tracing::error!(
             request_id = req.request_id,
             path,
+            result = outcome,
             status = status.as_u16(),
             duration_ms,
             error = %crate::ErrorChain(e),
@@ -257,7 +322,10 @@ fn log_outcome(
             request_id = req.request_id,
             method = truncate(req.method.as_str(), 16),
             path,
-            result = %e,
+            result = outcome,
+            reason = %e,
+            check,
+            auth_failure,
             status = status.as_u16(),
             duration_ms,
             "cancel"

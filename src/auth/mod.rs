@@ -38,13 +38,18 @@ impl Credentials {
     /// Reads the `Authorization` header(s), else the query. An
     /// `Authorization` header always wins: a request is authenticated one
     /// way only. Two or more `Authorization` headers are ambiguous (which
-    /// one did a proxy check?) and authenticate nobody.
+    /// one did a proxy check?) and authenticate nobody, however they
+    /// arrive: as two fields (a socket, a REST or ALB event's
+    /// `multiValueHeaders`) or joined by a comma into one (RFC 9110's list
+    /// form, which is how HTTP APIs and function URLs deliver them; Basic
+    /// credentials never contain a comma).
     pub fn from_request<'a>(
         mut authorization: impl Iterator<Item = &'a [u8]>,
         relative_path: &str,
         raw_query: &str,
     ) -> Credentials {
         match (authorization.next(), authorization.next()) {
+            (Some(value), None) if value.contains(&b',') => return Credentials::Missing,
             (Some(value), None) => {
                 return basic::parse(value).map_or(Credentials::Missing, Credentials::Basic)
             }
@@ -269,7 +274,7 @@ impl Denied {
             Denied::Inactive => "inactive_user",
             Denied::ApiKeysOff => "api_keys_off",
             Denied::NoSuchKey => "no_such_key",
-            Denied::BadSignature => "bad_signature",
+            Denied::BadSignature => "hmac_mismatch",
         }
     }
 }
@@ -341,6 +346,20 @@ mod tests {
         assert_eq!(t.check, Check::CachedPassword);
 
         // Nothing to verify: refused without Argon2 (reveals no user).
+        let ok = b"Basic YWxpY2U6YWxpY2UtcGFzc3dvcmQ=".as_slice();
+        for repeated in [
+            vec![ok, ok],
+            vec![
+                b"Basic YWxpY2U6YWxpY2UtcGFzc3dvcmQ=,Basic YWxpY2U6YWxpY2UtcGFzc3dvcmQ=".as_slice(),
+            ],
+        ] {
+            let creds = Credentials::from_request(repeated.into_iter(), "users/alice/x", "");
+            assert!(matches!(creds, Credentials::Missing));
+        }
+        assert!(matches!(
+            Credentials::from_request([ok].into_iter(), "users/alice/x", ""),
+            Credentials::Basic(_)
+        ));
         let (_, t) = run(Credentials::Missing).await;
         assert_eq!(
             (t.scheme, t.check, t.denied),

@@ -8,6 +8,7 @@ use publish_cancel::adapters::dynamodb::DynamoPublishes;
 use publish_cancel::adapters::sqs::SqsStopQueue;
 use publish_cancel::config::{self, ConfigError};
 use publish_cancel::domain::Timestamp;
+use publish_cancel::metrics::{now_ms, Metrics};
 use publish_cancel::reconcile::{reconcile, ReconcileReport};
 
 /// Seconds a stop may stay pending before it is re-sent: longer than a
@@ -40,6 +41,7 @@ async fn main() -> Result<(), Error> {
         aws_sdk_sqs::Client::new(&sdk),
         required(config::ENV_STOP_QUEUE_URL)?,
     );
+    let metrics = Metrics::from_env();
     lambda_runtime::run(service_fn(|_: LambdaEvent<serde_json::Value>| async {
         let report: ReconcileReport =
             reconcile(&publishes, &queue, Timestamp::now(), grace, batch).await?;
@@ -49,6 +51,9 @@ async fn main() -> Result<(), Error> {
             failed = report.failed,
             "reconcile"
         );
+        if let Some(m) = &metrics {
+            m.emit(&m.reconcile_line(report.found, report.resent, report.failed, now_ms()));
+        }
         if report.failed > 0 {
             // Fail the invocation so the errors alarm sees it.
             return Err(Error::from(format!(

@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Map, Value};
 
-use crate::api::{self, Api, ApiRequest};
+use crate::api::{Api, ApiRequest};
 use crate::ports::{Publishes, StopQueue, Users};
 
 /// Most headers an event may carry (API Gateway allows about 10 KB of them;
@@ -256,7 +256,7 @@ pub async fn handle<U: Users, P: Publishes, Q: StopQueue>(
         }
         Err(Err(m)) => (
             m.shape,
-            api::malformed(m.reason, &m.method, &m.path, request_id),
+            api.malformed(m.reason, &m.method, &m.path, request_id),
         ),
     };
     Ok(response_json(shape, response))

@@ -16,6 +16,7 @@ look: what CloudFormation would actually be asked to build.
 Exits non-zero on the first failed check, printing what was found.
 """
 
+import json
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -28,7 +29,13 @@ UFORGE_NS = "http://www.usharesoft.com/uforge"
 ERROR_CHILDREN = ["localizedErrorMsg", "requestMethod", "requestUri", "statusCode", "timestamp"]
 # Gateway responses every deployment must have (API Gateway's own errors
 # that a UForge client can meet on a route that exists).
-REQUIRED_GATEWAY_RESPONSES = {"THROTTLED", "REQUEST_TOO_LARGE", "DEFAULT_5XX"}
+REQUIRED_GATEWAY_RESPONSES = {
+    "THROTTLED",
+    "REQUEST_TOO_LARGE",
+    "DEFAULT_5XX",
+    "WAF_FILTERED",
+    "MISSING_AUTHENTICATION_TOKEN",
+}
 
 failures = []
 
@@ -167,11 +174,43 @@ def check_functions(template):
         )
 
 
+def check_dashboards(template):
+    """Each dashboard body is JSON once CloudFormation has substituted it."""
+    for name, d in sam.resources_of_type(template, "AWS::CloudWatch::Dashboard").items():
+        body = d["Properties"]["DashboardBody"]
+        text, variables = body["Fn::Sub"] if isinstance(body, dict) else (body, {})
+        for var in list(variables) + ["AWS::Region"]:
+            text = text.replace("${" + var + "}", "sample")
+        try:
+            widgets = json.loads(text)["widgets"]
+        except (ValueError, KeyError) as e:
+            check(False, f"{name}: not a dashboard body ({e})")
+            continue
+        check(len(widgets) >= 4, f"{name}: {len(widgets)} widgets")
+
+
+def check_waf(template):
+    """The optional web ACL is attached to the API's stage, rate-limits per
+    IP with a Block (answered by the WAF_FILTERED gateway response)."""
+    acl = template["Resources"].get("ApiWebAcl")
+    assoc = template["Resources"].get("ApiWebAclAssociation")
+    if not check(acl and assoc, "no optional web ACL"):
+        return
+    check(acl.get("Condition") == "HasWaf" and assoc.get("Condition") == "HasWaf", "WAF not optional")
+    rule = acl["Properties"]["Rules"][0]
+    check("RateBasedStatement" in rule["Statement"], f"not a rate rule: {rule}")
+    check(rule["Action"] == {"Block": {}}, f"a WAF block must use API Gateway's WAF_FILTERED: {rule['Action']}")
+    arn = assoc["Properties"]["ResourceArn"].get("Fn::Sub", "")
+    check("/restapis/${Api}/stages/${ApiStage}" in arn, f"web ACL not on the API's stage: {arn}")
+
+
 def main(path):
     template = sam.transformed(path)
     body = check_routes(template)
     check_gateway_responses(body)
     check_functions(template)
+    check_dashboards(template)
+    check_waf(template)
     iam_violations = template_iam.violations(template)
     for v in iam_violations:
         check(False, f"transformed template IAM: {v}")

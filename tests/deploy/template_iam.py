@@ -15,8 +15,12 @@ def statements(node):
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "Statement":
+                # IAM statements have an Effect (WAF rules, say, have a
+                # "Statement" of another kind).
                 for st in value if isinstance(value, list) else [value]:
-                    yield from conditional_branches(st)
+                    for branch in conditional_branches(st):
+                        if "Effect" in branch:
+                            yield branch
             else:
                 yield from statements(value)
     elif isinstance(node, list):
