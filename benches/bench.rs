@@ -127,6 +127,9 @@ async fn main() {
         "p50 of cold processes".into(),
     ));
 
+    // --- the API-key KEK from Secrets Manager: init, first API-key request ---
+    rows.extend(kek_costs(&stack).await);
+
     // --- warm latency through the local HTTP front door vs the SDK floor ---
     let fresh = |offset: i64| {
         let stack = &stack;
@@ -241,6 +244,40 @@ async fn main() {
         ));
     }
 
+    // --- one EMF metric line per request ---
+    {
+        use publish_cancel::auth::{AuthTrace, Check, Denied, Scheme};
+        use publish_cancel::metrics::{Metrics, RequestFacts};
+        let m = Metrics::new("bench-CancelFunction-0123456789AB");
+        let auth = AuthTrace {
+            scheme: Scheme::Basic,
+            check: Check::Argon2,
+            denied: Some(Denied::WrongPassword),
+        };
+        let n = 50_000;
+        let t = Instant::now();
+        let mut bytes = 0;
+        for _ in 0..n {
+            let line = m.request_line(
+                &RequestFacts {
+                    request_id: "00000000-0000-4000-8000-000000000001",
+                    outcome: "unauthenticated",
+                    auth,
+                    stop_not_sent: false,
+                    latency_ms: 12.5,
+                },
+                1_795_718_847_000,
+            );
+            bytes += line.to_string().len();
+        }
+        let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+        rows.push(Row(
+            "EMF metric line per request (build + serialise)".into(),
+            format!("{us:.1} µs/request"),
+            format!("{} bytes of log per request", bytes / n),
+        ));
+    }
+
     // --- 401 timing: unknown login vs wrong password ---
     let api = memory_api(false);
     let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
@@ -288,12 +325,21 @@ async fn main() {
         rows.push(Row(
             format!("release binary, x86_64, stripped: {label}"),
             format!("{:.2} MB", size as f64 / 1e6),
-            if label == "publish-cancel" {
-                "arm64: not built here (no aarch64 std); target ≤ 6 MB".into()
-            } else {
-                String::new()
-            },
+            String::new(),
         ));
+    }
+    // The deployed artefact (scripts/bench builds it with scripts/build-arm64).
+    for name in ["publish-cancel", "reconciler"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/arm64/aarch64-unknown-linux-gnu/release")
+            .join(name);
+        if let Ok(m) = std::fs::metadata(&path) {
+            rows.push(Row(
+                format!("release binary, arm64 (deployed), stripped: {name}"),
+                format!("{:.2} MB", m.len() as f64 / 1e6),
+                "target ≤ 6 MB (checked by tests/rehearsal.rs)".into(),
+            ));
+        }
     }
 
     // --- memory over 10 000 requests, release local server ---
@@ -329,6 +375,78 @@ async fn main() {
         }
         Err(why) => println!("Lambda memory settings: not measured ({why})"),
     }
+}
+
+/// Init and the first API-key request of a cold process, with the KEK
+/// inline (`UFORGE_API_KEY_KEK`) and from Secrets Manager
+/// (`UFORGE_API_KEY_KEK_SECRET`, read on that first request): the
+/// difference is what run-time KEK reading costs.
+async fn kek_costs(stack: &Stack) -> Vec<Row> {
+    let secrets = aws_sdk_secretsmanager::Client::new(&common::sdk_config().await);
+    let secret = format!("bench-kek-{}", std::process::id());
+    secrets
+        .create_secret()
+        .name(&secret)
+        .secret_string(base64::engine::general_purpose::STANDARD.encode(common::KEK))
+        .send()
+        .await
+        .expect("create the KEK secret");
+    let event = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("events/apigw-rest-cancel-apikey.json"),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let mut medians = Vec::new();
+    for (label, from_secret) in [("inline KEK", false), ("KEK from Secrets Manager", true)] {
+        let (mut init, mut first) = (Vec::new(), Vec::new());
+        for _ in 0..INIT_RUNS {
+            let runtime = RuntimeApi::start().await;
+            let mut command = tokio::process::Command::new(release("publish-cancel"));
+            command
+                .env_clear()
+                .envs(stack.lambda_env(&runtime.addr))
+                .env("AWS_LAMBDA_LOG_LEVEL", "WARN");
+            if from_secret {
+                command
+                    .env_remove("UFORGE_API_KEY_KEK")
+                    .env("UFORGE_API_KEY_KEK_SECRET", &secret);
+            }
+            let started = Instant::now();
+            let mut child = command
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            while runtime.first_next().is_none() {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            init.push(ms(runtime.first_next().unwrap() - started));
+            let sent = Instant::now();
+            let Outcome::Response(r) = runtime.invoke(&event).await else {
+                panic!("invocation error")
+            };
+            assert!(r["statusCode"] == 200, "{r}");
+            first.push(ms(sent.elapsed()));
+            child.kill().await.ok();
+        }
+        let (init, first) = (sorted(init), sorted(first));
+        medians.push((pct(&init, 0.5), pct(&first, 0.5)));
+        out.push(Row(
+            format!("API-key request in a cold process, {label}: init / first request"),
+            format!("{:.1} ms / {:.1} ms", pct(&init, 0.5), pct(&first, 0.5)),
+            if from_secret {
+                format!(
+                    "init {:.2}×, first request +{:.1} ms (client + GetSecretValue ×2) vs inline",
+                    medians[1].0 / medians[0].0,
+                    medians[1].1 - medians[0].1
+                )
+            } else {
+                "no Argon2 on this path".into()
+            },
+        ));
+    }
+    out
 }
 
 fn memory_api(cached: bool) -> common::MemoryApi {
