@@ -30,6 +30,18 @@ pub const DEFAULT_BASE_PATH: &str = "/api";
 pub enum ConfigError {
     #[error("environment variable {0} is required")]
     Missing(&'static str),
+    /// A resource of the stack the AWS backend needs.
+    #[error(
+        "environment variable {0} is not set: in AWS the stack sets it; for a local \
+         invocation without AWS, set UFORGE_BACKEND=memory"
+    )]
+    MissingResource(&'static str),
+    /// A variable Lambda always sets.
+    #[error(
+        "environment variable {0} is not set: this is a Lambda function; run it in Lambda or \
+         under an emulator (cargo lambda watch, sam local), or run uforge-local for HTTP"
+    )]
+    NotInLambda(&'static str),
     #[error("environment variable {0} is invalid: {1}")]
     Invalid(&'static str, String),
 }
@@ -84,6 +96,14 @@ impl KekSetting {
     }
 }
 
+/// A stack resource's name or URL from the environment (empty = unset).
+pub fn resource(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError::MissingResource(name))
+}
+
 /// The API base path (`UFORGE_BASE_PATH`, default `/api`).
 pub fn base_path_from_env() -> String {
     std::env::var(ENV_BASE_PATH).unwrap_or_else(|_| DEFAULT_BASE_PATH.to_owned())
@@ -101,17 +121,11 @@ pub fn sealer_from_env() -> Result<Option<Sealer>, ConfigError> {
 
 impl AwsSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let required = |name: &'static str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ConfigError::Missing(name))
-        };
         Ok(AwsSettings {
             base_path: base_path_from_env(),
-            users_table: required(ENV_USERS_TABLE)?,
-            publishes_table: required(ENV_PUBLISHES_TABLE)?,
-            stop_queue_url: required(ENV_STOP_QUEUE_URL)?,
+            users_table: resource(ENV_USERS_TABLE)?,
+            publishes_table: resource(ENV_PUBLISHES_TABLE)?,
+            stop_queue_url: resource(ENV_STOP_QUEUE_URL)?,
             keks: KekSetting::from_env()?,
         })
     }

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod ports;
 pub mod reconcile;
 pub mod seed;
+pub mod startup;
 
 /// Displays an error with its whole `source()` chain, `a: b: c`, for logs.
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));

@@ -1,31 +1,79 @@
 //! The Lambda function: wiring only. Configuration comes from the
-//! environment; the SDK clients are built once, at init.
+//! environment; the SDK clients are built once, at init. A start that
+//! cannot succeed is reported to the Runtime API (`startup::init_failed`).
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
-use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use publish_cancel::api::Api;
 use publish_cancel::config::{self, AwsSettings};
 use publish_cancel::frontdoor;
 use publish_cancel::metrics::Metrics;
+use publish_cancel::ports::{Publishes, StopQueue, Users};
+use publish_cancel::startup::{self, Backend, BoxError};
 use serde_json::Value;
 
-fn main() -> Result<(), Error> {
+fn main() -> ExitCode {
     publish_cancel::memory::return_large_blocks_to_the_os();
     // Lambda sends one event at a time: a single-threaded runtime starts
     // faster and holds less; Argon2 still runs on a blocking thread.
-    tokio::runtime::Builder::new_current_thread()
+    match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?
-        .block_on(run())
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => startup::init_failed(&e),
+    }
 }
 
-async fn run() -> Result<(), Error> {
+async fn run() -> ExitCode {
     // JSON when AWS_LAMBDA_LOG_FORMAT=JSON, level from AWS_LAMBDA_LOG_LEVEL / RUST_LOG.
     publish_cancel::logging::init();
-    let settings = AwsSettings::from_env()?;
-    let sdk = config::lambda_sdk_config(config::TlsRoots::from_env()?)?;
-    // One EMF metric line per request (src/metrics.rs).
-    let api = Arc::new(config::aws_api(&sdk, settings).with_metrics(Metrics::from_env()));
+    let started = match start().await {
+        Ok(served) => served.await,
+        Err(e) => return startup::init_failed(e.as_ref()),
+    };
+    match started {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "the Lambda runtime stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Serving =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), lambda_runtime::Error>>>>;
+
+/// Builds the service on the configured backend; the future serves it.
+async fn start() -> Result<Serving, BoxError> {
+    startup::check_lambda_environment()?;
+    let metrics = Metrics::from_env();
+    Ok(match Backend::from_env()? {
+        Backend::Aws => {
+            let settings = AwsSettings::from_env()?;
+            let sdk = config::lambda_sdk_config(config::TlsRoots::from_env()?)?;
+            Box::pin(serve(config::aws_api(&sdk, settings).with_metrics(metrics)))
+        }
+        Backend::Memory { seed } => {
+            let seed = startup::seed_text(seed.as_deref())?;
+            let api = startup::memory_api(&seed, &config::base_path_from_env())?;
+            tracing::warn!(
+                "serving from in-memory stores (UFORGE_BACKEND=memory): local invocation only"
+            );
+            Box::pin(serve(api.with_metrics(metrics)))
+        }
+    })
+}
+
+async fn serve<U, P, Q>(api: Api<U, P, Q>) -> Result<(), lambda_runtime::Error>
+where
+    U: Users + 'static,
+    P: Publishes + 'static,
+    Q: StopQueue + 'static,
+{
+    let api = Arc::new(api);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let api = api.clone();
         // Boxed: the handler's future nested in the runtime's is otherwise

@@ -159,3 +159,140 @@ async fn no_event_stops_the_function_or_changes_anything() {
         "{logs}"
     );
 }
+
+/// The variables Lambda itself always sets, for a function named `name`.
+fn lambda_variables(runtime: &RuntimeApi, name: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_LAMBDA_RUNTIME_API", runtime.addr.as_str()),
+        ("AWS_LAMBDA_FUNCTION_NAME", name),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// A start that cannot succeed is posted to the Runtime API's init error
+/// endpoint, naming the variable and the fix, and the process exits at once
+/// (it does not hang an emulator, nor abort in a panic).
+#[tokio::test]
+async fn a_misconfigured_start_reports_an_init_error_and_exits() {
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static [&'static str],
+    );
+    let cases: [Case; 4] = [
+        // AWS backend without its tables: say which, and the local way out.
+        (
+            "publish-cancel",
+            &[("AWS_REGION", "us-east-1")],
+            &["USERS_TABLE", "UFORGE_BACKEND=memory"],
+        ),
+        (
+            "reconciler",
+            &[("AWS_REGION", "us-east-1")],
+            &["PUBLISHES_TABLE", "UFORGE_BACKEND=memory"],
+        ),
+        (
+            "publish-cancel",
+            &[("UFORGE_BACKEND", "mem")],
+            &["UFORGE_BACKEND", "memory"],
+        ),
+        // The memory backend is refused by the real Lambda service.
+        (
+            "publish-cancel",
+            &[
+                ("UFORGE_BACKEND", "memory"),
+                ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023"),
+            ],
+            &["UFORGE_BACKEND", "local invocation only"],
+        ),
+    ];
+    for (binary, extra, wants) in cases {
+        let runtime = RuntimeApi::start().await;
+        let mut env = lambda_variables(&runtime, binary);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut function = LambdaProcess::spawn(&lambda_binary(binary), &env);
+        let status =
+            tokio::time::timeout(std::time::Duration::from_secs(30), function.child.wait())
+                .await
+                .unwrap_or_else(|_| panic!("{binary} {extra:?}: still running after 30 s"))
+                .unwrap();
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{binary} {extra:?}: {status}\n{}",
+            function.logs()
+        );
+        let reported = runtime.init_error().unwrap_or_else(|| {
+            panic!(
+                "{binary} {extra:?}: no init error posted\n{}",
+                function.logs()
+            )
+        });
+        let reported: serde_json::Value = serde_json::from_str(&reported).unwrap();
+        assert_eq!(reported["errorType"], "Runtime.ConfigError");
+        let message = reported["errorMessage"].as_str().unwrap();
+        for want in wants {
+            assert!(message.contains(want), "{binary} {extra:?}: {message}");
+        }
+    }
+    // Without Lambda's own variables: a clear error and exit 1, not a panic.
+    let runtime = RuntimeApi::start().await;
+    let mut env = lambda_variables(&runtime, "publish-cancel");
+    env.retain(|(k, _)| k != "AWS_LAMBDA_FUNCTION_NAME");
+    let mut function = LambdaProcess::spawn(&lambda_binary("publish-cancel"), &env);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), function.child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{}", function.logs());
+    let reported = runtime.init_error().expect("an init error");
+    assert!(reported.contains("AWS_LAMBDA_FUNCTION_NAME"), "{reported}");
+    assert!(!function.logs().contains("panicked"), "{}", function.logs());
+}
+
+/// `UFORGE_BACKEND=memory` (what `cargo lambda watch` and `sam local` get
+/// from Cargo.toml and events/local-env.json): no AWS at all, and every
+/// sample event has its expected outcome.
+#[tokio::test]
+async fn the_memory_backend_answers_every_sample_event_without_aws() {
+    let runtime = RuntimeApi::start().await;
+    let mut env = lambda_variables(&runtime, "publish-cancel");
+    env.push(("UFORGE_BACKEND".into(), "memory".into()));
+    let mut function = LambdaProcess::spawn(&lambda_binary("publish-cancel"), &env);
+    for (name, want) in common::sample_events::expected() {
+        let event =
+            std::fs::read_to_string(common::sample_events::events_dir().join(&name)).unwrap();
+        let Outcome::Response(r) = function.invoke(&runtime, &event).await else {
+            panic!("events/{name}: invocation error\n{}", function.logs());
+        };
+        assert_eq!(
+            r["statusCode"].as_u64(),
+            want["status"].as_u64(),
+            "events/{name}: {r}"
+        );
+        let content_type = r["headers"]["content-type"]
+            .as_str()
+            .or(r["multiValueHeaders"]["content-type"][0].as_str());
+        assert_eq!(
+            content_type,
+            want["contentType"].as_str(),
+            "events/{name}: {r}"
+        );
+    }
+    assert!(runtime.init_error().is_none());
+    function.child.kill().await.ok();
+
+    // The reconciler too.
+    let runtime = RuntimeApi::start().await;
+    let mut env = lambda_variables(&runtime, "reconciler");
+    env.push(("UFORGE_BACKEND".into(), "memory".into()));
+    let mut function = LambdaProcess::spawn(&lambda_binary("reconciler"), &env);
+    let Outcome::Response(report) = function.invoke(&runtime, "{}").await else {
+        panic!("reconciler failed\n{}", function.logs());
+    };
+    assert_eq!(report["found"], 0, "{report}");
+}

@@ -144,7 +144,10 @@ mod lambda_events {
             let mut names: Vec<_> = std::fs::read_dir(&dir)
                 .unwrap()
                 .map(|e| e.unwrap().path())
-                .filter(|p| p.file_name().is_some_and(|n| n != "expected.json"))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n != "expected.json" && n != "local-env.json")
+                })
                 .collect();
             names.sort();
             names

@@ -12,13 +12,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
-use publish_cancel::adapters::memory::MemoryQueue;
 use publish_cancel::api::Api;
-use publish_cancel::auth::{Authenticator, FixedKeks, Sealer};
-use publish_cancel::cancel::CancelPublish;
 use publish_cancel::config::{self, AwsSettings};
 use publish_cancel::frontdoor::local::{serve, Limits};
-use publish_cancel::seed::{self, Seed};
+use publish_cancel::startup;
 use tokio::net::TcpListener;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -94,27 +91,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let addr = listener.local_addr()?;
     match args.backend {
         Backend::Memory => {
-            let text = match &args.seed {
-                Some(path) => std::fs::read_to_string(path)
-                    .map_err(|e| format!("reading {}: {e}", path.display()))?,
-                None => seed::BUNDLED.to_owned(),
-            };
-            // Seeded API secrets are sealed under the configured KEK, or a
-            // random one: either way the stores hold no secret in clear.
-            let sealer = match config::sealer_from_env()? {
-                Some(s) => s,
-                None => Sealer::random()?,
-            };
-            let (users, publishes) = Seed::parse(&text)?.into_memory(&sealer)?;
-            let api = Api::new(
-                CancelPublish {
-                    users,
-                    publishes,
-                    queue: MemoryQueue::default(),
-                    auth: Authenticator::with_cache(Some(FixedKeks::shared(sealer))),
-                },
-                &base,
-            );
+            let text = startup::seed_text(args.seed.as_deref())?;
+            let api = startup::memory_api(&text, &base)?;
             announce(addr, &base, "in-memory stores", args.seed.as_deref());
             serve_until_ctrl_c(listener, Arc::new(api), limits).await
         }

@@ -124,6 +124,10 @@ fn capture(
     });
 }
 
+/// The files in `events/` that are not events: the expected outcomes, and
+/// `sam local`'s environment file.
+pub const NOT_EVENTS: [&str; 2] = ["expected.json", "local-env.json"];
+
 pub fn events_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("events")
 }

@@ -19,6 +19,7 @@ Exits non-zero on the first failed check, printing what was found.
 import json
 import re
 import sys
+from pathlib import Path
 import xml.etree.ElementTree as ET
 
 import sam
@@ -204,7 +205,30 @@ def check_waf(template):
     check("/restapis/${Api}/stages/${ApiStage}" in arn, f"web ACL not on the API's stage: {arn}")
 
 
+def check_local_env(path, env_path):
+    """`sam local invoke/start-api --env-vars events/local-env.json`: the
+    file names functions of the template, and gives each the embedded
+    in-memory backend (sam local itself needs Docker, not here)."""
+    functions = sam.resources_of_type(sam.load(path), "AWS::Serverless::Function")
+    try:
+        env = json.loads(open(env_path).read())
+    except (OSError, ValueError) as e:
+        check(False, f"{env_path}: {e}")
+        return
+    check(set(env) == set(functions), f"{env_path} names {sorted(env)}, the template {sorted(functions)}")
+    for name, variables in env.items():
+        check(
+            isinstance(variables, dict) and all(isinstance(v, str) for v in variables.values()),
+            f"{env_path}: {name}'s variables must be strings",
+        )
+        check(variables.get("UFORGE_BACKEND") == "memory", f"{env_path}: {name} is not on the memory backend")
+        declared = functions.get(name, {}).get("Properties", {}).get("Environment", {}).get("Variables", {})
+        # sam local only overrides variables the template declares.
+        check("UFORGE_BACKEND" in declared, f"template: {name} does not declare UFORGE_BACKEND")
+
+
 def main(path):
+    check_local_env(path, str(Path(path).resolve().parent / "events" / "local-env.json"))
     template = sam.transformed(path)
     body = check_routes(template)
     check_gateway_responses(body)
