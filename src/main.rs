@@ -30,17 +30,7 @@ fn main() -> ExitCode {
 async fn run() -> ExitCode {
     // JSON when AWS_LAMBDA_LOG_FORMAT=JSON, level from AWS_LAMBDA_LOG_LEVEL / RUST_LOG.
     publish_cancel::logging::init();
-    let started = match start().await {
-        Ok(served) => served.await,
-        Err(e) => return startup::init_failed(e.as_ref()),
-    };
-    match started {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "the Lambda runtime stopped");
-            ExitCode::FAILURE
-        }
-    }
+    startup::run(start()).await
 }
 
 type Serving =

@@ -129,6 +129,26 @@ pub fn check_lambda_environment() -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Runs a Lambda binary: `start` (settings, clients) yields the future that
+/// serves; a failed start is an init error (reported), a failed serve is
+/// logged. Either way, the exit code says so.
+pub async fn run<S>(start: impl std::future::Future<Output = Result<S, BoxError>>) -> ExitCode
+where
+    S: std::future::Future<Output = Result<(), BoxError>>,
+{
+    let serving = match start.await {
+        Ok(serving) => serving,
+        Err(e) => return init_failed(e.as_ref()),
+    };
+    match serving.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "the Lambda runtime stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Reports a failed start: logs it, posts it to the Runtime API's init
 /// error endpoint when there is one, and returns the failure exit code.
 pub fn init_failed(error: &(dyn std::error::Error + 'static)) -> ExitCode {

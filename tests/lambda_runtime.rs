@@ -274,11 +274,8 @@ async fn the_memory_backend_answers_every_sample_event_without_aws() {
             want["status"].as_u64(),
             "events/{name}: {r}"
         );
-        let content_type = r["headers"]["content-type"]
-            .as_str()
-            .or(r["multiValueHeaders"]["content-type"][0].as_str());
         assert_eq!(
-            content_type,
+            common::sample_events::content_type(&r),
             want["contentType"].as_str(),
             "events/{name}: {r}"
         );

@@ -392,149 +392,121 @@ async fn least_privilege_refusals(s: &Deployed, endpoint: &str) {
             ),
         ])
     };
-    let fifo = s.fifo;
-    let send_dlq = |sqs: aws_sdk_sqs::Client| async move {
-        let send = sqs.send_message().queue_url(dlq).message_body("{}");
-        if fifo {
-            send.message_group_id("g")
-                .message_deduplication_id("d")
+    let alice = || AttributeValue::S("alice".into());
+    for (function, role) in [
+        ("CancelFunction", "cancel role"),
+        ("ReconcilerFunction", "reconciler role"),
+    ] {
+        let sdk = s.role_sdk(function, endpoint).await;
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+        let what = |call: &str| format!("{role}: {call}");
+        // Neither role: reading or deleting in bulk, writing whole items,
+        // the DLQ, consuming or purging the stop queue.
+        denied(
+            &what("Scan publishes"),
+            ddb.scan().table_name(publishes).send().await,
+        );
+        denied(
+            &what("Scan users"),
+            ddb.scan().table_name(users).send().await,
+        );
+        denied(
+            &what("DeleteItem"),
+            ddb.delete_item()
+                .table_name(publishes)
+                .set_key(Some(key("alice")))
                 .send()
-                .await
+                .await,
+        );
+        denied(
+            &what("PutItem"),
+            ddb.put_item()
+                .table_name(publishes)
+                .set_item(Some(key("mallory")))
+                .send()
+                .await,
+        );
+        let to_dlq = sqs.send_message().queue_url(dlq).message_body("{}");
+        let to_dlq = if s.fifo {
+            to_dlq.message_group_id("g").message_deduplication_id("d")
         } else {
-            send.send().await
+            to_dlq
+        };
+        denied(&what("SendMessage to the DLQ"), to_dlq.send().await);
+        denied(
+            &what("ReceiveMessage"),
+            sqs.receive_message().queue_url(stop).send().await,
+        );
+        denied(
+            &what("PurgeQueue"),
+            sqs.purge_queue().queue_url(stop).send().await,
+        );
+
+        if function == "CancelFunction" {
+            denied(
+                &what("GetItem on publishes"),
+                ddb.get_item()
+                    .table_name(publishes)
+                    .set_key(Some(key("alice")))
+                    .send()
+                    .await,
+            );
+            denied(
+                &what("Query the pending-stops index"),
+                ddb.query()
+                    .table_name(publishes)
+                    .index_name(PENDING_STOPS_INDEX)
+                    .key_condition_expression("#p = :p")
+                    .expression_attribute_names("#p", attr::STOP_PENDING)
+                    .expression_attribute_values(":p", AttributeValue::S(attr::PENDING.into()))
+                    .send()
+                    .await,
+            );
+            denied(
+                &what("UpdateItem on users"),
+                ddb.update_item()
+                    .table_name(users)
+                    .key(attr::LOGIN, alice())
+                    .update_expression("SET #a = :t")
+                    .expression_attribute_names("#a", attr::ACTIVE)
+                    .expression_attribute_values(":t", AttributeValue::Bool(true))
+                    .send()
+                    .await,
+            );
+            denied(
+                &what("another secret"),
+                sm.get_secret_value()
+                    .secret_id("some-other-secret")
+                    .send()
+                    .await,
+            );
+        } else {
+            denied(
+                &what("GetItem on users"),
+                ddb.get_item()
+                    .table_name(users)
+                    .key(attr::LOGIN, alice())
+                    .send()
+                    .await,
+            );
+            denied(
+                &what("Query the base table"),
+                ddb.query()
+                    .table_name(publishes)
+                    .key_condition_expression("#u = :u")
+                    .expression_attribute_names("#u", attr::UID)
+                    .expression_attribute_values(":u", alice())
+                    .send()
+                    .await,
+            );
+            denied(
+                &what("the KEK"),
+                sm.get_secret_value().secret_id(KEK_SECRET).send().await,
+            );
         }
-    };
-
-    // The cancel function's role.
-    let sdk = s.role_sdk("CancelFunction", endpoint).await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
-    denied(
-        "cancel role: Scan publishes",
-        ddb.scan().table_name(publishes).send().await,
-    );
-    denied(
-        "cancel role: Scan users",
-        ddb.scan().table_name(users).send().await,
-    );
-    denied(
-        "cancel role: DeleteItem",
-        ddb.delete_item()
-            .table_name(publishes)
-            .set_key(Some(key("alice")))
-            .send()
-            .await,
-    );
-    denied(
-        "cancel role: PutItem",
-        ddb.put_item()
-            .table_name(publishes)
-            .set_item(Some(key("mallory")))
-            .send()
-            .await,
-    );
-    denied(
-        "cancel role: GetItem on publishes",
-        ddb.get_item()
-            .table_name(publishes)
-            .set_key(Some(key("alice")))
-            .send()
-            .await,
-    );
-    denied(
-        "cancel role: Query the pending-stops index",
-        ddb.query()
-            .table_name(publishes)
-            .index_name(PENDING_STOPS_INDEX)
-            .key_condition_expression("#p = :p")
-            .expression_attribute_names("#p", attr::STOP_PENDING)
-            .expression_attribute_values(":p", AttributeValue::S(attr::PENDING.into()))
-            .send()
-            .await,
-    );
-    denied(
-        "cancel role: UpdateItem on users",
-        ddb.update_item()
-            .table_name(users)
-            .key(attr::LOGIN, AttributeValue::S("alice".into()))
-            .update_expression("SET #a = :t")
-            .expression_attribute_names("#a", attr::ACTIVE)
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .send()
-            .await,
-    );
-    denied(
-        "cancel role: SendMessage to the DLQ",
-        send_dlq(sqs.clone()).await,
-    );
-    denied(
-        "cancel role: ReceiveMessage",
-        sqs.receive_message().queue_url(stop).send().await,
-    );
-    denied(
-        "cancel role: PurgeQueue",
-        sqs.purge_queue().queue_url(stop).send().await,
-    );
-    denied(
-        "cancel role: another secret",
-        sm.get_secret_value()
-            .secret_id("some-other-secret")
-            .send()
-            .await,
-    );
-
-    // The reconciler's role.
-    let sdk = s.role_sdk("ReconcilerFunction", endpoint).await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
-    denied(
-        "reconciler role: GetItem on users",
-        ddb.get_item()
-            .table_name(users)
-            .key(attr::LOGIN, AttributeValue::S("alice".into()))
-            .send()
-            .await,
-    );
-    denied(
-        "reconciler role: Scan users",
-        ddb.scan().table_name(users).send().await,
-    );
-    denied(
-        "reconciler role: Query the base table",
-        ddb.query()
-            .table_name(publishes)
-            .key_condition_expression("#u = :u")
-            .expression_attribute_names("#u", attr::UID)
-            .expression_attribute_values(":u", AttributeValue::S("alice".into()))
-            .send()
-            .await,
-    );
-    denied(
-        "reconciler role: Scan publishes",
-        ddb.scan().table_name(publishes).send().await,
-    );
-    denied(
-        "reconciler role: DeleteItem",
-        ddb.delete_item()
-            .table_name(publishes)
-            .set_key(Some(key("alice")))
-            .send()
-            .await,
-    );
-    denied(
-        "reconciler role: SendMessage to the DLQ",
-        send_dlq(sqs.clone()).await,
-    );
-    denied(
-        "reconciler role: ReceiveMessage",
-        sqs.receive_message().queue_url(stop).send().await,
-    );
-    denied(
-        "reconciler role: the KEK",
-        sm.get_secret_value().secret_id(KEK_SECRET).send().await,
-    );
+    }
 }
 
 /// One IAM decision moto made (tests/moto_serial.py writes them).

@@ -30,17 +30,7 @@ fn env_number(name: &'static str, default: u64) -> Result<u64, ConfigError> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     publish_cancel::logging::init();
-    let result = match start().await {
-        Ok(serving) => serving.await,
-        Err(e) => return startup::init_failed(e.as_ref()),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "the Lambda runtime stopped");
-            ExitCode::FAILURE
-        }
-    }
+    startup::run(start()).await
 }
 
 type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>>>>;

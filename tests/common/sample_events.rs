@@ -128,6 +128,14 @@ fn capture(
 /// `sam local`'s environment file.
 pub const NOT_EVENTS: [&str; 2] = ["expected.json", "local-env.json"];
 
+/// The `Content-Type` of a Lambda HTTP response: REST answers carry it in
+/// `multiValueHeaders`, HTTP API ones in `headers`.
+pub fn content_type(resp: &serde_json::Value) -> Option<&str> {
+    resp["headers"]["content-type"]
+        .as_str()
+        .or(resp["multiValueHeaders"]["content-type"][0].as_str())
+}
+
 pub fn events_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("events")
 }
@@ -173,10 +181,7 @@ pub async fn run_every_event(
             want["status"].as_u64().unwrap(),
             "events/{name}: {resp}"
         );
-        // REST and ALB answers carry multiValueHeaders, HTTP API ones headers.
-        let content_type = resp["headers"]["content-type"]
-            .as_str()
-            .or(resp["multiValueHeaders"]["content-type"][0].as_str());
+        let content_type = content_type(&resp);
         assert_eq!(
             content_type,
             want["contentType"].as_str(),
