@@ -223,6 +223,22 @@ impl DynamoPublishes {
     }
 }
 
+/// `#state IN (:cancellable0, :cancellable1, ...)`: the states
+/// `PublishState::cancellable` lists, never a list of our own.
+fn cancellable_condition() -> String {
+    let names: Vec<String> = (0..PublishState::cancellable().count())
+        .map(|i| format!(":cancellable{i}"))
+        .collect();
+    format!("#state IN ({})", names.join(", "))
+}
+
+fn cancellable_values() -> Item {
+    PublishState::cancellable()
+        .enumerate()
+        .map(|(i, s)| (format!(":cancellable{i}"), state_value(s)))
+        .collect()
+}
+
 impl Publishes for DynamoPublishes {
     async fn cancel(
         &self,
@@ -241,17 +257,17 @@ impl Publishes for DynamoPublishes {
                 "SET #state = :cancelled, #lastModified = :now, #message = :message, \
                  #requestId = :requestId, #cancelledAt = :now, #pending = :pending",
             )
-            .condition_expression("#state IN (:queued, :publishing)")
+            .condition_expression(cancellable_condition())
             .expression_attribute_names("#state", attr::STATE)
             .expression_attribute_names("#lastModified", attr::LAST_MODIFIED)
             .expression_attribute_names("#message", attr::MESSAGE)
             .expression_attribute_names("#requestId", attr::CANCEL_REQUEST_ID)
             .expression_attribute_names("#cancelledAt", attr::CANCELLED_AT)
             .expression_attribute_names("#pending", attr::STOP_PENDING)
+            // First: this sets the whole map, the calls below add to it.
+            .set_expression_attribute_values(Some(cancellable_values()))
             .expression_attribute_values(":pending", AttributeValue::S(attr::PENDING.into()))
             .expression_attribute_values(":cancelled", state_value(PublishState::Cancelled))
-            .expression_attribute_values(":queued", state_value(PublishState::Queued))
-            .expression_attribute_values(":publishing", state_value(PublishState::Publishing))
             .expression_attribute_values(":now", AttributeValue::N(stamp.at.0.to_string()))
             .expression_attribute_values(
                 ":message",
@@ -435,6 +451,28 @@ pub fn record_to_item(r: &PublishRecord) -> Item {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_cancel_condition_is_the_domain_s_list_of_cancellable_states() {
+        let values = super::cancellable_values();
+        let listed: Vec<&str> = values
+            .values()
+            .map(|v| v.as_s().unwrap().as_str())
+            .collect();
+        let mut listed = listed;
+        listed.sort();
+        let mut domain: Vec<&str> = PublishState::cancellable()
+            .map(PublishState::as_str)
+            .collect();
+        domain.sort();
+        assert_eq!(listed, domain);
+        let condition = super::cancellable_condition();
+        for name in values.keys() {
+            assert!(condition.contains(name.as_str()), "{condition}");
+        }
+        assert_eq!(condition.matches(":cancellable").count(), values.len());
+    }
+
     use super::*;
 
     #[test]
