@@ -12,6 +12,7 @@
 
 pub mod adapters;
 pub mod admin;
+pub mod allocator;
 pub mod api;
 pub mod auth;
 pub mod cancel;
@@ -19,7 +20,6 @@ pub mod config;
 pub mod domain;
 pub mod frontdoor;
 pub mod logging;
-pub mod memory;
 pub mod metrics;
 pub mod ports;
 pub mod reconcile;

@@ -15,7 +15,7 @@ use publish_cancel::startup::{self, Backend, BoxError};
 use serde_json::Value;
 
 fn main() -> ExitCode {
-    publish_cancel::memory::return_large_blocks_to_the_os();
+    publish_cancel::allocator::return_large_blocks_to_the_os();
     // Lambda sends one event at a time: a single-threaded runtime starts
     // faster and holds less; Argon2 still runs on a blocking thread.
     match tokio::runtime::Builder::new_current_thread()

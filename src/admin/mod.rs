@@ -2,16 +2,16 @@
 //! API keys and publish records, on DynamoDB (real or emulated) or on a
 //! local server's seed file. Secrets are generated here and shown once.
 
-mod dynamo;
-mod seed_file;
+mod dynamodb_store;
+mod seed_file_store;
 
 use std::future::Future;
 
 use crate::domain::{Login, PublishKey, PublishRecord};
 use crate::ports::BackendError;
 
-pub use dynamo::{create_queue, create_tables, DynamoAdmin, ResealReport};
-pub use seed_file::SeedFileAdmin;
+pub use dynamodb_store::{create_queue, create_tables, DynamoAdmin, ResealReport};
+pub use seed_file_store::SeedFileAdmin;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {

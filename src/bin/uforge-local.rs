@@ -53,7 +53,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    publish_cancel::memory::return_large_blocks_to_the_os();
+    publish_cancel::allocator::return_large_blocks_to_the_os();
     tracing_init();
     let args = Args::parse();
     let runtime = match tokio::runtime::Runtime::new() {
