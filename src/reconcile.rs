@@ -54,7 +54,7 @@ pub async fn reconcile(
         match cleared {
             Ok(()) => report.resent += 1,
             Err(e) => {
-                tracing::warn!(publish = %record.key.uri(), error = %crate::ErrorChain(&e), "stop still pending");
+                tracing::warn!(publish = %record.key, error = %crate::ErrorChain(&e), "stop still pending");
                 report.failed += 1;
             }
         }

@@ -4,6 +4,7 @@
 
 use http::StatusCode;
 
+use super::route::Route;
 use crate::cancel::CancelError;
 
 /// Everything the endpoint can answer besides success.
@@ -15,8 +16,10 @@ pub enum ApiError {
     Malformed(&'static str),
     #[error("no such resource")]
     NoRoute,
+    /// The path is a resource of the route table, the method is not one
+    /// of those it answers.
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static Route),
     #[error("no acceptable representation")]
     NotAcceptable,
     #[error(transparent)]
@@ -31,7 +34,7 @@ impl ApiError {
         match self {
             ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
             ApiError::NoRoute => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             ApiError::Cancel(e) => match e {
                 CancelError::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -50,7 +53,7 @@ impl ApiError {
         match self {
             ApiError::Malformed(_) => "bad_request",
             ApiError::NoRoute => "no_route",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::NotAcceptable => "not_acceptable",
             ApiError::Cancel(e) => match e {
                 CancelError::Unauthenticated => "unauthenticated",
@@ -76,9 +79,9 @@ impl ApiError {
                 "The requested resource does not exist".into(),
                 vec![],
             ),
-            ApiError::MethodNotAllowed => (
+            ApiError::MethodNotAllowed(route) => (
                 "error.methodNotAllowed",
-                "Method not allowed on this resource; use DELETE".into(),
+                format!("Method not allowed on this resource; use {}", route.allow()),
                 vec![],
             ),
             ApiError::NotAcceptable => (

@@ -159,18 +159,30 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
         }
     }
 
-    /// Everything up to the use case (route, method, `Accept`), then the use
-    /// case within the request's time budget.
+    /// Everything every route shares (the route table, the method,
+    /// `Accept`), then the route's endpoint.
     async fn route_and_run(
         &self,
         req: &ApiRequest<'_>,
         format: Option<Format>,
     ) -> Result<(Result<Cancelled, CancelError>, AuthTrace), ApiError> {
         let matched = route::route(&self.base, req.path).ok_or(ApiError::NoRoute)?;
-        if req.method != Method::DELETE {
-            return Err(ApiError::MethodNotAllowed);
+        if !matched.route.methods.contains(req.method) {
+            return Err(ApiError::MethodNotAllowed(matched.route));
         }
         format.ok_or(ApiError::NotAcceptable)?;
+        Ok(match matched.route.endpoint {
+            route::Endpoint::CancelPublish => self.cancel_publish(req, matched).await,
+        })
+    }
+
+    /// `machineImagePublish_cancel`, the caller's credentials read from the
+    /// request, within the request's time budget.
+    async fn cancel_publish(
+        &self,
+        req: &ApiRequest<'_>,
+        matched: route::Matched<'_>,
+    ) -> (Result<Cancelled, CancelError>, AuthTrace) {
         let credentials = Credentials::from_request(
             req.headers
                 .get_all(AUTHORIZATION)
@@ -188,13 +200,13 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
             },
         };
         match tokio::time::timeout(self.budget, self.cancel.run_traced(request)).await {
-            Ok(done) => Ok(done),
-            Err(_) => Ok((
+            Ok(done) => done,
+            Err(_) => (
                 Err(CancelError::Backend(BackendError::msg(
                     "request time budget exceeded",
                 ))),
                 AuthTrace::default(),
-            )),
+            ),
         }
     }
 }
@@ -248,7 +260,11 @@ fn error_response(e: &ApiError, format: Format, method: &str, path: &str) -> Res
         StatusCode::UNAUTHORIZED => {
             builder = builder.header(WWW_AUTHENTICATE, "Basic realm=\"UForge\"")
         }
-        StatusCode::METHOD_NOT_ALLOWED => builder = builder.header(ALLOW, "DELETE"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            if let ApiError::MethodNotAllowed(route) = e {
+                builder = builder.header(ALLOW, route.allow());
+            }
+        }
         StatusCode::SERVICE_UNAVAILABLE => {
             builder = builder.header("retry-after", RETRY_AFTER_SECS)
         }

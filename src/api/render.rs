@@ -51,7 +51,7 @@ fn status_fields(rec: &PublishRecord) -> Vec<(&'static str, Value<'_>)> {
     if let Some(m) = &rec.message {
         f.push(("message", Str(m)));
     }
-    let uri = rec.key.uri();
+    let uri = super::route::publish_uri(&rec.key);
     f.push(("parentUri", Owned(uri.clone())));
     if let Some(p) = rec.percentage {
         f.push(("percentage", Long(p.into())));

@@ -1,5 +1,9 @@
-//! The one route: `{base}/users/{uid}/appliances/{aid}/images/{itid}/pimages/{pitid}/cancel`.
+//! The route table: the one place that says which paths exist and which
+//! methods each answers. Today one resource, UForge's
+//! `{base}/users/{uid}/appliances/{aid}/images/{itid}/pimages/{pitid}/cancel`;
+//! a second is one more entry in `ROUTES` and an arm in `Api::dispatch`.
 
+use http::Method;
 use percent_encoding::percent_decode_str;
 
 use crate::domain::{ApplianceId, ImageId, Login, PublishId, PublishKey};
@@ -7,14 +11,143 @@ use crate::domain::{ApplianceId, ImageId, Login, PublishId, PublishKey};
 /// Paths longer than this are not ours (the longest valid one is ~190 bytes).
 pub const MAX_PATH_LEN: usize = 512;
 
-/// A path that names a publish's cancel resource.
+/// What a route leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// UForge's `machineImagePublish_cancel`.
+    CancelPublish,
+}
+
+/// One segment of a route's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    Literal(&'static str),
+    /// `{uid}`: a login, percent-decoded.
+    Uid,
+    /// `{aid}`, `{itid}`, `{pitid}`: `xs:long`s, taken as they are.
+    Aid,
+    Itid,
+    Pitid,
+}
+
+/// A resource: its path below the base, the methods it answers (anything
+/// else is a 405 naming them in `Allow`), and its name in logs and metrics.
+#[derive(Debug)]
+pub struct Route {
+    pub endpoint: Endpoint,
+    pub name: &'static str,
+    pub path: &'static [Segment],
+    pub methods: &'static [Method],
+}
+
+use Segment::{Aid, Itid, Literal, Pitid, Uid};
+
+/// Every route of the service.
+pub const ROUTES: &[Route] = &[Route {
+    endpoint: Endpoint::CancelPublish,
+    name: "cancel",
+    path: &[
+        Literal("users"),
+        Uid,
+        Literal("appliances"),
+        Aid,
+        Literal("images"),
+        Itid,
+        Literal("pimages"),
+        Pitid,
+        Literal("cancel"),
+    ],
+    methods: &[Method::DELETE],
+}];
+
+impl Route {
+    /// `Allow`'s value: the methods, comma-separated.
+    pub fn allow(&self) -> String {
+        let names: Vec<&str> = self.methods.iter().map(Method::as_str).collect();
+        names.join(", ")
+    }
+
+    fn capture(&self, relative: &str) -> Option<PublishKey> {
+        let mut parts = relative.split('/');
+        let (mut uid, mut aid, mut itid, mut pitid) = (None, None, None, None);
+        for segment in self.path {
+            let part = parts.next()?;
+            match segment {
+                Literal(text) if part == *text => {}
+                Literal(_) => return None,
+                Uid => {
+                    let decoded = percent_decode_str(part).decode_utf8().ok()?;
+                    uid = Some(Login::parse(&decoded).ok()?);
+                }
+                Aid => aid = Some(ApplianceId::parse(part).ok()?),
+                Itid => itid = Some(ImageId::parse(part).ok()?),
+                Pitid => pitid = Some(PublishId::parse(part).ok()?),
+            }
+        }
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(PublishKey {
+            uid: uid?,
+            aid: aid?,
+            itid: itid?,
+            pitid: pitid?,
+        })
+    }
+}
+
+/// The cancel route (UForge's `machineImagePublish_cancel`).
+pub fn cancel_route() -> &'static Route {
+    &ROUTES[0]
+}
+
+impl Route {
+    /// This route's path for `key`, relative to the base.
+    pub fn path_for(&self, key: &PublishKey) -> String {
+        let parts: Vec<String> = self
+            .path
+            .iter()
+            .map(|segment| match segment {
+                Literal(text) => (*text).to_owned(),
+                // A login's characters are all valid in a path segment.
+                Uid => key.uid.to_string(),
+                Aid => key.aid.to_string(),
+                Itid => key.itid.to_string(),
+                Pitid => key.pitid.to_string(),
+            })
+            .collect();
+        parts.join("/")
+    }
+}
+
+/// The UForge URI of a publish, relative to the base: the cancel route's
+/// path without its last segment. The `status` object's `parentUri` and
+/// `uri` are made from it.
+pub fn publish_uri(key: &PublishKey) -> String {
+    let path = cancel_route().path_for(key);
+    match path.rsplit_once('/') {
+        Some((parent, _)) => parent.to_owned(),
+        None => path,
+    }
+}
+
+/// A path that names a resource of `ROUTES`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched<'a> {
+    pub route: &'static Route,
     pub key: PublishKey,
     /// The path after the base, without the leading slash, as received:
     /// what API-key signatures are computed over.
     pub relative: &'a str,
 }
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        self.endpoint == other.endpoint
+    }
+}
+
+impl Eq for Route {}
 
 /// Normalises the configured base: `""`, `"/"`, `"api"`, `"/api/"` → `""`
 /// or `"/api"`.
@@ -39,25 +172,12 @@ pub fn route<'a>(base: &str, path: &'a str) -> Option<Matched<'a>> {
         _ => path,
     };
     let relative = rest.strip_prefix('/')?;
-    let mut seg = relative.split('/');
-    let mut take = || seg.next();
-    let parts: [&str; 9] = std::array::from_fn(|_| take().unwrap_or(""));
-    if seg.next().is_some() {
-        return None;
-    }
-    let ["users", uid, "appliances", aid, "images", itid, "pimages", pitid, "cancel"] = parts
-    else {
-        return None;
-    };
-    let uid = percent_decode_str(uid).decode_utf8().ok()?;
-    Some(Matched {
-        key: PublishKey {
-            uid: Login::parse(&uid).ok()?,
-            aid: ApplianceId::parse(aid).ok()?,
-            itid: ImageId::parse(itid).ok()?,
-            pitid: PublishId::parse(pitid).ok()?,
-        },
-        relative,
+    ROUTES.iter().find_map(|route| {
+        route.capture(relative).map(|key| Matched {
+            route,
+            key,
+            relative,
+        })
     })
 }
 
@@ -77,8 +197,22 @@ mod tests {
         ] {
             let m = route(base, &path).unwrap_or_else(|| panic!("{base} {path}"));
             assert_eq!(m.relative, P);
-            assert_eq!(m.key.uri(), "users/alice/appliances/1/images/2/pimages/3");
+            assert_eq!(
+                publish_uri(&m.key),
+                "users/alice/appliances/1/images/2/pimages/3"
+            );
+            assert_eq!(cancel_route().path_for(&m.key), P);
         }
+    }
+
+    #[test]
+    fn the_table_lists_each_route_once_with_its_methods() {
+        let path = format!("/api/{P}");
+        let m = route("/api", &path).unwrap();
+        assert_eq!(m.route.endpoint, Endpoint::CancelPublish);
+        assert_eq!(m.route.methods, [Method::DELETE]);
+        assert_eq!(m.route.allow(), "DELETE");
+        assert_eq!(ROUTES.len(), 1);
     }
 
     #[test]

@@ -343,14 +343,14 @@ async fn execute(store: &impl AdminStore, command: Command) -> Result<(), BoxErr
                 record.message = message;
                 record.error_message = error_message;
                 store.put_publish(&record).await?;
-                println!("publish {} is {state}", record.key.uri());
+                println!("publish {} is {state}", record.key);
             }
             PublishCmd::Show { ids, json } => {
                 let k = key(&ids)?;
                 let record = store
                     .publish(&k)
                     .await?
-                    .ok_or_else(|| AdminError::Invalid(format!("no publish {}", k.uri())))?;
+                    .ok_or_else(|| AdminError::Invalid(format!("no publish {k}")))?;
                 let format = if json { Format::Json } else { Format::Xml };
                 println!(
                     "{}",

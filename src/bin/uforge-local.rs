@@ -127,14 +127,25 @@ where
 }
 
 fn announce(addr: SocketAddr, base: &str, stores: &str, seed: Option<&std::path::Path>) {
-    let base = publish_cancel::api::route::normalise_base(base);
+    use publish_cancel::api::route::{cancel_route, normalise_base};
+    let base = normalise_base(base);
     let seed = seed.map_or_else(
         || "bundled seed/local.json".to_owned(),
         |p| p.display().to_string(),
     );
     println!("uforge-local listening on http://{addr}{base} ({stores}; {seed})");
+    // The bundled seed's running publish.
+    let example = publish_cancel::domain::PublishKey {
+        uid: publish_cancel::domain::Login::parse("alice").unwrap_or_else(|_| unreachable!()),
+        aid: 1.into(),
+        itid: 2.into(),
+        pitid: 3.into(),
+    };
+    let route = cancel_route();
     println!(
-        "try: curl -i -X DELETE -u alice:alice-password -H 'Accept: application/xml' \
-         http://{addr}{base}/users/alice/appliances/1/images/2/pimages/3/cancel"
+        "try: curl -i -X {} -u alice:alice-password -H 'Accept: application/xml' \
+         http://{addr}{base}/{}",
+        route.methods[0],
+        route.path_for(&example)
     );
 }

@@ -117,13 +117,10 @@ pub struct PublishKey {
     pub pitid: PublishId,
 }
 
-impl PublishKey {
-    /// The UForge URI of this publish, relative to the API base.
-    pub fn uri(&self) -> String {
-        format!(
-            "users/{}/appliances/{}/images/{}/pimages/{}",
-            self.uid, self.aid, self.itid, self.pitid
-        )
+/// `uid/aid/itid/pitid`: for logs, and as the stop queue's FIFO group.
+impl std::fmt::Display for PublishKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}/{}", self.uid, self.aid, self.itid, self.pitid)
     }
 }
 
@@ -198,6 +195,6 @@ mod tests {
             itid: 2.into(),
             pitid: 3.into(),
         };
-        assert_eq!(key.uri(), "users/alice/appliances/1/images/2/pimages/3");
+        assert_eq!(key.to_string(), "alice/1/2/3");
     }
 }

@@ -1,0 +1,69 @@
+//! Rules about where things are said, checked on the source text: each
+//! rule of the service is stated in one place, so changing it is one edit.
+
+use std::path::{Path, PathBuf};
+
+/// Every `.rs` file under `src/`, with its non-test code (up to the first
+/// `#[cfg(test)]`), comments removed.
+fn sources() -> Vec<(PathBuf, String)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    walk(&root.join("src"), &mut files);
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let code: Vec<&str> = code
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect();
+            (
+                path.strip_prefix(root).unwrap().to_path_buf(),
+                code.join("\n"),
+            )
+        })
+        .collect()
+}
+
+/// The files whose code (not tests, not comments) contains any of `needles`.
+fn saying(needles: &[&str]) -> Vec<String> {
+    sources()
+        .into_iter()
+        .filter(|(_, code)| needles.iter().any(|n| code.contains(n)))
+        .map(|(path, _)| path.display().to_string())
+        .collect()
+}
+
+/// Which states a cancel may leave is said by the life cycle
+/// (`PublishState::can_become`) and nowhere else: the adapters derive it.
+#[test]
+fn the_cancellable_states_are_listed_in_one_place() {
+    assert_eq!(
+        saying(&["PublishState::Queued", "Queued |", "Queued,", ":queued"]),
+        ["src/domain/publish.rs"]
+    );
+}
+
+/// Which paths exist and which methods they answer is the route table's:
+/// the 405's `Allow` and message, the status object's URIs and the local
+/// server's example take it from there.
+#[test]
+fn the_routes_are_listed_in_one_place() {
+    assert_eq!(saying(&["\"pimages\"", "pimages/"]), ["src/api/route.rs"]);
+    assert_eq!(
+        saying(&["Method::DELETE", "\"DELETE\"", "use DELETE"]),
+        ["src/api/route.rs"]
+    );
+}
