@@ -10,9 +10,10 @@
 use std::sync::{Arc, OnceLock};
 
 use aws_config::SdkConfig;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
+use aws_sdk_secretsmanager::error::SdkError;
 use aws_sdk_secretsmanager::Client;
 
+use super::sdk_error;
 use crate::auth::keks::{KekCache, KekFuture, KekSource};
 use crate::auth::sealed::{decode_kek, KeyId};
 use crate::auth::Sealer;
@@ -65,12 +66,7 @@ impl SecretsManagerKeks {
             {
                 return Ok(None)
             }
-            Err(e) => {
-                return Err(BackendError::new(
-                    "reading the API-key KEK from Secrets Manager",
-                    DisplayErrorContext(e).to_string(),
-                ))
-            }
+            Err(e) => return Err(sdk_error("reading the API-key KEK from Secrets Manager", e)),
         };
         let text = value.secret_string().ok_or(BackendError::msg(
             "the API-key KEK secret has no SecretString",

@@ -1,9 +1,9 @@
 //! The SQS stop queue.
 
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use aws_sdk_sqs::Client;
 
+use super::sdk_error;
 use crate::ports::{BackendError, StopMessage, StopQueue};
 
 /// Message attribute names, so workers can filter without parsing bodies.
@@ -56,12 +56,9 @@ impl StopQueue for SqsStopQueue {
                 .message_group_id(stop.group_id())
                 .message_deduplication_id(&stop.request_id);
         }
-        send.send().await.map_err(|e| {
-            BackendError::new(
-                "sending the stop message",
-                DisplayErrorContext(e).to_string(),
-            )
-        })?;
+        send.send()
+            .await
+            .map_err(|e| sdk_error("sending the stop message", e))?;
         Ok(())
     }
 }

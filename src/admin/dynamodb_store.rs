@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, ScalarAttributeType,
@@ -16,9 +16,9 @@ use crate::adapters::dynamodb::{
     attr, publish_item_key, record_from_item, record_to_item, user_from_item, user_to_item,
     PENDING_STOPS_INDEX,
 };
+use crate::adapters::sdk_error;
 use crate::auth::KekSource;
 use crate::domain::{Login, PublishKey, PublishRecord, User};
-use crate::ports::BackendError;
 
 pub struct DynamoAdmin {
     client: Client,
@@ -167,10 +167,7 @@ impl DynamoAdmin {
 }
 
 fn backend(context: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> AdminError {
-    AdminError::Backend(BackendError::new(
-        context,
-        DisplayErrorContext(e).to_string(),
-    ))
+    AdminError::Backend(sdk_error(context, e))
 }
 
 /// What `reseal_api_keys` did.
@@ -437,12 +434,10 @@ pub async fn create_queue(
     if queue_name.ends_with(".fifo") {
         queue = queue.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
     }
-    let out = queue.send().await.map_err(|e| {
-        AdminError::Backend(BackendError::new(
-            "creating the stop queue",
-            aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
-        ))
-    })?;
+    let out = queue
+        .send()
+        .await
+        .map_err(|e| backend("creating the stop queue", e))?;
     out.queue_url
         .ok_or_else(|| AdminError::Invalid("CreateQueue returned no URL".into()))
 }

@@ -10,6 +10,7 @@ pub mod moto;
 pub mod runtime_api;
 pub mod sample_events;
 pub mod template;
+pub mod worker;
 pub mod xml;
 
 use std::collections::HashMap;

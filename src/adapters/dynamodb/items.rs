@@ -1,0 +1,293 @@
+//! Items of the users and publishes tables <-> the domain's users and
+//! publish records: the one place that knows attribute names and types
+//! (schemas in the README; the tables themselves in template.yaml).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::domain::{
+    ApiKey, CancelStamp, Login, PublishKey, PublishRecord, PublishState, Timestamp, User,
+};
+use crate::ports::BackendError;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Attribute names, shared by the adapters, the tests and the README.
+pub mod attr {
+    // users table
+    pub const LOGIN: &str = "login";
+    pub const PASSWORD_HASH: &str = "passwordHash";
+    pub const ACTIVE: &str = "active";
+    pub const ENTITLEMENTS: &str = "entitlements";
+    pub const API_KEYS: &str = "apiKeys";
+    // publishes table
+    pub const UID: &str = "uid";
+    pub const PUBLISH_KEY: &str = "publishKey";
+    pub const AID: &str = "aid";
+    pub const ITID: &str = "itid";
+    pub const PITID: &str = "pitid";
+    pub const STATE: &str = "state";
+    pub const CREATED: &str = "createdAt";
+    pub const LAST_MODIFIED: &str = "lastModified";
+    pub const PERCENTAGE: &str = "percentage";
+    pub const BYTES_LOADED: &str = "bytesLoaded";
+    pub const BYTES_TOTAL: &str = "bytesTotal";
+    pub const MESSAGE: &str = "message";
+    pub const ERROR_MESSAGE: &str = "errorMessage";
+    pub const CANCEL_REQUEST_ID: &str = "cancelRequestId";
+    pub const CANCELLED_AT: &str = "cancelledAt";
+    /// Present (value `PENDING`) while a cancel's stop is unconfirmed.
+    pub const STOP_PENDING: &str = "stopPending";
+    pub const PENDING: &str = "pending";
+}
+
+/// The sparse GSI of the publishes table: only records with `stopPending`
+/// appear, keyed by (`stopPending`, `cancelledAt`).
+pub const PENDING_STOPS_INDEX: &str = "pendingStops";
+
+/// The sort key of a publish under its user: `{aid}/{itid}/{pitid}`.
+pub fn publish_sort_key(key: &PublishKey) -> String {
+    format!("{}/{}/{}", key.aid, key.itid, key.pitid)
+}
+
+/// The primary key of a publish item: (`uid`, `publishKey`).
+pub fn publish_item_key(key: &PublishKey) -> Item {
+    HashMap::from([
+        (attr::UID.to_owned(), AttributeValue::S(key.uid.to_string())),
+        (
+            attr::PUBLISH_KEY.to_owned(),
+            AttributeValue::S(publish_sort_key(key)),
+        ),
+    ])
+}
+
+/// Reads a user item. `login` comes from the key we asked for.
+pub fn user_from_item(login: &Login, item: &Item) -> Result<User, BackendError> {
+    let api_keys = match item.get(attr::API_KEYS) {
+        Some(AttributeValue::M(m)) => m
+            .iter()
+            .filter_map(|(public, sealed)| {
+                sealed.as_s().ok().map(|s| ApiKey {
+                    public_key: public.clone(),
+                    sealed_secret: s.clone(),
+                })
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(User {
+        login: login.clone(),
+        password_hash: item
+            .get(attr::PASSWORD_HASH)
+            .and_then(|v| v.as_s().ok())
+            .cloned(),
+        // Fail closed: an item without the flag is not an active user.
+        active: matches!(item.get(attr::ACTIVE), Some(AttributeValue::Bool(true))),
+        entitlements: match item.get(attr::ENTITLEMENTS) {
+            Some(AttributeValue::Ss(v)) => v.clone(),
+            Some(AttributeValue::L(v)) => v.iter().filter_map(|e| e.as_s().ok().cloned()).collect(),
+            _ => Vec::new(),
+        },
+        api_keys,
+    })
+}
+
+/// The item for a user, as the operator tooling and tests write it.
+pub fn user_to_item(user: &User) -> Item {
+    let mut item = Item::new();
+    item.insert(
+        attr::LOGIN.into(),
+        AttributeValue::S(user.login.to_string()),
+    );
+    item.insert(attr::ACTIVE.into(), AttributeValue::Bool(user.active));
+    if let Some(h) = &user.password_hash {
+        item.insert(attr::PASSWORD_HASH.into(), AttributeValue::S(h.clone()));
+    }
+    if !user.entitlements.is_empty() {
+        item.insert(
+            attr::ENTITLEMENTS.into(),
+            AttributeValue::Ss(user.entitlements.clone()),
+        );
+    }
+    if !user.api_keys.is_empty() {
+        let keys = user
+            .api_keys
+            .iter()
+            .map(|k| {
+                (
+                    k.public_key.clone(),
+                    AttributeValue::S(k.sealed_secret.clone()),
+                )
+            })
+            .collect();
+        item.insert(attr::API_KEYS.into(), AttributeValue::M(keys));
+    }
+    item
+}
+
+/// The key of a publish item, from its own attributes.
+pub fn key_from_item(item: &Item) -> Result<PublishKey, BackendError> {
+    let uid = get_s(item, attr::UID)
+        .and_then(|u| Login::parse(u).ok())
+        .ok_or_else(|| BackendError::msg("publish item has no valid uid"))?;
+    let id = |name| {
+        get_n::<i64>(item, name).ok_or_else(|| BackendError::msg("publish item lacks an id"))
+    };
+    Ok(PublishKey {
+        uid,
+        aid: id(attr::AID)?.into(),
+        itid: id(attr::ITID)?.into(),
+        pitid: id(attr::PITID)?.into(),
+    })
+}
+
+pub(super) fn state_value(s: PublishState) -> AttributeValue {
+    AttributeValue::S(s.as_str().to_owned())
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a String> {
+    item.get(name).and_then(|v| v.as_s().ok())
+}
+
+fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+}
+
+/// Reads a publish item stored under `key`.
+pub fn record_from_item(key: &PublishKey, item: &Item) -> Result<PublishRecord, BackendError> {
+    let state: PublishState = get_s(item, attr::STATE)
+        .ok_or_else(|| BackendError::msg("publish item has no state"))?
+        .parse()
+        .map_err(|e| BackendError::new("publish item has an unknown state", e))?;
+    let cancel = match (
+        get_s(item, attr::CANCEL_REQUEST_ID),
+        get_n(item, attr::CANCELLED_AT),
+    ) {
+        (Some(id), Some(at)) => Some(CancelStamp {
+            request_id: id.clone(),
+            at: Timestamp(at),
+        }),
+        _ => None,
+    };
+    Ok(PublishRecord {
+        key: key.clone(),
+        state,
+        created: get_n(item, attr::CREATED).map(Timestamp),
+        last_modified: get_n(item, attr::LAST_MODIFIED).map(Timestamp),
+        percentage: get_n(item, attr::PERCENTAGE),
+        bytes_loaded: get_n(item, attr::BYTES_LOADED),
+        bytes_total: get_n(item, attr::BYTES_TOTAL),
+        message: get_s(item, attr::MESSAGE).cloned(),
+        error_message: get_s(item, attr::ERROR_MESSAGE).cloned(),
+        cancel,
+        stop_pending: item.contains_key(attr::STOP_PENDING),
+    })
+}
+
+/// The item for a publish, as workers, the operator tooling and tests write it.
+pub fn record_to_item(r: &PublishRecord) -> Item {
+    let mut item = Item::new();
+    let mut s = |k: &str, v: String| {
+        item.insert(k.to_owned(), AttributeValue::S(v));
+    };
+    s(attr::UID, r.key.uid.to_string());
+    s(attr::PUBLISH_KEY, publish_sort_key(&r.key));
+    s(attr::STATE, r.state.as_str().to_owned());
+    if let Some(m) = &r.message {
+        s(attr::MESSAGE, m.clone());
+    }
+    if let Some(m) = &r.error_message {
+        s(attr::ERROR_MESSAGE, m.clone());
+    }
+    if let Some(c) = &r.cancel {
+        s(attr::CANCEL_REQUEST_ID, c.request_id.clone());
+    }
+    if r.stop_pending {
+        s(attr::STOP_PENDING, attr::PENDING.to_owned());
+    }
+    let mut n = |k: &str, v: Option<i64>| {
+        if let Some(v) = v {
+            item.insert(k.to_owned(), AttributeValue::N(v.to_string()));
+        }
+    };
+    n(attr::AID, Some(r.key.aid.get()));
+    n(attr::ITID, Some(r.key.itid.get()));
+    n(attr::PITID, Some(r.key.pitid.get()));
+    n(attr::CREATED, r.created.map(|t| t.0));
+    n(attr::LAST_MODIFIED, r.last_modified.map(|t| t.0));
+    n(attr::PERCENTAGE, r.percentage.map(i64::from));
+    n(attr::BYTES_LOADED, r.bytes_loaded);
+    n(attr::BYTES_TOTAL, r.bytes_total);
+    n(attr::CANCELLED_AT, r.cancel.as_ref().map(|c| c.at.0));
+    item
+}
+
+#[cfg(test)]
+mod tests {
+
+    use super::*;
+
+    #[test]
+    fn publish_items_round_trip() {
+        let key = PublishKey {
+            uid: Login::parse("alice").unwrap(),
+            aid: 1.into(),
+            itid: (-2).into(),
+            pitid: i64::MAX.into(),
+        };
+        let mut r = PublishRecord::new(key.clone(), PublishState::Publishing);
+        r.created = Some(Timestamp(5));
+        r.percentage = Some(40);
+        r.bytes_total = Some(1 << 40);
+        r.message = Some("Publishing".into());
+        let r = r
+            .cancelled(&CancelStamp {
+                request_id: "req-1".into(),
+                at: Timestamp(9),
+            })
+            .unwrap();
+        let item = record_to_item(&r);
+        assert_eq!(
+            item[attr::PUBLISH_KEY].as_s().unwrap(),
+            "1/-2/9223372036854775807"
+        );
+        assert_eq!(record_from_item(&key, &item).unwrap(), r);
+    }
+
+    #[test]
+    fn corrupt_publish_items_are_errors() {
+        let key = PublishKey {
+            uid: Login::parse("alice").unwrap(),
+            aid: 1.into(),
+            itid: 2.into(),
+            pitid: 3.into(),
+        };
+        let mut item = record_to_item(&PublishRecord::new(key.clone(), PublishState::Queued));
+        item.insert(attr::STATE.into(), AttributeValue::S("paused".into()));
+        assert!(record_from_item(&key, &item).is_err());
+        item.remove(attr::STATE);
+        assert!(record_from_item(&key, &item).is_err());
+    }
+
+    #[test]
+    fn user_items_round_trip_and_fail_closed() {
+        let login = Login::parse("bob").unwrap();
+        let user = User {
+            login: login.clone(),
+            password_hash: Some("$argon2id$x".into()),
+            active: true,
+            entitlements: vec!["image_publish".into()],
+            api_keys: vec![ApiKey {
+                public_key: "PUB".into(),
+                sealed_secret: "v1:xyz".into(),
+            }],
+        };
+        assert_eq!(user_from_item(&login, &user_to_item(&user)).unwrap(), user);
+        let mut item = user_to_item(&user);
+        item.remove(attr::ACTIVE);
+        assert!(!user_from_item(&login, &item).unwrap().active);
+    }
+}

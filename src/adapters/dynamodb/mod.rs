@@ -1,0 +1,13 @@
+//! DynamoDB adapters for the users and publishes tables: `items` maps
+//! items to domain values, `users` and `publishes` implement the ports.
+
+pub mod items;
+mod publishes;
+mod users;
+
+pub use items::{
+    attr, key_from_item, publish_item_key, publish_sort_key, record_from_item, record_to_item,
+    user_from_item, user_to_item, PENDING_STOPS_INDEX,
+};
+pub use publishes::DynamoPublishes;
+pub use users::DynamoUsers;

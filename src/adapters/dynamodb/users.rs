@@ -1,0 +1,42 @@
+//! The users table, read by the authenticator.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+
+use super::items::{attr, user_from_item};
+use crate::adapters::sdk_error;
+use crate::domain::{Login, User};
+use crate::ports::{BackendError, Users};
+
+#[derive(Debug, Clone)]
+pub struct DynamoUsers {
+    client: Client,
+    table: String,
+}
+
+impl DynamoUsers {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoUsers {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+impl Users for DynamoUsers {
+    async fn get(&self, login: &Login) -> Result<Option<User>, BackendError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::LOGIN, AttributeValue::S(login.to_string()))
+            // A disabled user or a revoked key must stop working at once.
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("reading the users table", e))?;
+        out.item
+            .map(|item| user_from_item(login, &item))
+            .transpose()
+    }
+}
