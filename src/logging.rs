@@ -10,9 +10,13 @@ use tracing_subscriber::filter::LevelFilter;
 /// Installs the global subscriber: to stdout, no timestamps (CloudWatch
 /// stamps each line), no ANSI colours, JSON when Lambda asks for it.
 pub fn init() {
-    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|_| std::env::var("RUST_LOG"))
+    let env = crate::config::Env::process();
+    let json = env
+        .get("AWS_LAMBDA_LOG_FORMAT")
+        .is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let level = env
+        .get("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|| env.get("RUST_LOG"))
         .map(|v| level_of(&v))
         .unwrap_or(LevelFilter::INFO);
     let builder = tracing_subscriber::fmt()

@@ -1,17 +1,18 @@
-//! The Lambda function: wiring only. Configuration comes from the
-//! environment; the SDK clients are built once, at init. A start that
-//! cannot succeed is reported to the Runtime API (`startup::init_failed`).
+//! The Lambda function: wiring only. Settings come from the environment
+//! (`config::FunctionSettings`), the service from the composition root
+//! (`startup`); the SDK clients are built once, at init. A start that
+//! cannot succeed is reported to the Runtime API (`startup::run`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use publish_cancel::api::Api;
-use publish_cancel::config::{self, AwsSettings};
+use publish_cancel::config::{sdk, Env, FunctionBackend, FunctionSettings};
 use publish_cancel::frontdoor;
 use publish_cancel::metrics::Metrics;
 use publish_cancel::ports::{Publishes, StopQueue, Users};
-use publish_cancel::startup::{self, Backend, BoxError};
+use publish_cancel::startup::{self, BoxError, Options};
 use serde_json::Value;
 
 fn main() -> ExitCode {
@@ -33,31 +34,33 @@ async fn run() -> ExitCode {
     startup::run(start()).await
 }
 
-type Serving =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), lambda_runtime::Error>>>>;
+type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BoxError>>>>;
 
 /// Builds the service on the configured backend; the future serves it.
 async fn start() -> Result<Serving, BoxError> {
-    startup::check_lambda_environment()?;
-    let metrics = Metrics::from_env();
-    Ok(match Backend::from_env()? {
-        Backend::Aws => {
-            let settings = AwsSettings::from_env()?;
-            let sdk = config::lambda_sdk_config(config::TlsRoots::from_env()?)?;
-            Box::pin(serve(config::aws_api(&sdk, settings).with_metrics(metrics)))
+    let env = Env::process();
+    startup::check_lambda_environment(&env)?;
+    let settings = FunctionSettings::from_env(&env)?;
+    let options = Options {
+        metrics: Metrics::from_env(),
+        ..Options::new(&settings.base_path)
+    };
+    Ok(match settings.backend {
+        FunctionBackend::Aws(aws, roots) => {
+            let sdk = sdk::lambda_sdk_config(roots, &env)?;
+            Box::pin(serve(startup::aws_api(&sdk, aws, options)))
         }
-        Backend::Memory { seed } => {
-            let seed = startup::seed_text(seed.as_deref())?;
-            let api = startup::memory_api(&seed, &config::base_path_from_env())?;
+        FunctionBackend::Memory { seed } => {
+            let api = startup::memory_api(&startup::seed_text(seed.as_deref())?, options)?;
             tracing::warn!(
                 "serving from in-memory stores (UFORGE_BACKEND=memory): local invocation only"
             );
-            Box::pin(serve(api.with_metrics(metrics)))
+            Box::pin(serve(api))
         }
     })
 }
 
-async fn serve<U, P, Q>(api: Api<U, P, Q>) -> Result<(), lambda_runtime::Error>
+async fn serve<U, P, Q>(api: Api<U, P, Q>) -> Result<(), BoxError>
 where
     U: Users + 'static,
     P: Publishes + 'static,

@@ -39,9 +39,8 @@ impl Metrics {
     /// Metrics for the function named by Lambda's `AWS_LAMBDA_FUNCTION_NAME`;
     /// `None` outside Lambda (the local server and tests log no metrics).
     pub fn from_env() -> Option<Metrics> {
-        std::env::var("AWS_LAMBDA_FUNCTION_NAME")
-            .ok()
-            .filter(|f| !f.is_empty())
+        crate::config::Env::process()
+            .get("AWS_LAMBDA_FUNCTION_NAME")
             .map(|function| Metrics { function })
     }
 

@@ -1,75 +1,118 @@
-//! How the Lambda binaries start: which stores they run on, what Lambda
-//! must have given them, and how a start that cannot succeed is reported.
-//!
-//! - **Backends.** In AWS a function runs on DynamoDB and SQS, configured
-//!   by the stack. For a local invocation (`cargo lambda watch`, `sam
-//!   local`) it can run on the in-memory stores seeded from the bundled seed
-//!   instead, when asked explicitly: `UFORGE_BACKEND=memory` (optionally
-//!   `UFORGE_SEED=path`). Never by accident: it is not a default, and the
-//!   real Lambda service (`AWS_EXECUTION_ENV=AWS_Lambda_...`) refuses it.
-//! - **Init errors.** A missing or invalid setting is posted to the Runtime
-//!   API's `/runtime/init/error` (type and a message naming the variable and
-//!   the fix), then the process exits: Lambda shows the message in the
-//!   invoke response and the logs; a local emulator does not hang.
+//! The composition root: how every binary, and every test, builds the
+//! service. `service` puts a use case and its HTTP layer together on any
+//! stores; `aws_api` and `memory_api` are that on DynamoDB/SQS and on the
+//! in-memory stores. Then how a Lambda binary starts: what Lambda must have
+//! given it, and how a start that cannot succeed is reported (a missing or
+//! invalid setting is posted to the Runtime API's `/runtime/init/error`,
+//! naming the variable and the fix, and the process exits: Lambda shows the
+//! message in the invoke response and the logs; a local emulator does not
+//! hang).
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
+use aws_config::SdkConfig;
+
+use crate::adapters::dynamodb::{DynamoPublishes, DynamoUsers};
 use crate::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
-use crate::api::Api;
-use crate::auth::{Authenticator, FixedKeks, Sealer};
+use crate::adapters::sqs::SqsStopQueue;
+use crate::api::{Api, REQUEST_BUDGET};
+use crate::auth::{Authenticator, FixedKeks, KekSource, Sealer};
 use crate::cancel::CancelPublish;
-use crate::config::{self, ConfigError};
+use crate::config::{AwsSettings, ConfigError, Env};
+use crate::metrics::Metrics;
+use crate::ports::{Publishes, StopQueue, Users};
 use crate::seed::{self, Seed};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// The service on DynamoDB and SQS.
+pub type AwsApi = Api<DynamoUsers, DynamoPublishes, SqsStopQueue>;
 /// The service on in-memory stores.
 pub type MemoryApi = Api<MemoryUsers, MemoryPublishes, MemoryQueue>;
 
-pub const ENV_BACKEND: &str = "UFORGE_BACKEND";
-pub const ENV_SEED: &str = "UFORGE_SEED";
-
-/// The stores a Lambda binary runs on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backend {
-    /// DynamoDB and SQS (the default).
-    Aws,
-    /// In-memory stores from a seed file (`None`: the bundled one).
-    Memory { seed: Option<PathBuf> },
+/// How the service behaves, whatever its stores.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The API base path, e.g. `/api`.
+    pub base_path: String,
+    /// Keep recently verified passwords (production: yes).
+    pub credential_cache: bool,
+    /// Every request answers within this.
+    pub budget: Duration,
+    /// One EMF line per request (Lambda only).
+    pub metrics: Option<Metrics>,
 }
 
-impl Backend {
-    pub fn from_env() -> Result<Backend, ConfigError> {
-        Backend::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    fn from_lookup(var: impl Fn(&'static str) -> Option<String>) -> Result<Backend, ConfigError> {
-        let set = |name| var(name).filter(|v| !v.trim().is_empty());
-        match set(ENV_BACKEND).as_deref().map(str::trim) {
-            None | Some("aws") => Ok(Backend::Aws),
-            Some("memory") => {
-                if set("AWS_EXECUTION_ENV").is_some_and(|e| e.starts_with("AWS_Lambda_")) {
-                    return Err(ConfigError::Invalid(
-                        ENV_BACKEND,
-                        "memory is for local invocation only; in Lambda, remove it and give the \
-                         function its tables and queue (the SAM template does)"
-                            .into(),
-                    ));
-                }
-                Ok(Backend::Memory {
-                    seed: set(ENV_SEED).map(PathBuf::from),
-                })
-            }
-            Some(other) => Err(ConfigError::Invalid(
-                ENV_BACKEND,
-                format!("{other:?} (use aws, the default, or memory for local invocation)"),
-            )),
+impl Options {
+    /// Production behaviour under `base_path`.
+    pub fn new(base_path: &str) -> Options {
+        Options {
+            base_path: base_path.to_owned(),
+            credential_cache: true,
+            budget: REQUEST_BUDGET,
+            metrics: None,
         }
     }
+}
+
+/// The service on any stores: the one place the use case, its
+/// authenticator and the HTTP layer are put together.
+pub fn service<U: Users, P: Publishes, Q: StopQueue>(
+    users: U,
+    publishes: P,
+    queue: Q,
+    keks: Option<Arc<dyn KekSource>>,
+    options: Options,
+) -> Api<U, P, Q> {
+    let auth = if options.credential_cache {
+        Authenticator::with_cache(keks)
+    } else {
+        Authenticator::new(keks)
+    };
+    Api::new(
+        CancelPublish {
+            users,
+            publishes,
+            queue,
+            auth,
+        },
+        &options.base_path,
+    )
+    .with_budget(options.budget)
+    .with_metrics(options.metrics)
+}
+
+/// The service on DynamoDB and SQS, clients built from `sdk`.
+pub fn aws_api(sdk: &SdkConfig, settings: AwsSettings, options: Options) -> AwsApi {
+    let keks = settings.keks.source(sdk);
+    aws_api_from_clients(
+        aws_sdk_dynamodb::Client::new(sdk),
+        aws_sdk_sqs::Client::new(sdk),
+        keks,
+        settings,
+        options,
+    )
+}
+
+/// The same with clients built elsewhere (e.g. each on its own endpoint).
+pub fn aws_api_from_clients(
+    dynamo: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    keks: Option<Arc<dyn KekSource>>,
+    settings: AwsSettings,
+    options: Options,
+) -> AwsApi {
+    service(
+        DynamoUsers::new(dynamo.clone(), settings.users_table),
+        DynamoPublishes::new(dynamo, settings.publishes_table),
+        SqsStopQueue::new(sqs, settings.stop_queue_url),
+        keks,
+        options,
+    )
 }
 
 /// The seed file's text: `path`, or the bundled `seed/local.json`.
@@ -81,24 +124,22 @@ pub fn seed_text(path: Option<&std::path::Path>) -> Result<String, BoxError> {
     }
 }
 
-/// The service on in-memory stores holding `seed`, with the verified-
-/// credential cache. API secrets are sealed under `UFORGE_API_KEY_KEK` when
-/// set, else under a random per-process KEK: either way the stores hold no
-/// secret in clear. (Seeded passwords are hashed here: about 40 ms each.)
-pub fn memory_api(seed: &str, base_path: &str) -> Result<MemoryApi, BoxError> {
-    let sealer = match config::sealer_from_env()? {
+/// The service on in-memory stores holding `seed`. API secrets are sealed
+/// under `UFORGE_API_KEY_KEK` when set, else under a random per-process
+/// KEK: either way the stores hold no secret in clear. (Seeded passwords
+/// are hashed here: about 40 ms each.)
+pub fn memory_api(seed: &str, options: Options) -> Result<MemoryApi, BoxError> {
+    let sealer = match Env::process().inline_kek()? {
         Some(s) => s,
         None => Sealer::random()?,
     };
     let (users, publishes) = Seed::parse(seed)?.into_memory(&sealer)?;
-    Ok(Api::new(
-        CancelPublish {
-            users,
-            publishes,
-            queue: MemoryQueue::default(),
-            auth: Authenticator::with_cache(Some(FixedKeks::shared(sealer))),
-        },
-        base_path,
+    Ok(service(
+        users,
+        publishes,
+        MemoryQueue::default(),
+        Some(FixedKeks::shared(sealer)),
+        options,
     ))
 }
 
@@ -112,15 +153,16 @@ const LAMBDA_VARIABLES: [&str; 4] = [
 ];
 
 /// Checks the variables Lambda (or an emulator of it) always sets.
-pub fn check_lambda_environment() -> Result<(), ConfigError> {
+pub fn check_lambda_environment(env: &Env) -> Result<(), ConfigError> {
     for name in LAMBDA_VARIABLES {
-        match std::env::var(name) {
-            Ok(v) if !v.trim().is_empty() => {}
-            _ => return Err(ConfigError::NotInLambda(name)),
+        if env.get(name).is_none() {
+            return Err(ConfigError::NotInLambda(name));
         }
     }
-    let memory = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").unwrap_or_default();
-    if memory.trim().parse::<i32>().is_err() {
+    let memory = env
+        .get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        .unwrap_or_default();
+    if memory.parse::<i32>().is_err() {
         return Err(ConfigError::Invalid(
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
             format!("{memory:?} (a number of MB)"),
@@ -154,7 +196,7 @@ where
 pub fn init_failed(error: &(dyn std::error::Error + 'static)) -> ExitCode {
     let message = crate::ErrorChain(error).to_string();
     tracing::error!(error = %message, "init failed");
-    if let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") {
+    if let Some(api) = Env::process().get("AWS_LAMBDA_RUNTIME_API") {
         if let Err(e) = post_init_error(&api, "Runtime.ConfigError", &message) {
             tracing::error!(error = %e, runtime_api = %api, "could not report the init error to the Runtime API");
         }
@@ -187,45 +229,4 @@ fn post_init_error(api: &str, error_type: &str, message: &str) -> std::io::Resul
     let mut answer = [0u8; 64];
     let _ = stream.read(&mut answer)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lookup<'a>(
-        vars: &'a [(&'static str, &'static str)],
-    ) -> impl Fn(&'static str) -> Option<String> + 'a {
-        move |name| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.to_string())
-        }
-    }
-
-    #[test]
-    fn the_memory_backend_is_explicit_and_never_in_lambda() {
-        assert_eq!(Backend::from_lookup(lookup(&[])).unwrap(), Backend::Aws);
-        assert_eq!(
-            Backend::from_lookup(lookup(&[(ENV_BACKEND, "aws")])).unwrap(),
-            Backend::Aws
-        );
-        assert_eq!(
-            Backend::from_lookup(lookup(&[(ENV_BACKEND, "memory"), (ENV_SEED, "s.json")])).unwrap(),
-            Backend::Memory {
-                seed: Some("s.json".into())
-            }
-        );
-        // cargo lambda sets a function name too; only the real service sets this.
-        let in_lambda = Backend::from_lookup(lookup(&[
-            (ENV_BACKEND, "memory"),
-            ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023"),
-        ]));
-        assert!(matches!(
-            in_lambda,
-            Err(ConfigError::Invalid(ENV_BACKEND, _))
-        ));
-        let typo = Backend::from_lookup(lookup(&[(ENV_BACKEND, "mem")]));
-        assert!(typo.unwrap_err().to_string().contains("memory"));
-    }
 }

@@ -6,7 +6,6 @@ mod common;
 use std::process::Stdio;
 
 use common::{body_text, cancel_path, Req};
-use publish_cancel::config::{self, AwsSettings};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -220,15 +219,10 @@ async fn dynamodb_administration_drives_the_endpoint() {
     assert!(put.ok, "{}", put.stderr);
 
     let sdk = common::sdk_config().await;
-    let api = config::aws_api(
+    let api = publish_cancel::startup::aws_api(
         &sdk,
-        AwsSettings {
-            base_path: "/api".into(),
-            users_table: users_table.clone(),
-            publishes_table: publishes_table.clone(),
-            stop_queue_url: queue_url,
-            keks: publish_cancel::config::KekSetting::Inline(std::sync::Arc::new(common::sealer())),
-        },
+        common::aws_settings(&users_table, &publishes_table, &queue_url),
+        publish_cancel::startup::Options::new("/api"),
     );
     let call = |req: Req| {
         let api = &api;

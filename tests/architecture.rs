@@ -67,3 +67,12 @@ fn the_routes_are_listed_in_one_place() {
         ["src/api/route.rs"]
     );
 }
+
+/// Configuration is read one way (`config::Env`: trimmed, blank is unset).
+#[test]
+fn the_environment_is_read_in_one_place() {
+    assert_eq!(
+        saying(&["std::env::var", "env::var("]),
+        ["src/config/mod.rs"]
+    );
+}

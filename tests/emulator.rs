@@ -579,7 +579,7 @@ async fn a_warm_credential_cache_never_outlives_a_change_to_the_user() {
 async fn api_keys_keep_working_through_a_kek_rotation() {
     use base64::Engine as _;
     use publish_cancel::admin::DynamoAdmin;
-    use publish_cancel::config::{self, AwsSettings, KekSetting};
+    use publish_cancel::config::{AwsSettings, KekSetting};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
@@ -596,15 +596,13 @@ async fn api_keys_keep_working_through_a_kek_rotation() {
         .send()
         .await
         .unwrap();
-    let api = Arc::new(config::aws_api(
+    let api = Arc::new(publish_cancel::startup::aws_api(
         &sdk,
         AwsSettings {
-            base_path: "/api".into(),
-            users_table: stack.users_table.clone(),
-            publishes_table: stack.publishes_table.clone(),
-            stop_queue_url: stack.queue_url.clone(),
             keks: KekSetting::Secret(name.clone()),
+            ..common::aws_settings(&stack.users_table, &stack.publishes_table, &stack.queue_url)
         },
+        publish_cancel::startup::Options::new("/api"),
     ));
     let signed = || Req::delete(alice(ALICE_CANCELLED)).signed("PUBKEY123", "SECRETKEY456");
     assert_eq!(common::call(&api, &signed()).await.status(), 200);

@@ -9,17 +9,13 @@ use std::sync::OnceLock;
 
 use common::xml::{check_error, check_status};
 use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
-use publish_cancel::api::Api;
-use publish_cancel::auth::Authenticator;
-use publish_cancel::cancel::CancelPublish;
 use publish_cancel::domain::{PublishRecord, User};
 use publish_cancel::frontdoor;
 use publish_cancel::seed::{Seed, BUNDLED};
-
-type MemApi = Api<MemoryUsers, MemoryPublishes, MemoryQueue>;
+use publish_cancel::startup::{self, Options};
 
 /// Fresh stores per event, from users hashed once (Argon2 is deliberately slow).
-fn fresh_api() -> MemApi {
+fn fresh_api() -> startup::MemoryApi {
     static SEEDED: OnceLock<(Vec<User>, Vec<PublishRecord>)> = OnceLock::new();
     let (seed_users, seed_publishes) = SEEDED.get_or_init(|| {
         let seed = Seed::parse(BUNDLED).unwrap();
@@ -35,15 +31,15 @@ fn fresh_api() -> MemApi {
         .iter()
         .cloned()
         .for_each(|p| publishes.put(p));
-    let sealer = common::sealer();
-    Api::new(
-        CancelPublish {
-            users,
-            publishes,
-            queue: MemoryQueue::default(),
-            auth: Authenticator::new(Some(publish_cancel::auth::FixedKeks::shared(sealer))),
+    startup::service(
+        users,
+        publishes,
+        MemoryQueue::default(),
+        Some(publish_cancel::auth::FixedKeks::shared(common::sealer())),
+        Options {
+            credential_cache: false,
+            ..Options::new("/api")
         },
-        "/api",
     )
 }
 

@@ -12,7 +12,7 @@ use common::xml::check_error;
 use common::{body_text, call, cancel_path, header, Req, Stack};
 use publish_cancel::adapters::dynamodb::attr;
 use publish_cancel::api::REQUEST_BUDGET;
-use publish_cancel::config::MAX_ATTEMPTS;
+use publish_cancel::config::sdk::MAX_ATTEMPTS;
 use publish_cancel::ports::StopMessage;
 
 const UPDATE: &str = "DynamoDB_20120810.UpdateItem";
@@ -31,7 +31,7 @@ struct Rig {
     stack: Stack,
     dynamo: FaultProxy,
     sqs: FaultProxy,
-    api: publish_cancel::config::AwsApi,
+    api: publish_cancel::startup::AwsApi,
 }
 
 async fn rig() -> Rig {
@@ -53,7 +53,7 @@ fn cancel_running() -> Req {
 }
 
 /// Calls, checks a 503 with Retry-After within the deadline, returns nothing.
-async fn expect_503(api: &publish_cancel::config::AwsApi, req: &Req) {
+async fn expect_503(api: &publish_cancel::startup::AwsApi, req: &Req) {
     let started = Instant::now();
     let resp = call(api, req).await;
     let took = started.elapsed();
@@ -202,9 +202,15 @@ async fn the_request_budget_caps_the_sum_of_slow_calls() {
     let budget = Duration::from_millis(1500);
     let api = r
         .stack
-        .api_via(&r.dynamo.url, &r.sqs.url)
-        .await
-        .with_budget(budget);
+        .api_via_with(
+            &r.dynamo.url,
+            &r.sqs.url,
+            publish_cancel::startup::Options {
+                budget,
+                ..publish_cancel::startup::Options::new("/api")
+            },
+        )
+        .await;
     // Each call alone stays under its own timeouts; together they exceed the budget.
     r.dynamo
         .inject(GET, Fault::Delay(Duration::from_millis(900)), None);

@@ -100,10 +100,10 @@ mod lambda_events {
     use proptest::prelude::*;
     use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
     use publish_cancel::api::Api;
-    use publish_cancel::auth::{Authenticator, FixedKeks, Sealer};
-    use publish_cancel::cancel::CancelPublish;
+    use publish_cancel::auth::{FixedKeks, Sealer};
     use publish_cancel::frontdoor::lambda;
     use publish_cancel::seed::{Seed, BUNDLED};
+    use publish_cancel::startup;
     use serde_json::Value;
 
     type MemApi = Api<MemoryUsers, MemoryPublishes, MemoryQueue>;
@@ -113,16 +113,14 @@ mod lambda_events {
         API.get_or_init(|| {
             let sealer = Sealer::new(&[1; 32]);
             let (users, publishes) = Seed::parse(BUNDLED).unwrap().into_memory(&sealer).unwrap();
-            Api::new(
-                CancelPublish {
-                    users,
-                    publishes,
-                    queue: MemoryQueue::default(),
-                    // Cached: a mutated sample keeping alice's password
-                    // pays Argon2 once, not once per case.
-                    auth: Authenticator::with_cache(Some(FixedKeks::shared(sealer))),
-                },
-                "/api",
+            // Cached (the default): a mutated sample keeping alice's
+            // password pays Argon2 once, not once per case.
+            startup::service(
+                users,
+                publishes,
+                MemoryQueue::default(),
+                Some(FixedKeks::shared(sealer)),
+                startup::Options::new("/api"),
             )
         })
     }

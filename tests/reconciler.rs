@@ -10,9 +10,7 @@ use std::time::Duration;
 use common::{cancel_path, Req, Stack};
 use publish_cancel::adapters::dynamodb::{attr, DynamoPublishes, DynamoUsers};
 use publish_cancel::adapters::sqs::SqsStopQueue;
-use publish_cancel::api::{Api, ApiRequest};
-use publish_cancel::auth::Authenticator;
-use publish_cancel::cancel::CancelPublish;
+use publish_cancel::api::ApiRequest;
 use publish_cancel::domain::Timestamp;
 use publish_cancel::ports::{BackendError, StopMessage, StopQueue};
 use publish_cancel::reconcile::{reconcile, ReconcileReport};
@@ -38,16 +36,12 @@ async fn a_crash_between_write_and_send_is_repaired_by_the_reconciler() {
     assert_eq!(stack.drain().await.len(), 1);
 
     // Now a cancel that "crashes" after its write.
-    let crashing = Api::new(
-        CancelPublish {
-            users: DynamoUsers::new(stack.dynamo.clone(), &stack.users_table),
-            publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
-            queue: Crash,
-            auth: Authenticator::new(Some(publish_cancel::auth::FixedKeks::shared(
-                common::sealer(),
-            ))),
-        },
-        "/api",
+    let crashing = publish_cancel::startup::service(
+        DynamoUsers::new(stack.dynamo.clone(), &stack.users_table),
+        DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
+        Crash,
+        Some(publish_cancel::auth::FixedKeks::shared(common::sealer())),
+        publish_cancel::startup::Options::new("/api"),
     );
     let req = Req::delete(cancel_path("alice", 1, 2, 4)).basic("alice", "alice-password");
     let died = tokio::time::timeout(

@@ -26,8 +26,8 @@ use common::sample_events::{lambda_binary, run_every_event, LambdaProcess};
 use common::template::stack_py;
 use common::{sdk_config_as, Stack};
 use publish_cancel::adapters::dynamodb::{attr, PENDING_STOPS_INDEX};
+use publish_cancel::config;
 use publish_cancel::domain::{CancelStamp, PublishRecord, PublishState, Timestamp};
-use publish_cancel::{config, startup};
 use serde_json::Value;
 
 const KEK_SECRET: &str = "uforge/api-key-kek";
@@ -211,7 +211,7 @@ fn check_read_back(s: &Deployed) {
     // resolved to this stack's resources.
     let cancel = &s.function("CancelFunction")["environment"];
     let expect_cancel = owned(&[
-        (startup::ENV_BACKEND, "aws"),
+        (config::ENV_BACKEND, "aws"),
         (config::ENV_USERS_TABLE, s.table("UsersTable")),
         (config::ENV_PUBLISHES_TABLE, s.table("PublishesTable")),
         (config::ENV_STOP_QUEUE_URL, s.queue_url("StopQueue")),
@@ -222,7 +222,7 @@ fn check_read_back(s: &Deployed) {
     assert_eq!(env_map(cancel), expect_cancel);
     let reconciler = &s.function("ReconcilerFunction")["environment"];
     let expect_reconciler = owned(&[
-        (startup::ENV_BACKEND, "aws"),
+        (config::ENV_BACKEND, "aws"),
         (config::ENV_PUBLISHES_TABLE, s.table("PublishesTable")),
         (config::ENV_STOP_QUEUE_URL, s.queue_url("StopQueue")),
         ("RECONCILE_GRACE_SECONDS", "60"),

@@ -1,4 +1,4 @@
-//! The SDK's HTTPS client (`config::https_client`: rustls on ring) over a
+//! The SDK's HTTPS client (`config::sdk::https_client`: rustls on ring) over a
 //! real TLS handshake on loopback. moto speaks plain HTTP, so without this
 //! nothing would show that certificates are verified at all, or that the
 //! client we hand the SDK can complete a handshake and a call.
@@ -106,7 +106,7 @@ async fn server() -> Server {
 }
 
 async fn get_item(roots: TlsRoots, port: u16) -> Result<(), String> {
-    let sdk = config::sdk_config_loader(roots)
+    let sdk = config::sdk::sdk_config_loader(roots)
         .endpoint_url(format!("https://localhost:{port}"))
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

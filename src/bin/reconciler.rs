@@ -8,24 +8,12 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use publish_cancel::adapters::dynamodb::DynamoPublishes;
 use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue};
 use publish_cancel::adapters::sqs::SqsStopQueue;
-use publish_cancel::config::{self, ConfigError};
+use publish_cancel::config::{sdk, Env, ReconcilerBackend, ReconcilerSettings};
 use publish_cancel::domain::Timestamp;
 use publish_cancel::metrics::{now_ms, Metrics};
 use publish_cancel::ports::{Publishes, StopQueue};
 use publish_cancel::reconcile::{reconcile, ReconcileReport};
-use publish_cancel::startup::{self, Backend, BoxError};
-
-/// Seconds a stop may stay pending before it is re-sent: longer than a
-/// cancel's own bounded send, so in-flight requests are left alone.
-const ENV_GRACE: &str = "RECONCILE_GRACE_SECONDS";
-const ENV_BATCH: &str = "RECONCILE_BATCH";
-
-fn env_number(name: &'static str, default: u64) -> Result<u64, ConfigError> {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().map_err(|_| ConfigError::Invalid(name, v)),
-        Err(_) => Ok(default),
-    }
-}
+use publish_cancel::startup::{self, BoxError};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -33,26 +21,28 @@ async fn main() -> ExitCode {
     startup::run(start()).await
 }
 
-type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>>>>;
+type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BoxError>>>>;
 
 async fn start() -> Result<Serving, BoxError> {
-    startup::check_lambda_environment()?;
-    let grace = Duration::from_secs(env_number(ENV_GRACE, 60)?);
-    let batch = usize::try_from(env_number(ENV_BATCH, 100)?).unwrap_or(100);
-    Ok(match Backend::from_env()? {
-        Backend::Aws => {
-            // The stack's resources first: their absence is the likelier
-            // mistake, and its message says what to do locally.
-            let table = config::resource(config::ENV_PUBLISHES_TABLE)?;
-            let queue_url = config::resource(config::ENV_STOP_QUEUE_URL)?;
-            let sdk = config::lambda_sdk_config(config::TlsRoots::from_env()?)?;
-            let publishes = DynamoPublishes::new(aws_sdk_dynamodb::Client::new(&sdk), table);
-            let queue = SqsStopQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url);
+    let env = Env::process();
+    startup::check_lambda_environment(&env)?;
+    let settings = ReconcilerSettings::from_env(&env)?;
+    let (grace, batch) = (settings.grace, settings.batch);
+    Ok(match settings.backend {
+        ReconcilerBackend::Aws {
+            publishes_table,
+            stop_queue_url,
+            tls_roots,
+        } => {
+            let sdk = sdk::lambda_sdk_config(tls_roots, &env)?;
+            let publishes =
+                DynamoPublishes::new(aws_sdk_dynamodb::Client::new(&sdk), publishes_table);
+            let queue = SqsStopQueue::new(aws_sdk_sqs::Client::new(&sdk), stop_queue_url);
             Box::pin(serve(publishes, queue, grace, batch))
         }
         // Local invocation: nothing is ever pending in fresh stores, but the
         // invocation path is the real one.
-        Backend::Memory { .. } => Box::pin(serve(
+        ReconcilerBackend::Memory => Box::pin(serve(
             MemoryPublishes::default(),
             MemoryQueue::default(),
             grace,
@@ -66,7 +56,7 @@ async fn serve<P: Publishes, Q: StopQueue>(
     queue: Q,
     grace: Duration,
     batch: usize,
-) -> Result<(), Error> {
+) -> Result<(), BoxError> {
     let metrics = Metrics::from_env();
     let (publishes, queue, metrics) = (&publishes, &queue, &metrics);
     lambda_runtime::run(service_fn(

@@ -12,7 +12,7 @@ use publish_cancel::admin::{self, AdminError, AdminStore, DynamoAdmin, SeedFileA
 use publish_cancel::api::negotiate::Format;
 use publish_cancel::api::render;
 use publish_cancel::auth::password;
-use publish_cancel::config;
+use publish_cancel::config::{self, AdminSettings, Env, TlsRoots};
 use publish_cancel::domain::{
     Login, PublishKey, PublishRecord, PublishState, Timestamp, IMAGE_PUBLISH,
 };
@@ -165,15 +165,13 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Some(path) => execute(&SeedFileAdmin::new(path.clone()), cli.command).await,
         None => {
-            let required = |name: &'static str| {
-                std::env::var(name).map_err(|_| config::ConfigError::Missing(name))
-            };
-            let sdk = config::load_sdk_config(config::TlsRoots::from_env()?).await;
+            let settings = AdminSettings::from_env(&Env::process())?;
+            let sdk = config::sdk::load_sdk_config(settings.tls_roots).await;
             let store = DynamoAdmin::new(
                 aws_sdk_dynamodb::Client::new(&sdk),
-                required(config::ENV_USERS_TABLE)?,
-                required(config::ENV_PUBLISHES_TABLE)?,
-                config::KekSetting::from_env()?.source(&sdk),
+                settings.users_table,
+                settings.publishes_table,
+                settings.keks.source(&sdk),
             );
             if let Command::ApiKey(ApiKeyCmd::Reseal) = cli.command {
                 let r = store.reseal_api_keys().await?;
@@ -365,10 +363,14 @@ async fn execute(store: &impl AdminStore, command: Command) -> Result<(), BoxErr
 }
 
 async fn setup(queue_name: &str) -> Result<(), BoxError> {
-    let users = std::env::var(config::ENV_USERS_TABLE).unwrap_or_else(|_| "uforge-users".into());
-    let publishes =
-        std::env::var(config::ENV_PUBLISHES_TABLE).unwrap_or_else(|_| "uforge-publishes".into());
-    let sdk = config::load_sdk_config(config::TlsRoots::from_env()?).await;
+    let env = Env::process();
+    let users = env
+        .get(config::ENV_USERS_TABLE)
+        .unwrap_or_else(|| "uforge-users".into());
+    let publishes = env
+        .get(config::ENV_PUBLISHES_TABLE)
+        .unwrap_or_else(|| "uforge-publishes".into());
+    let sdk = config::sdk::load_sdk_config(TlsRoots::from_env(&env)?).await;
     admin::create_tables(&aws_sdk_dynamodb::Client::new(&sdk), &users, &publishes).await?;
     let queue_url = admin::create_queue(&aws_sdk_sqs::Client::new(&sdk), queue_name).await?;
     println!("export {}={users}", config::ENV_USERS_TABLE);

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
 use publish_cancel::api::Api;
-use publish_cancel::config::{self, AwsSettings};
+use publish_cancel::config::{self, AwsSettings, Env, TlsRoots};
 use publish_cancel::frontdoor::local::{serve, Limits};
-use publish_cancel::startup;
+use publish_cancel::startup::{self, Options};
 use tokio::net::TcpListener;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,10 +79,8 @@ fn tracing_init() {
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 async fn run(args: Args) -> Result<(), BoxError> {
-    let base = args
-        .base_path
-        .clone()
-        .unwrap_or_else(config::base_path_from_env);
+    let env = Env::process();
+    let base = args.base_path.clone().unwrap_or_else(|| env.base_path());
     let listener = TcpListener::bind(SocketAddr::new(args.bind, args.port)).await?;
     let limits = Limits {
         max_connections: args.max_connections,
@@ -92,15 +90,14 @@ async fn run(args: Args) -> Result<(), BoxError> {
     match args.backend {
         Backend::Memory => {
             let text = startup::seed_text(args.seed.as_deref())?;
-            let api = startup::memory_api(&text, &base)?;
+            let api = startup::memory_api(&text, Options::new(&base))?;
             announce(addr, &base, "in-memory stores", args.seed.as_deref());
             serve_until_ctrl_c(listener, Arc::new(api), limits).await
         }
         Backend::Aws => {
-            let mut settings = AwsSettings::from_env()?;
-            settings.base_path = base.clone();
-            let sdk = config::load_sdk_config(config::TlsRoots::from_env()?).await;
-            let api = config::aws_api(&sdk, settings);
+            let settings = AwsSettings::from_env(&env)?;
+            let sdk = config::sdk::load_sdk_config(TlsRoots::from_env(&env)?).await;
+            let api = startup::aws_api(&sdk, settings, Options::new(&base));
             announce(addr, &base, "DynamoDB + SQS", None);
             serve_until_ctrl_c(listener, Arc::new(api), limits).await
         }

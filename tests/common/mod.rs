@@ -23,9 +23,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response};
 use publish_cancel::adapters::dynamodb::{attr, record_to_item, user_to_item};
 use publish_cancel::api::ApiRequest;
 use publish_cancel::auth::{signed_url, Sealer};
-use publish_cancel::config::{self, AwsApi, AwsSettings};
+use publish_cancel::config::{self, AwsSettings};
 use publish_cancel::domain::{PublishRecord, User};
 use publish_cancel::seed::Seed;
+use publish_cancel::startup::{self, AwsApi, Options};
 
 /// The KEK the tests seal API secrets with.
 pub const KEK: [u8; 32] = [42; 32];
@@ -41,6 +42,16 @@ pub fn seed_data() -> (Vec<User>, Vec<PublishRecord>) {
         seed.users(&sealer()).expect("seed users"),
         seed.publishes().expect("seed publishes"),
     )
+}
+
+/// This stack's tables and queue, API secrets sealed under the tests' KEK.
+pub fn aws_settings(users_table: &str, publishes_table: &str, queue_url: &str) -> AwsSettings {
+    AwsSettings {
+        users_table: users_table.to_owned(),
+        publishes_table: publishes_table.to_owned(),
+        stop_queue_url: queue_url.to_owned(),
+        keks: config::KekSetting::Inline(std::sync::Arc::new(sealer())),
+    }
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -73,7 +84,7 @@ pub async fn sdk_config_as(
     secret: &str,
     session_token: Option<&str>,
 ) -> aws_config::SdkConfig {
-    config::sdk_config_loader(config::TlsRoots::Amazon)
+    config::sdk::sdk_config_loader(config::TlsRoots::Amazon)
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
@@ -144,15 +155,10 @@ impl Stack {
         publishes_table: String,
         queue_url: String,
     ) -> Stack {
-        let api = config::aws_api(
+        let api = startup::aws_api(
             sdk,
-            AwsSettings {
-                base_path: "/api".into(),
-                users_table: users_table.clone(),
-                publishes_table: publishes_table.clone(),
-                stop_queue_url: queue_url.clone(),
-                keks: config::KekSetting::Inline(std::sync::Arc::new(sealer())),
-            },
+            aws_settings(&users_table, &publishes_table, &queue_url),
+            Options::new("/api"),
         );
         Stack {
             api,
@@ -179,17 +185,23 @@ impl Stack {
     /// The endpoint on this stack's tables and queue, but with DynamoDB and
     /// SQS reached through the given endpoints (fault proxies).
     pub async fn api_via(&self, dynamo_endpoint: &str, sqs_endpoint: &str) -> AwsApi {
-        config::aws_api_from_clients(
+        self.api_via_with(dynamo_endpoint, sqs_endpoint, Options::new("/api"))
+            .await
+    }
+
+    /// The same with other options (a shorter time budget).
+    pub async fn api_via_with(
+        &self,
+        dynamo_endpoint: &str,
+        sqs_endpoint: &str,
+        options: Options,
+    ) -> AwsApi {
+        startup::aws_api_from_clients(
             aws_sdk_dynamodb::Client::new(&sdk_config_at(dynamo_endpoint).await),
             aws_sdk_sqs::Client::new(&sdk_config_at(sqs_endpoint).await),
             Some(publish_cancel::auth::FixedKeks::shared(sealer())),
-            AwsSettings {
-                base_path: "/api".into(),
-                users_table: self.users_table.clone(),
-                publishes_table: self.publishes_table.clone(),
-                stop_queue_url: self.queue_url.clone(),
-                keks: config::KekSetting::Inline(std::sync::Arc::new(sealer())),
-            },
+            aws_settings(&self.users_table, &self.publishes_table, &self.queue_url),
+            options,
         )
     }
 
@@ -369,31 +381,22 @@ async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
         .expect("create queue")
 }
 
-pub type MemoryApi = publish_cancel::api::Api<
-    publish_cancel::adapters::memory::MemoryUsers,
-    publish_cancel::adapters::memory::MemoryPublishes,
-    publish_cancel::adapters::memory::MemoryQueue,
->;
+pub use publish_cancel::startup::MemoryApi;
 
 /// The endpoint on in-memory stores holding `seed`, API secrets sealed
-/// under the tests' KEK.
+/// under the tests' KEK, built by the composition root.
 pub fn memory_api(seed: &Seed, cached: bool) -> MemoryApi {
     let sealer = sealer();
     let (users, publishes) = seed.into_memory(&sealer).expect("seed loads");
-    let keks = publish_cancel::auth::FixedKeks::shared(sealer);
-    let auth = if cached {
-        publish_cancel::auth::Authenticator::with_cache(Some(keks))
-    } else {
-        publish_cancel::auth::Authenticator::new(Some(keks))
-    };
-    publish_cancel::api::Api::new(
-        publish_cancel::cancel::CancelPublish {
-            users,
-            publishes,
-            queue: publish_cancel::adapters::memory::MemoryQueue::default(),
-            auth,
+    startup::service(
+        users,
+        publishes,
+        publish_cancel::adapters::memory::MemoryQueue::default(),
+        Some(publish_cancel::auth::FixedKeks::shared(sealer)),
+        Options {
+            credential_cache: cached,
+            ..Options::new("/api")
         },
-        "/api",
     )
 }
 

@@ -1,0 +1,427 @@
+//! Settings: the environment, read one way (`Env`), into one settings type
+//! per binary. The Lambda binaries read nothing else: no files, no flags.
+//! How the SDK is configured from them is `sdk`; how the service is built
+//! from them is `crate::startup`.
+
+pub mod sdk;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+
+use crate::adapters::secrets_manager::SecretsManagerKeks;
+use crate::auth::{FixedKeks, KekSource, Sealer};
+pub use sdk::TlsRoots;
+
+pub const ENV_BACKEND: &str = "UFORGE_BACKEND";
+pub const ENV_SEED: &str = "UFORGE_SEED";
+pub const ENV_BASE_PATH: &str = "UFORGE_BASE_PATH";
+pub const ENV_USERS_TABLE: &str = "USERS_TABLE";
+pub const ENV_PUBLISHES_TABLE: &str = "PUBLISHES_TABLE";
+pub const ENV_STOP_QUEUE_URL: &str = "STOP_QUEUE_URL";
+pub const ENV_API_KEY_KEK: &str = "UFORGE_API_KEY_KEK";
+pub const ENV_API_KEY_KEK_SECRET: &str = "UFORGE_API_KEY_KEK_SECRET";
+pub const ENV_TLS_ROOTS: &str = "UFORGE_TLS_ROOTS";
+pub const ENV_RECONCILE_GRACE: &str = "RECONCILE_GRACE_SECONDS";
+pub const ENV_RECONCILE_BATCH: &str = "RECONCILE_BATCH";
+pub const DEFAULT_BASE_PATH: &str = "/api";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    /// A resource of the stack the AWS backend needs.
+    #[error(
+        "environment variable {0} is not set: in AWS the stack sets it; for a local \
+         invocation without AWS, set UFORGE_BACKEND=memory"
+    )]
+    MissingResource(&'static str),
+    /// A variable Lambda always sets.
+    #[error(
+        "environment variable {0} is not set: this is a Lambda function; run it in Lambda or \
+         under an emulator (cargo lambda watch, sam local), or run uforge-local for HTTP"
+    )]
+    NotInLambda(&'static str),
+    #[error("environment variable {0} is invalid: {1}")]
+    Invalid(&'static str, String),
+}
+
+type Lookup = Box<dyn Fn(&'static str) -> Option<String> + Send + Sync>;
+
+/// The one way configuration is read: a variable that is unset, empty or
+/// blank is absent; values are trimmed.
+pub struct Env {
+    lookup: Lookup,
+}
+
+impl Env {
+    /// This process's environment.
+    pub fn process() -> Env {
+        Env::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Any other source of variables (tests).
+    pub fn from_lookup(
+        lookup: impl Fn(&'static str) -> Option<String> + Send + Sync + 'static,
+    ) -> Env {
+        Env {
+            lookup: Box::new(lookup),
+        }
+    }
+
+    /// Fixed pairs; the last one of a name wins (tests).
+    pub fn from_pairs(pairs: &[(&'static str, &str)]) -> Env {
+        let pairs: Vec<(&'static str, String)> =
+            pairs.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        Env::from_lookup(move |name| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    pub fn get(&self, name: &'static str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or(ConfigError::Missing(name))
+    }
+
+    /// A stack resource's name or URL (the AWS backend's tables and queue).
+    pub fn resource(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or(ConfigError::MissingResource(name))
+    }
+
+    pub fn number(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| ConfigError::Invalid(name, format!("{v:?} (a whole number)"))),
+        }
+    }
+
+    pub fn flag(&self, name: &'static str) -> Result<Option<bool>, ConfigError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(v) => Err(ConfigError::Invalid(
+                name,
+                format!("{v:?} (use true or false)"),
+            )),
+        }
+    }
+
+    /// `UFORGE_BASE_PATH`, default `/api`.
+    pub fn base_path(&self) -> String {
+        self.get(ENV_BASE_PATH)
+            .unwrap_or_else(|| DEFAULT_BASE_PATH.to_owned())
+    }
+
+    /// `UFORGE_API_KEY_KEK`: the KEK itself, if set.
+    pub fn inline_kek(&self) -> Result<Option<Sealer>, ConfigError> {
+        self.get(ENV_API_KEY_KEK)
+            .map(|v| {
+                Sealer::from_base64(&v)
+                    .map_err(|e| ConfigError::Invalid(ENV_API_KEY_KEK, e.to_string()))
+            })
+            .transpose()
+    }
+}
+
+/// Where the API-key KEKs come from.
+#[derive(Debug, Clone, Default)]
+pub enum KekSetting {
+    /// API-key authentication is off (HTTP Basic only).
+    #[default]
+    Off,
+    /// `UFORGE_API_KEY_KEK`: the key itself (local work, the emulator).
+    Inline(Arc<Sealer>),
+    /// `UFORGE_API_KEY_KEK_SECRET`: a Secrets Manager secret's name or ARN,
+    /// read at run time (production: the key never appears in the
+    /// function's configuration).
+    Secret(String),
+}
+
+impl KekSetting {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        match (env.inline_kek()?, env.get(ENV_API_KEY_KEK_SECRET)) {
+            (Some(_), Some(_)) => Err(ConfigError::Invalid(
+                ENV_API_KEY_KEK_SECRET,
+                format!("set either it or {ENV_API_KEY_KEK}, not both"),
+            )),
+            (Some(sealer), None) => Ok(KekSetting::Inline(Arc::new(sealer))),
+            (None, Some(id)) => Ok(KekSetting::Secret(id)),
+            (None, None) => Ok(KekSetting::Off),
+        }
+    }
+
+    /// The KEKs' source; a secret is read through `sdk` when first needed.
+    pub fn source(&self, sdk: &SdkConfig) -> Option<Arc<dyn KekSource>> {
+        match self {
+            KekSetting::Off => None,
+            KekSetting::Inline(sealer) => Some(Arc::new(FixedKeks(sealer.clone()))),
+            KekSetting::Secret(id) => Some(SecretsManagerKeks::shared(sdk, id)),
+        }
+    }
+}
+
+/// What the service needs on DynamoDB and SQS.
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    pub users_table: String,
+    pub publishes_table: String,
+    pub stop_queue_url: String,
+    pub keks: KekSetting,
+}
+
+impl AwsSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(AwsSettings {
+            users_table: env.resource(ENV_USERS_TABLE)?,
+            publishes_table: env.resource(ENV_PUBLISHES_TABLE)?,
+            stop_queue_url: env.resource(ENV_STOP_QUEUE_URL)?,
+            keks: KekSetting::from_env(env)?,
+        })
+    }
+}
+
+/// Which stores a Lambda binary runs on: `UFORGE_BACKEND`.
+///
+/// In AWS, DynamoDB and SQS. For a local invocation (`cargo lambda watch`,
+/// `sam local`) the in-memory stores seeded from the bundled seed, when
+/// asked explicitly: `UFORGE_BACKEND=memory` (optionally `UFORGE_SEED`).
+/// Never by accident: it is not a default, and the real Lambda service
+/// (`AWS_EXECUTION_ENV=AWS_Lambda_...`) refuses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Aws,
+    /// `None`: the bundled seed.
+    Memory {
+        seed: Option<PathBuf>,
+    },
+}
+
+impl Backend {
+    pub fn from_env(env: &Env) -> Result<Backend, ConfigError> {
+        match env.get(ENV_BACKEND).as_deref() {
+            None | Some("aws") => Ok(Backend::Aws),
+            Some("memory") => {
+                if env
+                    .get("AWS_EXECUTION_ENV")
+                    .is_some_and(|e| e.starts_with("AWS_Lambda_"))
+                {
+                    return Err(ConfigError::Invalid(
+                        ENV_BACKEND,
+                        "memory is for local invocation only; in Lambda, remove it and give the \
+                         function its tables and queue (the SAM template does)"
+                            .into(),
+                    ));
+                }
+                Ok(Backend::Memory {
+                    seed: env.get(ENV_SEED).map(PathBuf::from),
+                })
+            }
+            Some(other) => Err(ConfigError::Invalid(
+                ENV_BACKEND,
+                format!("{other:?} (use aws, the default, or memory for local invocation)"),
+            )),
+        }
+    }
+}
+
+/// The cancel function (`publish-cancel`).
+#[derive(Debug, Clone)]
+pub struct FunctionSettings {
+    /// `UFORGE_BASE_PATH`, default `/api`.
+    pub base_path: String,
+    pub backend: FunctionBackend,
+}
+
+#[derive(Debug, Clone)]
+pub enum FunctionBackend {
+    Aws(AwsSettings, TlsRoots),
+    Memory { seed: Option<PathBuf> },
+}
+
+impl FunctionSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let backend = match Backend::from_env(env)? {
+            Backend::Aws => {
+                FunctionBackend::Aws(AwsSettings::from_env(env)?, TlsRoots::from_env(env)?)
+            }
+            Backend::Memory { seed } => FunctionBackend::Memory { seed },
+        };
+        Ok(FunctionSettings {
+            base_path: env.base_path(),
+            backend,
+        })
+    }
+}
+
+/// The reconciler (`reconciler`).
+#[derive(Debug, Clone)]
+pub struct ReconcilerSettings {
+    /// A stop may stay pending this long before it is re-sent: longer
+    /// than a cancel's own bounded send, so in-flight requests are left
+    /// alone (`RECONCILE_GRACE_SECONDS`, 60).
+    pub grace: Duration,
+    /// Stops re-sent per run at most (`RECONCILE_BATCH`, 100).
+    pub batch: usize,
+    pub backend: ReconcilerBackend,
+}
+
+#[derive(Debug, Clone)]
+pub enum ReconcilerBackend {
+    Aws {
+        publishes_table: String,
+        stop_queue_url: String,
+        tls_roots: TlsRoots,
+    },
+    Memory,
+}
+
+impl ReconcilerSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let grace = Duration::from_secs(env.number(ENV_RECONCILE_GRACE, 60)?);
+        let batch = usize::try_from(env.number(ENV_RECONCILE_BATCH, 100)?)
+            .map_err(|_| ConfigError::Invalid(ENV_RECONCILE_BATCH, "too large".into()))?;
+        let backend = match Backend::from_env(env)? {
+            Backend::Aws => ReconcilerBackend::Aws {
+                publishes_table: env.resource(ENV_PUBLISHES_TABLE)?,
+                stop_queue_url: env.resource(ENV_STOP_QUEUE_URL)?,
+                tls_roots: TlsRoots::from_env(env)?,
+            },
+            Backend::Memory { .. } => ReconcilerBackend::Memory,
+        };
+        Ok(ReconcilerSettings {
+            grace,
+            batch,
+            backend,
+        })
+    }
+}
+
+/// The operator CLI on DynamoDB (`uforge-admin` without `--seed`).
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub users_table: String,
+    pub publishes_table: String,
+    pub keks: KekSetting,
+    pub tls_roots: TlsRoots,
+}
+
+impl AdminSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(AdminSettings {
+            users_table: env.required(ENV_USERS_TABLE)?,
+            publishes_table: env.required(ENV_PUBLISHES_TABLE)?,
+            keks: KekSetting::from_env(env)?,
+            tls_roots: TlsRoots::from_env(env)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_is_unset_and_values_are_trimmed() {
+        let env = Env::from_pairs(&[("A", " x "), ("B", "  "), ("C", "")]);
+        assert_eq!(env.get("A").as_deref(), Some("x"));
+        assert_eq!(env.get("B"), None);
+        assert_eq!(env.get("C"), None);
+        assert!(matches!(env.required("B"), Err(ConfigError::Missing("B"))));
+        assert!(matches!(
+            env.resource("B"),
+            Err(ConfigError::MissingResource("B"))
+        ));
+        let n = Env::from_pairs(&[("N", "12"), ("M", "x")]);
+        assert_eq!(n.number("N", 1).unwrap(), 12);
+        assert_eq!(n.number("Z", 1).unwrap(), 1);
+        assert!(n.number("M", 1).is_err());
+    }
+
+    #[test]
+    fn the_memory_backend_is_explicit_and_never_in_lambda() {
+        let backend = |pairs: &[(&'static str, &str)]| Backend::from_env(&Env::from_pairs(pairs));
+        assert_eq!(backend(&[]).unwrap(), Backend::Aws);
+        assert_eq!(backend(&[(ENV_BACKEND, "aws")]).unwrap(), Backend::Aws);
+        assert_eq!(
+            backend(&[(ENV_BACKEND, "memory"), (ENV_SEED, "s.json")]).unwrap(),
+            Backend::Memory {
+                seed: Some("s.json".into())
+            }
+        );
+        // cargo lambda sets a function name too; only the real service sets this.
+        let in_lambda = backend(&[
+            (ENV_BACKEND, "memory"),
+            ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023"),
+        ]);
+        assert!(matches!(
+            in_lambda,
+            Err(ConfigError::Invalid(ENV_BACKEND, _))
+        ));
+        assert!(backend(&[(ENV_BACKEND, "mem")])
+            .unwrap_err()
+            .to_string()
+            .contains("memory"));
+    }
+
+    #[test]
+    fn each_binary_s_settings_name_what_is_missing() {
+        let err = FunctionSettings::from_env(&Env::from_pairs(&[])).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::MissingResource(ENV_USERS_TABLE)),
+            "{err}"
+        );
+        assert!(err.to_string().contains("UFORGE_BACKEND=memory"));
+        let memory =
+            FunctionSettings::from_env(&Env::from_pairs(&[(ENV_BACKEND, "memory")])).unwrap();
+        assert!(matches!(
+            memory.backend,
+            FunctionBackend::Memory { seed: None }
+        ));
+        assert_eq!(memory.base_path, "/api");
+        let err = ReconcilerSettings::from_env(&Env::from_pairs(&[])).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::MissingResource(ENV_PUBLISHES_TABLE)),
+            "{err}"
+        );
+        let r = ReconcilerSettings::from_env(&Env::from_pairs(&[
+            (ENV_BACKEND, "memory"),
+            (ENV_RECONCILE_GRACE, "5"),
+        ]))
+        .unwrap();
+        assert_eq!(r.grace, Duration::from_secs(5));
+        assert_eq!(r.batch, 100);
+        let err = AdminSettings::from_env(&Env::from_pairs(&[])).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Missing(ENV_USERS_TABLE)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn one_kek_setting_at_a_time() {
+        use base64::Engine as _;
+        let kek = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
+        let both = Env::from_pairs(&[(ENV_API_KEY_KEK, &kek), (ENV_API_KEY_KEK_SECRET, "s")]);
+        assert!(KekSetting::from_env(&both).is_err());
+        let secret = Env::from_pairs(&[(ENV_API_KEY_KEK_SECRET, " uforge/kek ")]);
+        assert!(
+            matches!(KekSetting::from_env(&secret).unwrap(), KekSetting::Secret(s) if s == "uforge/kek")
+        );
+        let bad = Env::from_pairs(&[(ENV_API_KEY_KEK, "short")]);
+        assert!(KekSetting::from_env(&bad).is_err());
+    }
+}
