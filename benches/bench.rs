@@ -3,6 +3,8 @@
 //! figure is a median (or percentile) over repeated runs and, where there is
 //! a reference, a ratio to it measured in the same run.
 
+// The tests' fixtures; the benchmark uses a part of them.
+#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 

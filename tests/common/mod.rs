@@ -1,8 +1,6 @@
 //! Shared test fixtures: the emulator, tables and queues of our schema, and
 //! helpers to call the endpoint and inspect the stores.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 pub mod fault_proxy;
 pub mod hostile_events;
 pub mod http_client;
@@ -481,11 +479,6 @@ impl Req {
         let name = HeaderName::from_bytes(name.as_bytes()).expect("header name");
         self.headers
             .append(name, HeaderValue::from_bytes(value).expect("header value"));
-        self
-    }
-
-    pub fn without(mut self, name: &str) -> Req {
-        self.headers.remove(name);
         self
     }
 

@@ -77,7 +77,10 @@ impl RuntimeApi {
         }
     }
 
-    /// Invokes the function with `event` and waits for its answer.
+    /// Invokes the function with `event` and waits for its answer (the
+    /// benchmark's; tests use `LambdaProcess::invoke`, which shows the
+    /// function's output when it does not answer).
+    #[allow(dead_code)]
     pub async fn invoke(&self, event: &str) -> Outcome {
         self.try_invoke(event, Duration::from_secs(30))
             .await
@@ -103,7 +106,9 @@ impl RuntimeApi {
             .map(|r| r.expect("answer"))
     }
 
-    /// When the function first asked for work (its init was done).
+    /// When the function first asked for work (its init was done): the
+    /// benchmark's measure of init.
+    #[allow(dead_code)]
     pub fn first_next(&self) -> Option<Instant> {
         *self.shared.first_next.lock().unwrap()
     }

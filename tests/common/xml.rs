@@ -190,7 +190,6 @@ pub struct ErrorDoc {
     pub method: String,
     pub uri: String,
     pub status: u16,
-    pub timestamp: String,
 }
 
 pub fn check_error(xml: &str) -> ErrorDoc {
@@ -235,6 +234,5 @@ pub fn check_error(xml: &str) -> ErrorDoc {
         method: text(&root, "requestMethod"),
         uri: text(&root, "requestUri"),
         status: text(&root, "statusCode").parse().expect("statusCode int"),
-        timestamp,
     }
 }

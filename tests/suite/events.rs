@@ -2,7 +2,7 @@
 //! stores seeded with the bundled seed. A new event file without an
 //! expected outcome in `events/expected.json` fails this test.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::OnceLock;

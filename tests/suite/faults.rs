@@ -3,7 +3,7 @@
 //! retryable 503 + Retry-After when it cannot succeed, and never leaves a
 //! state that a retry cannot repair.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -13,7 +13,7 @@
 //! proves"): API Gateway's routing (checked on the transformed template by
 //! tests/deploy/check_template.py), IAM conditions, alarms.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! through the real SDK clients: every row of the contract's semantics
 //! table, both authentication modes, every error status, XML and JSON.
 
-mod common;
+use crate::common;
 
 use common::xml::{check_error, check_status};
 use common::{body_text, cancel_path, header, Req, Stack, StackOptions};

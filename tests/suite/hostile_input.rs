@@ -2,7 +2,7 @@
 //! and a well-formed `uforgeError`, and leaves both tables and the queue
 //! exactly as they were (emulator-backed stores, real SDK clients).
 
-mod common;
+use crate::common;
 
 use base64::Engine as _;
 use common::http_client::send;

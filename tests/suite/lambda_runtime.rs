@@ -3,7 +3,7 @@
 //! every sample event in, the documented answer out, the records and the
 //! queue as they should be, and logs that fit Lambda and leak nothing.
 
-mod common;
+use crate::common;
 
 use base64::Engine as _;
 use common::hostile_events::Want;

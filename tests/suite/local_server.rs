@@ -1,7 +1,7 @@
 //! The README's run command, for real: the `uforge-local` binary on a
 //! loopback port, spoken to over HTTP/1.1.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 

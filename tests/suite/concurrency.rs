@@ -2,7 +2,7 @@
 //! publish make exactly one transition; a cancel racing the worker that
 //! completes the publish ends in exactly one of the two outcomes.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

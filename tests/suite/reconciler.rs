@@ -2,7 +2,7 @@
 //! write and its send leaves a pending mark, and the reconciler delivers
 //! exactly the missing stop (emulator-backed stores, real SDK clients).
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The operator CLI, as an operator runs it: on a seed file for the local
 //! server, and on DynamoDB/SQS (moto) for the Lambda.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 

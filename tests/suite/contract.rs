@@ -1,0 +1,330 @@
+//! Port contract tests: one suite of behaviours per port (`Users`,
+//! `Publishes`, `StopQueue`), run against the in-memory adapter and against
+//! the DynamoDB/SQS adapter on the emulator. The local server and the unit
+//! tests run on the first, production on the second: this is what says they
+//! behave alike.
+
+use std::future::Future;
+
+use publish_cancel::adapters::dynamodb::{DynamoPublishes, DynamoUsers};
+use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
+use publish_cancel::adapters::sqs::SqsStopQueue;
+use publish_cancel::domain::{
+    ApiKey, CancelStamp, Login, PublishKey, PublishRecord, PublishState, Timestamp, User,
+};
+use publish_cancel::ports::{CancelOutcome, Publishes, StopMessage, StopQueue, Users};
+
+use crate::common::{self, Stack};
+
+/// What a contract needs besides the port: putting data in, seeing what
+/// was sent.
+trait Arrange {
+    fn put_user(&self, user: &User) -> impl Future<Output = ()>;
+    fn put_publish(&self, record: &PublishRecord) -> impl Future<Output = ()>;
+    /// Every stop message sent since the last call.
+    fn take_stops(&self) -> impl Future<Output = Vec<StopMessage>>;
+}
+
+struct InMemory {
+    users: MemoryUsers,
+    publishes: MemoryPublishes,
+    queue: MemoryQueue,
+    /// How many of the queue's messages `take_stops` has returned.
+    taken: std::cell::Cell<usize>,
+}
+
+impl InMemory {
+    fn new() -> Self {
+        InMemory {
+            users: MemoryUsers::default(),
+            publishes: MemoryPublishes::default(),
+            queue: MemoryQueue::default(),
+            taken: std::cell::Cell::new(0),
+        }
+    }
+}
+
+impl Arrange for InMemory {
+    async fn put_user(&self, user: &User) {
+        self.users.put(user.clone());
+    }
+
+    async fn put_publish(&self, record: &PublishRecord) {
+        self.publishes.put(record.clone());
+    }
+
+    async fn take_stops(&self) -> Vec<StopMessage> {
+        // The memory queue keeps everything: return what is new.
+        let all = self.queue.sent();
+        let taken = self.taken.replace(all.len());
+        all[taken.min(all.len())..].to_vec()
+    }
+}
+
+impl Arrange for Stack {
+    async fn put_user(&self, user: &User) {
+        Stack::put_user(self, user).await
+    }
+
+    async fn put_publish(&self, record: &PublishRecord) {
+        Stack::put_publish(self, record).await
+    }
+
+    async fn take_stops(&self) -> Vec<StopMessage> {
+        self.drain()
+            .await
+            .iter()
+            .map(|m| serde_json::from_str(m.body().expect("a body")).expect("a stop message"))
+            .collect()
+    }
+}
+
+fn key(uid: &str, aid: i64, itid: i64, pitid: i64) -> PublishKey {
+    PublishKey {
+        uid: Login::parse(uid).unwrap(),
+        aid: aid.into(),
+        itid: itid.into(),
+        pitid: pitid.into(),
+    }
+}
+
+fn stamp(id: &str, at: i64) -> CancelStamp {
+    CancelStamp {
+        request_id: id.into(),
+        at: Timestamp(at),
+    }
+}
+
+// --- the contracts ---
+
+async fn users_contract(users: &impl Users, arrange: &impl Arrange) {
+    let login = Login::parse("contract-user").unwrap();
+    assert_eq!(users.get(&login).await.unwrap(), None, "an unknown login");
+    let mut user = User {
+        login: login.clone(),
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        active: true,
+        entitlements: vec!["image_publish".into(), "image_generate".into()],
+        api_keys: vec![ApiKey {
+            public_key: "PUB".into(),
+            sealed_secret: "v2:00112233:AAAA".into(),
+        }],
+    };
+    arrange.put_user(&user).await;
+    let got = users.get(&login).await.unwrap().expect("the user");
+    assert_eq!(got.login, user.login);
+    assert_eq!(got.password_hash, user.password_hash);
+    assert!(got.active);
+    let mut entitlements = got.entitlements.clone();
+    entitlements.sort();
+    assert_eq!(entitlements, ["image_generate", "image_publish"]);
+    assert_eq!(got.api_keys, user.api_keys);
+
+    // Changes are seen on the next read (no caching in the adapter).
+    user.active = false;
+    user.password_hash = None;
+    user.api_keys.clear();
+    arrange.put_user(&user).await;
+    let got = users.get(&login).await.unwrap().expect("the user");
+    assert!(!got.active);
+    assert_eq!(got.password_hash, None);
+    assert!(got.api_keys.is_empty());
+}
+
+async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) {
+    let running = key("contract-owner", 70, 80, 1);
+    let queued = key("contract-owner", 70, 80, 2);
+    let published = key("contract-owner", 70, 80, 3);
+    let failed = key("contract-owner", 70, 80, 4);
+    for (k, state) in [
+        (&running, PublishState::Publishing),
+        (&queued, PublishState::Queued),
+        (&published, PublishState::Published),
+        (&failed, PublishState::Failed),
+    ] {
+        let mut record = PublishRecord::new(k.clone(), state);
+        record.percentage = Some(40);
+        record.created = Some(Timestamp(5));
+        arrange.put_publish(&record).await;
+    }
+
+    // A running publish is cancelled in one step: state, time, message,
+    // stamp, a pending stop; the rest of the record is kept.
+    let first = stamp("first", 1_000);
+    let CancelOutcome::Cancelled(after) = publishes.cancel(&running, &first).await.unwrap() else {
+        panic!("a running publish is cancelled");
+    };
+    assert_eq!(after.state, PublishState::Cancelled);
+    assert_eq!(after.cancel, Some(first.clone()));
+    assert!(after.stop_pending);
+    assert_eq!(after.last_modified, Some(first.at));
+    assert_eq!(
+        after.message.as_deref(),
+        Some(PublishRecord::CANCELLED_MESSAGE)
+    );
+    assert_eq!(
+        (after.percentage, after.created),
+        (Some(40), Some(Timestamp(5)))
+    );
+    assert!(matches!(
+        publishes.cancel(&queued, &stamp("q", 1_001)).await.unwrap(),
+        CancelOutcome::Cancelled(_)
+    ));
+
+    // A second cancel changes nothing and reports the first one's stamp.
+    let CancelOutcome::AlreadyCancelled(again) = publishes
+        .cancel(&running, &stamp("second", 2_000))
+        .await
+        .unwrap()
+    else {
+        panic!("a cancelled publish is already cancelled");
+    };
+    assert_eq!(again, after);
+
+    // Finished publishes are reported as they are, unchanged.
+    for (k, state) in [
+        (&published, PublishState::Published),
+        (&failed, PublishState::Failed),
+    ] {
+        let CancelOutcome::Finished(record) =
+            publishes.cancel(k, &stamp("f", 3_000)).await.unwrap()
+        else {
+            panic!("{state} is finished");
+        };
+        assert_eq!((record.state, record.cancel), (state, None));
+        assert!(!record.stop_pending);
+    }
+
+    // The whole key: the same pitid elsewhere is another publish.
+    for other in [
+        key("contract-owner", 71, 80, 1),
+        key("contract-owner", 70, 81, 1),
+        key("contract-other", 70, 80, 1),
+        key("contract-owner", 70, 80, 99),
+    ] {
+        assert_eq!(
+            publishes.cancel(&other, &stamp("x", 4_000)).await.unwrap(),
+            CancelOutcome::NotFound,
+            "{other}"
+        );
+    }
+
+    // Pending stops: cancelled before the cutoff, not yet confirmed, at
+    // most `limit`.
+    let pending = publishes.pending_stops(Timestamp(1_001), 10).await.unwrap();
+    let keys: Vec<_> = pending.iter().map(|r| r.key.clone()).collect();
+    assert_eq!(keys, std::slice::from_ref(&running), "before the cutoff only");
+    let both = publishes.pending_stops(Timestamp(5_000), 10).await.unwrap();
+    assert_eq!(both.len(), 2);
+    assert!(both
+        .iter()
+        .all(|r| r.stop_pending && r.state == PublishState::Cancelled));
+    assert_eq!(
+        publishes
+            .pending_stops(Timestamp(5_000), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Confirming a stop clears the mark; twice, or for no record, is fine
+    // and creates nothing.
+    publishes.stop_sent(&running).await.unwrap();
+    publishes.stop_sent(&running).await.unwrap();
+    publishes
+        .stop_sent(&key("contract-owner", 70, 80, 98))
+        .await
+        .unwrap();
+    let left: Vec<_> = publishes
+        .pending_stops(Timestamp(5_000), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(left, std::slice::from_ref(&queued));
+    let CancelOutcome::AlreadyCancelled(cleared) = publishes
+        .cancel(&running, &stamp("third", 6_000))
+        .await
+        .unwrap()
+    else {
+        panic!("still cancelled");
+    };
+    assert!(!cleared.stop_pending);
+    assert_eq!(
+        publishes
+            .cancel(&key("contract-owner", 70, 80, 98), &stamp("y", 1))
+            .await
+            .unwrap(),
+        CancelOutcome::NotFound,
+        "stop_sent created no record"
+    );
+}
+
+async fn stop_queue_contract(queue: &impl StopQueue, arrange: &impl Arrange) {
+    arrange.take_stops().await;
+    let sent = [
+        StopMessage::new(&key("contract-owner", 1, 2, 3), &stamp("s1", 1_795_718_847)),
+        StopMessage::new(&key("contract-owner", 1, 2, 4), &stamp("s2", 1_795_718_848)),
+    ];
+    for stop in &sent {
+        queue.send(stop).await.unwrap();
+    }
+    let mut got = arrange.take_stops().await;
+    got.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    assert_eq!(got, sent, "each stop arrives once, as sent");
+    // The wire form is the documented schema, whatever the queue.
+    let json: serde_json::Value = serde_json::from_str(&sent[0].to_json()).unwrap();
+    assert_eq!(json["type"], StopMessage::KIND);
+    assert_eq!(json["schemaVersion"], StopMessage::SCHEMA_VERSION);
+}
+
+// --- in memory ---
+
+#[tokio::test]
+async fn memory_users_keep_the_users_contract() {
+    let m = InMemory::new();
+    users_contract(&m.users, &m).await;
+}
+
+#[tokio::test]
+async fn memory_publishes_keep_the_publishes_contract() {
+    let m = InMemory::new();
+    publishes_contract(&m.publishes, &m).await;
+}
+
+#[tokio::test]
+async fn memory_queue_keeps_the_stop_queue_contract() {
+    let m = InMemory::new();
+    stop_queue_contract(&m.queue, &m).await;
+}
+
+// --- DynamoDB and SQS, on the emulator ---
+
+#[tokio::test]
+async fn dynamodb_users_keep_the_users_contract() {
+    let stack = Stack::new().await;
+    let users = DynamoUsers::new(stack.dynamo.clone(), &stack.users_table);
+    users_contract(&users, &stack).await;
+}
+
+#[tokio::test]
+async fn dynamodb_publishes_keep_the_publishes_contract() {
+    let stack = Stack::new().await;
+    let publishes = DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table);
+    publishes_contract(&publishes, &stack).await;
+}
+
+#[tokio::test]
+async fn sqs_queue_keeps_the_stop_queue_contract() {
+    for fifo in [false, true] {
+        let stack = Stack::with(common::StackOptions {
+            fifo,
+            ..Default::default()
+        })
+        .await;
+        let queue = SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url);
+        stop_queue_contract(&queue, &stack).await;
+    }
+}
