@@ -57,14 +57,49 @@ async fn main() {
         eprintln!("the benchmark needs the release binaries: run scripts/bench");
         return;
     }
-    let mut rows = Vec::new();
     let stack = Stack::new().await;
-
-    // --- init time and first request, vs a hello-world lambda_runtime ---
     let event = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("events/apigw-rest-cancel-basic.json"),
     )
     .unwrap();
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:alice-password")
+    );
+    let mut rows = Vec::new();
+    rows.extend(init_and_first_request(&stack, &event).await);
+    rows.extend(kek_costs(&stack).await);
+    rows.extend(warm_latency(&stack, &auth).await);
+    rows.extend(handler_cpu().await);
+    rows.extend(metric_line_cost());
+    rows.extend(unauthorised_timing().await);
+    rows.extend(binary_sizes());
+    rows.extend(local_server_rss(&auth).await);
+    let settings = lambda_memory_settings(&stack, &event).await;
+
+    println!("| measure | figure | reference |\n| --- | --- | --- |");
+    for Row(a, b, c) in rows {
+        println!("| {a} | {b} | {c} |");
+    }
+    println!();
+    match settings {
+        Ok(lines) => {
+            println!(
+                "| Lambda memory (CPU share) | Argon2 verify, p50 | init, p50 | \
+                 first invocation, p50 | warm invocation, p50 |"
+            );
+            println!("| --- | --- | --- | --- | --- |");
+            for line in lines {
+                println!("{line}");
+            }
+        }
+        Err(why) => println!("Lambda memory settings: not measured ({why})"),
+    }
+}
+
+/// Init time and first request, vs a hello-world lambda_runtime.
+async fn init_and_first_request(stack: &Stack, event: &str) -> Vec<Row> {
+    let mut rows = Vec::new();
     let (mut ours, mut hello, mut first, mut system) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..INIT_RUNS {
@@ -97,7 +132,7 @@ async fn main() {
             } else {
                 ours.push(init);
                 let sent = Instant::now();
-                let Outcome::Response(_) = runtime.invoke(&event).await else {
+                let Outcome::Response(_) = runtime.invoke(event).await else {
                     panic!("invocation error")
                 };
                 first.push(ms(sent.elapsed()));
@@ -128,19 +163,16 @@ async fn main() {
         format!("{:.1} ms", pct(&first, 0.5)),
         "p50 of cold processes".into(),
     ));
+    rows
+}
 
-    // --- the API-key KEK from Secrets Manager: init, first API-key request ---
-    rows.extend(kek_costs(&stack).await);
-
-    // --- warm latency through the local HTTP front door vs the SDK floor ---
-    let fresh = |offset: i64| {
-        let stack = &stack;
-        async move {
-            for i in 0..WARM_REQUESTS as i64 {
-                let rec =
-                    PublishRecord::new(common::alice_key(offset + i), PublishState::Publishing);
-                stack.put_publish(&rec).await;
-            }
+/// Warm latency through the local HTTP front door vs the SDK floor.
+async fn warm_latency(stack: &Stack, auth: &str) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let fresh = |offset: i64| async move {
+        for i in 0..WARM_REQUESTS as i64 {
+            let rec = PublishRecord::new(common::alice_key(offset + i), PublishState::Publishing);
+            stack.put_publish(&rec).await;
         }
     };
     fresh(10_000).await;
@@ -160,16 +192,12 @@ async fn main() {
         api.clone(),
         publish_cancel::frontdoor::local::Limits::default(),
     ));
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode("alice:alice-password")
-    );
     // Warm the credential cache and the connections.
     common::http_client::send(
         &addr,
         "DELETE",
         &cancel_path("alice", 1, 2, 4),
-        &[("Authorization", &auth)],
+        &[("Authorization", auth)],
     )
     .await;
     let (mut front, mut floor) = (Vec::new(), Vec::new());
@@ -184,7 +212,7 @@ async fn main() {
             &addr,
             "DELETE",
             &cancel_path("alice", 1, 2, 10_000 + i),
-            &[("Authorization", &auth)],
+            &[("Authorization", auth)],
         )
         .await;
         front.push(ms(t.elapsed()));
@@ -220,8 +248,12 @@ async fn main() {
             pct(&floor, 0.99)
         ),
     ));
+    rows
+}
 
-    // --- handler CPU per request, in-memory adapters ---
+/// Handler CPU per request, in-memory adapters.
+async fn handler_cpu() -> Vec<Row> {
+    let mut rows = Vec::new();
     for (label, n, cached, signed) in [
         ("cache-hit Basic", 20_000, true, false),
         ("Argon2 Basic (no cache)", 40, false, false),
@@ -245,8 +277,12 @@ async fn main() {
             format!("{:.0} requests/s on one core", 1e6 / us),
         ));
     }
+    rows
+}
 
-    // --- one EMF metric line per request ---
+/// One EMF metric line per request.
+fn metric_line_cost() -> Vec<Row> {
+    let mut rows = Vec::new();
     {
         use publish_cancel::auth::{AuthTrace, Check, Denied, Scheme};
         use publish_cancel::metrics::{Metrics, RequestFacts};
@@ -279,8 +315,12 @@ async fn main() {
             format!("{} bytes of log per request", bytes / n),
         ));
     }
+    rows
+}
 
-    // --- 401 timing: unknown login vs wrong password ---
+/// 401 timing: unknown login vs wrong password.
+async fn unauthorised_timing() -> Vec<Row> {
+    let mut rows = Vec::new();
     let api = memory_api(false);
     let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
     for _ in 0..60 {
@@ -315,8 +355,12 @@ async fn main() {
         ),
         "both verify one Argon2id hash".into(),
     ));
+    rows
+}
 
-    // --- binary sizes ---
+/// Binary sizes.
+fn binary_sizes() -> Vec<Row> {
+    let mut rows = Vec::new();
     for (label, bin) in [
         ("publish-cancel", "publish-cancel"),
         ("hello-world reference", "examples/hello_lambda"),
@@ -343,9 +387,13 @@ async fn main() {
             ));
         }
     }
+    rows
+}
 
-    // --- memory over 10 000 requests, release local server ---
-    let (hwm, rss_after, rss_idle) = local_server_memory(&auth).await;
+/// Memory over 10 000 requests, release local server.
+async fn local_server_rss(auth: &str) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let (hwm, rss_after, rss_idle) = local_server_memory(auth).await;
     rows.push(Row(
         format!("peak RSS over {RSS_REQUESTS} requests (local server, release)"),
         format!("{hwm:.1} MB"),
@@ -356,27 +404,7 @@ async fn main() {
         format!("{rss_after:.1} MB / {rss_idle:.1} MB"),
         "steady state without Argon2's working memory".into(),
     ));
-
-    let settings = lambda_memory_settings(&stack, &event).await;
-
-    println!("| measure | figure | reference |\n| --- | --- | --- |");
-    for Row(a, b, c) in rows {
-        println!("| {a} | {b} | {c} |");
-    }
-    println!();
-    match settings {
-        Ok(lines) => {
-            println!(
-                "| Lambda memory (CPU share) | Argon2 verify, p50 | init, p50 | \
-                 first invocation, p50 | warm invocation, p50 |"
-            );
-            println!("| --- | --- | --- | --- | --- |");
-            for line in lines {
-                println!("{line}");
-            }
-        }
-        Err(why) => println!("Lambda memory settings: not measured ({why})"),
-    }
+    rows
 }
 
 /// Init and the first API-key request of a cold process, with the KEK

@@ -213,7 +213,11 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
     // most `limit`.
     let pending = publishes.pending_stops(Timestamp(1_001), 10).await.unwrap();
     let keys: Vec<_> = pending.iter().map(|r| r.key.clone()).collect();
-    assert_eq!(keys, std::slice::from_ref(&running), "before the cutoff only");
+    assert_eq!(
+        keys,
+        std::slice::from_ref(&running),
+        "before the cutoff only"
+    );
     let both = publishes.pending_stops(Timestamp(5_000), 10).await.unwrap();
     assert_eq!(both.len(), 2);
     assert!(both
