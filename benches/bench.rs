@@ -185,13 +185,7 @@ async fn warm_latency(stack: &Stack, auth: &str) -> Vec<Row> {
             )
             .await,
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(publish_cancel::frontdoor::local::serve(
-        listener,
-        api.clone(),
-        publish_cancel::frontdoor::local::Limits::default(),
-    ));
+    let addr = common::serve_locally(api.clone()).await;
     // Warm the credential cache and the connections.
     common::http_client::send(
         &addr,

@@ -12,7 +12,7 @@ use publish_cancel::config::{sdk, Env, FunctionBackend, FunctionSettings};
 use publish_cancel::frontdoor;
 use publish_cancel::metrics::Metrics;
 use publish_cancel::ports::{Publishes, StopQueue, Users};
-use publish_cancel::startup::{self, BoxError, Options};
+use publish_cancel::startup::{self, BoxError, Options, Serving};
 use serde_json::Value;
 
 fn main() -> ExitCode {
@@ -33,8 +33,6 @@ async fn run() -> ExitCode {
     publish_cancel::logging::init();
     startup::run(start()).await
 }
-
-type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BoxError>>>>;
 
 /// Builds the service on the configured backend; the future serves it.
 async fn start() -> Result<Serving, BoxError> {

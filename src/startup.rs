@@ -29,6 +29,9 @@ use crate::seed::{self, Seed};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// What a Lambda binary's start yields: the future that serves events.
+pub type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BoxError>>>>;
+
 /// The service on DynamoDB and SQS.
 pub type AwsApi = Api<DynamoUsers, DynamoPublishes, SqsStopQueue>;
 /// The service on in-memory stores.

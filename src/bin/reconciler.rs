@@ -13,15 +13,13 @@ use publish_cancel::domain::Timestamp;
 use publish_cancel::metrics::{now_ms, Metrics};
 use publish_cancel::ports::{Publishes, StopQueue};
 use publish_cancel::reconcile::{reconcile, ReconcileReport};
-use publish_cancel::startup::{self, BoxError};
+use publish_cancel::startup::{self, BoxError, Serving};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     publish_cancel::logging::init();
     startup::run(start()).await
 }
-
-type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BoxError>>>>;
 
 async fn start() -> Result<Serving, BoxError> {
     let env = Env::process();

@@ -398,6 +398,28 @@ pub fn memory_api(seed: &Seed, cached: bool) -> MemoryApi {
     )
 }
 
+/// Serves `api` with the local HTTP front door on a free loopback port, in
+/// the background; returns its `host:port`.
+pub async fn serve_locally<U, P, Q>(
+    api: std::sync::Arc<publish_cancel::api::Api<U, P, Q>>,
+) -> String
+where
+    U: publish_cancel::ports::Users + 'static,
+    P: publish_cancel::ports::Publishes + 'static,
+    Q: publish_cancel::ports::StopQueue + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address").to_string();
+    tokio::spawn(publish_cancel::frontdoor::local::serve(
+        listener,
+        api,
+        publish_cancel::frontdoor::local::Limits::default(),
+    ));
+    addr
+}
+
 /// The key of alice's publish `1/2/{pitid}` (the bundled seed's appliance and image).
 pub fn alice_key(pitid: i64) -> publish_cancel::domain::PublishKey {
     publish_cancel::domain::PublishKey {

@@ -437,13 +437,7 @@ async fn huge_and_binary_bodies_over_a_real_socket() {
     // and the answer depends on the credentials alone.
     let seed = publish_cancel::seed::Seed::parse(publish_cancel::seed::BUNDLED).unwrap();
     let api = std::sync::Arc::new(common::memory_api(&seed, false));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(publish_cancel::frontdoor::local::serve(
-        listener,
-        api.clone(),
-        publish_cancel::frontdoor::local::Limits::default(),
-    ));
+    let addr = common::serve_locally(api.clone()).await;
 
     let wrong = format!("Basic {}", b64(b"alice:wrong"));
     let binary: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
