@@ -215,6 +215,7 @@ async fn warm_latency(stack: &Stack, auth: &str) -> Vec<Row> {
         let stamp = CancelStamp {
             request_id: format!("floor-{i}"),
             at: Timestamp::now(),
+            audit: publish_cancel::domain::CancelAudit::http(&alice),
         };
         users.get(&alice).await.unwrap().unwrap();
         let k = common::alice_key(20_000 + i);

@@ -5,7 +5,10 @@
 //! be `{uid}` with `image_publish`.
 
 use crate::auth::{AuthError, AuthTrace, Authenticator, Credentials};
-use crate::domain::{CancelStamp, PublishKey, PublishRecord, PublishState, User, IMAGE_PUBLISH};
+use crate::domain::{
+    CancelAudit, CancelStamp, PublishKey, PublishRecord, PublishState, Timestamp, User,
+    IMAGE_PUBLISH,
+};
 use crate::ports::{BackendError, CancelOutcome, Publishes, StopMessage, StopQueue, Users};
 
 /// Everything that can stop a cancel. The HTTP layer maps each variant to a
@@ -48,63 +51,28 @@ pub struct Cancelled {
     pub changed: bool,
 }
 
+/// A cancel asked for over HTTP: the key, the caller's credentials, and the
+/// request's id and time (stamped into the record with the caller's login).
 #[derive(Debug)]
 pub struct CancelRequest {
     pub key: PublishKey,
     pub credentials: Credentials,
-    /// Stamped into the record and the stop message.
-    pub stamp: CancelStamp,
+    pub request_id: String,
+    pub at: Timestamp,
 }
 
-/// The use case, generic over its three ports.
+/// Cancel this key: the one conditional write, then the stop message, then
+/// clearing its pending mark. Whoever calls it has decided the caller may:
+/// the HTTP path (`CancelPublish`) after authenticating, the automation
+/// function on its IAM authority.
 #[derive(Debug)]
-pub struct CancelPublish<U, P, Q> {
-    pub users: U,
+pub struct CancelKey<P, Q> {
     pub publishes: P,
     pub queue: Q,
-    pub auth: Authenticator,
 }
 
-impl<U: Users, P: Publishes, Q: StopQueue> CancelPublish<U, P, Q> {
-    pub async fn run(&self, req: CancelRequest) -> Result<Cancelled, CancelError> {
-        self.run_traced(req).await.0
-    }
-
-    /// `run`, also saying how the caller was authenticated (for metrics).
-    pub async fn run_traced(
-        &self,
-        req: CancelRequest,
-    ) -> (Result<Cancelled, CancelError>, AuthTrace) {
-        let (user, trace) = self
-            .auth
-            .authenticate(&self.users, req.credentials, &req.key.uid)
-            .await;
-        let result = match user {
-            Ok(user) => self.authorised(&user, &req.key, &req.stamp).await,
-            Err(e) => Err(e.into()),
-        };
-        (result, trace)
-    }
-
-    /// Who may cancel this key: an `image_publish` holder who is `{uid}`.
-    async fn authorised(
-        &self,
-        user: &User,
-        key: &PublishKey,
-        stamp: &CancelStamp,
-    ) -> Result<Cancelled, CancelError> {
-        if !user.has_entitlement(IMAGE_PUBLISH) {
-            return Err(CancelError::MissingEntitlement);
-        }
-        if user.login != key.uid {
-            return Err(CancelError::NotOwner);
-        }
-        self.cancel_key(key, stamp).await
-    }
-
-    /// Cancel this key, the caller being allowed to: one conditional write,
-    /// then the stop message, then clearing its pending mark.
-    pub async fn cancel_key(
+impl<P: Publishes, Q: StopQueue> CancelKey<P, Q> {
+    pub async fn run(
         &self,
         key: &PublishKey,
         stamp: &CancelStamp,
@@ -120,8 +88,9 @@ impl<U: Users, P: Publishes, Q: StopQueue> CancelPublish<U, P, Q> {
             CancelOutcome::Finished(r) => return Err(CancelError::Finished(r.state)),
             CancelOutcome::NotFound => return Err(CancelError::NotFound),
         };
-        // Re-sent on repeats too, with the original stamp: a client retrying
-        // after a failed send is how a lost stop gets delivered.
+        // Re-sent on repeats too, with the original stamp and audit: a
+        // client retrying after a failed send is how a lost stop gets
+        // delivered.
         let stamp = record.cancel.as_ref().unwrap_or(stamp);
         self.queue
             .send(&StopMessage::new(&record.key, stamp))
@@ -142,6 +111,60 @@ impl<U: Users, P: Publishes, Q: StopQueue> CancelPublish<U, P, Q> {
     }
 }
 
+/// The HTTP use case: who may cancel this key (credentials, the
+/// `image_publish` entitlement, ownership of `{uid}`), then `CancelKey`.
+#[derive(Debug)]
+pub struct CancelPublish<U, P, Q> {
+    pub users: U,
+    pub auth: Authenticator,
+    pub cancel: CancelKey<P, Q>,
+}
+
+impl<U: Users, P: Publishes, Q: StopQueue> CancelPublish<U, P, Q> {
+    pub async fn run(&self, req: CancelRequest) -> Result<Cancelled, CancelError> {
+        self.run_traced(req).await.0
+    }
+
+    /// `run`, also saying how the caller was authenticated (for metrics).
+    pub async fn run_traced(
+        &self,
+        req: CancelRequest,
+    ) -> (Result<Cancelled, CancelError>, AuthTrace) {
+        let (user, trace) = self
+            .auth
+            .authenticate(&self.users, req.credentials, &req.key.uid)
+            .await;
+        let result = match user {
+            Ok(user) => {
+                let stamp = CancelStamp {
+                    request_id: req.request_id,
+                    at: req.at,
+                    audit: CancelAudit::http(&user.login),
+                };
+                self.authorised(&user, &req.key, &stamp).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        (result, trace)
+    }
+
+    /// Who may cancel this key: an `image_publish` holder who is `{uid}`.
+    async fn authorised(
+        &self,
+        user: &User,
+        key: &PublishKey,
+        stamp: &CancelStamp,
+    ) -> Result<Cancelled, CancelError> {
+        if !user.has_entitlement(IMAGE_PUBLISH) {
+            return Err(CancelError::MissingEntitlement);
+        }
+        if user.login != key.uid {
+            return Err(CancelError::NotOwner);
+        }
+        self.cancel.run(key, stamp).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -149,7 +172,7 @@ mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
     use crate::auth::{BasicCredentials, Sealer};
-    use crate::domain::{Login, Timestamp};
+    use crate::domain::Login;
     use crate::seed::{Seed, BUNDLED};
 
     /// Counts calls, to prove what was (not) looked up.
@@ -187,12 +210,14 @@ mod tests {
         let (users, publishes) = Seed::parse(BUNDLED).unwrap().into_memory(&sealer).unwrap();
         CancelPublish {
             users,
-            publishes: Counting {
-                inner: publishes,
-                calls: AtomicUsize::new(0),
-            },
-            queue: MemoryQueue::default(),
             auth: Authenticator::new(Some(crate::auth::FixedKeks::shared(sealer))),
+            cancel: CancelKey {
+                publishes: Counting {
+                    inner: publishes,
+                    calls: AtomicUsize::new(0),
+                },
+                queue: MemoryQueue::default(),
+            },
         }
     }
 
@@ -208,10 +233,8 @@ mod tests {
                 login: Login::parse(caller).unwrap(),
                 password: password.into(),
             }),
-            stamp: CancelStamp {
-                request_id: "req".into(),
-                at: Timestamp(100),
-            },
+            request_id: "req".into(),
+            at: Timestamp(100),
         }
     }
 
@@ -240,8 +263,8 @@ mod tests {
             let err = uc.run(req).await.unwrap_err();
             assert!(format!("{err:?}").starts_with(want), "{err:?}");
         }
-        assert_eq!(uc.publishes.calls.load(Ordering::SeqCst), 0);
-        assert!(uc.queue.sent().is_empty());
+        assert_eq!(uc.cancel.publishes.calls.load(Ordering::SeqCst), 0);
+        assert!(uc.cancel.queue.sent().is_empty());
     }
 
     #[tokio::test]
@@ -259,25 +282,25 @@ mod tests {
             .unwrap();
         assert!(!again.changed);
         assert_eq!(again.record, done.record);
-        assert_eq!(uc.queue.sent().len(), 2);
+        assert_eq!(uc.cancel.queue.sent().len(), 2);
     }
 
     #[tokio::test]
     async fn a_failed_send_is_retryable() {
         let uc = use_case();
-        uc.queue.fail(true);
+        uc.cancel.queue.fail(true);
         let err = uc
             .run(request("alice", "alice-password", "alice", (1, 2, 4)))
             .await
             .unwrap_err();
         assert!(matches!(err, CancelError::StopNotSent(_)), "{err:?}");
-        uc.queue.fail(false);
+        uc.cancel.queue.fail(false);
         let ok = uc
             .run(request("alice", "alice-password", "alice", (1, 2, 4)))
             .await
             .unwrap();
         assert!(!ok.changed);
-        let sent = uc.queue.sent();
+        let sent = uc.cancel.queue.sent();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].pitid, 4);
     }
@@ -296,6 +319,6 @@ mod tests {
                 .unwrap_err();
             assert_eq!(format!("{err:?}"), want);
         }
-        assert!(uc.queue.sent().is_empty());
+        assert!(uc.cancel.queue.sent().is_empty());
     }
 }

@@ -98,6 +98,19 @@ pub struct StopMessage {
     pub request_id: String,
     /// When that cancel happened (xs:dateTime).
     pub cancelled_at: String,
+    // The cancel's audit (added within version 1: readers of the first
+    // form ignore unknown fields).
+    /// `http`, `eventbridge`, `sqs` or `invoke`.
+    #[serde(default)]
+    pub cancel_source: String,
+    /// The principal the service vouches for (README, "Audit").
+    #[serde(default)]
+    pub cancelled_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// As the sender asserted it, unverified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 impl StopMessage {
@@ -114,6 +127,10 @@ impl StopMessage {
             pitid: key.pitid.get(),
             request_id: stamp.request_id.clone(),
             cancelled_at: stamp.at.to_rfc3339(),
+            cancel_source: stamp.audit.source.as_str().to_owned(),
+            cancelled_by: stamp.audit.cancelled_by.to_string(),
+            reason: stamp.audit.reason.as_ref().map(ToString::to_string),
+            requested_by: stamp.audit.requested_by.as_ref().map(ToString::to_string),
         }
     }
 

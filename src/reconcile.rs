@@ -86,6 +86,7 @@ mod tests {
         let stamp = |id: &str, at| CancelStamp {
             request_id: id.into(),
             at: Timestamp(at),
+            audit: crate::domain::CancelAudit::http(&key(1).uid),
         };
         publishes.cancel(&key(1), &stamp("old", 100)).await.unwrap();
         publishes

@@ -21,7 +21,7 @@ use crate::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
 use crate::adapters::sqs::SqsStopQueue;
 use crate::api::{Api, REQUEST_BUDGET};
 use crate::auth::{Authenticator, FixedKeks, KekSource, Sealer};
-use crate::cancel::CancelPublish;
+use crate::cancel::{CancelKey, CancelPublish};
 use crate::config::{AwsSettings, ConfigError, Env};
 use crate::metrics::Metrics;
 use crate::ports::{Publishes, StopQueue, Users};
@@ -79,9 +79,8 @@ pub fn service<U: Users, P: Publishes, Q: StopQueue>(
     Api::new(
         CancelPublish {
             users,
-            publishes,
-            queue,
             auth,
+            cancel: CancelKey { publishes, queue },
         },
         &options.base_path,
     )

@@ -15,7 +15,7 @@ use http::{HeaderMap, Method, Response, StatusCode};
 
 use crate::auth::{AuthTrace, Check, Credentials};
 use crate::cancel::{CancelError, CancelPublish, CancelRequest, Cancelled};
-use crate::domain::{CancelStamp, Timestamp};
+use crate::domain::Timestamp;
 use crate::metrics::{Metrics, RequestFacts};
 use crate::ports::{BackendError, Publishes, StopQueue, Users};
 use error::{ApiError, RETRY_AFTER_SECS};
@@ -194,10 +194,8 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
         let request = CancelRequest {
             key: matched.key,
             credentials,
-            stamp: CancelStamp {
-                request_id: req.request_id.to_owned(),
-                at: Timestamp::now(),
-            },
+            request_id: req.request_id.to_owned(),
+            at: Timestamp::now(),
         };
         match tokio::time::timeout(self.budget, self.cancel.run_traced(request)).await {
             Ok(done) => done,

@@ -213,6 +213,7 @@ mod tests {
         r.cancelled(&CancelStamp {
             request_id: "r".into(),
             at: Timestamp(1_795_718_847),
+            audit: crate::domain::CancelAudit::http(&r.key.uid),
         })
         .unwrap()
     }

@@ -107,13 +107,14 @@ impl Timestamp {
     }
 }
 
-/// Who cancelled, and when: written into the record by the cancel that made
-/// the transition, and copied into every stop message for it, so that
-/// re-sent stops carry the same deduplication id.
+/// Which cancel, when, by whom and why: written into the record by the
+/// cancel that made the transition, and copied into every stop message for
+/// it, so that re-sent stops carry the same deduplication id and audit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CancelStamp {
     pub request_id: String,
     pub at: Timestamp,
+    pub audit: super::CancelAudit,
 }
 
 /// The stored publish: the source of truth for UForge's `status` object.
@@ -229,6 +230,7 @@ mod tests {
         let stamp = CancelStamp {
             request_id: "r1".into(),
             at: Timestamp(10),
+            audit: crate::domain::CancelAudit::http(&rec.key.uid),
         };
         let done = rec.cancelled(&stamp).unwrap();
         assert_eq!(done.state, Cancelled);

@@ -10,7 +10,7 @@ use common::{call, cancel_path, Req, Stack, StackOptions};
 use publish_cancel::adapters::dynamodb::attr;
 use publish_cancel::auth::{BasicCredentials, Credentials};
 use publish_cancel::cancel::CancelRequest;
-use publish_cancel::domain::{CancelStamp, Login, PublishRecord, PublishState, Timestamp};
+use publish_cancel::domain::{Login, PublishRecord, PublishState, Timestamp};
 
 const CONCURRENT: usize = 100;
 const TRIALS: i64 = 60;
@@ -22,10 +22,8 @@ fn request(pitid: i64, id: usize) -> CancelRequest {
             login: Login::parse("alice").unwrap(),
             password: "alice-password".into(),
         }),
-        stamp: CancelStamp {
-            request_id: format!("concurrent-{id}"),
-            at: Timestamp::now(),
-        },
+        request_id: format!("concurrent-{id}"),
+        at: Timestamp::now(),
     }
 }
 

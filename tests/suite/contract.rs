@@ -10,7 +10,8 @@ use publish_cancel::adapters::dynamodb::{DynamoPublishes, DynamoUsers};
 use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
 use publish_cancel::adapters::sqs::SqsStopQueue;
 use publish_cancel::domain::{
-    ApiKey, CancelStamp, Login, PublishKey, PublishRecord, PublishState, Timestamp, User,
+    ApiKey, AuditText, CancelAudit, CancelSource, CancelStamp, Login, PublishKey, PublishRecord,
+    PublishState, Timestamp, User,
 };
 use publish_cancel::ports::{CancelOutcome, Publishes, StopMessage, StopQueue, Users};
 
@@ -88,10 +89,18 @@ fn key(uid: &str, aid: i64, itid: i64, pitid: i64) -> PublishKey {
     }
 }
 
+/// A stamp whose audit uses every field, so the contract sees them kept.
 fn stamp(id: &str, at: i64) -> CancelStamp {
+    let text = |t: &str| AuditText::parse(t).unwrap();
     CancelStamp {
         request_id: id.into(),
         at: Timestamp(at),
+        audit: CancelAudit {
+            source: CancelSource::Sqs,
+            cancelled_by: text(&format!("sender-of-{id}")),
+            reason: Some(text(&format!("reason {id}"))),
+            requested_by: Some(text("budget-watchdog")),
+        },
     }
 }
 

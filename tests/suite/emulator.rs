@@ -90,6 +90,10 @@ async fn running_publish_is_cancelled_and_the_worker_told() {
         &req.request_id
     );
     assert_eq!(item[attr::PERCENTAGE].as_n().unwrap(), "40");
+    // Its audit: through HTTP, by the authenticated login.
+    assert_eq!(item[attr::CANCEL_SOURCE].as_s().unwrap(), "http");
+    assert_eq!(item[attr::CANCELLED_BY].as_s().unwrap(), "alice");
+    assert!(!item.contains_key(attr::CANCEL_REASON));
 
     // The stop message: schema, attributes, ids.
     let msgs = stack.drain().await;
@@ -102,6 +106,7 @@ async fn running_publish_is_cancelled_and_the_worker_told() {
         ("alice", 1, 2, 3)
     );
     assert_eq!(stop.request_id, req.request_id);
+    assert_eq!((stop.cancel_source.as_str(), stop.cancelled_by.as_str()), ("http", "alice"));
     let attrs = msgs[0].message_attributes().unwrap();
     assert_eq!(attrs[ATTR_TYPE].string_value(), Some("uforge.publish.stop"));
     assert_eq!(attrs[ATTR_SCHEMA_VERSION].string_value(), Some("1"));

@@ -65,7 +65,7 @@ async fn every_sample_event_has_its_documented_outcome() {
             serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap())
                 .unwrap_or_else(|e| panic!("events/{name} is not JSON: {e}"));
         let api = fresh_api();
-        let before = api.use_case().publishes.all();
+        let before = api.use_case().cancel.publishes.all();
         let resp = frontdoor::lambda::handle(&api, &event, "events-test")
             .await
             .unwrap_or_else(|e| panic!("events/{name} is not an HTTP event: {e}"));
@@ -89,12 +89,12 @@ async fn every_sample_event_has_its_documented_outcome() {
                 assert_eq!(check_error(&body).status, status, "events/{name}");
             }
             assert_eq!(
-                api.use_case().publishes.all(),
+                api.use_case().cancel.publishes.all(),
                 before,
                 "events/{name} changed a record"
             );
             assert!(
-                api.use_case().queue.sent().is_empty(),
+                api.use_case().cancel.queue.sent().is_empty(),
                 "events/{name} sent a stop"
             );
         } else {
@@ -102,7 +102,7 @@ async fn every_sample_event_has_its_documented_outcome() {
                 assert_eq!(check_status(&body)["cancelled"], "true", "events/{name}");
             }
             assert_eq!(
-                api.use_case().queue.sent().len(),
+                api.use_case().cancel.queue.sent().len(),
                 1,
                 "events/{name}: one stop message"
             );

@@ -443,7 +443,7 @@ async fn huge_and_binary_bodies_over_a_real_socket() {
     let binary: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
     let resp = send_with_body(&addr, &target(), &wrong, &binary).await;
     assert_eq!(resp, 401);
-    assert_eq!(api.use_case().queue.sent().len(), 0);
+    assert_eq!(api.use_case().cancel.queue.sent().len(), 0);
     let right = format!("Basic {}", b64(b"alice:alice-password"));
     let resp = send_with_body(&addr, &target(), &right, b"<xml>ignored</xml>").await;
     assert_eq!(resp, 200);

@@ -335,6 +335,7 @@ async fn reconciler_repairs_a_pending_stop(
     let stamp = CancelStamp {
         request_id: "crashed-cancel".into(),
         at: Timestamp(Timestamp::now().0 - 300),
+        audit: publish_cancel::domain::CancelAudit::http(&record.key.uid),
     };
     record = record.cancelled(&stamp).expect("a running publish");
     stack.put_publish(&record).await;

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::domain::{
-    ApiKey, CancelStamp, Login, PublishKey, PublishRecord, PublishState, Timestamp, User,
+    ApiKey, AuditText, CancelAudit, CancelStamp, Login, PublishKey, PublishRecord, PublishState,
+    Timestamp, User,
 };
 use crate::ports::BackendError;
 
@@ -37,6 +38,11 @@ pub mod attr {
     pub const ERROR_MESSAGE: &str = "errorMessage";
     pub const CANCEL_REQUEST_ID: &str = "cancelRequestId";
     pub const CANCELLED_AT: &str = "cancelledAt";
+    // The cancel's audit, written with it.
+    pub const CANCEL_SOURCE: &str = "cancelSource";
+    pub const CANCELLED_BY: &str = "cancelledBy";
+    pub const CANCEL_REASON: &str = "cancelReason";
+    pub const CANCEL_REQUESTED_BY: &str = "cancelRequestedBy";
     /// Present (value `PENDING`) while a cancel's stop is unconfirmed.
     pub const STOP_PENDING: &str = "stopPending";
     pub const PENDING: &str = "pending";
@@ -156,6 +162,48 @@ fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
         .and_then(|n| n.parse().ok())
 }
 
+fn audit_from_item(item: &Item) -> Result<CancelAudit, BackendError> {
+    let text = |name| {
+        get_s(item, name)
+            .map(|v| {
+                AuditText::parse(v)
+                    .map_err(|e| BackendError::new("publish item has an invalid audit", e))
+            })
+            .transpose()
+    };
+    Ok(CancelAudit {
+        source: get_s(item, attr::CANCEL_SOURCE)
+            .ok_or_else(|| BackendError::msg("a cancelled publish item has no cancelSource"))?
+            .parse()
+            .map_err(|e| BackendError::new("publish item has an unknown cancelSource", e))?,
+        cancelled_by: text(attr::CANCELLED_BY)?
+            .ok_or_else(|| BackendError::msg("a cancelled publish item has no cancelledBy"))?,
+        reason: text(attr::CANCEL_REASON)?,
+        requested_by: text(attr::CANCEL_REQUESTED_BY)?,
+    })
+}
+
+/// The attribute values that record `audit`, for the cancel's write.
+pub fn audit_values(audit: &CancelAudit) -> Vec<(&'static str, AttributeValue)> {
+    let mut out = vec![
+        (
+            attr::CANCEL_SOURCE,
+            AttributeValue::S(audit.source.as_str().to_owned()),
+        ),
+        (
+            attr::CANCELLED_BY,
+            AttributeValue::S(audit.cancelled_by.to_string()),
+        ),
+    ];
+    if let Some(r) = &audit.reason {
+        out.push((attr::CANCEL_REASON, AttributeValue::S(r.to_string())));
+    }
+    if let Some(r) = &audit.requested_by {
+        out.push((attr::CANCEL_REQUESTED_BY, AttributeValue::S(r.to_string())));
+    }
+    out
+}
+
 /// Reads a publish item stored under `key`.
 pub fn record_from_item(key: &PublishKey, item: &Item) -> Result<PublishRecord, BackendError> {
     let state: PublishState = get_s(item, attr::STATE)
@@ -169,6 +217,7 @@ pub fn record_from_item(key: &PublishKey, item: &Item) -> Result<PublishRecord, 
         (Some(id), Some(at)) => Some(CancelStamp {
             request_id: id.clone(),
             at: Timestamp(at),
+            audit: audit_from_item(item)?,
         }),
         _ => None,
     };
@@ -222,6 +271,11 @@ pub fn record_to_item(r: &PublishRecord) -> Item {
     n(attr::BYTES_LOADED, r.bytes_loaded);
     n(attr::BYTES_TOTAL, r.bytes_total);
     n(attr::CANCELLED_AT, r.cancel.as_ref().map(|c| c.at.0));
+    if let Some(c) = &r.cancel {
+        for (name, value) in audit_values(&c.audit) {
+            item.insert(name.to_owned(), value);
+        }
+    }
     item
 }
 
@@ -247,6 +301,12 @@ mod tests {
             .cancelled(&CancelStamp {
                 request_id: "req-1".into(),
                 at: Timestamp(9),
+                audit: CancelAudit {
+                    source: crate::domain::CancelSource::Sqs,
+                    cancelled_by: AuditText::parse("AIDAEXAMPLE").unwrap(),
+                    reason: Some(AuditText::parse("budget exceeded").unwrap()),
+                    requested_by: Some(AuditText::parse("watchdog").unwrap()),
+                },
             })
             .unwrap();
         let item = record_to_item(&r);

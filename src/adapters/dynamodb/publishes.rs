@@ -7,7 +7,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use aws_sdk_dynamodb::Client;
 
 use super::items::{
-    attr, key_from_item, publish_item_key, record_from_item, state_value, Item, PENDING_STOPS_INDEX,
+    attr, audit_values, key_from_item, publish_item_key, record_from_item, state_value, Item,
+    PENDING_STOPS_INDEX,
 };
 use crate::adapters::sdk_error;
 use crate::domain::{CancelStamp, PublishKey, PublishRecord, PublishState, Timestamp};
@@ -53,15 +54,21 @@ impl Publishes for DynamoPublishes {
         // One conditional write decides everything; on failure DynamoDB hands
         // back the item as it was, so no second read is needed to tell
         // "already cancelled" from "finished" from "absent".
-        let result = self
+        // The audit goes in the same write: the first cancel's stays.
+        let audit = audit_values(&stamp.audit);
+        let mut update = String::from(
+            "SET #state = :cancelled, #lastModified = :now, #message = :message, \
+             #requestId = :requestId, #cancelledAt = :now, #pending = :pending",
+        );
+        for i in 0..audit.len() {
+            update.push_str(&format!(", #audit{i} = :audit{i}"));
+        }
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(publish_item_key(key)))
-            .update_expression(
-                "SET #state = :cancelled, #lastModified = :now, #message = :message, \
-                 #requestId = :requestId, #cancelledAt = :now, #pending = :pending",
-            )
+            .update_expression(update)
             .condition_expression(cancellable_condition())
             .expression_attribute_names("#state", attr::STATE)
             .expression_attribute_names("#lastModified", attr::LAST_MODIFIED)
@@ -80,9 +87,13 @@ impl Publishes for DynamoPublishes {
             )
             .expression_attribute_values(":requestId", AttributeValue::S(stamp.request_id.clone()))
             .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (i, (name, value)) in audit.into_iter().enumerate() {
+            request = request
+                .expression_attribute_names(format!("#audit{i}"), name)
+                .expression_attribute_values(format!(":audit{i}"), value);
+        }
+        let result = request.send().await;
         match result {
             Ok(out) => {
                 let item = out

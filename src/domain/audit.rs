@@ -1,0 +1,149 @@
+//! Who cancelled a publish, through which door, and why: written into the
+//! record by the same conditional write that makes the transition (so the
+//! first cancel's audit is the one that stays), and carried by every stop
+//! message for it.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Where a cancel came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CancelSource {
+    /// A UForge client through API Gateway (or the local server).
+    Http,
+    /// An EventBridge rule on the automation bus.
+    EventBridge,
+    /// A message on the automation command queue.
+    Sqs,
+    /// A direct invocation of the automation function (a Step Functions
+    /// task, an operator's `aws lambda invoke`).
+    Invoke,
+}
+
+impl CancelSource {
+    pub const ALL: [CancelSource; 4] = [
+        CancelSource::Http,
+        CancelSource::EventBridge,
+        CancelSource::Sqs,
+        CancelSource::Invoke,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelSource::Http => "http",
+            CancelSource::EventBridge => "eventbridge",
+            CancelSource::Sqs => "sqs",
+            CancelSource::Invoke => "invoke",
+        }
+    }
+}
+
+impl fmt::Display for CancelSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CancelSource {
+    type Err = InvalidAudit;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CancelSource::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or(InvalidAudit("an unknown cancel source"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid audit field: {0}")]
+pub struct InvalidAudit(pub &'static str);
+
+/// A short text of the audit trail (a reason, a principal): 1 to
+/// `AuditText::MAX` characters, no control characters, trimmed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AuditText(String);
+
+impl AuditText {
+    pub const MAX: usize = 256;
+
+    pub fn parse(text: &str) -> Result<AuditText, InvalidAudit> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(InvalidAudit("empty"));
+        }
+        if text.chars().count() > Self::MAX {
+            return Err(InvalidAudit("longer than 256 characters"));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(InvalidAudit("a control character"));
+        }
+        Ok(AuditText(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AuditText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who cancelled and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelAudit {
+    pub source: CancelSource,
+    /// The principal the service can vouch for: the authenticated UForge
+    /// login (HTTP), the queue's `SenderId` (SQS), the rule that delivered
+    /// the event (EventBridge), or `lambda:invoke` (a direct invocation,
+    /// whose caller IAM checked but Lambda does not name).
+    pub cancelled_by: AuditText,
+    pub reason: Option<AuditText>,
+    /// Who the sender says asked for it: asserted, not verified.
+    pub requested_by: Option<AuditText>,
+}
+
+impl CancelAudit {
+    /// A UForge user's cancel through the HTTP API.
+    pub fn http(login: &super::Login) -> CancelAudit {
+        CancelAudit {
+            source: CancelSource::Http,
+            // A login is 1-64 printable characters: always a valid text.
+            cancelled_by: AuditText(login.to_string()),
+            reason: None,
+            requested_by: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_texts_are_bounded_and_printable() {
+        assert_eq!(
+            AuditText::parse("  budget exceeded ").unwrap().as_str(),
+            "budget exceeded"
+        );
+        assert!(AuditText::parse(&"x".repeat(256)).is_ok());
+        assert!(
+            AuditText::parse(&"é".repeat(256)).is_ok(),
+            "characters, not bytes"
+        );
+        for bad in ["", "   ", "a\nb", "\u{1b}[31m", &"x".repeat(257)] {
+            assert!(AuditText::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sources_round_trip() {
+        for s in CancelSource::ALL {
+            assert_eq!(s.as_str().parse::<CancelSource>(), Ok(s));
+        }
+        assert!("HTTP".parse::<CancelSource>().is_err());
+    }
+}
