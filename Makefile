@@ -9,4 +9,7 @@ build-CancelFunction:
 build-ReconcilerFunction:
 	scripts/build-arm64 --bootstrap "$(ARTIFACTS_DIR)" reconciler
 
-.PHONY: build-CancelFunction build-ReconcilerFunction
+build-AutomationFunction:
+	scripts/build-arm64 --bootstrap "$(ARTIFACTS_DIR)" automation
+
+.PHONY: build-CancelFunction build-ReconcilerFunction build-AutomationFunction

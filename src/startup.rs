@@ -117,6 +117,30 @@ pub fn aws_api_from_clients(
     )
 }
 
+/// Cancelling keys on DynamoDB and SQS, on the caller's own authority (the
+/// reconciler, the automation function): no users table, no KEK.
+pub fn cancel_key_aws(
+    sdk: &SdkConfig,
+    aws: crate::config::PublishesAndQueue,
+) -> CancelKey<DynamoPublishes, SqsStopQueue> {
+    CancelKey {
+        publishes: DynamoPublishes::new(aws_sdk_dynamodb::Client::new(sdk), aws.publishes_table),
+        queue: SqsStopQueue::new(aws_sdk_sqs::Client::new(sdk), aws.stop_queue_url),
+    }
+}
+
+/// The same on in-memory stores holding `seed`'s publishes.
+pub fn cancel_key_memory(seed: &str) -> Result<CancelKey<MemoryPublishes, MemoryQueue>, BoxError> {
+    let publishes = MemoryPublishes::default();
+    for record in Seed::parse(seed)?.publishes()? {
+        publishes.put(record);
+    }
+    Ok(CancelKey {
+        publishes,
+        queue: MemoryQueue::default(),
+    })
+}
+
 /// The seed file's text: `path`, or the bundled `seed/local.json`.
 pub fn seed_text(path: Option<&std::path::Path>) -> Result<String, BoxError> {
     match path {

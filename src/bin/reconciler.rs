@@ -5,9 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use publish_cancel::adapters::dynamodb::DynamoPublishes;
 use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue};
-use publish_cancel::adapters::sqs::SqsStopQueue;
+use publish_cancel::cancel::CancelKey;
 use publish_cancel::config::{sdk, Env, ReconcilerBackend, ReconcilerSettings};
 use publish_cancel::domain::Timestamp;
 use publish_cancel::metrics::{now_ms, Metrics};
@@ -27,15 +26,9 @@ async fn start() -> Result<Serving, BoxError> {
     let settings = ReconcilerSettings::from_env(&env)?;
     let (grace, batch) = (settings.grace, settings.batch);
     Ok(match settings.backend {
-        ReconcilerBackend::Aws {
-            publishes_table,
-            stop_queue_url,
-            tls_roots,
-        } => {
-            let sdk = sdk::lambda_sdk_config(tls_roots, &env)?;
-            let publishes =
-                DynamoPublishes::new(aws_sdk_dynamodb::Client::new(&sdk), publishes_table);
-            let queue = SqsStopQueue::new(aws_sdk_sqs::Client::new(&sdk), stop_queue_url);
+        ReconcilerBackend::Aws(aws) => {
+            let sdk = sdk::lambda_sdk_config(aws.tls_roots, &env)?;
+            let CancelKey { publishes, queue } = startup::cancel_key_aws(&sdk, aws);
             Box::pin(serve(publishes, queue, grace, batch))
         }
         // Local invocation: nothing is ever pending in fresh stores, but the

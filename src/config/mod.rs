@@ -281,12 +281,43 @@ pub struct ReconcilerSettings {
 
 #[derive(Debug, Clone)]
 pub enum ReconcilerBackend {
-    Aws {
-        publishes_table: String,
-        stop_queue_url: String,
-        tls_roots: TlsRoots,
-    },
+    Aws(PublishesAndQueue),
     Memory,
+}
+
+/// The publishes table and the stop queue: all that cancelling a key on its
+/// own authority needs (the reconciler, the automation function).
+#[derive(Debug, Clone)]
+pub struct PublishesAndQueue {
+    pub publishes_table: String,
+    pub stop_queue_url: String,
+    pub tls_roots: TlsRoots,
+}
+
+impl PublishesAndQueue {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(PublishesAndQueue {
+            publishes_table: env.resource(ENV_PUBLISHES_TABLE)?,
+            stop_queue_url: env.resource(ENV_STOP_QUEUE_URL)?,
+            tls_roots: TlsRoots::from_env(env)?,
+        })
+    }
+}
+
+/// The automation function (`automation`): no users table, no KEK.
+#[derive(Debug, Clone)]
+pub enum AutomationSettings {
+    Aws(PublishesAndQueue),
+    Memory { seed: Option<PathBuf> },
+}
+
+impl AutomationSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(match Backend::from_env(env)? {
+            Backend::Aws => AutomationSettings::Aws(PublishesAndQueue::from_env(env)?),
+            Backend::Memory { seed } => AutomationSettings::Memory { seed },
+        })
+    }
 }
 
 impl ReconcilerSettings {
@@ -295,11 +326,7 @@ impl ReconcilerSettings {
         let batch = usize::try_from(env.number(ENV_RECONCILE_BATCH, 100)?)
             .map_err(|_| ConfigError::Invalid(ENV_RECONCILE_BATCH, "too large".into()))?;
         let backend = match Backend::from_env(env)? {
-            Backend::Aws => ReconcilerBackend::Aws {
-                publishes_table: env.resource(ENV_PUBLISHES_TABLE)?,
-                stop_queue_url: env.resource(ENV_STOP_QUEUE_URL)?,
-                tls_roots: TlsRoots::from_env(env)?,
-            },
+            Backend::Aws => ReconcilerBackend::Aws(PublishesAndQueue::from_env(env)?),
             Backend::Memory { .. } => ReconcilerBackend::Memory,
         };
         Ok(ReconcilerSettings {

@@ -1,5 +1,6 @@
 //! Front doors: ways a request reaches `api::Api::handle`.
 
+pub mod automation;
 pub mod lambda;
 pub mod local;
 

@@ -30,6 +30,7 @@ pub fn lambda_binary(name: &str) -> PathBuf {
         None => PathBuf::from(match name {
             "publish-cancel" => env!("CARGO_BIN_EXE_publish-cancel"),
             "reconciler" => env!("CARGO_BIN_EXE_reconciler"),
+            "automation" => env!("CARGO_BIN_EXE_automation"),
             other => panic!("not a Lambda binary of this crate: {other}"),
         }),
     }

@@ -106,7 +106,10 @@ async fn running_publish_is_cancelled_and_the_worker_told() {
         ("alice", 1, 2, 3)
     );
     assert_eq!(stop.request_id, req.request_id);
-    assert_eq!((stop.cancel_source.as_str(), stop.cancelled_by.as_str()), ("http", "alice"));
+    assert_eq!(
+        (stop.cancel_source.as_str(), stop.cancelled_by.as_str()),
+        ("http", "alice")
+    );
     let attrs = msgs[0].message_attributes().unwrap();
     assert_eq!(attrs[ATTR_TYPE].string_value(), Some("uforge.publish.stop"));
     assert_eq!(attrs[ATTR_SCHEMA_VERSION].string_value(), Some("1"));

@@ -11,6 +11,7 @@ mod common;
 
 mod admin_cli;
 mod architecture;
+mod automation;
 mod concurrency;
 mod contract;
 mod emulator;

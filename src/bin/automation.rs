@@ -1,0 +1,54 @@
+//! The automation function: cancels asked for by EventBridge, an SQS
+//! command queue, Step Functions or a direct invoke, on the caller's IAM
+//! authority. It shares the HTTP function's cancel (`CancelKey`: the one
+//! conditional write, the stop message, the pending mark), but has no
+//! users table, no KEK and no Argon2. Events: `frontdoor::automation`.
+
+use std::process::ExitCode;
+
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use publish_cancel::cancel::CancelKey;
+use publish_cancel::config::{sdk, AutomationSettings, Env};
+use publish_cancel::frontdoor::automation;
+use publish_cancel::ports::{Publishes, StopQueue};
+use publish_cancel::startup::{self, BoxError, Serving};
+use serde_json::Value;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    publish_cancel::logging::init();
+    startup::run(start()).await
+}
+
+async fn start() -> Result<Serving, BoxError> {
+    let env = Env::process();
+    startup::check_lambda_environment(&env)?;
+    Ok(match AutomationSettings::from_env(&env)? {
+        AutomationSettings::Aws(aws) => {
+            let sdk = sdk::lambda_sdk_config(aws.tls_roots, &env)?;
+            Box::pin(serve(startup::cancel_key_aws(&sdk, aws)))
+        }
+        AutomationSettings::Memory { seed } => {
+            let cancel = startup::cancel_key_memory(&startup::seed_text(seed.as_deref())?)?;
+            tracing::warn!(
+                "cancelling in in-memory stores (UFORGE_BACKEND=memory): local invocation only"
+            );
+            Box::pin(serve(cancel))
+        }
+    })
+}
+
+async fn serve<P: Publishes + 'static, Q: StopQueue + 'static>(
+    cancel: CancelKey<P, Q>,
+) -> Result<(), BoxError> {
+    let cancel = &cancel;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        automation::handle(cancel, &event.payload, &event.context.request_id)
+            .await
+            .map_err(|e| Diagnostic {
+                error_type: e.error_type().into(),
+                error_message: e.to_string(),
+            })
+    }))
+    .await
+}

@@ -1,0 +1,471 @@
+//! The automation function, the compiled binary under the Runtime API,
+//! against DynamoDB and SQS on moto: every entry shape against every state
+//! a publish can be in, redeliveries, batches with bad messages and backend
+//! faults, cross-wired events, and the sample events.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use publish_cancel::adapters::dynamodb::attr;
+use publish_cancel::domain::{PublishRecord, PublishState};
+use publish_cancel::ports::StopMessage;
+use serde_json::{json, Value};
+
+use crate::common::fault_proxy::{Fault, FaultProxy};
+use crate::common::runtime_api::{Outcome, RuntimeApi};
+use crate::common::sample_events::{lambda_binary, LambdaProcess};
+use crate::common::{self, Stack};
+
+const RULE: &str = "arn:aws:events:us-east-1:123456789012:rule/uforge-automation/cancel-requests";
+const SENDER: &str = "AROAEXAMPLEROLEID:budget-watchdog";
+
+/// The automation binary on `stack`, reaching AWS at `endpoint`.
+async fn automation(stack: &Stack, endpoint: &str) -> (RuntimeApi, LambdaProcess) {
+    let runtime = RuntimeApi::start().await;
+    let env: Vec<(String, String)> = [
+        ("AWS_LAMBDA_RUNTIME_API", runtime.addr.as_str()),
+        ("AWS_LAMBDA_FUNCTION_NAME", "automation"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("PUBLISHES_TABLE", stack.publishes_table.as_str()),
+        ("STOP_QUEUE_URL", stack.queue_url.as_str()),
+        ("UFORGE_TLS_ROOTS", "amazon"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let function = LambdaProcess::spawn(&lambda_binary("automation"), &env);
+    (runtime, function)
+}
+
+fn command(pitid: i64, reason: &str) -> Value {
+    json!({"type": "uforge.publish.cancel", "schemaVersion": 1, "uid": "alice", "aid": 1, "itid": 2,
+           "pitid": pitid, "reason": reason, "requestedBy": "budget-watchdog"})
+}
+
+fn eventbridge(pitid: i64, id: &str) -> Value {
+    let mut detail = command(pitid, "via eventbridge");
+    detail.as_object_mut().unwrap().remove("type");
+    json!({"ruleArn": RULE, "event": {"version": "0", "id": id, "detail-type": "Publish Cancel Requested",
+           "source": "acme.watchdog", "account": "123456789012", "time": "2026-11-27T09:00:00Z",
+           "region": "us-east-1", "resources": [], "detail": detail}})
+}
+
+fn sqs_record(id: &str, body: &str, queue: &str) -> Value {
+    json!({"messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
+           "attributes": {"ApproximateReceiveCount": "1", "SenderId": SENDER},
+           "messageAttributes": {}, "eventSource": "aws:sqs",
+           "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{queue}"), "awsRegion": "us-east-1"})
+}
+
+fn sqs(records: Vec<Value>) -> Value {
+    json!({ "Records": records })
+}
+
+async fn put(stack: &Stack, pitid: i64, state: PublishState) {
+    let mut record = PublishRecord::new(common::alice_key(pitid), state);
+    record.percentage = Some(40);
+    stack.put_publish(&record).await;
+}
+
+fn s(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn stops(msgs: &[aws_sdk_sqs::types::Message]) -> Vec<StopMessage> {
+    msgs.iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect()
+}
+
+/// Every entry shape × every state a publish can be in: the answer, the
+/// record (state and audit) and the stop message.
+#[tokio::test]
+async fn every_entry_shape_against_every_state() {
+    let stack = Stack::new().await;
+    let (runtime, mut function) = automation(&stack, &common::moto::moto().endpoint).await;
+    let states = [
+        (Some(PublishState::Publishing), "cancelled"),
+        (Some(PublishState::Queued), "cancelled"),
+        (Some(PublishState::Cancelled), "alreadyCancelled"),
+        (Some(PublishState::Published), "finished"),
+        (Some(PublishState::Failed), "finished"),
+        (None, "notFound"),
+    ];
+    let mut pitid = 500;
+    for shape in ["eventbridge", "sqs", "invoke"] {
+        for (state, want) in states {
+            pitid += 1;
+            if let Some(state) = state {
+                put(&stack, pitid, state).await;
+            }
+            let id = format!("{shape}-{pitid}");
+            let event = match shape {
+                "eventbridge" => eventbridge(pitid, &id),
+                "sqs" => sqs(vec![sqs_record(
+                    &id,
+                    &command(pitid, "via sqs").to_string(),
+                    "uforge-commands",
+                )]),
+                _ => command(pitid, "via invoke"),
+            };
+            let Outcome::Response(answer) = function.invoke(&runtime, &event.to_string()).await
+            else {
+                panic!("{shape} {state:?}: an error\n{}", function.logs());
+            };
+            let case = format!("{shape} on {state:?}: {answer}");
+            if shape == "sqs" {
+                assert_eq!(answer["batchItemFailures"], json!([]), "{case}");
+            } else {
+                assert_eq!(answer["outcome"], want, "{case}");
+            }
+            let item = stack.publish_item("alice", &format!("1/2/{pitid}")).await;
+            let sent = stops(&stack.drain().await);
+            match want {
+                "cancelled" => {
+                    let item = item.unwrap();
+                    assert_eq!(
+                        s(&item, attr::STATE).as_deref(),
+                        Some("cancelled"),
+                        "{case}"
+                    );
+                    assert_eq!(
+                        s(&item, attr::CANCEL_SOURCE).as_deref(),
+                        Some(shape),
+                        "{case}"
+                    );
+                    let principal = match shape {
+                        "eventbridge" => RULE,
+                        "sqs" => SENDER,
+                        _ => "lambda:invoke",
+                    };
+                    assert_eq!(
+                        s(&item, attr::CANCELLED_BY).as_deref(),
+                        Some(principal),
+                        "{case}"
+                    );
+                    assert_eq!(
+                        s(&item, attr::CANCEL_REASON),
+                        Some(format!("via {shape}")),
+                        "{case}"
+                    );
+                    assert_eq!(
+                        s(&item, attr::CANCEL_REQUESTED_BY).as_deref(),
+                        Some("budget-watchdog")
+                    );
+                    let request_id = s(&item, attr::CANCEL_REQUEST_ID).unwrap();
+                    if shape != "invoke" {
+                        assert_eq!(request_id, id, "the event's or message's id: {case}");
+                    }
+                    assert_eq!(sent.len(), 1, "{case}");
+                    assert_eq!(sent[0].request_id, request_id);
+                    assert_eq!(
+                        (
+                            sent[0].cancel_source.as_str(),
+                            sent[0].cancelled_by.as_str()
+                        ),
+                        (shape, principal)
+                    );
+                    assert_eq!(
+                        sent[0].reason.as_deref(),
+                        Some(format!("via {shape}").as_str())
+                    );
+                }
+                "alreadyCancelled" => {
+                    // A record cancelled before (no stamp of ours): the stop
+                    // is re-sent, the record not rewritten.
+                    assert_eq!(sent.len(), 1, "{case}");
+                    assert!(s(&item.unwrap(), attr::CANCEL_SOURCE).is_none(), "{case}");
+                }
+                "finished" => {
+                    let item = item.unwrap();
+                    assert_eq!(
+                        s(&item, attr::STATE).as_deref(),
+                        state.map(|s| s.as_str()),
+                        "{case}"
+                    );
+                    assert!(sent.is_empty(), "{case}");
+                    if shape != "sqs" {
+                        assert_eq!(answer["state"], json!(state.unwrap().as_str()), "{case}");
+                    }
+                }
+                _ => {
+                    assert!(item.is_none(), "notFound creates nothing: {case}");
+                    assert!(sent.is_empty(), "{case}");
+                }
+            }
+        }
+    }
+    function.child.kill().await.ok();
+    let logs = function.logs();
+    assert!(
+        logs.contains("\"source\":\"eventbridge\"") && logs.contains("budget-watchdog"),
+        "{logs}"
+    );
+}
+
+/// A redelivered event or message makes no second transition: the stop is
+/// re-sent with the original id, and the first audit stays.
+#[tokio::test]
+async fn redelivery_makes_no_second_transition() {
+    let stack = Stack::new().await;
+    let (runtime, mut function) = automation(&stack, &common::moto::moto().endpoint).await;
+    put(&stack, 600, PublishState::Publishing).await;
+    put(&stack, 601, PublishState::Publishing).await;
+    for (event, pitid, id) in [
+        (eventbridge(600, "eb-600"), 600, "eb-600"),
+        (
+            sqs(vec![sqs_record(
+                "m-601",
+                &command(601, "first").to_string(),
+                "q",
+            )]),
+            601,
+            "m-601",
+        ),
+    ] {
+        for delivery in 0..2 {
+            let Outcome::Response(answer) = function.invoke(&runtime, &event.to_string()).await
+            else {
+                panic!("{}", function.logs());
+            };
+            if event.get("ruleArn").is_some() {
+                let want = if delivery == 0 {
+                    "cancelled"
+                } else {
+                    "alreadyCancelled"
+                };
+                assert_eq!(answer["outcome"], want);
+                assert_eq!(answer["cancelRequestId"], id);
+            }
+            let sent = stops(&stack.drain().await);
+            assert_eq!(sent.len(), 1);
+            assert_eq!(sent[0].request_id, id, "re-sent with the original id");
+        }
+        let item = stack
+            .publish_item("alice", &format!("1/2/{pitid}"))
+            .await
+            .unwrap();
+        assert_eq!(s(&item, attr::CANCEL_REQUEST_ID).as_deref(), Some(id));
+    }
+    // A later cancel through another door reports the first audit unchanged.
+    let Outcome::Response(answer) = function
+        .invoke(&runtime, &command(600, "second").to_string())
+        .await
+    else {
+        panic!();
+    };
+    assert_eq!(answer["outcome"], "alreadyCancelled");
+    assert_eq!(answer["cancelSource"], "eventbridge");
+    assert_eq!(answer["cancelledBy"], RULE);
+    assert_eq!(answer["reason"], "via eventbridge");
+}
+
+/// One malformed message and one backend fault in a batch: exactly those
+/// two are reported, the rest done. On a FIFO queue nothing after the first
+/// failure runs, and everything from it on is reported.
+#[tokio::test]
+async fn a_batch_reports_exactly_its_failed_messages() {
+    let stack = Stack::new().await;
+    let proxy = FaultProxy::start(&common::moto::moto().endpoint).await;
+    let (runtime, mut function) = automation(&stack, &proxy.url).await;
+    for pitid in [700, 701, 702, 710, 711] {
+        put(&stack, pitid, PublishState::Publishing).await;
+    }
+    // The first write fails (all three attempts), the others pass.
+    proxy.inject(
+        "DynamoDB_20120810.UpdateItem",
+        Fault::Error(500, "InternalServerError"),
+        Some(3),
+    );
+    let batch = sqs(vec![
+        sqs_record("faulted", &command(700, "x").to_string(), "q"),
+        sqs_record("ok-1", &command(701, "x").to_string(), "q"),
+        sqs_record(
+            "malformed",
+            "{\"type\": \"uforge.publish.cancel\", \"schemaVersion\": 1}",
+            "q",
+        ),
+        sqs_record("ok-2", &command(702, "x").to_string(), "q"),
+    ]);
+    let Outcome::Response(answer) = function.invoke(&runtime, &batch.to_string()).await else {
+        panic!("{}", function.logs());
+    };
+    assert_eq!(
+        answer["batchItemFailures"],
+        json!([{"itemIdentifier": "faulted"}, {"itemIdentifier": "malformed"}]),
+        "{answer}"
+    );
+    let state = |pitid: i64| {
+        let stack = &stack;
+        async move {
+            s(
+                &stack
+                    .publish_item("alice", &format!("1/2/{pitid}"))
+                    .await
+                    .unwrap(),
+                attr::STATE,
+            )
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        state(700).await,
+        "publishing",
+        "the faulted one is left for the redelivery"
+    );
+    assert_eq!(
+        (state(701).await.as_str(), state(702).await.as_str()),
+        ("cancelled", "cancelled")
+    );
+    assert_eq!(stack.drain().await.len(), 2);
+
+    // FIFO: the queue's order holds.
+    let fifo = sqs(vec![
+        sqs_record("f-1", &command(710, "x").to_string(), "q.fifo"),
+        sqs_record("f-bad", "not json", "q.fifo"),
+        sqs_record("f-3", &command(711, "x").to_string(), "q.fifo"),
+    ]);
+    let Outcome::Response(answer) = function.invoke(&runtime, &fifo.to_string()).await else {
+        panic!();
+    };
+    assert_eq!(
+        answer["batchItemFailures"],
+        json!([{"itemIdentifier": "f-bad"}, {"itemIdentifier": "f-3"}]),
+        "{answer}"
+    );
+    assert_eq!(state(710).await, "cancelled");
+    assert_eq!(state(711).await, "publishing", "not run out of order");
+}
+
+/// Backend faults are the retryable error types, and a retry recovers.
+#[tokio::test]
+async fn backend_faults_are_retryable_errors_and_a_retry_recovers() {
+    let stack = Stack::new().await;
+    let proxy = FaultProxy::start(&common::moto::moto().endpoint).await;
+    let (runtime, mut function) = automation(&stack, &proxy.url).await;
+    put(&stack, 800, PublishState::Publishing).await;
+    let cmd = command(800, "x").to_string();
+
+    proxy.inject("DynamoDB", Fault::Drop, None);
+    let Outcome::Error(e) = function.invoke(&runtime, &cmd).await else {
+        panic!("DynamoDB down must be an error");
+    };
+    assert_eq!(e["errorType"], "UForge.BackendUnavailable", "{e}");
+    proxy.clear();
+
+    proxy.inject(
+        "AmazonSQS.SendMessage",
+        Fault::Error(500, "InternalError"),
+        None,
+    );
+    let Outcome::Error(e) = function.invoke(&runtime, &cmd).await else {
+        panic!("SQS down must be an error");
+    };
+    assert_eq!(e["errorType"], "UForge.StopNotSent", "{e}");
+    proxy.clear();
+
+    let Outcome::Response(answer) = function.invoke(&runtime, &cmd).await else {
+        panic!("{}", function.logs());
+    };
+    assert_eq!(
+        answer["outcome"], "alreadyCancelled",
+        "the retry finds it cancelled"
+    );
+    let sent = stops(&stack.drain().await);
+    assert_eq!(sent.len(), 1, "and sends the stop");
+    assert_eq!(
+        sent[0].request_id,
+        answer["cancelRequestId"].as_str().unwrap()
+    );
+}
+
+/// An HTTP event sent to the automation function, and an automation event
+/// sent to the HTTP function, are refused with a clear error and change
+/// nothing.
+#[tokio::test]
+async fn cross_wired_events_are_refused() {
+    let stack = Stack::new().await;
+    let before = stack.tables().await;
+    let (runtime, mut function) = automation(&stack, &common::moto::moto().endpoint).await;
+    let http = std::fs::read_to_string(
+        common::sample_events::events_dir().join("apigw-rest-cancel-basic.json"),
+    )
+    .unwrap();
+    let Outcome::Error(e) = function.invoke(&runtime, &http).await else {
+        panic!("an HTTP event must be refused");
+    };
+    assert_eq!(e["errorType"], "UForge.UnsupportedEvent", "{e}");
+    assert!(
+        e["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("not HTTP requests"),
+        "{e}"
+    );
+
+    let runtime = RuntimeApi::start().await;
+    let env: Vec<(String, String)> = stack
+        .lambda_env(&runtime.addr)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let mut http_function = LambdaProcess::spawn(&lambda_binary("publish-cancel"), &env);
+    let Outcome::Error(e) = http_function
+        .invoke(&runtime, &command(3, "x").to_string())
+        .await
+    else {
+        panic!("a command must be refused by the HTTP function");
+    };
+    assert_eq!(e["errorType"], "UnsupportedEvent", "{e}");
+    assert_eq!(stack.tables().await, before);
+    assert_eq!(stack.queue_depth().await, 0);
+}
+
+/// Every file in events/automation/ has its documented answer, on one
+/// function instance, in name order, against the bundled seed.
+#[tokio::test]
+async fn every_automation_sample_has_its_documented_answer() {
+    let stack = Stack::new().await;
+    let (runtime, mut function) = automation(&stack, &common::moto::moto().endpoint).await;
+    let dir = common::sample_events::events_dir().join("automation");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "expected.json")
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    for name in files {
+        let want = expected
+            .get(&name)
+            .unwrap_or_else(|| panic!("events/automation/{name} has no entry in expected.json"));
+        let event = std::fs::read_to_string(dir.join(&name)).unwrap();
+        match function.invoke(&runtime, &event).await {
+            Outcome::Response(answer) => {
+                if let Some(failures) = want.get("batchItemFailures") {
+                    let ids: Vec<Value> = answer["batchItemFailures"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| f["itemIdentifier"].clone())
+                        .collect();
+                    assert_eq!(&Value::Array(ids), failures, "{name}: {answer}");
+                } else {
+                    assert_eq!(answer["outcome"], want["outcome"], "{name}: {answer}");
+                    assert_eq!(answer["state"], want["state"], "{name}: {answer}");
+                }
+            }
+            Outcome::Error(e) => assert_eq!(e["errorType"], want["errorType"], "{name}: {e}"),
+        }
+    }
+    // The batch's bulk cancel, audited with the queue's sender.
+    let bob = stack.publish_item("bob", "10/20/30").await.unwrap();
+    assert_eq!(s(&bob, attr::CANCEL_SOURCE).as_deref(), Some("sqs"));
+    assert_eq!(s(&bob, attr::CANCELLED_BY).as_deref(), Some(SENDER));
+}
