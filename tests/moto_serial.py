@@ -21,6 +21,9 @@ IAM (only matters once a test turns enforcement on, see tests/deploy/):
   of the pattern as one, so `?` (one character, as in Secrets Manager ARNs'
   `-??????` suffix) and `.` are misread; here both wildcards mean what
   they mean in IAM and every other character is literal.
+- CloudFormation's `Ref` of an `AWS::Events::EventBus` is its name, as in
+  AWS (moto handed the bus object to whatever referenced it, and a rule on
+  a custom bus failed to create).
 - With MOTO_IAM_AUDIT=<file>, every decision is appended to that file as a
   JSON line: principal, action, resource, allowed, and the Sids of the
   statements that allowed it.
@@ -116,6 +119,10 @@ def _audited(original, audit_path):
 
 
 def patch():
+    from moto.events.models import EventBus
+
+    if not hasattr(EventBus, "physical_resource_id"):
+        EventBus.physical_resource_id = property(lambda self: self.name)
     DynamoHandler._determine_resource = _dynamodb_resource
     SecretsManagerResponse._determine_resource = _secret_resource
     access_control.IAMPolicy.__init__ = _iam_policy_init

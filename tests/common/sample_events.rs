@@ -242,3 +242,49 @@ pub async fn run_every_event(
     }
     successes
 }
+
+/// Invokes the automation function behind `runtime` with every sample in
+/// `events/automation/`, in name order, on the bundled seed's data in
+/// `stack`: each answer is the one `events/automation/expected.json`
+/// documents (an outcome and state, an error type, or the failed message
+/// ids of a batch). Drains the stops they sent; returns how many.
+pub async fn run_every_automation_event(
+    function: &mut LambdaProcess,
+    runtime: &RuntimeApi,
+    stack: &Stack,
+) -> usize {
+    let dir = events_dir().join("automation");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "expected.json")
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    for name in files {
+        let want = expected
+            .get(&name)
+            .unwrap_or_else(|| panic!("events/automation/{name} has no entry in expected.json"));
+        let event = std::fs::read_to_string(dir.join(&name)).unwrap();
+        match function.invoke(runtime, &event).await {
+            Outcome::Response(answer) => {
+                if let Some(failures) = want.get("batchItemFailures") {
+                    let ids: Vec<serde_json::Value> = answer["batchItemFailures"]
+                        .as_array()
+                        .unwrap_or_else(|| panic!("{name}: {answer}"))
+                        .iter()
+                        .map(|f| f["itemIdentifier"].clone())
+                        .collect();
+                    assert_eq!(&serde_json::Value::Array(ids), failures, "{name}: {answer}");
+                } else {
+                    assert_eq!(answer["outcome"], want["outcome"], "{name}: {answer}");
+                    assert_eq!(answer["state"], want["state"], "{name}: {answer}");
+                }
+            }
+            Outcome::Error(e) => assert_eq!(e["errorType"], want["errorType"], "{name}: {e}"),
+        }
+    }
+    stack.drain().await.len()
+}

@@ -231,6 +231,7 @@ def deploy(args):
                 "arn": t["TableArn"],
                 "key_schema": t["KeySchema"],
                 "attribute_definitions": t["AttributeDefinitions"],
+                "stream": t.get("StreamSpecification"),
                 "indexes": [
                     {
                         "name": i["IndexName"],

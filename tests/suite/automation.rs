@@ -431,39 +431,7 @@ async fn cross_wired_events_are_refused() {
 async fn every_automation_sample_has_its_documented_answer() {
     let stack = Stack::new().await;
     let (runtime, mut function) = automation(&stack, &common::moto::moto().endpoint).await;
-    let dir = common::sample_events::events_dir().join("automation");
-    let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != "expected.json")
-        .collect();
-    files.sort();
-    assert!(files.len() >= 7, "{files:?}");
-    for name in files {
-        let want = expected
-            .get(&name)
-            .unwrap_or_else(|| panic!("events/automation/{name} has no entry in expected.json"));
-        let event = std::fs::read_to_string(dir.join(&name)).unwrap();
-        match function.invoke(&runtime, &event).await {
-            Outcome::Response(answer) => {
-                if let Some(failures) = want.get("batchItemFailures") {
-                    let ids: Vec<Value> = answer["batchItemFailures"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|f| f["itemIdentifier"].clone())
-                        .collect();
-                    assert_eq!(&Value::Array(ids), failures, "{name}: {answer}");
-                } else {
-                    assert_eq!(answer["outcome"], want["outcome"], "{name}: {answer}");
-                    assert_eq!(answer["state"], want["state"], "{name}: {answer}");
-                }
-            }
-            Outcome::Error(e) => assert_eq!(e["errorType"], want["errorType"], "{name}: {e}"),
-        }
-    }
+    common::sample_events::run_every_automation_event(&mut function, &runtime, &stack).await;
     // The batch's bulk cancel, audited with the queue's sender.
     let bob = stack.publish_item("bob", "10/20/30").await.unwrap();
     assert_eq!(s(&bob, attr::CANCEL_SOURCE).as_deref(), Some("sqs"));

@@ -22,7 +22,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
 use common::moto::Moto;
 use common::runtime_api::{Outcome, RuntimeApi};
-use common::sample_events::{lambda_binary, run_every_event, LambdaProcess};
+use common::sample_events::{
+    lambda_binary, run_every_automation_event, run_every_event, LambdaProcess,
+};
 use common::template::stack_py;
 use common::{sdk_config_as, Stack};
 use publish_cancel::adapters::dynamodb::{attr, PENDING_STOPS_INDEX};
@@ -33,8 +35,12 @@ use serde_json::Value;
 const KEK_SECRET: &str = "uforge/api-key-kek";
 
 /// The two binaries under test.
-fn binaries() -> (PathBuf, PathBuf) {
-    (lambda_binary("publish-cancel"), lambda_binary("reconciler"))
+fn binaries() -> (PathBuf, PathBuf, PathBuf) {
+    (
+        lambda_binary("publish-cancel"),
+        lambda_binary("reconciler"),
+        lambda_binary("automation"),
+    )
 }
 
 /// A deployed stack, as `stack.py deploy` read it back.
@@ -230,6 +236,28 @@ fn check_read_back(s: &Deployed) {
         (config::ENV_TLS_ROOTS, "amazon"),
     ]);
     assert_eq!(env_map(reconciler), expect_reconciler);
+    // The automation function: the publishes table and the stop queue only.
+    let automation = &s.function("AutomationFunction")["environment"];
+    let expect_automation = owned(&[
+        (config::ENV_BACKEND, "aws"),
+        (config::ENV_PUBLISHES_TABLE, s.table("PublishesTable")),
+        (config::ENV_STOP_QUEUE_URL, s.queue_url("StopQueue")),
+        (config::ENV_TLS_ROOTS, "amazon"),
+    ]);
+    assert_eq!(env_map(automation), expect_automation);
+    // Its command queue redrives to its DLQ; the publishes table streams
+    // old and new images for the "Publish Cancelled" pipe.
+    let commands = &s.d["queues"]["CommandQueue"];
+    let redrive: Value =
+        serde_json::from_str(commands["attributes"]["RedrivePolicy"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        redrive["deadLetterTargetArn"],
+        s.d["queues"]["CommandDeadLetterQueue"]["attributes"]["QueueArn"]
+    );
+    assert_eq!(
+        publishes["stream"]["StreamViewType"], "NEW_AND_OLD_IMAGES",
+        "{publishes}"
+    );
     // The KEK itself is nowhere in any function's configuration.
     let text = s.d["functions"].to_string();
     let kek = base64::engine::general_purpose::STANDARD.encode(common::KEK);
@@ -237,7 +265,11 @@ fn check_read_back(s: &Deployed) {
 
     // Roles: only Lambda may assume them; inline statements only, each
     // naming this stack's resources.
-    for role in ["CancelFunctionRole", "ReconcilerFunctionRole"] {
+    for role in [
+        "CancelFunctionRole",
+        "ReconcilerFunctionRole",
+        "AutomationFunctionRole",
+    ] {
         let r = &s.d["roles"][role];
         assert_eq!(
             r["trust"]["Statement"][0]["Principal"]["Service"], "lambda.amazonaws.com",
@@ -249,7 +281,7 @@ fn check_read_back(s: &Deployed) {
             "{role}: managed policies"
         );
     }
-    for logical in ["CancelFunction", "ReconcilerFunction"] {
+    for logical in ["CancelFunction", "ReconcilerFunction", "AutomationFunction"] {
         assert_eq!(s.function(logical)["runtime"], "provided.al2023");
         assert_eq!(s.function(logical)["handler"], "bootstrap");
     }
@@ -315,6 +347,143 @@ async fn cancel_function_answers_every_event(
         !logs.contains("\"level\":\"ERROR\""),
         "the function logged an error under its own role:\n{logs}"
     );
+}
+
+/// The automation function under its own role: every automation sample,
+/// then the parts the Lambda service plays with that same role: the SQS
+/// poller (receive a command, invoke, delete it or give it back) and the
+/// on-failure destination.
+async fn automation_function_under_its_role(
+    s: &Deployed,
+    endpoint: &str,
+    admin: &aws_config::SdkConfig,
+    code: &Path,
+) {
+    let stack = Stack::existing(
+        admin,
+        s.table("UsersTable").to_owned(),
+        s.table("PublishesTable").to_owned(),
+        s.queue_url("StopQueue").to_owned(),
+    );
+    let runtime = RuntimeApi::start().await;
+    let mut function = LambdaProcess::spawn(
+        code,
+        &s.lambda_env("AutomationFunction", &runtime.addr, endpoint),
+    );
+    run_every_automation_event(&mut function, &runtime, &stack).await;
+
+    // The SQS poller, with the function's role.
+    let commands = s.queue_url("CommandQueue");
+    let commands_arn = s.d["queues"]["CommandQueue"]["attributes"]["QueueArn"]
+        .as_str()
+        .unwrap();
+    stack
+        .put_publish(&PublishRecord::new(
+            common::alice_key(41),
+            PublishState::Publishing,
+        ))
+        .await;
+    let admin_sqs = aws_sdk_sqs::Client::new(admin);
+    for body in [
+        r#"{"type": "uforge.publish.cancel", "schemaVersion": 1, "uid": "alice", "aid": 1, "itid": 2, "pitid": 41, "reason": "rehearsal"}"#,
+        "not a command",
+    ] {
+        admin_sqs
+            .send_message()
+            .queue_url(commands)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let poller = aws_sdk_sqs::Client::new(&s.role_sdk("AutomationFunction", endpoint).await);
+    poller
+        .get_queue_attributes()
+        .queue_url(commands)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await
+        .expect("the poller reads the queue's attributes");
+    let received = poller
+        .receive_message()
+        .queue_url(commands)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .expect("the poller receives")
+        .messages
+        .unwrap_or_default();
+    assert_eq!(received.len(), 2);
+    let records: Vec<Value> = received
+        .iter()
+        .map(|m| {
+            let sender = m
+                .attributes()
+                .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::SenderId))
+                .cloned()
+                .unwrap_or_default();
+            serde_json::json!({"messageId": m.message_id(), "receiptHandle": m.receipt_handle(),
+                "body": m.body(), "attributes": {"SenderId": sender}, "messageAttributes": {},
+                "eventSource": "aws:sqs", "eventSourceARN": commands_arn, "awsRegion": "us-east-1"})
+        })
+        .collect();
+    let Outcome::Response(answer) = function
+        .invoke(
+            &runtime,
+            &serde_json::json!({ "Records": records }).to_string(),
+        )
+        .await
+    else {
+        panic!("{}", function.logs());
+    };
+    let failed: Vec<&str> = answer["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["itemIdentifier"].as_str())
+        .collect();
+    assert_eq!(failed.len(), 1, "{answer}");
+    for m in &received {
+        if failed.contains(&m.message_id().unwrap()) {
+            // Back to the queue at once (after five, the DLQ).
+            poller
+                .change_message_visibility()
+                .queue_url(commands)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .visibility_timeout(0)
+                .send()
+                .await
+                .expect("the poller gives a failed message back");
+        } else {
+            poller
+                .delete_message()
+                .queue_url(commands)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .expect("the poller deletes a done message");
+        }
+    }
+    let item = stack.publish_item("alice", "1/2/41").await.unwrap();
+    assert_eq!(item[attr::STATE].as_s().unwrap(), "cancelled");
+    assert_eq!(item[attr::CANCEL_SOURCE].as_s().unwrap(), "sqs");
+    assert_eq!(item[attr::CANCEL_REASON].as_s().unwrap(), "rehearsal");
+    assert!(!item[attr::CANCELLED_BY].as_s().unwrap().is_empty());
+    assert_eq!(stack.drain().await.len(), 1);
+
+    // The on-failure destination: Lambda sends a failed asynchronous
+    // invocation's record with the function's role.
+    poller
+        .send_message()
+        .queue_url(s.queue_url("AutomationFailureQueue"))
+        .message_body(
+            r#"{"requestContext": {"condition": "RetriesExhausted"}, "requestPayload": {}}"#,
+        )
+        .send()
+        .await
+        .expect("the failure destination accepts the function's role");
+    function.child.kill().await.ok();
 }
 
 /// A cancel whose stop was never confirmed (the function died after its
@@ -397,13 +566,14 @@ async fn least_privilege_refusals(s: &Deployed, endpoint: &str) {
     for (function, role) in [
         ("CancelFunction", "cancel role"),
         ("ReconcilerFunction", "reconciler role"),
+        ("AutomationFunction", "automation role"),
     ] {
         let sdk = s.role_sdk(function, endpoint).await;
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let sm = aws_sdk_secretsmanager::Client::new(&sdk);
         let what = |call: &str| format!("{role}: {call}");
-        // Neither role: reading or deleting in bulk, writing whole items,
+        // No role: reading or deleting in bulk, writing whole items,
         // the DLQ, consuming or purging the stop queue.
         denied(
             &what("Scan publishes"),
@@ -445,7 +615,7 @@ async fn least_privilege_refusals(s: &Deployed, endpoint: &str) {
             sqs.purge_queue().queue_url(stop).send().await,
         );
 
-        if function == "CancelFunction" {
+        if function != "ReconcilerFunction" {
             denied(
                 &what("GetItem on publishes"),
                 ddb.get_item()
@@ -483,7 +653,32 @@ async fn least_privilege_refusals(s: &Deployed, endpoint: &str) {
                     .send()
                     .await,
             );
-        } else {
+        }
+        if function == "AutomationFunction" {
+            // It vouches for no user: no users table, no KEK, and it
+            // cannot feed its own command queue.
+            denied(
+                &what("GetItem on users"),
+                ddb.get_item()
+                    .table_name(users)
+                    .key(attr::LOGIN, alice())
+                    .send()
+                    .await,
+            );
+            denied(
+                &what("the KEK"),
+                sm.get_secret_value().secret_id(KEK_SECRET).send().await,
+            );
+            denied(
+                &what("SendMessage to its command queue"),
+                sqs.send_message()
+                    .queue_url(s.queue_url("CommandQueue"))
+                    .message_body("{}")
+                    .send()
+                    .await,
+            );
+        }
+        if function == "ReconcilerFunction" {
             denied(
                 &what("GetItem on users"),
                 ddb.get_item()
@@ -529,16 +724,17 @@ fn decisions(path: &Path) -> Vec<Decision> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_template_deployed_runs_both_binaries_under_their_own_roles() {
+async fn the_template_deployed_runs_every_binary_under_its_own_role() {
     let audit = std::env::temp_dir().join(format!("uforge-iam-audit-{}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&audit);
     let moto = Moto::private(&[("MOTO_IAM_AUDIT", audit.to_str().unwrap())]);
     let endpoint = moto.endpoint.clone();
-    let (cancel_bin, reconciler_bin) = binaries();
+    let (cancel_bin, reconciler_bin, automation_bin) = binaries();
     eprintln!(
-        "rehearsal: {} and {}",
+        "rehearsal: {}, {} and {}",
         cancel_bin.display(),
-        reconciler_bin.display()
+        reconciler_bin.display(),
+        automation_bin.display()
     );
 
     // Before IAM is enforced: an identity for the test itself, the KEK
@@ -576,6 +772,8 @@ async fn the_template_deployed_runs_both_binaries_under_their_own_roles() {
 
     stack_py(&["enforce-iam", "--endpoint", &endpoint]);
     for s in &stacks {
+        // Automation first: its samples expect the bundled seed's states.
+        automation_function_under_its_role(s, &endpoint, &admin, &automation_bin).await;
         cancel_function_answers_every_event(s, &endpoint, &admin, &cancel_bin).await;
         reconciler_repairs_a_pending_stop(s, &endpoint, &admin, &reconciler_bin).await;
     }
@@ -587,6 +785,7 @@ async fn the_template_deployed_runs_both_binaries_under_their_own_roles() {
         for (function, role) in [
             ("CancelFunction", "CancelFunctionRole"),
             ("ReconcilerFunction", "ReconcilerFunctionRole"),
+            ("AutomationFunction", "AutomationFunctionRole"),
         ] {
             let principal = format!("assumed-role/{}/", s.role_name(role));
             let mine: Vec<&Decision> = before_refusals
@@ -615,7 +814,7 @@ async fn the_template_deployed_runs_both_binaries_under_their_own_roles() {
         least_privilege_refusals(s, &endpoint).await;
     }
     let refusals = decisions(&audit).len() - before_refusals.len();
-    assert!(refusals >= 20, "the refusals were audited ({refusals})");
+    assert!(refusals >= 30, "the refusals were audited ({refusals})");
 }
 
 /// `uforge-admin setup` keeps its own copy of the schema (it creates
