@@ -7,7 +7,7 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -366,9 +366,9 @@ impl AdminStore for DynamoAdmin {
     }
 }
 
-/// Creates the users and publishes tables with the production key schemas
-/// and the publishes table's sparse `pendingStops` index (for an emulator or
-/// a scratch account; production uses template.yaml).
+/// Creates the users and publishes tables with the production key schemas,
+/// the publishes table's sparse `pendingStops` index and its stream (for an
+/// emulator or a scratch account; production uses template.yaml).
 pub async fn create_tables(
     dynamo: &Client,
     users_table: &str,
@@ -419,6 +419,15 @@ pub async fn create_tables(
         .key_schema(key(attr::UID, KeyType::Hash)?)
         .key_schema(key(attr::PUBLISH_KEY, KeyType::Range)?)
         .global_secondary_indexes(pending_index)
+        // What "Publish Cancelled" events are made from (template.yaml's
+        // PublishCancelledPipe).
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .map_err(|e| AdminError::Invalid(e.to_string()))?,
+        )
         .send()
         .await
         .map_err(|e| backend("creating the publishes table", e))?;

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 use serde_json::Value;
 
@@ -85,6 +85,15 @@ pub async fn create_table(dynamo: &aws_sdk_dynamodb::Client, logical: &str, name
                 )
                 .build()
                 .expect("index"),
+        );
+    }
+    if let Some(view) = t["StreamSpecification"]["StreamViewType"].as_str() {
+        req = req.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view))
+                .build()
+                .expect("stream specification"),
         );
     }
     req.send().await.expect("create a table of template.yaml");

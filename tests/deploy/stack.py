@@ -27,15 +27,28 @@ Subcommands, each printing one JSON document on stdout:
 
   enforce-iam --endpoint URL
       From now on moto checks every request against IAM.
+
+  pipe-check --endpoint URL --table NAME
+      What the "Publish Cancelled" pipe (PublishCancelledPipe) would emit
+      for the table's stream so far, without EventBridge Pipes (moto has
+      none): every record on the table's DynamoDB stream is put as an
+      event's `detail` on a scratch EventBridge bus whose rule's pattern is
+      the pipe's FilterCriteria under `detail` (moto's matcher, the same
+      pattern language); each record the rule routed to its SQS target is
+      rendered through the pipe's InputTemplate. Prints every record with
+      `matched` and, when matched, the rendered `event` (or `missing`, the
+      template paths the record lacked).
 """
 
 import argparse
 import ast
 import io
 import json
+import re
 import sys
 import time
 import urllib.request
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -63,11 +76,32 @@ def client(service, endpoint, key="testing", secret="testing", token=None):
     )
 
 
+def with_defaults(template, value):
+    """`value` with every `Fn::If` decided as the template's parameter
+    defaults decide it (conditions of the form `Fn::Equals [Ref P, x]`),
+    and `AWS::NoValue` branches dropped."""
+    if isinstance(value, list):
+        return [with_defaults(template, v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Fn::If"}:
+        condition, yes, no = value["Fn::If"]
+        (left, right) = template["Conditions"][condition]["Fn::Equals"]
+        default = template["Parameters"][left["Ref"]]["Default"]
+        return with_defaults(template, yes if str(default) == str(right) else no)
+    out = {}
+    for k, v in value.items():
+        v = with_defaults(template, v)
+        if v != {"Ref": "AWS::NoValue"}:
+            out[k] = v
+    return out
+
+
 def tables(_args):
     template = sam.load(str(TEMPLATE))
     out = {}
     for name, table in sam.resources_of_type(template, "AWS::DynamoDB::Table").items():
-        props = table["Properties"]
+        props = with_defaults(template, table["Properties"])
         out[name] = {
             key: props[key]
             for key in (
@@ -75,9 +109,101 @@ def tables(_args):
                 "KeySchema",
                 "GlobalSecondaryIndexes",
                 "BillingMode",
+                "StreamSpecification",
             )
             if key in props
         }
+    return out
+
+
+def stream_records(endpoint, table):
+    """Every record on `table`'s stream, oldest first, as Pipes reads them."""
+    arn = client("dynamodb", endpoint).describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    streams = client("dynamodbstreams", endpoint)
+    records = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            if not page["Records"]:
+                break
+            records += page["Records"]
+            iterator = page.get("NextShardIterator")
+    # As JSON: the stream's timestamps are numbers of seconds.
+    return json.loads(json.dumps(records, default=lambda t: t.timestamp()))
+
+
+PLACEHOLDER = re.compile(r'("?)<\$\.([A-Za-z0-9_.-]+)>("?)')
+
+
+def render(input_template, record):
+    """The pipe's InputTemplate applied to `record`: a quoted placeholder
+    takes the value as a string, an unquoted one as JSON. Returns the event
+    and the paths the record lacked."""
+    missing = []
+
+    def value(match):
+        node = record
+        for part in match.group(2).split("."):
+            if not isinstance(node, dict) or part not in node:
+                missing.append(match.group(2))
+                return "null"
+            node = node[part]
+        before, after = match.group(1), match.group(3)
+        text = node if isinstance(node, str) else json.dumps(node)
+        if before and after:
+            return json.dumps(text)
+        if before or after:  # at one end of a longer string
+            return before + json.dumps(text)[1:-1] + after
+        return json.dumps(node)
+
+    text = PLACEHOLDER.sub(value, input_template)
+    return json.loads(text), missing
+
+
+def pipe_check(args):
+    template = sam.load(str(TEMPLATE))
+    (pipe,) = sam.resources_of_type(template, "AWS::Pipes::Pipe").values()
+    props = pipe["Properties"]
+    patterns = [json.loads(f["Pattern"]) for f in props["SourceParameters"]["FilterCriteria"]["Filters"]]
+    input_template = props["TargetParameters"]["InputTemplate"]
+    records = stream_records(args.endpoint, args.table)
+
+    events = client("events", args.endpoint)
+    sqs = client("sqs", args.endpoint)
+    name = f"pipe-check-{uuid.uuid4().hex[:12]}"
+    events.create_event_bus(Name=name)
+    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    # Pipes' filters are alternatives: one rule each, one target.
+    for i, pattern in enumerate(patterns):
+        rule = f"{name}-{i}"
+        events.put_rule(Name=rule, EventBusName=name, EventPattern=json.dumps({"detail": pattern}))
+        events.put_targets(Rule=rule, EventBusName=name, Targets=[{"Id": "records", "Arn": queue_arn}])
+    for start in range(0, len(records), 10):
+        answer = events.put_events(
+            Entries=[
+                {"EventBusName": name, "Source": "pipe-check", "DetailType": "stream record", "Detail": json.dumps(r)}
+                for r in records[start : start + 10]
+            ]
+        )
+        assert answer["FailedEntryCount"] == 0, answer
+    matched = set()
+    while True:
+        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            break
+        for m in got:
+            matched.add(json.loads(m["Body"])["detail"]["eventID"])
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+    out = []
+    for r in records:
+        row = {"eventName": r["eventName"], "keys": r["dynamodb"]["Keys"], "matched": r["eventID"] in matched}
+        if row["matched"]:
+            row["event"], row["missing"] = render(input_template, r)
+        out.append(row)
     return out
 
 
@@ -293,8 +419,17 @@ def main():
     d.add_argument("--stack", required=True)
     d.add_argument("--code", required=True)
     d.add_argument("--param", action="append", default=[])
+    p = sub.add_parser("pipe-check")
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--table", required=True)
     args = parser.parse_args()
-    handler = {"tables": tables, "admin": admin, "deploy": deploy, "enforce-iam": enforce_iam}
+    handler = {
+        "tables": tables,
+        "admin": admin,
+        "deploy": deploy,
+        "enforce-iam": enforce_iam,
+        "pipe-check": pipe_check,
+    }
     json.dump(handler[args.command](args), sys.stdout, indent=1, default=str)
     print()
 

@@ -21,5 +21,6 @@ mod hostile_input;
 mod lambda_runtime;
 mod local_server;
 mod properties;
+mod publish_cancelled;
 mod reconciler;
 mod rehearsal;

@@ -840,7 +840,8 @@ async fn uforge_admin_setup_creates_the_template_s_tables() {
     }
 }
 
-/// A table's schema: key, attribute types, indexes with keys and projection, billing.
+/// A table's schema: key, attribute types, indexes with keys and
+/// projection, billing, stream.
 async fn describe(dynamo: &aws_sdk_dynamodb::Client, name: &str) -> String {
     let t = dynamo
         .describe_table()
@@ -876,11 +877,14 @@ async fn describe(dynamo: &aws_sdk_dynamodb::Client, name: &str) -> String {
         .collect();
     gsis.sort();
     format!(
-        "keys {} defs {:?} gsis {:?} billing {:?}",
+        "keys {} defs {:?} gsis {:?} billing {:?} stream {:?}",
         keys(t.key_schema()),
         defs,
         gsis,
-        t.billing_mode_summary().and_then(|b| b.billing_mode())
+        t.billing_mode_summary().and_then(|b| b.billing_mode()),
+        t.stream_specification()
+            .filter(|s| s.stream_enabled())
+            .and_then(|s| s.stream_view_type())
     )
 }
 
