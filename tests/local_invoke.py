@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The README's local-invocation commands, with the real tool: `cargo lambda
 watch` (its Runtime API emulator, no Docker) and `cargo lambda invoke` with
-every sample event, each answer compared with events/expected.json; then a
+every sample event, each answer compared with events/expected.json (the
+automation function's with events/automation/expected.json); then a
 misconfigured start must come back as its init error, promptly.
 
 Run by scripts/test after `cargo test` (the binaries are built by then).
@@ -103,6 +104,37 @@ def every_event_as_expected():
         stop(proc)
 
 
+def every_automation_event_as_expected():
+    expected = json.loads((EVENTS / "automation" / "expected.json").read_text())
+    port = free_port()
+    proc = watch(port)
+    try:
+        wait_listening(port, proc)
+        for name, want in sorted(expected.items()):
+            if name.startswith("_"):
+                continue
+            done = invoke(port, "automation", f"automation/{name}", timeout=START_TIMEOUT)
+            if "errorType" in want:
+                # A refused command is the invocation's error, by type.
+                text = done.stdout + done.stderr
+                if done.returncode == 0 or want["errorType"] not in text:
+                    sys.exit(f"events/automation/{name}: expected {want['errorType']}, got:\n{text}")
+                print(f"events/automation/{name}: {want['errorType']}")
+                continue
+            if done.returncode != 0:
+                sys.exit(f"events/automation/{name}: cargo lambda invoke failed:\n{done.stdout}\n{done.stderr}")
+            resp = json.loads(done.stdout)
+            if "batchItemFailures" in want:
+                got = [f["itemIdentifier"] for f in resp.get("batchItemFailures", [])]
+                if got != want["batchItemFailures"]:
+                    sys.exit(f"events/automation/{name}: failed items {got}, expected {want['batchItemFailures']}")
+            elif (resp.get("outcome"), resp.get("state")) != (want["outcome"], want["state"]):
+                sys.exit(f"events/automation/{name}: got {resp}, expected {want}")
+            print(f"events/automation/{name}: {resp.get('outcome', 'batch')}")
+    finally:
+        stop(proc)
+
+
 def a_misconfigured_start_is_an_init_error():
     port = free_port()
     # A seed file that does not exist. (Cargo.toml's UFORGE_BACKEND=memory
@@ -129,5 +161,6 @@ def a_misconfigured_start_is_an_init_error():
 
 if __name__ == "__main__":
     every_event_as_expected()
+    every_automation_event_as_expected()
     a_misconfigured_start_is_an_init_error()
     print("cargo lambda: every sample event as expected; the init error reported")
