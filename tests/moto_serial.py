@@ -24,6 +24,9 @@ IAM (only matters once a test turns enforcement on, see tests/deploy/):
 - CloudFormation's `Ref` of an `AWS::Events::EventBus` is its name, as in
   AWS (moto handed the bus object to whatever referenced it, and a rule on
   a custom bus failed to create).
+- An EventBridge input template's `<aws.events.rule-arn>` and
+  `<aws.events.rule-name>` are the delivering rule's, as in AWS (moto left
+  them as they were).
 - With MOTO_IAM_AUDIT=<file>, every decision is appended to that file as a
   JSON line: principal, action, resource, allowed, and the Sids of the
   statements that allowed it.
@@ -31,6 +34,7 @@ IAM (only matters once a test turns enforcement on, see tests/deploy/):
 Usage: moto_serial.py PORT
 """
 
+import copy
 import json
 import os
 import re
@@ -118,11 +122,32 @@ def _audited(original, audit_path):
     return check_action_permitted
 
 
+def _with_rule_variables(send_to_targets):
+    def send(self, original_event, transform_input=True):
+        targets = self.targets
+        self.targets = copy.deepcopy(targets)
+        for target in self.targets:
+            transformer = target.get("InputTransformer") or {}
+            if "InputTemplate" in transformer:
+                transformer["InputTemplate"] = (
+                    transformer["InputTemplate"]
+                    .replace("<aws.events.rule-arn>", self.arn)
+                    .replace("<aws.events.rule-name>", self.name)
+                )
+        try:
+            return send_to_targets(self, original_event, transform_input)
+        finally:
+            self.targets = targets
+
+    return send
+
+
 def patch():
-    from moto.events.models import EventBus
+    from moto.events.models import EventBus, Rule
 
     if not hasattr(EventBus, "physical_resource_id"):
         EventBus.physical_resource_id = property(lambda self: self.name)
+    Rule.send_to_targets = _with_rule_variables(Rule.send_to_targets)
     DynamoHandler._determine_resource = _dynamodb_resource
     SecretsManagerResponse._determine_resource = _secret_resource
     access_control.IAMPolicy.__init__ = _iam_policy_init

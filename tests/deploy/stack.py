@@ -21,12 +21,21 @@ Subcommands, each printing one JSON document on stdout:
       methods"); tests/deploy/check_template.py checks the routes on the
       transformed template instead. Then it reads back what was created
       (functions with their resolved environment, roles and their
-      policies, tables, queues) and assumes each function's role (before
+      policies, tables, queues, event buses with their rules and targets,
+      outputs) and assumes each function's role (before
       IAM is enforced: moto answers 500 to an AssumeRole it must check
       against a trust policy naming a service).
 
   enforce-iam --endpoint URL
       From now on moto checks every request against IAM.
+
+  rule-deliver --endpoint URL --key ID --secret KEY --bus NAME
+               --detail-type T --detail JSON
+      What each rule on the bus hands its Lambda target for one event put
+      there: moto cannot invoke Lambda, so each Lambda target is swapped,
+      for the call, for a scratch queue with the same input transformer;
+      the event is put (with the given credentials) and what reached the
+      queue is printed per rule, with the rule's ARN.
 
   pipe-check --endpoint URL --table NAME
       What the "Publish Cancelled" pipe (PublishCancelledPipe) would emit
@@ -161,6 +170,46 @@ def render(input_template, record):
 
     text = PLACEHOLDER.sub(value, input_template)
     return json.loads(text), missing
+
+
+def rule_deliver(args):
+    events = client("events", args.endpoint, args.key, args.secret)
+    sqs = client("sqs", args.endpoint, args.key, args.secret)
+    rules = events.list_rules(EventBusName=args.bus)["Rules"]
+    swapped = []
+    out = {}
+    try:
+        for rule in rules:
+            queue = sqs.create_queue(QueueName=f"rule-deliver-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            for target in events.list_targets_by_rule(Rule=rule["Name"], EventBusName=args.bus)["Targets"]:
+                if ":lambda:" not in target["Arn"]:
+                    continue
+                events.remove_targets(Rule=rule["Name"], EventBusName=args.bus, Ids=[target["Id"]])
+                stand_in = {**target, "Arn": arn}
+                events.put_targets(Rule=rule["Name"], EventBusName=args.bus, Targets=[stand_in])
+                swapped.append((rule["Name"], target))
+            out[rule["Name"]] = {"arn": rule["Arn"], "pattern": json.loads(rule["EventPattern"]), "queue": queue}
+        answer = events.put_events(
+            Entries=[
+                {
+                    "EventBusName": args.bus,
+                    "Source": "rehearsal.automation",
+                    "DetailType": args.detail_type,
+                    "Detail": args.detail,
+                }
+            ]
+        )
+        assert answer["FailedEntryCount"] == 0, answer
+        for rule in out.values():
+            messages = sqs.receive_message(QueueUrl=rule.pop("queue"), MaxNumberOfMessages=10).get("Messages", [])
+            rule["delivered"] = [json.loads(m["Body"]) for m in messages]
+    finally:
+        for name, target in swapped:
+            ids = [t["Id"] for t in events.list_targets_by_rule(Rule=name, EventBusName=args.bus)["Targets"]]
+            events.remove_targets(Rule=name, EventBusName=args.bus, Ids=ids)
+            events.put_targets(Rule=name, EventBusName=args.bus, Targets=[target])
+    return out
 
 
 def pipe_check(args):
@@ -334,6 +383,7 @@ def deploy(args):
         ]
         functions[name] = {
             "name": config["FunctionName"],
+            "arn": config["FunctionArn"],
             "role": role_logical,
             "environment": config.get("Environment", {}).get("Variables", {}),
             "memory_size": config["MemorySize"],
@@ -375,6 +425,29 @@ def deploy(args):
             attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
             queues[name] = {"url": url, "attributes": attrs}
 
+    events = client("events", endpoint)
+    buses = {}
+    for name, r in template["Resources"].items():
+        if r["Type"] == "AWS::Events::EventBus":
+            bus = physical[name]
+            rules = events.list_rules(EventBusName=bus)["Rules"]
+            buses[name] = {
+                "name": bus,
+                "rules": [
+                    {
+                        "name": rule["Name"],
+                        "arn": rule["Arn"],
+                        "pattern": json.loads(rule["EventPattern"]),
+                        "targets": events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus)["Targets"],
+                    }
+                    for rule in rules
+                ],
+            }
+    outputs = {
+        o["OutputKey"]: o["OutputValue"]
+        for o in cfn.describe_stacks(StackName=args.stack)["Stacks"][0].get("Outputs", [])
+    }
+
     return {
         "stack": args.stack,
         "left_out": left_out,
@@ -382,6 +455,8 @@ def deploy(args):
         "roles": roles,
         "tables": tables_out,
         "queues": queues,
+        "buses": buses,
+        "outputs": outputs,
     }
 
 
@@ -419,6 +494,9 @@ def main():
     d.add_argument("--stack", required=True)
     d.add_argument("--code", required=True)
     d.add_argument("--param", action="append", default=[])
+    r = sub.add_parser("rule-deliver")
+    for name in ("--endpoint", "--key", "--secret", "--bus", "--detail-type", "--detail"):
+        r.add_argument(name, required=True)
     p = sub.add_parser("pipe-check")
     p.add_argument("--endpoint", required=True)
     p.add_argument("--table", required=True)
@@ -429,6 +507,7 @@ def main():
         "deploy": deploy,
         "enforce-iam": enforce_iam,
         "pipe-check": pipe_check,
+        "rule-deliver": rule_deliver,
     }
     json.dump(handler[args.command](args), sys.stdout, indent=1, default=str)
     print()

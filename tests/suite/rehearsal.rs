@@ -258,6 +258,24 @@ fn check_read_back(s: &Deployed) {
         publishes["stream"]["StreamViewType"], "NEW_AND_OLD_IMAGES",
         "{publishes}"
     );
+    // Its bus has one rule, for cancel requests only (not the "Publish
+    // Cancelled" events the pipe puts there), invoking it with the rule's
+    // ARN and the whole event.
+    let bus = &s.d["buses"]["AutomationBus"];
+    assert_eq!(s.d["outputs"]["AutomationBusName"], bus["name"]);
+    let rules = bus["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "{bus}");
+    assert_eq!(
+        rules[0]["pattern"],
+        serde_json::json!({"detail-type": ["Publish Cancel Requested"]})
+    );
+    let targets = rules[0]["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "{bus}");
+    assert_eq!(targets[0]["Arn"], s.function("AutomationFunction")["arn"]);
+    assert_eq!(
+        targets[0]["InputTransformer"]["InputTemplate"],
+        r#"{"ruleArn": "<aws.events.rule-arn>", "event": <aws.events.event.json>}"#
+    );
     // The KEK itself is nowhere in any function's configuration.
     let text = s.d["functions"].to_string();
     let kek = base64::engine::general_purpose::STANDARD.encode(common::KEK);
@@ -357,6 +375,7 @@ async fn automation_function_under_its_role(
     s: &Deployed,
     endpoint: &str,
     admin: &aws_config::SdkConfig,
+    admin_key: &Value,
     code: &Path,
 ) {
     let stack = Stack::existing(
@@ -371,6 +390,49 @@ async fn automation_function_under_its_role(
         &s.lambda_env("AutomationFunction", &runtime.addr, endpoint),
     );
     run_every_automation_event(&mut function, &runtime, &stack).await;
+
+    // A cancel request put on the bus: what the rule hands the function
+    // (moto plays the rule and its input transformer), then the function.
+    stack
+        .put_publish(&PublishRecord::new(
+            common::alice_key(40),
+            PublishState::Queued,
+        ))
+        .await;
+    let bus = s.d["buses"]["AutomationBus"]["name"].as_str().unwrap();
+    let put = |detail_type: &str| {
+        stack_py(&[
+            "rule-deliver",
+            "--endpoint",
+            endpoint,
+            "--key",
+            admin_key["access_key_id"].as_str().unwrap(),
+            "--secret",
+            admin_key["secret_access_key"].as_str().unwrap(),
+            "--bus",
+            bus,
+            "--detail-type",
+            detail_type,
+            "--detail",
+            r#"{"schemaVersion": 1, "uid": "alice", "aid": 1, "itid": 2, "pitid": 40, "reason": "over budget", "requestedBy": "watchdog"}"#,
+        ])
+    };
+    let ignored = put("Publish Cancelled");
+    let (_, rule) = ignored.as_object().unwrap().iter().next().unwrap();
+    assert_eq!(rule["delivered"], serde_json::json!([]), "{ignored}");
+    let delivered = put("Publish Cancel Requested");
+    let (_, rule) = delivered.as_object().unwrap().iter().next().unwrap();
+    let payloads = rule["delivered"].as_array().unwrap();
+    assert_eq!(payloads.len(), 1, "{delivered}");
+    let Outcome::Response(answer) = function.invoke(&runtime, &payloads[0].to_string()).await
+    else {
+        panic!("{}", function.logs());
+    };
+    assert_eq!(answer["outcome"], "cancelled", "{answer}");
+    assert_eq!(answer["cancelSource"], "eventbridge", "{answer}");
+    assert_eq!(answer["cancelledBy"], rule["arn"], "{answer}");
+    assert_eq!(answer["reason"], "over budget", "{answer}");
+    assert_eq!(stack.drain().await.len(), 1);
 
     // The SQS poller, with the function's role.
     let commands = s.queue_url("CommandQueue");
@@ -773,7 +835,7 @@ async fn the_template_deployed_runs_every_binary_under_its_own_role() {
     stack_py(&["enforce-iam", "--endpoint", &endpoint]);
     for s in &stacks {
         // Automation first: its samples expect the bundled seed's states.
-        automation_function_under_its_role(s, &endpoint, &admin, &automation_bin).await;
+        automation_function_under_its_role(s, &endpoint, &admin, &admin_key, &automation_bin).await;
         cancel_function_answers_every_event(s, &endpoint, &admin, &cancel_bin).await;
         reconciler_repairs_a_pending_stop(s, &endpoint, &admin, &reconciler_bin).await;
     }
