@@ -75,6 +75,7 @@ async fn main() {
     rows.extend(unauthorised_timing().await);
     rows.extend(binary_sizes());
     rows.extend(local_server_rss(&auth).await);
+    rows.extend(automation_beside_http(&stack, &event).await);
     let settings = lambda_memory_settings(&stack, &event).await;
 
     println!("| measure | figure | reference |\n| --- | --- | --- |");
@@ -370,7 +371,7 @@ fn binary_sizes() -> Vec<Row> {
         ));
     }
     // The deployed artefact (scripts/bench builds it with scripts/build-arm64).
-    for name in ["publish-cancel", "reconciler"] {
+    for name in ["publish-cancel", "reconciler", "automation"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("target/arm64/aarch64-unknown-linux-gnu/release")
             .join(name);
@@ -378,7 +379,7 @@ fn binary_sizes() -> Vec<Row> {
             rows.push(Row(
                 format!("release binary, arm64 (deployed), stripped: {name}"),
                 format!("{:.2} MB", m.len() as f64 / 1e6),
-                "target ≤ 6 MB (checked by tests/rehearsal.rs)".into(),
+                "target ≤ 6 MB (checked by tests/suite/rehearsal.rs)".into(),
             ));
         }
     }
@@ -615,7 +616,6 @@ impl Drop for CpuShare {
 /// first invocation and warm invocations, all under that CPU share
 /// (moto, like DynamoDB, runs outside it). One Markdown row per setting.
 async fn lambda_memory_settings(stack: &Stack, event: &str) -> Result<Vec<String>, String> {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let mut lines = Vec::new();
     let mut next_pitid = 100_000_i64;
     for memory_mb in LAMBDA_MEMORY_MB {
@@ -633,34 +633,10 @@ async fn lambda_memory_settings(stack: &Stack, event: &str) -> Result<Vec<String
         let (mut init, mut first, mut warm) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..SETTING_RUNS {
             let runtime = RuntimeApi::start().await;
-            let mut child = share
-                .command(&release("publish-cancel"))
-                .env_clear()
-                .envs(stack.lambda_env(&runtime.addr))
-                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string())
-                .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| e.to_string())?;
-            let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-            let stamp = match stderr.next_line().await {
-                Ok(Some(line)) => line.trim().parse::<u128>().ok(),
-                _ => None,
-            }
-            .ok_or("the shell did not join the cgroup")?;
-            // The stamp is wall-clock; turn it into an Instant.
-            let now_ns = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_err(|e| e.to_string())?
-                .as_nanos();
-            let started = Instant::now()
-                - Duration::from_nanos(now_ns.saturating_sub(stamp).try_into().unwrap_or(0));
-            tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
-            while runtime.first_next().is_none() {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
-            init.push(ms(runtime.first_next().unwrap() - started));
+            let env = stack.lambda_env(&runtime.addr);
+            let (mut child, started) =
+                start_lambda(Some(&share), "publish-cancel", env, memory_mb, &runtime).await?;
+            init.push(started);
             for i in 0..=SETTING_WARM {
                 let pitid = next_pitid;
                 next_pitid += 1;
@@ -686,4 +662,192 @@ async fn lambda_memory_settings(stack: &Stack, event: &str) -> Result<Vec<String
         ));
     }
     Ok(lines)
+}
+
+/// Starts the release Lambda binary `name` with `env` (and the memory
+/// setting) under `runtime`, inside `share` when given; returns it once it
+/// has polled `/next`, with its init time in ms.
+async fn start_lambda(
+    share: Option<&CpuShare>,
+    name: &str,
+    env: Vec<(&'static str, String)>,
+    memory_mb: u64,
+    runtime: &RuntimeApi,
+) -> Result<(tokio::process::Child, f64), String> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut cmd = match share {
+        Some(share) => share.command(&release(name)),
+        None => tokio::process::Command::new(release(name)),
+    };
+    let spawned = Instant::now();
+    let mut child = cmd
+        .env_clear()
+        .envs(env)
+        .env("AWS_LAMBDA_FUNCTION_NAME", name)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string())
+        .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let started = if share.is_some() {
+        let stamp = match stderr.next_line().await {
+            Ok(Some(line)) => line.trim().parse::<u128>().ok(),
+            _ => None,
+        }
+        .ok_or("the shell did not join the cgroup")?;
+        // The stamp is wall-clock; turn it into an Instant.
+        let now_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_nanos();
+        Instant::now() - Duration::from_nanos(now_ns.saturating_sub(stamp).try_into().unwrap_or(0))
+    } else {
+        spawned
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+    while runtime.first_next().is_none() {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    Ok((child, ms(runtime.first_next().unwrap() - started)))
+}
+
+// --- The automation function beside the HTTP one ---
+
+const AUTOMATION_RUNS: usize = 10;
+const AUTOMATION_WARM: usize = 20;
+
+/// One invocation of `function` on a fresh publish `pitid`: the HTTP
+/// binary with the sample event's path moved there, the automation binary
+/// with a bare cancel command. Both must cancel.
+async fn cancel_once(runtime: &RuntimeApi, function: &str, http_event: &str, pitid: i64) -> f64 {
+    let event = if function == "automation" {
+        serde_json::json!({"type": "uforge.publish.cancel", "schemaVersion": 1, "uid": "alice",
+            "aid": 1, "itid": 2, "pitid": pitid, "reason": "benchmark"})
+        .to_string()
+    } else {
+        http_event.replace("/pimages/3/", &format!("/pimages/{pitid}/"))
+    };
+    let sent = Instant::now();
+    let Outcome::Response(answer) = runtime.invoke(&event).await else {
+        panic!("{function}: invocation error")
+    };
+    let took = ms(sent.elapsed());
+    if function == "automation" {
+        assert_eq!(answer["outcome"], "cancelled", "{answer}");
+    } else {
+        assert_eq!(answer["statusCode"], 200, "{answer}");
+    }
+    took
+}
+
+/// Init, first and warm invocations of both Lambda binaries, interleaved,
+/// on the full CPU and at each one's template memory setting (512 MB and
+/// 128 MB); and the automation handler's CPU per command in memory.
+async fn automation_beside_http(stack: &Stack, http_event: &str) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut pitid = 300_000_i64;
+    for (label, settings) in [
+        ("full CPU", [("publish-cancel", None), ("automation", None)]),
+        (
+            "template memory",
+            [("publish-cancel", Some(512)), ("automation", Some(128))],
+        ),
+    ] {
+        let mut figures: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> =
+            vec![Default::default(), Default::default()];
+        let shares: Vec<Option<CpuShare>> = match settings
+            .iter()
+            .map(|(_, mb)| mb.map(CpuShare::new).transpose())
+            .collect::<Result<_, _>>()
+        {
+            Ok(shares) => shares,
+            Err(why) => {
+                rows.push(Row(
+                    format!("automation vs HTTP Lambda, {label}"),
+                    "not measured".into(),
+                    why,
+                ));
+                continue;
+            }
+        };
+        for _ in 0..AUTOMATION_RUNS {
+            for (i, (name, mb)) in settings.iter().enumerate() {
+                let runtime = RuntimeApi::start().await;
+                let env = stack.lambda_env(&runtime.addr);
+                let (mut child, init) = start_lambda(
+                    shares[i].as_ref(),
+                    name,
+                    env,
+                    mb.unwrap_or(FULL_VCPU_MB),
+                    &runtime,
+                )
+                .await
+                .expect("start a release Lambda binary");
+                figures[i].0.push(init);
+                for n in 0..=AUTOMATION_WARM {
+                    pitid += 1;
+                    let rec =
+                        PublishRecord::new(common::alice_key(pitid), PublishState::Publishing);
+                    stack.put_publish(&rec).await;
+                    let took = cancel_once(&runtime, name, http_event, pitid).await;
+                    if n == 0 {
+                        &mut figures[i].1
+                    } else {
+                        &mut figures[i].2
+                    }
+                    .push(took);
+                }
+                child.kill().await.ok();
+            }
+        }
+        stack.drain().await;
+        let p50 = |v: &Vec<f64>| pct(&sorted(v.clone()), 0.5);
+        let [(h_init, h_first, h_warm), (a_init, a_first, a_warm)] = [&figures[0], &figures[1]];
+        let memory = |i: usize| match settings[i].1 {
+            Some(mb) => format!(" at {mb} MB"),
+            None => String::new(),
+        };
+        rows.push(Row(
+            format!(
+                "automation Lambda{}, {label}: init / first / warm event",
+                memory(1)
+            ),
+            format!(
+                "{:.1} ms / {:.1} ms / {:.1} ms",
+                p50(a_init),
+                p50(a_first),
+                p50(a_warm)
+            ),
+            format!(
+                "HTTP Lambda{}: {:.1} ms / {:.1} ms / {:.1} ms (Basic; first with Argon2)",
+                memory(0),
+                p50(h_init),
+                p50(h_first),
+                p50(h_warm)
+            ),
+        ));
+    }
+    // The automation handler's CPU per command, in memory: the
+    // already-cancelled path (a repeat), as the HTTP CPU figures measure.
+    let cancel = publish_cancel::startup::cancel_key_memory(BUNDLED).unwrap();
+    let command = serde_json::json!({"type": "uforge.publish.cancel", "schemaVersion": 1,
+        "uid": "alice", "aid": 1, "itid": 2, "pitid": 3, "reason": "benchmark"});
+    publish_cancel::frontdoor::automation::handle(&cancel, &command, "warm-up")
+        .await
+        .unwrap();
+    let n = 20_000;
+    let t = Instant::now();
+    for _ in 0..n {
+        let _ = publish_cancel::frontdoor::automation::handle(&cancel, &command, "bench").await;
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    rows.push(Row(
+        "handler CPU, automation command (direct invoke)".into(),
+        format!("{us:.1} µs/command"),
+        format!("{:.0} commands/s on one core", 1e6 / us),
+    ));
+    rows
 }
