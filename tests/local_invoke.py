@@ -81,8 +81,11 @@ def content_type(resp):
     return headers.get("content-type") or (multi.get("content-type") or [None])[0]
 
 
-def every_event_as_expected():
-    expected = json.loads((EVENTS / "expected.json").read_text())
+def each_sample(function, folder, check):
+    """Invokes `function` under one `cargo lambda watch` with every sample
+    that `folder`/expected.json lists, in name order; `check(name, want,
+    done)` returns what to print, or exits on a mismatch."""
+    expected = json.loads((EVENTS / folder / "expected.json").read_text())
     port = free_port()
     proc = watch(port)
     try:
@@ -91,48 +94,44 @@ def every_event_as_expected():
         for name, want in sorted(expected.items()):
             if name.startswith("_"):
                 continue
-            done = invoke(port, "publish-cancel", name, timeout=START_TIMEOUT)
-            if done.returncode != 0:
-                sys.exit(f"events/{name}: cargo lambda invoke failed:\n{done.stdout}\n{done.stderr}")
-            resp = json.loads(done.stdout)
-            got = (resp.get("statusCode"), content_type(resp))
-            wanted = (want["status"], want.get("contentType"))
-            if got != wanted:
-                sys.exit(f"events/{name}: got {got}, expected {wanted}: {resp}")
-            print(f"events/{name}: {got[0]}")
+            sample = str(Path(folder) / name)
+            done = invoke(port, function, sample, timeout=START_TIMEOUT)
+            print(f"events/{sample}: {check(sample, want, done)}")
     finally:
         stop(proc)
 
 
-def every_automation_event_as_expected():
-    expected = json.loads((EVENTS / "automation" / "expected.json").read_text())
-    port = free_port()
-    proc = watch(port)
-    try:
-        wait_listening(port, proc)
-        for name, want in sorted(expected.items()):
-            if name.startswith("_"):
-                continue
-            done = invoke(port, "automation", f"automation/{name}", timeout=START_TIMEOUT)
-            if "errorType" in want:
-                # A refused command is the invocation's error, by type.
-                text = done.stdout + done.stderr
-                if done.returncode == 0 or want["errorType"] not in text:
-                    sys.exit(f"events/automation/{name}: expected {want['errorType']}, got:\n{text}")
-                print(f"events/automation/{name}: {want['errorType']}")
-                continue
-            if done.returncode != 0:
-                sys.exit(f"events/automation/{name}: cargo lambda invoke failed:\n{done.stdout}\n{done.stderr}")
-            resp = json.loads(done.stdout)
-            if "batchItemFailures" in want:
-                got = [f["itemIdentifier"] for f in resp.get("batchItemFailures", [])]
-                if got != want["batchItemFailures"]:
-                    sys.exit(f"events/automation/{name}: failed items {got}, expected {want['batchItemFailures']}")
-            elif (resp.get("outcome"), resp.get("state")) != (want["outcome"], want["state"]):
-                sys.exit(f"events/automation/{name}: got {resp}, expected {want}")
-            print(f"events/automation/{name}: {resp.get('outcome', 'batch')}")
-    finally:
-        stop(proc)
+def answer(sample, done):
+    if done.returncode != 0:
+        sys.exit(f"events/{sample}: cargo lambda invoke failed:\n{done.stdout}\n{done.stderr}")
+    return json.loads(done.stdout)
+
+
+def http_answer(sample, want, done):
+    resp = answer(sample, done)
+    got = (resp.get("statusCode"), content_type(resp))
+    wanted = (want["status"], want.get("contentType"))
+    if got != wanted:
+        sys.exit(f"events/{sample}: got {got}, expected {wanted}: {resp}")
+    return got[0]
+
+
+def automation_answer(sample, want, done):
+    if "errorType" in want:
+        # A refused command is the invocation's error, by type.
+        text = done.stdout + done.stderr
+        if done.returncode == 0 or want["errorType"] not in text:
+            sys.exit(f"events/{sample}: expected {want['errorType']}, got:\n{text}")
+        return want["errorType"]
+    resp = answer(sample, done)
+    if "batchItemFailures" in want:
+        got = [f["itemIdentifier"] for f in resp.get("batchItemFailures", [])]
+        if got != want["batchItemFailures"]:
+            sys.exit(f"events/{sample}: failed items {got}, expected {want['batchItemFailures']}")
+        return f"{len(got)} failed item(s)"
+    if (resp.get("outcome"), resp.get("state")) != (want["outcome"], want["state"]):
+        sys.exit(f"events/{sample}: got {resp}, expected {want}")
+    return resp["outcome"]
 
 
 def a_misconfigured_start_is_an_init_error():
@@ -160,7 +159,7 @@ def a_misconfigured_start_is_an_init_error():
 
 
 if __name__ == "__main__":
-    every_event_as_expected()
-    every_automation_event_as_expected()
+    each_sample("publish-cancel", ".", http_answer)
+    each_sample("automation", "automation", automation_answer)
     a_misconfigured_start_is_an_init_error()
     print("cargo lambda: every sample event as expected; the init error reported")

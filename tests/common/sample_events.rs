@@ -65,11 +65,11 @@ pub fn command_for(binary: &Path) -> Command {
 
 impl LambdaProcess {
     /// Starts `binary` with exactly `env` (and PATH).
-    pub fn spawn(binary: &Path, env: &[(String, String)]) -> LambdaProcess {
+    pub fn spawn<K: AsRef<str>, V: AsRef<str>>(binary: &Path, env: &[(K, V)]) -> LambdaProcess {
         let mut child = command_for(binary)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(env.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -408,11 +408,7 @@ async fn cross_wired_events_are_refused() {
     );
 
     let runtime = RuntimeApi::start().await;
-    let env: Vec<(String, String)> = stack
-        .lambda_env(&runtime.addr)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+    let env = stack.lambda_env(&runtime.addr);
     let mut http_function = LambdaProcess::spawn(&lambda_binary("publish-cancel"), &env);
     let Outcome::Error(e) = http_function
         .invoke(&runtime, &command(3, "x").to_string())

@@ -18,13 +18,9 @@ async fn every_event_through_the_runtime_api_against_the_emulator() {
     let stack = Stack::new().await;
     let runtime = RuntimeApi::start().await;
     let kek = base64::engine::general_purpose::STANDARD.encode(common::KEK);
-    let mut env: Vec<(String, String)> = stack
-        .lambda_env(&runtime.addr)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    env.push(("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()));
-    env.push(("AWS_LAMBDA_LOG_LEVEL".into(), "DEBUG".into()));
+    let mut env = stack.lambda_env(&runtime.addr);
+    env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON".into()));
+    env.push(("AWS_LAMBDA_LOG_LEVEL", "DEBUG".into()));
     let mut function = LambdaProcess::spawn(
         std::path::Path::new(env!("CARGO_BIN_EXE_publish-cancel")),
         &env,
@@ -106,11 +102,7 @@ fn check_logs(logs: &str, kek: &str) {
 async fn no_event_stops_the_function_or_changes_anything() {
     let stack = Stack::new().await;
     let runtime = RuntimeApi::start().await;
-    let env: Vec<(String, String)> = stack
-        .lambda_env(&runtime.addr)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+    let env = stack.lambda_env(&runtime.addr);
     let mut function = LambdaProcess::spawn(&lambda_binary("publish-cancel"), &env);
     let before = stack.tables().await;
     for (name, event, want) in common::hostile_events::catalogue() {

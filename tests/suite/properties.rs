@@ -138,13 +138,17 @@ mod lambda_events {
     fn samples() -> &'static Vec<Value> {
         static SAMPLES: OnceLock<Vec<Value>> = OnceLock::new();
         SAMPLES.get_or_init(|| {
+            // The HTTP samples and the automation ones (which the HTTP
+            // front door must refuse, mutated or not).
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
-            let mut names: Vec<_> = std::fs::read_dir(&dir)
-                .unwrap()
+            let mut names: Vec<_> = [dir.clone(), dir.join("automation")]
+                .iter()
+                .flat_map(|d| std::fs::read_dir(d).unwrap())
                 .map(|e| e.unwrap().path())
                 .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n != "expected.json" && n != "local-env.json")
+                    p.is_file()
+                        && p.file_name()
+                            .is_some_and(|n| n != "expected.json" && n != "local-env.json")
                 })
                 .collect();
             names.sort();
