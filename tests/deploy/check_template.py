@@ -11,6 +11,10 @@ look: what CloudFormation would actually be asked to build.
   order, with the status they are sent with.
 - The functions are what `sam build` produces: provided.al2023 `bootstrap`
   on arm64.
+- The automation function is reached only by its rule (cancel requests on
+  the automation bus), its command queue (reporting partial batch
+  failures) and direct invokes, never through API Gateway; its failed
+  asynchronous invocations land on a queue.
 - The IAM statements of the transformed template have no wildcard either.
 
 Exits non-zero on the first failed check, printing what was found.
@@ -161,7 +165,7 @@ def check_gateway_responses(body):
 def check_functions(template):
     functions = sam.resources_of_type(template, "AWS::Lambda::Function")
     check(
-        {"CancelFunction", "ReconcilerFunction"} <= set(functions),
+        {"CancelFunction", "ReconcilerFunction", "AutomationFunction"} <= set(functions),
         f"functions: {sorted(functions)}",
     )
     for name, f in functions.items():
@@ -173,6 +177,58 @@ def check_functions(template):
             "S3Bucket" in p.get("Code", {}),
             f"{name}: code is not the packaged artefact: {p.get('Code')}",
         )
+
+
+def check_automation(template):
+    """The automation function is reached by its rule, its command queue
+    and direct invokes only: never through API Gateway; its asynchronous
+    failures land on a queue; its queue reports partial batch failures."""
+    api_text = json.dumps(sam.resources_of_type(template, "AWS::ApiGateway::RestApi"))
+    check("AutomationFunction" not in api_text, "the REST API routes to AutomationFunction")
+    permissions = [
+        p["Properties"]
+        for p in sam.resources_of_type(template, "AWS::Lambda::Permission").values()
+        if p["Properties"].get("FunctionName") == {"Ref": "AutomationFunction"}
+    ]
+    rules = sam.resources_of_type(template, "AWS::Events::Rule")
+    check(
+        len(permissions) == 1
+        and permissions[0].get("Principal") == "events.amazonaws.com"
+        and permissions[0].get("SourceArn", {}).get("Fn::GetAtt", [None])[0] in rules,
+        f"AutomationFunction may be invoked by more than its rule: {permissions}",
+    )
+    (rule,) = [
+        r["Properties"]
+        for r in rules.values()
+        if any(t.get("Arn") == {"Fn::GetAtt": ["AutomationFunction", "Arn"]} for t in r["Properties"].get("Targets", []))
+    ] or [{}]
+    check(rule.get("EventBusName") == {"Ref": "AutomationBus"}, f"the automation rule is not on the bus: {rule}")
+    check(
+        rule.get("EventPattern") == {"detail-type": ["Publish Cancel Requested"]},
+        f"the automation rule matches more than cancel requests: {rule.get('EventPattern')}",
+    )
+    mappings = [
+        m["Properties"]
+        for m in sam.resources_of_type(template, "AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"].get("FunctionName") == {"Ref": "AutomationFunction"}
+    ]
+    check(
+        len(mappings) == 1
+        and mappings[0].get("EventSourceArn") == {"Fn::GetAtt": ["CommandQueue", "Arn"]}
+        and mappings[0].get("FunctionResponseTypes") == ["ReportBatchItemFailures"],
+        f"the command queue's mapping: {mappings}",
+    )
+    configs = [
+        c["Properties"]
+        for c in sam.resources_of_type(template, "AWS::Lambda::EventInvokeConfig").values()
+        if c["Properties"].get("FunctionName") == {"Ref": "AutomationFunction"}
+    ]
+    check(
+        len(configs) == 1
+        and configs[0].get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        == {"Fn::GetAtt": ["AutomationFailureQueue", "Arn"]},
+        f"failed asynchronous invocations go nowhere: {configs}",
+    )
 
 
 def check_dashboards(template):
@@ -233,6 +289,7 @@ def main(path):
     body = check_routes(template)
     check_gateway_responses(body)
     check_functions(template)
+    check_automation(template)
     check_dashboards(template)
     check_waf(template)
     iam_violations = template_iam.violations(template)
