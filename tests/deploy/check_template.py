@@ -179,17 +179,22 @@ def check_functions(template):
         )
 
 
+def properties_for(template, type_name, function):
+    """The properties of every `type_name` resource naming `function`."""
+    return [
+        r["Properties"]
+        for r in sam.resources_of_type(template, type_name).values()
+        if r["Properties"].get("FunctionName") == {"Ref": function}
+    ]
+
+
 def check_automation(template):
     """The automation function is reached by its rule, its command queue
     and direct invokes only: never through API Gateway; its asynchronous
     failures land on a queue; its queue reports partial batch failures."""
     api_text = json.dumps(sam.resources_of_type(template, "AWS::ApiGateway::RestApi"))
     check("AutomationFunction" not in api_text, "the REST API routes to AutomationFunction")
-    permissions = [
-        p["Properties"]
-        for p in sam.resources_of_type(template, "AWS::Lambda::Permission").values()
-        if p["Properties"].get("FunctionName") == {"Ref": "AutomationFunction"}
-    ]
+    permissions = properties_for(template, "AWS::Lambda::Permission", "AutomationFunction")
     rules = sam.resources_of_type(template, "AWS::Events::Rule")
     check(
         len(permissions) == 1
@@ -207,22 +212,14 @@ def check_automation(template):
         rule.get("EventPattern") == {"detail-type": ["Publish Cancel Requested"]},
         f"the automation rule matches more than cancel requests: {rule.get('EventPattern')}",
     )
-    mappings = [
-        m["Properties"]
-        for m in sam.resources_of_type(template, "AWS::Lambda::EventSourceMapping").values()
-        if m["Properties"].get("FunctionName") == {"Ref": "AutomationFunction"}
-    ]
+    mappings = properties_for(template, "AWS::Lambda::EventSourceMapping", "AutomationFunction")
     check(
         len(mappings) == 1
         and mappings[0].get("EventSourceArn") == {"Fn::GetAtt": ["CommandQueue", "Arn"]}
         and mappings[0].get("FunctionResponseTypes") == ["ReportBatchItemFailures"],
         f"the command queue's mapping: {mappings}",
     )
-    configs = [
-        c["Properties"]
-        for c in sam.resources_of_type(template, "AWS::Lambda::EventInvokeConfig").values()
-        if c["Properties"].get("FunctionName") == {"Ref": "AutomationFunction"}
-    ]
+    configs = properties_for(template, "AWS::Lambda::EventInvokeConfig", "AutomationFunction")
     check(
         len(configs) == 1
         and configs[0].get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")

@@ -108,6 +108,16 @@ impl Deployed {
         env
     }
 
+    /// The stack's tables and stop queue, reached with `sdk`'s credentials.
+    fn stack(&self, sdk: &aws_config::SdkConfig) -> Stack {
+        Stack::existing(
+            sdk,
+            self.table("UsersTable").to_owned(),
+            self.table("PublishesTable").to_owned(),
+            self.queue_url("StopQueue").to_owned(),
+        )
+    }
+
     /// An SDK configuration with the function's role credentials.
     async fn role_sdk(&self, logical: &str, endpoint: &str) -> aws_config::SdkConfig {
         let c = &self.function(logical)["credentials"];
@@ -346,12 +356,7 @@ async fn cancel_function_answers_every_event(
     admin: &aws_config::SdkConfig,
     code: &Path,
 ) {
-    let stack = Stack::existing(
-        admin,
-        s.table("UsersTable").to_owned(),
-        s.table("PublishesTable").to_owned(),
-        s.queue_url("StopQueue").to_owned(),
-    );
+    let stack = s.stack(admin);
     let runtime = RuntimeApi::start().await;
     let mut function = LambdaProcess::spawn(
         code,
@@ -378,12 +383,7 @@ async fn automation_function_under_its_role(
     admin_key: &Value,
     code: &Path,
 ) {
-    let stack = Stack::existing(
-        admin,
-        s.table("UsersTable").to_owned(),
-        s.table("PublishesTable").to_owned(),
-        s.queue_url("StopQueue").to_owned(),
-    );
+    let stack = s.stack(admin);
     let runtime = RuntimeApi::start().await;
     let mut function = LambdaProcess::spawn(
         code,
@@ -556,12 +556,7 @@ async fn reconciler_repairs_a_pending_stop(
     admin: &aws_config::SdkConfig,
     code: &Path,
 ) {
-    let stack = Stack::existing(
-        admin,
-        s.table("UsersTable").to_owned(),
-        s.table("PublishesTable").to_owned(),
-        s.queue_url("StopQueue").to_owned(),
-    );
+    let stack = s.stack(admin);
     let mut record = PublishRecord::new(common::alice_key(40), PublishState::Publishing);
     let stamp = CancelStamp {
         request_id: "crashed-cancel".into(),
@@ -812,14 +807,7 @@ async fn the_template_deployed_runs_every_binary_under_its_own_role() {
     ];
     for s in &stacks {
         check_read_back(s);
-        Stack::existing(
-            &admin,
-            s.table("UsersTable").to_owned(),
-            s.table("PublishesTable").to_owned(),
-            s.queue_url("StopQueue").to_owned(),
-        )
-        .seed()
-        .await;
+        s.stack(&admin).seed().await;
     }
 
     stack_py(&["enforce-iam", "--endpoint", &endpoint]);
