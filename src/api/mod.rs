@@ -13,7 +13,7 @@ use http::header::{
 };
 use http::{HeaderMap, Method, Response, StatusCode};
 
-use crate::auth::{AuthTrace, Check, Credentials};
+use crate::auth::{AuthTrace, Credentials};
 use crate::cancel::{CancelError, CancelPublish, CancelRequest, Cancelled};
 use crate::domain::Timestamp;
 use crate::metrics::{Metrics, RequestFacts};
@@ -303,12 +303,7 @@ fn log_outcome(
 ) {
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let path = truncate(req.path, MAX_ECHOED_URI);
-    let check = match auth.check {
-        Check::None => "none",
-        Check::CachedPassword => "cached_password",
-        Check::Argon2 => "argon2",
-        Check::Signature => "hmac",
-    };
+    let check = auth.check.as_str();
     let auth_failure = auth.denied.map(|d| d.as_str());
     match result {
         Ok(done) => tracing::info!(

@@ -254,6 +254,18 @@ pub enum Check {
     Signature,
 }
 
+impl Check {
+    /// As logs name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::None => "none",
+            Check::CachedPassword => "cached_password",
+            Check::Argon2 => "argon2",
+            Check::Signature => "hmac",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
     NoCredentials,

@@ -267,24 +267,6 @@ impl FunctionSettings {
     }
 }
 
-/// The reconciler (`reconciler`).
-#[derive(Debug, Clone)]
-pub struct ReconcilerSettings {
-    /// A stop may stay pending this long before it is re-sent: longer
-    /// than a cancel's own bounded send, so in-flight requests are left
-    /// alone (`RECONCILE_GRACE_SECONDS`, 60).
-    pub grace: Duration,
-    /// Stops re-sent per run at most (`RECONCILE_BATCH`, 100).
-    pub batch: usize,
-    pub backend: ReconcilerBackend,
-}
-
-#[derive(Debug, Clone)]
-pub enum ReconcilerBackend {
-    Aws(PublishesAndQueue),
-    Memory,
-}
-
 /// The publishes table and the stop queue: all that cancelling a key on its
 /// own authority needs (the reconciler, the automation function).
 #[derive(Debug, Clone)]
@@ -304,20 +286,22 @@ impl PublishesAndQueue {
     }
 }
 
-/// The automation function (`automation`): no users table, no KEK.
+/// The reconciler (`reconciler`).
 #[derive(Debug, Clone)]
-pub enum AutomationSettings {
-    Aws(PublishesAndQueue),
-    Memory { seed: Option<PathBuf> },
+pub struct ReconcilerSettings {
+    /// A stop may stay pending this long before it is re-sent: longer
+    /// than a cancel's own bounded send, so in-flight requests are left
+    /// alone (`RECONCILE_GRACE_SECONDS`, 60).
+    pub grace: Duration,
+    /// Stops re-sent per run at most (`RECONCILE_BATCH`, 100).
+    pub batch: usize,
+    pub backend: ReconcilerBackend,
 }
 
-impl AutomationSettings {
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Ok(match Backend::from_env(env)? {
-            Backend::Aws => AutomationSettings::Aws(PublishesAndQueue::from_env(env)?),
-            Backend::Memory { seed } => AutomationSettings::Memory { seed },
-        })
-    }
+#[derive(Debug, Clone)]
+pub enum ReconcilerBackend {
+    Aws(PublishesAndQueue),
+    Memory,
 }
 
 impl ReconcilerSettings {
@@ -333,6 +317,22 @@ impl ReconcilerSettings {
             grace,
             batch,
             backend,
+        })
+    }
+}
+
+/// The automation function (`automation`): no users table, no KEK.
+#[derive(Debug, Clone)]
+pub enum AutomationSettings {
+    Aws(PublishesAndQueue),
+    Memory { seed: Option<PathBuf> },
+}
+
+impl AutomationSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(match Backend::from_env(env)? {
+            Backend::Aws => AutomationSettings::Aws(PublishesAndQueue::from_env(env)?),
+            Backend::Memory { seed } => AutomationSettings::Memory { seed },
         })
     }
 }

@@ -141,10 +141,35 @@ pub fn events_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("events")
 }
 
+/// The sample event files of `events/<folder>` (`""`: the HTTP ones,
+/// `"automation"`), in name order.
+pub fn sample_files(folder: &str) -> Vec<PathBuf> {
+    let dir = events_dir().join(folder);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(".json") && !NOT_EVENTS.contains(&n))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// `events/<folder>/expected.json`: each sample's expected outcome, by
+/// file name.
+pub fn expected_in(folder: &str) -> serde_json::Value {
+    let path = events_dir().join(folder).join("expected.json");
+    let text = std::fs::read_to_string(&path).expect("expected.json");
+    serde_json::from_str(&text).expect("expected.json is JSON")
+}
+
 /// The sample events with an expected outcome, by file name, in name order.
 pub fn expected() -> Vec<(String, serde_json::Value)> {
-    let text = std::fs::read_to_string(events_dir().join("expected.json")).expect("expected.json");
-    let all: serde_json::Value = serde_json::from_str(&text).expect("expected.json is JSON");
+    let all = expected_in("");
     let mut out: Vec<(String, serde_json::Value)> = all
         .as_object()
         .expect("an object")
@@ -253,21 +278,15 @@ pub async fn run_every_automation_event(
     runtime: &RuntimeApi,
     stack: &Stack,
 ) -> usize {
-    let dir = events_dir().join("automation");
-    let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != "expected.json")
-        .collect();
-    files.sort();
+    let expected = expected_in("automation");
+    let files = sample_files("automation");
     assert!(files.len() >= 7, "{files:?}");
-    for name in files {
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy();
         let want = expected
-            .get(&name)
+            .get(name.as_ref())
             .unwrap_or_else(|| panic!("events/automation/{name} has no entry in expected.json"));
-        let event = std::fs::read_to_string(dir.join(&name)).unwrap();
+        let event = std::fs::read_to_string(&path).unwrap();
         match function.invoke(runtime, &event).await {
             Outcome::Response(answer) => {
                 if let Some(failures) = want.get("batchItemFailures") {

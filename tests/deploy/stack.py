@@ -172,6 +172,22 @@ def render(input_template, record):
     return json.loads(text), missing
 
 
+def scratch_queue(sqs, name):
+    """A queue for the call to collect what EventBridge delivers: URL, ARN."""
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def drain(sqs, url):
+    """Every message body on the queue, parsed, deleting them."""
+    bodies = []
+    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for m in got:
+            bodies.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return bodies
+
+
 def rule_deliver(args):
     events = client("events", args.endpoint, args.key, args.secret)
     sqs = client("sqs", args.endpoint, args.key, args.secret)
@@ -180,8 +196,7 @@ def rule_deliver(args):
     out = {}
     try:
         for rule in rules:
-            queue = sqs.create_queue(QueueName=f"rule-deliver-{uuid.uuid4().hex[:12]}")["QueueUrl"]
-            arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            queue, arn = scratch_queue(sqs, f"rule-deliver-{uuid.uuid4().hex[:12]}")
             for target in events.list_targets_by_rule(Rule=rule["Name"], EventBusName=args.bus)["Targets"]:
                 if ":lambda:" not in target["Arn"]:
                     continue
@@ -202,8 +217,7 @@ def rule_deliver(args):
         )
         assert answer["FailedEntryCount"] == 0, answer
         for rule in out.values():
-            messages = sqs.receive_message(QueueUrl=rule.pop("queue"), MaxNumberOfMessages=10).get("Messages", [])
-            rule["delivered"] = [json.loads(m["Body"]) for m in messages]
+            rule["delivered"] = drain(sqs, rule.pop("queue"))
     finally:
         for name, target in swapped:
             ids = [t["Id"] for t in events.list_targets_by_rule(Rule=name, EventBusName=args.bus)["Targets"]]
@@ -224,8 +238,7 @@ def pipe_check(args):
     sqs = client("sqs", args.endpoint)
     name = f"pipe-check-{uuid.uuid4().hex[:12]}"
     events.create_event_bus(Name=name)
-    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue, queue_arn = scratch_queue(sqs, name)
     # Pipes' filters are alternatives: one rule each, one target.
     for i, pattern in enumerate(patterns):
         rule = f"{name}-{i}"
@@ -239,14 +252,7 @@ def pipe_check(args):
             ]
         )
         assert answer["FailedEntryCount"] == 0, answer
-    matched = set()
-    while True:
-        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
-        if not got:
-            break
-        for m in got:
-            matched.add(json.loads(m["Body"])["detail"]["eventID"])
-            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+    matched = {event["detail"]["eventID"] for event in drain(sqs, queue)}
     out = []
     for r in records:
         row = {"eventName": r["eventName"], "keys": r["dynamodb"]["Keys"], "matched": r["eventID"] in matched}

@@ -140,18 +140,8 @@ mod lambda_events {
         SAMPLES.get_or_init(|| {
             // The HTTP samples and the automation ones (which the HTTP
             // front door must refuse, mutated or not).
-            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
-            let mut names: Vec<_> = [dir.clone(), dir.join("automation")]
-                .iter()
-                .flat_map(|d| std::fs::read_dir(d).unwrap())
-                .map(|e| e.unwrap().path())
-                .filter(|p| {
-                    p.is_file()
-                        && p.file_name()
-                            .is_some_and(|n| n != "expected.json" && n != "local-env.json")
-                })
-                .collect();
-            names.sort();
+            let mut names = crate::common::sample_events::sample_files("");
+            names.extend(crate::common::sample_events::sample_files("automation"));
             names
                 .iter()
                 .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
