@@ -214,7 +214,7 @@ async fn warm_latency(stack: &Stack, auth: &str) -> Vec<Row> {
         assert_eq!(r.status, 200);
         let t = Instant::now();
         let stamp = CancelStamp {
-            request_id: format!("floor-{i}"),
+            request_id: format!("floor-{i}").into(),
             at: Timestamp::now(),
             audit: publish_cancel::domain::CancelAudit::http(&alice),
         };
@@ -298,6 +298,7 @@ fn metric_line_cost() -> Vec<Row> {
                     outcome: "unauthenticated",
                     auth,
                     stop_not_sent: false,
+                    stop_undeliverable: false,
                     latency_ms: 12.5,
                 },
                 1_795_718_847_000,
@@ -832,16 +833,17 @@ async fn automation_beside_http(stack: &Stack, http_event: &str) -> Vec<Row> {
     }
     // The automation handler's CPU per command, in memory: the
     // already-cancelled path (a repeat), as the HTTP CPU figures measure.
-    let cancel = publish_cancel::startup::cancel_key_memory(BUNDLED).unwrap();
+    let automation = publish_cancel::frontdoor::automation::Automation::new(
+        publish_cancel::startup::cancel_key_memory(BUNDLED).unwrap(),
+    );
     let command = serde_json::json!({"type": "uforge.publish.cancel", "schemaVersion": 1,
         "uid": "alice", "aid": 1, "itid": 2, "pitid": 3, "reason": "benchmark"});
-    publish_cancel::frontdoor::automation::handle(&cancel, &command, "warm-up")
-        .await
-        .unwrap();
+    let far = || Instant::now() + Duration::from_secs(600);
+    automation.handle(&command, "warm-up", far()).await.unwrap();
     let n = 20_000;
     let t = Instant::now();
     for _ in 0..n {
-        let _ = publish_cancel::frontdoor::automation::handle(&cancel, &command, "bench").await;
+        let _ = automation.handle(&command, "bench", far()).await;
     }
     let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
     rows.push(Row(
@@ -849,5 +851,136 @@ async fn automation_beside_http(stack: &Stack, http_event: &str) -> Vec<Row> {
         format!("{us:.1} µs/command"),
         format!("{:.0} commands/s on one core", 1e6 / us),
     ));
+    rows.push(batch_row().await);
     rows
+}
+
+/// A 10-command SQS batch, each store call taking `RTT` as an in-region
+/// DynamoDB or SQS call does: a FIFO batch in one message group (run in
+/// order, as every batch ran before) against a standard-queue batch (run
+/// concurrently). Wall time per batch, ratio in one run.
+async fn batch_row() -> Row {
+    const RTT: Duration = Duration::from_millis(5);
+    let batch = |fifo: bool, round: usize| {
+        let records: Vec<serde_json::Value> = (0..10)
+            .map(|i| {
+                let body = serde_json::json!({"type": "uforge.publish.cancel", "schemaVersion": 1,
+                    "uid": "bench", "aid": 1, "itid": 1, "pitid": round * 10 + i});
+                serde_json::json!({"messageId": format!("m-{round}-{i}"), "body": body.to_string(),
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": if fifo { "arn:aws:sqs:us-east-1:1:q.fifo" } else { "arn:aws:sqs:us-east-1:1:q" },
+                    "attributes": {"SenderId": "AIDABENCH", "MessageGroupId": "one"}})
+            })
+            .collect();
+        serde_json::json!({ "Records": records })
+    };
+    let rounds = 20;
+    let time = |fifo: bool| {
+        let publishes = publish_cancel::adapters::memory::MemoryPublishes::default();
+        for round in 0..rounds {
+            for i in 0..10 {
+                publishes.put(publish_cancel::domain::PublishRecord::new(
+                    publish_cancel::domain::PublishKey {
+                        uid: publish_cancel::domain::Login::parse("bench").unwrap(),
+                        aid: 1.into(),
+                        itid: 1.into(),
+                        pitid: ((round * 10 + i) as i64).into(),
+                    },
+                    publish_cancel::domain::PublishState::Publishing,
+                ));
+            }
+        }
+        let automation = publish_cancel::frontdoor::automation::Automation::new(
+            publish_cancel::cancel::CancelKey {
+                publishes: Slow(publishes, RTT),
+                queue: Slow(
+                    publish_cancel::adapters::memory::MemoryQueue::default(),
+                    RTT,
+                ),
+            },
+        );
+        async move {
+            let t = Instant::now();
+            for round in 0..rounds {
+                let deadline = Instant::now() + Duration::from_secs(15);
+                let answer = automation
+                    .handle(&batch(fifo, round), "bench", deadline)
+                    .await
+                    .unwrap();
+                assert_eq!(answer["batchItemFailures"], serde_json::json!([]));
+            }
+            t.elapsed().as_secs_f64() * 1e3 / rounds as f64
+        }
+    };
+    let sequential = time(true).await;
+    let concurrent = time(false).await;
+    Row(
+        format!("10-command SQS batch, {} ms per store call", RTT.as_millis()),
+        format!("{concurrent:.1} ms concurrent (standard) / {sequential:.1} ms in order (FIFO, one group)"),
+        format!("{:.1}x", sequential / concurrent),
+    )
+}
+
+/// A store whose every call first waits `.1`, as a network round trip.
+struct Slow<T>(T, Duration);
+
+impl<T: publish_cancel::ports::Publishes> publish_cancel::ports::Publishes for Slow<T> {
+    async fn cancel(
+        &self,
+        key: &publish_cancel::domain::PublishKey,
+        stamp: &publish_cancel::domain::CancelStamp,
+    ) -> Result<publish_cancel::ports::CancelOutcome, publish_cancel::ports::BackendError> {
+        tokio::time::sleep(self.1).await;
+        self.0.cancel(key, stamp).await
+    }
+    async fn claim_stop(
+        &self,
+        key: &publish_cancel::domain::PublishKey,
+        now: publish_cancel::domain::Timestamp,
+        stale: publish_cancel::domain::Timestamp,
+    ) -> Result<bool, publish_cancel::ports::BackendError> {
+        tokio::time::sleep(self.1).await;
+        self.0.claim_stop(key, now, stale).await
+    }
+    async fn release_stop(
+        &self,
+        key: &publish_cancel::domain::PublishKey,
+    ) -> Result<(), publish_cancel::ports::BackendError> {
+        tokio::time::sleep(self.1).await;
+        self.0.release_stop(key).await
+    }
+    async fn stop_sent(
+        &self,
+        key: &publish_cancel::domain::PublishKey,
+    ) -> Result<(), publish_cancel::ports::BackendError> {
+        tokio::time::sleep(self.1).await;
+        self.0.stop_sent(key).await
+    }
+    async fn stop_undeliverable(
+        &self,
+        key: &publish_cancel::domain::PublishKey,
+        why: &str,
+    ) -> Result<(), publish_cancel::ports::BackendError> {
+        tokio::time::sleep(self.1).await;
+        self.0.stop_undeliverable(key, why).await
+    }
+    async fn pending_stops(
+        &self,
+        cutoff: publish_cancel::domain::Timestamp,
+        after: Option<&publish_cancel::ports::Cursor>,
+        limit: usize,
+    ) -> Result<publish_cancel::ports::PendingPage, publish_cancel::ports::BackendError> {
+        tokio::time::sleep(self.1).await;
+        self.0.pending_stops(cutoff, after, limit).await
+    }
+}
+
+impl<T: publish_cancel::ports::StopQueue> publish_cancel::ports::StopQueue for Slow<T> {
+    async fn send(
+        &self,
+        stop: &publish_cancel::ports::StopMessage,
+    ) -> Result<(), publish_cancel::ports::BackendError> {
+        tokio::time::sleep(self.1).await;
+        self.0.send(stop).await
+    }
 }

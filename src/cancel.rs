@@ -11,6 +11,12 @@ use crate::domain::{
 };
 use crate::ports::{BackendError, CancelOutcome, Publishes, StopMessage, StopQueue, Users};
 
+/// How long a send attempt holds its claim on a pending stop: longer than
+/// any attempt can run (an HTTP request answers within 10 s, a Lambda
+/// invocation ends at 15 s), so while one is in flight nobody else sends
+/// the same stop, and a claim whose holder died frees itself.
+pub const STOP_CLAIM_LEASE: i64 = 30;
+
 /// Everything that can stop a cancel. The HTTP layer maps each variant to a
 /// status and a `uforgeError` in exactly one place (`api::error`).
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +37,14 @@ pub enum CancelError {
     /// repeated cancel re-sends the stop.
     #[error("publish cancelled but stop message not sent")]
     StopNotSent(#[source] BackendError),
+    /// The record is cancelled, and SQS refused its stop for good (even
+    /// without the audit's texts): parked as undeliverable and alarmed.
+    #[error("publish cancelled but its stop message is refused by the queue")]
+    StopUndeliverable(#[source] BackendError),
+    /// The stored record cannot be read (a state we do not know): nothing
+    /// was written. Not the caller's fault, and no retry cures it.
+    #[error("the publish record cannot be read")]
+    Unreadable(#[source] BackendError),
 }
 
 impl From<AuthError> for CancelError {
@@ -57,7 +71,7 @@ pub struct Cancelled {
 pub struct CancelRequest {
     pub key: PublishKey,
     pub credentials: Credentials,
-    pub request_id: String,
+    pub request_id: crate::domain::RequestId,
     pub at: Timestamp,
 }
 
@@ -77,38 +91,104 @@ impl<P: Publishes, Q: StopQueue> CancelKey<P, Q> {
         key: &PublishKey,
         stamp: &CancelStamp,
     ) -> Result<Cancelled, CancelError> {
-        let outcome = self
-            .publishes
-            .cancel(key, stamp)
-            .await
-            .map_err(CancelError::Backend)?;
-        let (record, changed) = match outcome {
+        let outcome = self.publishes.cancel(key, stamp).await.map_err(|e| {
+            if e.is_permanent() {
+                CancelError::Unreadable(e)
+            } else {
+                CancelError::Backend(e)
+            }
+        })?;
+        let (mut record, changed) = match outcome {
             CancelOutcome::Cancelled(r) => (r, true),
             CancelOutcome::AlreadyCancelled(r) => (r, false),
             CancelOutcome::Finished(r) => return Err(CancelError::Finished(r.state)),
             CancelOutcome::NotFound => return Err(CancelError::NotFound),
         };
-        // Re-sent on repeats too, with the original stamp and audit: a
-        // client retrying after a failed send is how a lost stop gets
-        // delivered.
-        let stamp = record.cancel.as_ref().unwrap_or(stamp);
-        self.queue
-            .send(&StopMessage::new(&record.key, stamp))
-            .await
-            .map_err(CancelError::StopNotSent)?;
-        let mut record = record;
-        if record.stop_pending {
-            // If this write fails, the reconciler re-sends the stop later: a
-            // duplicate workers ignore. Not worth failing the request for.
-            match self.publishes.stop_sent(&record.key).await {
-                Ok(()) => record.stop_pending = false,
-                Err(e) => {
-                    tracing::warn!(error = %crate::ErrorChain(&e), "stop sent but still marked pending")
-                }
-            }
+        // The transition's own write claimed the stop. A repeat sends it
+        // only while it is still pending and no other attempt is in flight:
+        // a client retrying after a failed send still delivers a lost stop,
+        // and a flood of repeats sends nothing more.
+        let ours = changed
+            || (record.stop_pending
+                && self
+                    .publishes
+                    .claim_stop(key, stamp.at, stale_claims(stamp.at))
+                    .await
+                    .map_err(CancelError::StopNotSent)?);
+        if ours {
+            self.deliver_stop(&mut record).await?;
         }
         Ok(Cancelled { record, changed })
     }
+
+    /// Sends the stop of `record`, a cancelled record whose pending stop
+    /// the caller has claimed (`Publishes::claim_stop`, or the cancel's own
+    /// write), and records how it went: the one way a stop is sent, by a
+    /// cancel, a repeat or the reconciler.
+    ///
+    /// - sent: the pending mark is cleared;
+    /// - refused for its contents: sent again without the audit's texts
+    ///   (a worker must be told whatever the audit holds); refused again,
+    ///   the record is parked as undeliverable (`StopUndeliverable`);
+    /// - any other failure: the claim is given up and the stop stays
+    ///   pending, for the next repeat or reconciler run (`StopNotSent`).
+    pub async fn deliver_stop(&self, record: &mut PublishRecord) -> Result<(), CancelError> {
+        let Some(stamp) = &record.cancel else {
+            return Err(CancelError::Unreadable(BackendError::msg(
+                "a pending stop without its cancel stamp",
+            )));
+        };
+        let full = StopMessage::new(&record.key, stamp);
+        let mut sent = self.queue.send(&full).await;
+        if let Err(e) = &sent {
+            if e.is_permanent() {
+                tracing::warn!(publish = %record.key, error = %crate::ErrorChain(e),
+                    "stop refused for its contents; sending it without the audit texts");
+                sent = self.queue.send(&full.without_audit()).await;
+            }
+        }
+        match sent {
+            Ok(()) => {
+                // If this write fails, the reconciler re-sends the stop
+                // later: a duplicate workers ignore. Not worth failing for.
+                match self.publishes.stop_sent(&record.key).await {
+                    Ok(()) => record.stop_pending = false,
+                    Err(e) => {
+                        tracing::warn!(error = %crate::ErrorChain(&e), "stop sent but still marked pending")
+                    }
+                }
+                record.stop_claimed_at = None;
+                Ok(())
+            }
+            Err(e) if e.is_permanent() => {
+                let reason = crate::ErrorChain(&e).to_string();
+                tracing::error!(publish = %record.key, error = %reason, "stop undeliverable: parked");
+                if let Err(mark) = self
+                    .publishes
+                    .stop_undeliverable(&record.key, &reason)
+                    .await
+                {
+                    // Still pending then: the reconciler meets it again.
+                    tracing::warn!(error = %crate::ErrorChain(&mark), "could not park the stop");
+                } else {
+                    record.stop_pending = false;
+                    record.stop_undeliverable = Some(reason);
+                }
+                Err(CancelError::StopUndeliverable(e))
+            }
+            Err(e) => {
+                if let Err(release) = self.publishes.release_stop(&record.key).await {
+                    tracing::warn!(error = %crate::ErrorChain(&release), "claim kept until it expires");
+                }
+                Err(CancelError::StopNotSent(e))
+            }
+        }
+    }
+}
+
+/// Claims that began before this are abandoned (`STOP_CLAIM_LEASE`).
+pub fn stale_claims(now: Timestamp) -> Timestamp {
+    Timestamp(now.0.saturating_sub(STOP_CLAIM_LEASE))
 }
 
 /// The HTTP use case: who may cancel this key (credentials, the
@@ -192,16 +272,38 @@ mod tests {
             self.inner.cancel(key, stamp).await
         }
 
+        async fn claim_stop(
+            &self,
+            key: &PublishKey,
+            now: Timestamp,
+            stale_before: Timestamp,
+        ) -> Result<bool, BackendError> {
+            self.inner.claim_stop(key, now, stale_before).await
+        }
+
+        async fn release_stop(&self, key: &PublishKey) -> Result<(), BackendError> {
+            self.inner.release_stop(key).await
+        }
+
         async fn stop_sent(&self, key: &PublishKey) -> Result<(), BackendError> {
             self.inner.stop_sent(key).await
         }
 
+        async fn stop_undeliverable(
+            &self,
+            key: &PublishKey,
+            why: &str,
+        ) -> Result<(), BackendError> {
+            self.inner.stop_undeliverable(key, why).await
+        }
+
         async fn pending_stops(
             &self,
-            cutoff: crate::domain::Timestamp,
+            cutoff: Timestamp,
+            after: Option<&crate::ports::Cursor>,
             limit: usize,
-        ) -> Result<Vec<PublishRecord>, BackendError> {
-            self.inner.pending_stops(cutoff, limit).await
+        ) -> Result<crate::ports::PendingPage, BackendError> {
+            self.inner.pending_stops(cutoff, after, limit).await
         }
     }
 
@@ -282,7 +384,78 @@ mod tests {
             .unwrap();
         assert!(!again.changed);
         assert_eq!(again.record, done.record);
-        assert_eq!(uc.cancel.queue.sent().len(), 2);
+        assert_eq!(
+            uc.cancel.queue.sent().len(),
+            1,
+            "a repeat does not re-send a stop known to be sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn repeats_while_pending_send_once_per_claim() {
+        let uc = use_case();
+        uc.cancel.queue.fail(true);
+        let first = uc
+            .run(request("alice", "alice-password", "alice", (1, 2, 4)))
+            .await;
+        assert!(matches!(first, Err(CancelError::StopNotSent(_))));
+        uc.cancel.queue.fail(false);
+        // Another attempt is in flight (a claim taken just now, not ours).
+        let key = request("alice", "x", "alice", (1, 2, 4)).key;
+        let publishes = &uc.cancel.publishes.inner;
+        assert!(publishes
+            .claim_stop(&key, Timestamp(100), Timestamp(0))
+            .await
+            .unwrap());
+        let busy = uc
+            .run(request("alice", "alice-password", "alice", (1, 2, 4)))
+            .await
+            .unwrap();
+        assert!(busy.record.stop_pending);
+        assert!(
+            uc.cancel.queue.sent().is_empty(),
+            "the claim holder sends, not us"
+        );
+        // Once that claim is stale, a repeat takes over and delivers.
+        let mut late = request("alice", "alice-password", "alice", (1, 2, 4));
+        late.at = Timestamp(100 + STOP_CLAIM_LEASE + 1);
+        let done = uc.run(late).await.unwrap();
+        assert!(!done.record.stop_pending);
+        assert_eq!(uc.cancel.queue.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_stop_goes_without_its_audit_then_is_parked() {
+        let uc = use_case();
+        // Refuses any message carrying the audit's texts: the bare one goes.
+        uc.cancel.queue.refuse(|m| !m.audit_omitted);
+        let done = uc
+            .run(request("alice", "alice-password", "alice", (1, 2, 3)))
+            .await
+            .unwrap();
+        assert!(!done.record.stop_pending);
+        let sent = uc.cancel.queue.sent();
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].audit_omitted && sent[0].cancelled_by.is_empty());
+        assert_eq!(sent[0].request_id, "req");
+
+        // Refuses everything: parked, not pending, never retried in a loop.
+        uc.cancel.queue.refuse(|_| true);
+        let err = uc
+            .run(request("alice", "alice-password", "alice", (1, 2, 4)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CancelError::StopUndeliverable(_)), "{err:?}");
+        let key = request("alice", "x", "alice", (1, 2, 4)).key;
+        let parked = uc.cancel.publishes.inner.get(&key).unwrap();
+        assert!(!parked.stop_pending);
+        assert!(parked.stop_undeliverable.is_some());
+        let repeat = uc
+            .run(request("alice", "alice-password", "alice", (1, 2, 4)))
+            .await
+            .unwrap();
+        assert!(!repeat.changed);
+        assert_eq!(uc.cancel.queue.sent().len(), 1, "nothing more was sent");
     }
 
     #[tokio::test]

@@ -9,11 +9,10 @@ use std::sync::Arc;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use publish_cancel::api::Api;
 use publish_cancel::config::{sdk, Env, FunctionBackend, FunctionSettings};
-use publish_cancel::frontdoor;
+use publish_cancel::frontdoor::{self, RawEvent};
 use publish_cancel::metrics::Metrics;
 use publish_cancel::ports::{Publishes, StopQueue, Users};
 use publish_cancel::startup::{self, BoxError, Options, Serving};
-use serde_json::Value;
 
 fn main() -> ExitCode {
     publish_cancel::allocator::return_large_blocks_to_the_os();
@@ -65,12 +64,18 @@ where
     Q: StopQueue + 'static,
 {
     let api = Arc::new(api);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<RawEvent>| {
         let api = api.clone();
         // Boxed: the handler's future nested in the runtime's is otherwise
         // deeper than the compiler's default layout recursion limit.
         Box::pin(async move {
-            frontdoor::lambda::handle(&api, &event.payload, &event.context.request_id)
+            let Some(payload) = event.payload.json() else {
+                return Err(Diagnostic {
+                    error_type: "UnsupportedEvent".into(),
+                    error_message: "the event is not JSON this function can read".into(),
+                });
+            };
+            frontdoor::lambda::handle(&api, &payload, &event.context.request_id)
                 .await
                 .map_err(|e| Diagnostic {
                     error_type: "UnsupportedEvent".into(),

@@ -32,6 +32,8 @@ pub struct RequestFacts<'a> {
     pub outcome: &'static str,
     pub auth: AuthTrace,
     pub stop_not_sent: bool,
+    /// The queue refused the stop for good: parked, alarmed.
+    pub stop_undeliverable: bool,
     pub latency_ms: f64,
 }
 
@@ -73,6 +75,11 @@ impl Metrics {
                 json!(flag(f.auth.check == Check::CachedPassword)),
             ),
             ("StopNotSent", "Count", json!(flag(f.stop_not_sent))),
+            (
+                "StopsUndeliverable",
+                "Count",
+                json!(flag(f.stop_undeliverable)),
+            ),
         ];
         let mut directives = vec![
             directive(&[&["Function"]], &totals),
@@ -101,15 +108,15 @@ impl Metrics {
     /// The EMF line of one reconciler run.
     pub fn reconcile_line(
         &self,
-        found: usize,
-        resent: usize,
-        failed: usize,
+        report: &crate::reconcile::ReconcileReport,
         timestamp_ms: u64,
     ) -> Value {
         let metrics = [
-            ("PendingStops", "Count", json!(found)),
-            ("StopsResent", "Count", json!(resent)),
-            ("StopsStillPending", "Count", json!(failed)),
+            ("PendingStops", "Count", json!(report.found)),
+            ("StopsResent", "Count", json!(report.resent)),
+            ("StopsStillPending", "Count", json!(report.failed)),
+            ("StopsUndeliverable", "Count", json!(report.undeliverable)),
+            ("UnreadableRecords", "Count", json!(report.unreadable)),
         ];
         let mut members = Map::new();
         members.insert("Function".into(), json!(self.function));
@@ -216,6 +223,7 @@ mod tests {
             outcome,
             auth,
             stop_not_sent: false,
+            stop_undeliverable: false,
             latency_ms: 12.345_678,
         }
     }
@@ -259,15 +267,25 @@ mod tests {
 
     #[test]
     fn reconcile_lines_are_valid_emf() {
-        let line = Metrics::new("f").reconcile_line(3, 2, 1, 5);
+        let report = crate::reconcile::ReconcileReport {
+            found: 3,
+            resent: 2,
+            failed: 1,
+            undeliverable: 4,
+            unreadable: 5,
+            cut_short: false,
+        };
+        let line = Metrics::new("f").reconcile_line(&report, 5);
         check_emf(&line).unwrap();
         assert_eq!(
             (
                 &line["PendingStops"],
                 &line["StopsResent"],
-                &line["StopsStillPending"]
+                &line["StopsStillPending"],
+                &line["StopsUndeliverable"],
+                &line["UnreadableRecords"]
             ),
-            (&json!(3), &json!(2), &json!(1))
+            (&json!(3), &json!(2), &json!(1), &json!(4), &json!(5))
         );
     }
 
@@ -283,7 +301,7 @@ mod tests {
         };
         let emitted: Vec<Value> = vec![
             m.request_line(&facts(refused, "unauthenticated"), 1),
-            m.reconcile_line(1, 1, 0, 1),
+            m.reconcile_line(&Default::default(), 1),
         ];
         let template = include_str!("../template.yaml");
         let mut alarms = 0;
@@ -306,7 +324,7 @@ mod tests {
 
     #[test]
     fn the_checker_finds_what_the_specification_requires() {
-        let good = Metrics::new("f").reconcile_line(0, 0, 0, 5);
+        let good = Metrics::new("f").reconcile_line(&Default::default(), 5);
         for (pointer, bad) in [
             ("/_aws/Timestamp", json!("now")),
             ("/_aws/CloudWatchMetrics", json!([])),

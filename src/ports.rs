@@ -14,6 +14,9 @@ pub struct BackendError {
     context: &'static str,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// The service refused the request itself (its contents), so sending
+    /// it again can never succeed; otherwise a retry may.
+    permanent: bool,
 }
 
 impl BackendError {
@@ -24,6 +27,7 @@ impl BackendError {
         BackendError {
             context,
             source: Some(source.into()),
+            permanent: false,
         }
     }
 
@@ -31,7 +35,18 @@ impl BackendError {
         BackendError {
             context,
             source: None,
+            permanent: false,
         }
+    }
+
+    /// The same error, marked as one no retry can cure.
+    pub fn permanent(mut self) -> Self {
+        self.permanent = true;
+        self
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
     }
 }
 
@@ -64,16 +79,71 @@ pub trait Publishes: Send + Sync {
         stamp: &CancelStamp,
     ) -> impl Future<Output = Result<CancelOutcome, BackendError>> + Send;
 
+    /// Takes the right to send `key`'s pending stop: `true` when the stop
+    /// is pending and no send attempt began at or after `stale_before`;
+    /// records `now` as this attempt's start. `false` otherwise (sent,
+    /// parked, absent, or another attempt in flight), writing nothing.
+    fn claim_stop(
+        &self,
+        key: &PublishKey,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// The attempt failed and may be retried: gives up the claim (the stop
+    /// stays pending), so the next repeat or reconciler run sends at once.
+    fn release_stop(
+        &self,
+        key: &PublishKey,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
     /// Records that the stop message of `key`'s cancel was sent.
     fn stop_sent(&self, key: &PublishKey) -> impl Future<Output = Result<(), BackendError>> + Send;
 
+    /// Records that the queue refused `key`'s stop for good (`reason`, at
+    /// most `MAX_UNDELIVERABLE_REASON` characters): no longer pending, so no
+    /// run retries it in a loop; an operator re-queues it.
+    fn stop_undeliverable(
+        &self,
+        key: &PublishKey,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
     /// Cancelled publishes whose stop is still pending, cancelled before
-    /// `cutoff`, at most `limit` of them (for the reconciler).
+    /// `cutoff`, oldest first, at most `limit` from `after` on (for the
+    /// reconciler, which pages through them all). Items that cannot be read
+    /// are listed apart, never an error of the page.
     fn pending_stops(
         &self,
         cutoff: Timestamp,
+        after: Option<&Cursor>,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<PublishRecord>, BackendError>> + Send;
+    ) -> impl Future<Output = Result<PendingPage, BackendError>> + Send;
+}
+
+/// `stop_undeliverable`'s reasons are cut to this many characters.
+pub const MAX_UNDELIVERABLE_REASON: usize = 512;
+
+/// Where a page of `pending_stops` ended; opaque, each adapter its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(pub String);
+
+/// One page of pending stops.
+#[derive(Debug, Default)]
+pub struct PendingPage {
+    pub records: Vec<PublishRecord>,
+    /// Items of the page that could not be read, skipped.
+    pub unreadable: Vec<Unreadable>,
+    /// Where the next page starts; `None` on the last.
+    pub next: Option<Cursor>,
+}
+
+/// An item that could not be read as a publish record: its key as stored
+/// (for the logs and `uforge-admin publishes repair`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub item: String,
+    pub reason: String,
 }
 
 /// The queue the publish workers listen on.
@@ -95,6 +165,7 @@ pub struct StopMessage {
     pub pitid: i64,
     /// The request id of the cancel that made the transition: the same on
     /// every re-send, so FIFO queues and workers can de-duplicate on it.
+    /// Always 1-128 printable ASCII characters (`RequestId`).
     pub request_id: String,
     /// When that cancel happened (xs:dateTime).
     pub cancelled_at: String,
@@ -103,14 +174,21 @@ pub struct StopMessage {
     /// `http`, `eventbridge`, `sqs` or `invoke`.
     #[serde(default)]
     pub cancel_source: String,
-    /// The principal the service vouches for (README, "Audit").
-    #[serde(default)]
+    /// The principal the service vouches for (README, "Audit"); absent
+    /// only when `auditOmitted`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cancelled_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// As the sender asserted it, unverified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+    /// `true` when SQS refused the full message for its contents and this
+    /// one was sent instead, without `cancelledBy`, `reason` and
+    /// `requestedBy` (the record keeps them): a worker is told to stop
+    /// whatever the audit holds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub audit_omitted: bool,
 }
 
 impl StopMessage {
@@ -125,17 +203,32 @@ impl StopMessage {
             aid: key.aid.get(),
             itid: key.itid.get(),
             pitid: key.pitid.get(),
-            request_id: stamp.request_id.clone(),
+            request_id: stamp.request_id.to_string(),
             cancelled_at: stamp.at.to_rfc3339(),
             cancel_source: stamp.audit.source.as_str().to_owned(),
             cancelled_by: stamp.audit.cancelled_by.to_string(),
             reason: stamp.audit.reason.as_ref().map(ToString::to_string),
             requested_by: stamp.audit.requested_by.as_ref().map(ToString::to_string),
+            audit_omitted: false,
+        }
+    }
+
+    /// The same stop without the audit's free texts: only the key, the
+    /// request id, the time and the source, each valid by construction.
+    pub fn without_audit(&self) -> Self {
+        StopMessage {
+            cancelled_by: String::new(),
+            reason: None,
+            requested_by: None,
+            audit_omitted: true,
+            ..self.clone()
         }
     }
 
     /// The FIFO message group: one per publish, so stops for one publish
-    /// stay ordered while different publishes proceed in parallel.
+    /// stay ordered while different publishes proceed in parallel. At most
+    /// 127 printable ASCII characters (a login is at most 64 of
+    /// `[A-Za-z0-9._@-]`, each id at most 20), as SQS requires of a group.
     pub fn group_id(&self) -> String {
         format!("{}/{}/{}/{}", self.uid, self.aid, self.itid, self.pitid)
     }

@@ -27,6 +27,12 @@ IAM (only matters once a test turns enforcement on, see tests/deploy/):
 - An EventBridge input template's `<aws.events.rule-arn>` and
   `<aws.events.rule-name>` are the delivering rule's, as in AWS (moto left
   them as they were).
+- SQS SendMessage refuses what SQS refuses and moto accepts: a body (or a
+  String message attribute) with a character outside `#x9 | #xA | #xD |
+  #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF` (InvalidMessageContents),
+  and a FIFO MessageGroupId or MessageDeduplicationId that is not 1-128
+  characters of letters, digits and ASCII punctuation
+  (InvalidParameterValue), as the SendMessage reference says.
 - With MOTO_IAM_AUDIT=<file>, every decision is appended to that file as a
   JSON line: principal, action, resource, allowed, and the Sids of the
   statements that allowed it.
@@ -142,8 +148,56 @@ def _with_rule_variables(send_to_targets):
     return send
 
 
+_SQS_CHARS = re.compile(
+    "^[\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*$"
+)
+_SQS_ID = re.compile("^[!-~]{1,128}$")
+
+
+def _strict_sqs(validate):
+    from moto.sqs.exceptions import InvalidParameterValue, SQSException
+
+    class InvalidMessageContents(SQSException):
+        def __init__(self, message):
+            super().__init__("InvalidMessageContents", message)
+
+    def check(self, queue, message_body, delay_seconds, deduplication_id=None,
+              group_id=None, validate_group_id=True):
+        if not _SQS_CHARS.match(message_body or ""):
+            raise InvalidMessageContents("Invalid binary character in the message body")
+        for name, value in (("MessageGroupId", group_id),
+                            ("MessageDeduplicationId", deduplication_id)):
+            if value is not None and not _SQS_ID.match(value):
+                raise InvalidParameterValue(f"Value {value!r} for parameter {name} is invalid.")
+        return validate(self, queue, message_body, delay_seconds,
+                        deduplication_id=deduplication_id, group_id=group_id,
+                        validate_group_id=validate_group_id)
+
+    return check
+
+
+def _strict_attributes(validate):
+    from moto.sqs.exceptions import InvalidParameterValue
+
+    def check(attributes):
+        for name, value in (attributes or {}).items():
+            text = value.get("StringValue") if isinstance(value, dict) else None
+            if text is not None and not _SQS_CHARS.match(text):
+                raise InvalidParameterValue(f"Message attribute {name} has invalid characters.")
+        return validate(attributes)
+
+    return check
+
+
 def patch():
     from moto.events.models import EventBus, Rule
+    from moto.sqs import models as sqs_models
+    from moto.sqs import responses as sqs_responses
+
+    sqs_models.SQSBackend._validate_message = _strict_sqs(sqs_models.SQSBackend._validate_message)
+    sqs_responses.validate_message_attributes = _strict_attributes(
+        sqs_responses.validate_message_attributes
+    )
 
     if not hasattr(EventBus, "physical_resource_id"):
         EventBus.physical_resource_id = property(lambda self: self.name)

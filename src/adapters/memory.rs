@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::domain::{CancelStamp, Login, PublishKey, PublishRecord, PublishState, Timestamp, User};
-use crate::ports::{BackendError, CancelOutcome, Publishes, StopMessage, StopQueue, Users};
+use crate::ports::{
+    BackendError, CancelOutcome, Cursor, PendingPage, Publishes, StopMessage, StopQueue, Users,
+    MAX_UNDELIVERABLE_REASON,
+};
 
 /// A poisoned lock only means another request panicked mid-update; every
 /// update here is a single assignment, so the data is still consistent.
@@ -73,9 +76,47 @@ impl Publishes for MemoryPublishes {
         })
     }
 
+    async fn claim_stop(
+        &self,
+        key: &PublishKey,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> Result<bool, BackendError> {
+        let mut records = lock(&self.records);
+        let Some(r) = records.get_mut(key) else {
+            return Ok(false);
+        };
+        let free = r.stop_claimed_at.is_none_or(|at| at < stale_before);
+        if r.stop_pending && free {
+            r.stop_claimed_at = Some(now);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn release_stop(&self, key: &PublishKey) -> Result<(), BackendError> {
+        if let Some(r) = lock(&self.records).get_mut(key) {
+            r.stop_claimed_at = None;
+        }
+        Ok(())
+    }
+
     async fn stop_sent(&self, key: &PublishKey) -> Result<(), BackendError> {
         if let Some(r) = lock(&self.records).get_mut(key) {
             r.stop_pending = false;
+            r.stop_claimed_at = None;
+        }
+        Ok(())
+    }
+
+    async fn stop_undeliverable(&self, key: &PublishKey, reason: &str) -> Result<(), BackendError> {
+        if let Some(r) = lock(&self.records).get_mut(key) {
+            if r.stop_pending {
+                r.stop_pending = false;
+                r.stop_claimed_at = None;
+                r.stop_undeliverable =
+                    Some(reason.chars().take(MAX_UNDELIVERABLE_REASON).collect());
+            }
         }
         Ok(())
     }
@@ -83,24 +124,52 @@ impl Publishes for MemoryPublishes {
     async fn pending_stops(
         &self,
         cutoff: Timestamp,
+        after: Option<&Cursor>,
         limit: usize,
-    ) -> Result<Vec<PublishRecord>, BackendError> {
-        Ok(lock(&self.records)
+    ) -> Result<PendingPage, BackendError> {
+        // Oldest first, as the DynamoDB index sorts them; the cursor is the
+        // position of the last record returned.
+        let mut pending: Vec<(Timestamp, PublishRecord)> = lock(&self.records)
             .values()
-            .filter(|r| r.stop_pending && r.cancel.as_ref().is_some_and(|c| c.at < cutoff))
-            .take(limit)
-            .cloned()
-            .collect())
+            .filter(|r| r.stop_pending)
+            .filter_map(|r| {
+                let at = r.cancel.as_ref()?.at;
+                (at < cutoff).then(|| (at, r.clone()))
+            })
+            .collect();
+        pending.sort_by(|a, b| (a.0, &a.1.key).cmp(&(b.0, &b.1.key)));
+        let position = |(at, r): &(Timestamp, PublishRecord)| format!("{}\t{}", at.0, r.key);
+        let start = match after {
+            None => 0,
+            Some(Cursor(c)) => pending
+                .iter()
+                .position(|p| position(p) == *c)
+                .map_or(0, |i| i + 1),
+        };
+        let page: Vec<_> = pending.iter().skip(start).take(limit).collect();
+        let next = (start + page.len() < pending.len())
+            .then(|| page.last().map(|p| Cursor(position(p))))
+            .flatten();
+        Ok(PendingPage {
+            records: page.into_iter().map(|(_, r)| r.clone()).collect(),
+            unreadable: Vec::new(),
+            next,
+        })
     }
 }
 
 /// Collects stop messages. `fail(true)` makes sends fail, for tests of the
-/// 503 path.
+/// 503 path; `refuse` makes it refuse some messages for good, as SQS does
+/// a message whose contents it does not accept.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryQueue {
     sent: Arc<Mutex<Vec<StopMessage>>>,
     failing: Arc<AtomicBool>,
+    refused: Arc<Mutex<Option<RefuseRule>>>,
 }
+
+/// Which messages a `MemoryQueue` refuses for good.
+type RefuseRule = fn(&StopMessage) -> bool;
 
 impl MemoryQueue {
     pub fn sent(&self) -> Vec<StopMessage> {
@@ -110,12 +179,21 @@ impl MemoryQueue {
     pub fn fail(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
     }
+
+    /// From now on, messages for which `rule` says `true` are refused with
+    /// a permanent error.
+    pub fn refuse(&self, rule: fn(&StopMessage) -> bool) {
+        *lock(&self.refused) = Some(rule);
+    }
 }
 
 impl StopQueue for MemoryQueue {
     async fn send(&self, stop: &StopMessage) -> Result<(), BackendError> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(BackendError::msg("memory queue set to fail"));
+        }
+        if lock(&self.refused).is_some_and(|rule| rule(stop)) {
+            return Err(BackendError::msg("memory queue refuses this message").permanent());
         }
         lock(&self.sent).push(stop.clone());
         Ok(())

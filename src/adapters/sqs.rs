@@ -1,5 +1,7 @@
 //! The SQS stop queue.
 
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::operation::send_message::SendMessageError;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use aws_sdk_sqs::Client;
 
@@ -56,9 +58,31 @@ impl StopQueue for SqsStopQueue {
                 .message_group_id(stop.group_id())
                 .message_deduplication_id(&stop.request_id);
         }
-        send.send()
-            .await
-            .map_err(|e| sdk_error("sending the stop message", e))?;
-        Ok(())
+        match send.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let permanent = refuses_contents(&e);
+                let error = sdk_error("sending the stop message", e);
+                Err(if permanent { error.permanent() } else { error })
+            }
+        }
+    }
+}
+
+/// SQS refused the message itself (its characters, its size, a group or
+/// deduplication id it does not accept, or a request the SDK could not
+/// even build): the same message will be refused every time. Anything
+/// else (throttling, KMS, a missing queue, the network) may pass later.
+fn refuses_contents(e: &SdkError<SendMessageError>) -> bool {
+    match e {
+        SdkError::ConstructionFailure(_) => true,
+        SdkError::ServiceError(ctx) => {
+            matches!(ctx.err(), SendMessageError::InvalidMessageContents(_))
+                || matches!(
+                    ctx.err().code(),
+                    Some("InvalidMessageContents" | "InvalidParameterValue" | "MessageTooLong")
+                )
+        }
+        _ => false,
     }
 }

@@ -44,6 +44,10 @@ impl ApiError {
                 CancelError::Backend(_) | CancelError::StopNotSent(_) => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
+                // Not the caller's doing, and no retry cures it: alarmed.
+                CancelError::StopUndeliverable(_) | CancelError::Unreadable(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
             },
         }
     }
@@ -62,6 +66,8 @@ impl ApiError {
                 CancelError::Finished(_) => "finished",
                 CancelError::Backend(_) => "unavailable",
                 CancelError::StopNotSent(_) => "stop_not_sent",
+                CancelError::StopUndeliverable(_) => "stop_undeliverable",
+                CancelError::Unreadable(_) => "unreadable_record",
             },
         }
     }
@@ -118,6 +124,16 @@ impl ApiError {
                 CancelError::Backend(_) | CancelError::StopNotSent(_) => (
                     "error.unavailable",
                     "The service is temporarily unavailable; retry the request".into(),
+                    vec![],
+                ),
+                CancelError::StopUndeliverable(_) => (
+                    "publish.cancel.stopUndeliverable",
+                    "The publish is cancelled, but its stop message could not be queued; the operators have been alerted".into(),
+                    vec![],
+                ),
+                CancelError::Unreadable(_) => (
+                    "error.internal",
+                    "The publish record cannot be read; the operators have been alerted".into(),
                     vec![],
                 ),
             },

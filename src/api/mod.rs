@@ -106,6 +106,10 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
             outcome,
             auth,
             stop_not_sent: matches!(result, Err(ApiError::Cancel(CancelError::StopNotSent(_)))),
+            stop_undeliverable: matches!(
+                result,
+                Err(ApiError::Cancel(CancelError::StopUndeliverable(_)))
+            ),
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         });
         response
@@ -137,6 +141,7 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
             outcome: e.outcome(),
             auth: AuthTrace::default(),
             stop_not_sent: false,
+            stop_undeliverable: false,
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         });
         response
@@ -194,7 +199,7 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
         let request = CancelRequest {
             key: matched.key,
             credentials,
-            request_id: req.request_id.to_owned(),
+            request_id: crate::domain::RequestId::from_external(req.request_id),
             at: Timestamp::now(),
         };
         match tokio::time::timeout(self.budget, self.cancel.run_traced(request)).await {

@@ -9,10 +9,11 @@ use std::process::ExitCode;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use publish_cancel::cancel::CancelKey;
 use publish_cancel::config::{sdk, AutomationSettings, Env};
-use publish_cancel::frontdoor::automation;
+use publish_cancel::frontdoor::automation::Automation;
+use publish_cancel::frontdoor::{invocation_deadline, RawEvent};
+use publish_cancel::metrics::Metrics;
 use publish_cancel::ports::{Publishes, StopQueue};
 use publish_cancel::startup::{self, BoxError, Serving};
-use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -41,9 +42,21 @@ async fn start() -> Result<Serving, BoxError> {
 async fn serve<P: Publishes + 'static, Q: StopQueue + 'static>(
     cancel: CancelKey<P, Q>,
 ) -> Result<(), BoxError> {
-    let cancel = &cancel;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        automation::handle(cancel, &event.payload, &event.context.request_id)
+    let automation = Automation {
+        cancel,
+        metrics: Metrics::from_env(),
+    };
+    let automation = &automation;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<RawEvent>| async move {
+        let deadline = invocation_deadline(&event.context);
+        let Some(payload) = event.payload.json() else {
+            return Err(Diagnostic {
+                error_type: "UForge.UnsupportedEvent".into(),
+                error_message: "the event is not JSON this function can read".into(),
+            });
+        };
+        automation
+            .handle(&payload, &event.context.request_id, deadline)
             .await
             .map_err(|e| Diagnostic {
                 error_type: e.error_type().into(),

@@ -4,15 +4,17 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue};
 use publish_cancel::cancel::CancelKey;
 use publish_cancel::config::{sdk, Env, ReconcilerBackend, ReconcilerSettings};
 use publish_cancel::domain::Timestamp;
+use publish_cancel::frontdoor::{invocation_deadline, RawEvent};
 use publish_cancel::metrics::{now_ms, Metrics};
 use publish_cancel::ports::{Publishes, StopQueue};
 use publish_cancel::reconcile::{reconcile, ReconcileReport};
 use publish_cancel::startup::{self, BoxError, Serving};
+use publish_cancel::ErrorChain;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -49,29 +51,36 @@ async fn serve<P: Publishes, Q: StopQueue>(
     batch: usize,
 ) -> Result<(), BoxError> {
     let metrics = Metrics::from_env();
-    let (publishes, queue, metrics) = (&publishes, &queue, &metrics);
-    lambda_runtime::run(service_fn(
-        move |_: LambdaEvent<serde_json::Value>| async move {
-            let report: ReconcileReport =
-                reconcile(publishes, queue, Timestamp::now(), grace, batch).await?;
-            tracing::info!(
-                found = report.found,
-                resent = report.resent,
-                failed = report.failed,
-                "reconcile"
-            );
-            if let Some(m) = metrics {
-                m.emit(&m.reconcile_line(report.found, report.resent, report.failed, now_ms()));
-            }
-            if report.failed > 0 {
-                // Fail the invocation so the errors alarm sees it.
-                return Err(Error::from(format!(
-                    "{} stop(s) still pending",
-                    report.failed
-                )));
-            }
-            Ok::<_, Error>(report)
-        },
-    ))
+    let cancel = CancelKey { publishes, queue };
+    let (cancel, metrics) = (&cancel, &metrics);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<RawEvent>| async move {
+        let until = invocation_deadline(&event.context);
+        let report: ReconcileReport = reconcile(cancel, Timestamp::now(), grace, batch, until)
+            .await
+            .map_err(|e| Diagnostic {
+                error_type: "UForge.BackendUnavailable".into(),
+                error_message: format!("reading pending stops: {}", ErrorChain(&e)),
+            })?;
+        tracing::info!(
+            found = report.found,
+            resent = report.resent,
+            failed = report.failed,
+            undeliverable = report.undeliverable,
+            unreadable = report.unreadable,
+            cut_short = report.cut_short,
+            "reconcile"
+        );
+        if let Some(m) = metrics {
+            m.emit(&m.reconcile_line(&report, now_ms()));
+        }
+        if report.failed > 0 {
+            // Fail the invocation so the errors alarm sees it.
+            return Err(Diagnostic {
+                error_type: "UForge.StopsStillPending".into(),
+                error_message: format!("{} stop(s) still pending", report.failed),
+            });
+        }
+        Ok(report)
+    }))
     .await
 }

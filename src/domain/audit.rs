@@ -60,7 +60,12 @@ impl FromStr for CancelSource {
 pub struct InvalidAudit(pub &'static str);
 
 /// A short text of the audit trail (a reason, a principal): 1 to
-/// `AuditText::MAX` characters, no control characters, trimmed.
+/// `AuditText::MAX` characters, trimmed, with no control character and no
+/// Unicode noncharacter (U+FFFE, U+FFFF, U+FDD0..U+FDEF and their twins in
+/// every plane). What is left is inside every character set the text
+/// travels through: an SQS message body (`#x9 | #xA | #xD | #x20-#xD7FF |
+/// #xE000-#xFFFD | #x10000-#x10FFFF`; a Rust `char` is never a
+/// surrogate), a DynamoDB string, EventBridge's JSON, an XML 1.0 document.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AuditText(String);
 
@@ -78,6 +83,9 @@ impl AuditText {
         if text.chars().any(char::is_control) {
             return Err(InvalidAudit("a control character"));
         }
+        if text.chars().any(is_noncharacter) {
+            return Err(InvalidAudit("a Unicode noncharacter"));
+        }
         Ok(AuditText(text.to_owned()))
     }
 
@@ -90,6 +98,13 @@ impl fmt::Display for AuditText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// U+FDD0..=U+FDEF, and U+xxFFFE / U+xxFFFF in every plane: code points
+/// Unicode reserves for internal use, which SQS (U+FFFE, U+FFFF) refuses.
+pub fn is_noncharacter(c: char) -> bool {
+    let c = u32::from(c);
+    (0xFDD0..=0xFDEF).contains(&c) || c & 0xFFFE == 0xFFFE
 }
 
 /// Who cancelled and why.
@@ -134,9 +149,33 @@ mod tests {
             AuditText::parse(&"é".repeat(256)).is_ok(),
             "characters, not bytes"
         );
-        for bad in ["", "   ", "a\nb", "\u{1b}[31m", &"x".repeat(257)] {
+        for bad in [
+            "",
+            "   ",
+            "a\nb",
+            "\u{1b}[31m",
+            &"x".repeat(257),
+            "\u{fffe}",
+            "a\u{ffff}",
+            "\u{fdd0}",
+            "\u{1fffe}",
+            "\u{10ffff}",
+            "\u{85}",
+        ] {
             assert!(AuditText::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn every_accepted_text_is_in_the_sqs_character_set() {
+        let sqs = |c: char| matches!(u32::from(c), 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF);
+        // Every code point, one at a time, between two letters.
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            if let Ok(t) = AuditText::parse(&format!("a{c}b")) {
+                assert!(t.as_str().chars().all(sqs), "U+{:04X}", u32::from(c));
+            }
+        }
+        assert!(AuditText::parse("a\u{fffd}\u{e000}\u{10fffd}b").is_ok());
     }
 
     #[test]

@@ -3,9 +3,11 @@
 mod audit;
 mod ids;
 mod publish;
+mod request_id;
 mod user;
 
-pub use audit::{AuditText, CancelAudit, CancelSource, InvalidAudit};
+pub use audit::{is_noncharacter, AuditText, CancelAudit, CancelSource, InvalidAudit};
 pub use ids::{ApplianceId, ImageId, InvalidId, InvalidLogin, Login, PublishId, PublishKey};
 pub use publish::{CancelStamp, PublishRecord, PublishState, Timestamp, UnknownState};
+pub use request_id::{InvalidRequestId, RequestId};
 pub use user::{ApiKey, User, IMAGE_PUBLISH};

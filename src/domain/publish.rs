@@ -112,7 +112,7 @@ impl Timestamp {
 /// it, so that re-sent stops carry the same deduplication id and audit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CancelStamp {
-    pub request_id: String,
+    pub request_id: super::RequestId,
     pub at: Timestamp,
     pub audit: super::CancelAudit,
 }
@@ -135,6 +135,14 @@ pub struct PublishRecord {
     /// Set in the same write as the cancel, cleared after a successful send;
     /// the reconciler re-sends stops that stay pending.
     pub stop_pending: bool,
+    /// When the send attempt in flight for a pending stop began (the
+    /// cancel's own, a repeat's or the reconciler's): while it is recent,
+    /// nobody else sends the same stop. See `cancel::STOP_CLAIM_LEASE`.
+    pub stop_claimed_at: Option<Timestamp>,
+    /// SQS refused this record's stop for good (why, as SQS said it): no
+    /// retry can cure it, so it is no longer pending; alarmed, and
+    /// re-queued by an operator (`uforge-admin publishes repair`).
+    pub stop_undeliverable: Option<String>,
 }
 
 impl PublishRecord {
@@ -152,6 +160,8 @@ impl PublishRecord {
             error_message: None,
             cancel: None,
             stop_pending: false,
+            stop_claimed_at: None,
+            stop_undeliverable: None,
         }
     }
 
@@ -169,7 +179,10 @@ impl PublishRecord {
             last_modified: Some(stamp.at),
             message: Some(Self::CANCELLED_MESSAGE.to_owned()),
             cancel: Some(stamp.clone()),
+            // The cancel that makes the transition sends the stop itself.
             stop_pending: true,
+            stop_claimed_at: Some(stamp.at),
+            stop_undeliverable: None,
             ..self.clone()
         })
     }

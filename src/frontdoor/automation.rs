@@ -21,15 +21,30 @@
 //! "aid", "itid", "pitid", "reason"?, "requestedBy"?}` (in an EventBridge
 //! event the `detail`, without `type`). Errors carry a stable type a Step
 //! Functions `Retry`/`Catch` can match: `UForge.BackendUnavailable` and
-//! `UForge.StopNotSent` are worth retrying, `UForge.InvalidCommand` and
-//! `UForge.UnsupportedEvent` are not.
+//! `UForge.StopNotSent` are worth retrying; `UForge.InvalidCommand`,
+//! `UForge.UnsupportedEvent`, `UForge.StopUndeliverable` and
+//! `UForge.UnreadableRecord` are not.
+//!
+//! Request ids from outside (an event `id`, a `messageId`, the invocation's
+//! id) become `RequestId`s: kept when they fit SQS's deduplication ids,
+//! else replaced by a digest of themselves. An SQS batch runs within the
+//! invocation's deadline: no command starts when too little time is left,
+//! none runs past it, and those are reported as failed items (redelivered).
+//! A standard queue's commands run concurrently; a FIFO queue's in order
+//! within each message group.
 
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt as _};
 use serde_json::{json, Value};
 
+use crate::auth::AuthTrace;
 use crate::cancel::{CancelError, CancelKey, Cancelled};
 use crate::domain::{
-    AuditText, CancelAudit, CancelSource, CancelStamp, Login, PublishKey, Timestamp,
+    AuditText, CancelAudit, CancelSource, CancelStamp, Login, PublishKey, RequestId, Timestamp,
 };
+use crate::metrics::{now_ms, Metrics, RequestFacts};
 use crate::ports::{Publishes, StopQueue};
 
 pub const COMMAND_TYPE: &str = "uforge.publish.cancel";
@@ -52,6 +67,15 @@ pub enum AutomationError {
     BackendUnavailable(#[source] CancelError),
     #[error("the publish is cancelled but its stop message was not sent; retry to send it")]
     StopNotSent(#[source] CancelError),
+    #[error(
+        "the publish is cancelled but the queue refuses its stop message; parked for the operators"
+    )]
+    StopUndeliverable(#[source] CancelError),
+    #[error("the publish record cannot be read; reported to the operators")]
+    UnreadableRecord(#[source] CancelError),
+    /// The invocation's deadline came before the command could run or end.
+    #[error("the invocation's deadline came first; retry")]
+    DeadlineReached,
 }
 
 impl AutomationError {
@@ -61,6 +85,9 @@ impl AutomationError {
             AutomationError::Invalid(_) => "UForge.InvalidCommand",
             AutomationError::BackendUnavailable(_) => "UForge.BackendUnavailable",
             AutomationError::StopNotSent(_) => "UForge.StopNotSent",
+            AutomationError::StopUndeliverable(_) => "UForge.StopUndeliverable",
+            AutomationError::UnreadableRecord(_) => "UForge.UnreadableRecord",
+            AutomationError::DeadlineReached => "UForge.DeadlineReached",
         }
     }
 
@@ -68,7 +95,9 @@ impl AutomationError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            AutomationError::BackendUnavailable(_) | AutomationError::StopNotSent(_)
+            AutomationError::BackendUnavailable(_)
+                | AutomationError::StopNotSent(_)
+                | AutomationError::DeadlineReached
         )
     }
 }
@@ -129,7 +158,7 @@ pub fn parse_command(v: &Value, typed: bool) -> Result<Command, AutomationError>
 
 /// The command inside an EventBridge event (`detail-type` must be the
 /// request's), and its id.
-fn from_eventbridge(event: &Value) -> Result<(Command, String), AutomationError> {
+fn from_eventbridge(event: &Value) -> Result<(Command, RequestId), AutomationError> {
     if event.get("detail-type").and_then(Value::as_str) != Some(REQUEST_DETAIL_TYPE) {
         return Err(invalid(format!(
             "an EventBridge event here must have detail-type \"{REQUEST_DETAIL_TYPE}\""
@@ -141,7 +170,7 @@ fn from_eventbridge(event: &Value) -> Result<(Command, String), AutomationError>
         .filter(|id| !id.is_empty())
         .ok_or_else(|| invalid("an EventBridge event without an id"))?;
     let detail = event.get("detail").ok_or_else(|| invalid("no detail"))?;
-    Ok((parse_command(detail, false)?, id.to_owned()))
+    Ok((parse_command(detail, false)?, RequestId::from_external(id)))
 }
 
 /// A principal as the service received it, bounded for the record.
@@ -154,7 +183,7 @@ fn principal(text: Option<&str>, fallback: &str) -> AuditText {
 /// What a command did, as the caller sees it.
 pub fn result_json(result: &Result<Cancelled, CancelError>) -> Option<Value> {
     let stamp_fields = |out: &mut Value, stamp: &CancelStamp| {
-        out["cancelRequestId"] = json!(stamp.request_id);
+        out["cancelRequestId"] = json!(stamp.request_id.as_str());
         out["cancelledAt"] = json!(stamp.at.to_rfc3339());
         out["cancelSource"] = json!(stamp.audit.source.as_str());
         out["cancelledBy"] = json!(stamp.audit.cancelled_by.as_str());
@@ -180,160 +209,263 @@ pub fn result_json(result: &Result<Cancelled, CancelError>) -> Option<Value> {
     })
 }
 
-/// Runs one command on its authority.
-async fn run<P: Publishes, Q: StopQueue>(
-    cancel: &CancelKey<P, Q>,
-    command: Command,
-    request_id: String,
-    source: CancelSource,
-    cancelled_by: AuditText,
-) -> Result<Value, AutomationError> {
-    let stamp = CancelStamp {
-        request_id,
-        at: Timestamp::now(),
-        audit: CancelAudit {
-            source,
-            cancelled_by,
-            reason: command.reason,
-            requested_by: command.requested_by,
-        },
-    };
-    let result = cancel.run(&command.key, &stamp).await;
-    let outcome = result_json(&result);
-    tracing::info!(
-        request_id = %stamp.request_id,
-        source = %stamp.audit.source,
-        principal = %stamp.audit.cancelled_by,
-        reason = stamp.audit.reason.as_ref().map(AuditText::as_str),
-        requested_by = stamp.audit.requested_by.as_ref().map(AuditText::as_str),
-        publish = %command.key,
-        result = outcome.as_ref().and_then(|o| o["outcome"].as_str()).unwrap_or("failed"),
-        "automation cancel"
-    );
-    match (outcome, result) {
-        (Some(outcome), _) => Ok(outcome),
-        (None, Err(e @ CancelError::StopNotSent(_))) => Err(AutomationError::StopNotSent(e)),
-        (None, Err(e)) => Err(AutomationError::BackendUnavailable(e)),
-        (None, Ok(_)) => unreachable!("every success has a result"),
-    }
+/// Commands are not started with less than this left before the deadline:
+/// one command is up to three SDK calls of at most 4 s each, but usually
+/// milliseconds; one started late is cut off at the deadline anyway.
+pub const START_MARGIN: Duration = Duration::from_secs(1);
+/// At most this many commands of a standard-queue batch at once.
+pub const BATCH_CONCURRENCY: usize = 10;
+
+/// The automation function's handler: the cancel on its IAM authority, and
+/// one metric line per command (Lambda only).
+#[derive(Debug)]
+pub struct Automation<P, Q> {
+    pub cancel: CancelKey<P, Q>,
+    pub metrics: Option<Metrics>,
 }
 
-/// Serves one event of any of the three shapes. `request_id` is the Lambda
-/// invocation's, the id of a directly invoked command.
-pub async fn handle<P: Publishes, Q: StopQueue>(
-    cancel: &CancelKey<P, Q>,
-    event: &Value,
-    request_id: &str,
-) -> Result<Value, AutomationError> {
-    let refuse = |e: AutomationError| {
-        tracing::warn!(request_id, error = %e, "refused automation event");
-        e
-    };
-    // An EventBridge delivery, wrapped by the template's rule.
-    if let (Some(rule), Some(inner)) = (event.get("ruleArn"), event.get("event")) {
-        let (command, id) = from_eventbridge(inner).map_err(refuse)?;
-        let by = principal(rule.as_str(), "eventbridge");
-        return run(cancel, command, id, CancelSource::EventBridge, by).await;
-    }
-    // An SQS batch.
-    if let Some(records) = event.get("Records").and_then(Value::as_array) {
-        if records
-            .iter()
-            .all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"))
-            && !records.is_empty()
-        {
-            return Ok(sqs_batch(cancel, records).await);
-        }
-        return Err(refuse(AutomationError::Unsupported(
-            "Records that are not all SQS messages",
-        )));
-    }
-    // A bare command (direct invoke, Step Functions).
-    if event.get("type").is_some() {
-        let command = parse_command(event, true).map_err(refuse)?;
-        let by = principal(None, INVOKE_PRINCIPAL);
-        return run(
+impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
+    pub fn new(cancel: CancelKey<P, Q>) -> Self {
+        Automation {
             cancel,
-            command,
-            request_id.to_owned(),
-            CancelSource::Invoke,
-            by,
-        )
-        .await;
+            metrics: None,
+        }
     }
-    Err(refuse(AutomationError::Unsupported(
-        "this function takes cancel commands (EventBridge, SQS, direct invoke), not HTTP requests",
-    )))
-}
 
-/// One SQS batch: each message is a command; the answer lists the failed
-/// ones (`ReportBatchItemFailures`).
-async fn sqs_batch<P: Publishes, Q: StopQueue>(
-    cancel: &CancelKey<P, Q>,
-    records: &[Value],
-) -> Value {
-    let fifo = records.iter().any(|r| {
-        r.get("eventSourceARN")
-            .and_then(Value::as_str)
-            .is_some_and(|a| a.ends_with(".fifo"))
-    });
-    let mut failures = Vec::new();
-    for (i, record) in records.iter().enumerate() {
-        let id = record
+    /// Serves one event of any of the three shapes. `request_id` is the
+    /// Lambda invocation's, the id of a directly invoked command; nothing
+    /// runs past `deadline`.
+    pub async fn handle(
+        &self,
+        event: &Value,
+        request_id: &str,
+        deadline: Instant,
+    ) -> Result<Value, AutomationError> {
+        let refuse = |e: AutomationError| {
+            tracing::warn!(request_id, error = %e, "refused automation event");
+            e
+        };
+        // An EventBridge delivery, wrapped by the template's rule.
+        if let (Some(rule), Some(inner)) = (event.get("ruleArn"), event.get("event")) {
+            let (command, id) = from_eventbridge(inner).map_err(refuse)?;
+            let by = principal(rule.as_str(), "eventbridge");
+            return self
+                .run(command, id, CancelSource::EventBridge, by, deadline)
+                .await;
+        }
+        // An SQS batch.
+        if let Some(records) = event.get("Records").and_then(Value::as_array) {
+            if records
+                .iter()
+                .all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"))
+                && !records.is_empty()
+            {
+                return Ok(self.sqs_batch(records, deadline).await);
+            }
+            return Err(refuse(AutomationError::Unsupported(
+                "Records that are not all SQS messages",
+            )));
+        }
+        // A bare command (direct invoke, Step Functions).
+        if event.get("type").is_some() {
+            let command = parse_command(event, true).map_err(refuse)?;
+            let by = principal(None, INVOKE_PRINCIPAL);
+            let id = RequestId::from_external(request_id);
+            return self
+                .run(command, id, CancelSource::Invoke, by, deadline)
+                .await;
+        }
+        Err(refuse(AutomationError::Unsupported(
+            "this function takes cancel commands (EventBridge, SQS, direct invoke), not HTTP requests",
+        )))
+    }
+
+    /// Runs one command on its authority, within `deadline`.
+    async fn run(
+        &self,
+        command: Command,
+        request_id: RequestId,
+        source: CancelSource,
+        cancelled_by: AuditText,
+        deadline: Instant,
+    ) -> Result<Value, AutomationError> {
+        let started = Instant::now();
+        if started + START_MARGIN > deadline {
+            return Err(AutomationError::DeadlineReached);
+        }
+        let stamp = CancelStamp {
+            request_id,
+            at: Timestamp::now(),
+            audit: CancelAudit {
+                source,
+                cancelled_by,
+                reason: command.reason,
+                requested_by: command.requested_by,
+            },
+        };
+        let Ok(result) =
+            tokio::time::timeout_at(deadline.into(), self.cancel.run(&command.key, &stamp)).await
+        else {
+            // Cut off: if the write was made, its stop is pending and the
+            // redelivery (or the reconciler) sends it.
+            self.record(&stamp, "deadline_reached", started, false, false);
+            return Err(AutomationError::DeadlineReached);
+        };
+        let outcome = result_json(&result);
+        tracing::info!(
+            request_id = %stamp.request_id,
+            source = %stamp.audit.source,
+            principal = %stamp.audit.cancelled_by,
+            reason = stamp.audit.reason.as_ref().map(AuditText::as_str),
+            requested_by = stamp.audit.requested_by.as_ref().map(AuditText::as_str),
+            publish = %command.key,
+            result = outcome.as_ref().and_then(|o| o["outcome"].as_str()).unwrap_or("failed"),
+            "automation cancel"
+        );
+        let failure = match (outcome, result) {
+            (Some(outcome), _) => {
+                let name = match outcome["outcome"].as_str() {
+                    Some("cancelled") => "cancelled",
+                    Some("alreadyCancelled") => "already_cancelled",
+                    Some("finished") => "finished",
+                    _ => "not_found",
+                };
+                self.record(&stamp, name, started, false, false);
+                return Ok(outcome);
+            }
+            (None, Ok(_)) => return Err(AutomationError::DeadlineReached),
+            (None, Err(e @ CancelError::StopNotSent(_))) => AutomationError::StopNotSent(e),
+            (None, Err(e @ CancelError::StopUndeliverable(_))) => {
+                AutomationError::StopUndeliverable(e)
+            }
+            (None, Err(e @ CancelError::Unreadable(_))) => AutomationError::UnreadableRecord(e),
+            (None, Err(e)) => AutomationError::BackendUnavailable(e),
+        };
+        let name = match &failure {
+            AutomationError::StopNotSent(_) => "stop_not_sent",
+            AutomationError::StopUndeliverable(_) => "stop_undeliverable",
+            AutomationError::UnreadableRecord(_) => "unreadable_record",
+            _ => "unavailable",
+        };
+        self.record(
+            &stamp,
+            name,
+            started,
+            matches!(failure, AutomationError::StopNotSent(_)),
+            matches!(failure, AutomationError::StopUndeliverable(_)),
+        );
+        Err(failure)
+    }
+
+    /// One metric line per command, the HTTP function's request line.
+    fn record(
+        &self,
+        stamp: &CancelStamp,
+        outcome: &'static str,
+        started: Instant,
+        stop_not_sent: bool,
+        stop_undeliverable: bool,
+    ) {
+        if let Some(m) = &self.metrics {
+            let facts = RequestFacts {
+                request_id: stamp.request_id.as_str(),
+                outcome,
+                auth: AuthTrace::default(),
+                stop_not_sent,
+                stop_undeliverable,
+                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            };
+            m.emit(&m.request_line(&facts, now_ms()));
+        }
+    }
+
+    /// One SQS batch: each message is a command; the answer lists the
+    /// failed ones (`ReportBatchItemFailures`). A standard queue's commands
+    /// run concurrently; a FIFO queue's run in order within each message
+    /// group (a failure fails the rest of its group), groups concurrently.
+    async fn sqs_batch(&self, records: &[Value], deadline: Instant) -> Value {
+        let fifo = records.iter().any(|r| {
+            r.get("eventSourceARN")
+                .and_then(Value::as_str)
+                .is_some_and(|a| a.ends_with(".fifo"))
+        });
+        // Lanes: each runs its messages in order; lanes run concurrently.
+        let mut lanes: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+        for (i, record) in records.iter().enumerate() {
+            let lane = if fifo {
+                record
+                    .pointer("/attributes/MessageGroupId")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            } else {
+                format!("{i:05}")
+            };
+            lanes.entry(lane).or_default().push(record);
+        }
+        let failures: Vec<Value> = stream::iter(lanes.into_values())
+            .map(|lane| self.sqs_lane(lane, deadline))
+            .buffer_unordered(BATCH_CONCURRENCY)
+            .flat_map(stream::iter)
+            .collect()
+            .await;
+        json!({
+            "batchItemFailures": failures
+                .into_iter()
+                .map(|id| json!({"itemIdentifier": id}))
+                .collect::<Vec<_>>()
+        })
+    }
+
+    /// Messages in order; the ids of the failed one and all after it.
+    async fn sqs_lane(&self, lane: Vec<&Value>, deadline: Instant) -> Vec<Value> {
+        for (i, record) in lane.iter().enumerate() {
+            let id = record
+                .get("messageId")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if let Err(e) = self.sqs_message(record, deadline).await {
+                tracing::warn!(message_id = id, error = %e, retryable = e.retryable(), "command message failed");
+                return lane[i..].iter().map(|r| r["messageId"].clone()).collect();
+            }
+        }
+        Vec::new()
+    }
+
+    async fn sqs_message(
+        &self,
+        record: &Value,
+        deadline: Instant,
+    ) -> Result<Value, AutomationError> {
+        let message_id = record
             .get("messageId")
             .and_then(Value::as_str)
-            .unwrap_or_default();
-        let done = sqs_message(cancel, record).await;
-        if let Err(e) = done {
-            tracing::warn!(message_id = id, error = %e, retryable = e.retryable(), "command message failed");
-            if fifo {
-                // Keep the queue's order: nothing after a failure runs now.
-                failures.extend(records[i..].iter().map(|r| r["messageId"].clone()));
-                break;
-            }
-            failures.push(json!(id));
-        }
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| invalid("an SQS message without a messageId"))?;
+        let body: Value = record
+            .get("body")
+            .and_then(Value::as_str)
+            .and_then(|b| serde_json::from_str(b).ok())
+            .ok_or_else(|| invalid("the message body is not JSON"))?;
+        let command = if body.get("detail-type").is_some() {
+            from_eventbridge(&body)?.0
+        } else {
+            parse_command(&body, true)?
+        };
+        let sender = record
+            .get("attributes")
+            .and_then(|a| a.get("SenderId"))
+            .and_then(Value::as_str);
+        let by = principal(sender, "sqs");
+        self.run(
+            command,
+            RequestId::from_external(message_id),
+            CancelSource::Sqs,
+            by,
+            deadline,
+        )
+        .await
     }
-    json!({
-        "batchItemFailures": failures
-            .into_iter()
-            .map(|id| json!({"itemIdentifier": id}))
-            .collect::<Vec<_>>()
-    })
-}
-
-async fn sqs_message<P: Publishes, Q: StopQueue>(
-    cancel: &CancelKey<P, Q>,
-    record: &Value,
-) -> Result<Value, AutomationError> {
-    let message_id = record
-        .get("messageId")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| invalid("an SQS message without a messageId"))?;
-    let body: Value = record
-        .get("body")
-        .and_then(Value::as_str)
-        .and_then(|b| serde_json::from_str(b).ok())
-        .ok_or_else(|| invalid("the message body is not JSON"))?;
-    let command = if body.get("detail-type").is_some() {
-        from_eventbridge(&body)?.0
-    } else {
-        parse_command(&body, true)?
-    };
-    let sender = record
-        .get("attributes")
-        .and_then(|a| a.get("SenderId"))
-        .and_then(Value::as_str);
-    let by = principal(sender, "sqs");
-    run(
-        cancel,
-        command,
-        message_id.to_owned(),
-        CancelSource::Sqs,
-        by,
-    )
-    .await
 }
 
 #[cfg(test)]
@@ -388,6 +520,10 @@ mod tests {
             (c.key.to_string(), id.as_str()),
             ("bob/10/20/30".to_owned(), "e-1")
         );
+        let mut long = event.clone();
+        long["id"] = json!("\u{ffff}".repeat(200));
+        let (_, id) = from_eventbridge(&long).unwrap();
+        assert!(id.as_str().starts_with("sha256:"), "mapped to a valid id");
         let mut other = event.clone();
         other["detail-type"] = json!("Publish Cancelled");
         assert!(

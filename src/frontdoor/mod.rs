@@ -1,8 +1,43 @@
-//! Front doors: ways a request reaches `api::Api::handle`.
+//! Front doors: ways a request reaches the service: HTTP requests reach
+//! `api::Api::handle` (Lambda events, the local server), cancel commands
+//! reach `automation::Automation::handle` (EventBridge, SQS, invoke).
 
 pub mod automation;
 pub mod lambda;
 pub mod local;
+
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// A Lambda event exactly as the Runtime API delivered it. Taking it raw
+/// means the runtime's own decoding never fails (skipping a JSON value has
+/// no depth limit), so every event, however deep or odd, reaches our code
+/// and is refused with one of our documented error types instead of the
+/// runtime's `DeserializeError`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(transparent)]
+pub struct RawEvent(Box<RawValue>);
+
+impl RawEvent {
+    /// The event as a JSON value; `None` when `serde_json` will not build
+    /// one (nested deeper than its limit of 128).
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_str(self.0.get()).ok()
+    }
+}
+
+/// Time kept back from the invocation's deadline to post the answer.
+const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
+/// The instant by which an invocation's work must be done: Lambda's
+/// deadline (milliseconds since the epoch) less `ANSWER_MARGIN`.
+pub fn invocation_deadline(ctx: &lambda_runtime::Context) -> Instant {
+    let now_ms = crate::metrics::now_ms();
+    let left = Duration::from_millis(ctx.deadline.saturating_sub(now_ms));
+    Instant::now() + left.saturating_sub(ANSWER_MARGIN)
+}
 
 /// A random id in UUID form, standing in for Lambda's request id where
 /// there is none (the local server, an event invoked without a context).

@@ -30,8 +30,8 @@ pub enum Fault {
 
 #[derive(Default)]
 struct State {
-    /// (target substring, fault, remaining times; None = always)
-    rules: Vec<(String, Fault, Option<usize>)>,
+    /// (target substring, body substring, fault, remaining times; None = always)
+    rules: Vec<(String, String, Fault, Option<usize>)>,
     counts: HashMap<String, usize>,
 }
 
@@ -71,11 +71,17 @@ impl FaultProxy {
     /// Applies `fault` to operations whose target contains `target`,
     /// `times` times (None: until cleared).
     pub fn inject(&self, target: &str, fault: Fault, times: Option<usize>) {
+        self.inject_for(target, "", fault, times);
+    }
+
+    /// The same, only for requests whose body contains `body` (e.g. one
+    /// item's key), whatever else runs concurrently.
+    pub fn inject_for(&self, target: &str, body: &str, fault: Fault, times: Option<usize>) {
         self.state
             .lock()
             .unwrap()
             .rules
-            .push((target.to_owned(), fault, times));
+            .push((target.to_owned(), body.to_owned(), fault, times));
     }
 
     pub fn clear(&self) {
@@ -97,17 +103,17 @@ impl FaultProxy {
         self.state.lock().unwrap().counts.clear();
     }
 
-    fn fault_for(&self, target: &str) -> Option<Fault> {
+    fn fault_for(&self, target: &str, body: &[u8]) -> Option<Fault> {
+        let body = String::from_utf8_lossy(body);
         let mut state = self.state.lock().unwrap();
         *state.counts.entry(target.to_owned()).or_default() += 1;
-        let rule = state
-            .rules
-            .iter_mut()
-            .find(|(t, _, left)| target.contains(t.as_str()) && *left != Some(0))?;
-        if let Some(left) = &mut rule.2 {
+        let rule = state.rules.iter_mut().find(|(t, b, _, left)| {
+            target.contains(t.as_str()) && body.contains(b.as_str()) && *left != Some(0)
+        })?;
+        if let Some(left) = &mut rule.3 {
             *left -= 1;
         }
-        Some(rule.1.clone())
+        Some(rule.2.clone())
     }
 
     async fn handle(
@@ -120,7 +126,13 @@ impl FaultProxy {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("unknown")
             .to_owned();
-        let fault = self.fault_for(&target);
+        let (parts, body) = req.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(std::io::Error::other)?
+            .to_bytes();
+        let fault = self.fault_for(&target, &body);
         match fault {
             Some(Fault::Drop) => return Err(std::io::Error::other("fault: drop")),
             Some(Fault::Error(status, kind)) => {
@@ -135,7 +147,7 @@ impl FaultProxy {
             Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
             Some(Fault::LoseResponse) | None => {}
         }
-        let response = self.forward(req).await?;
+        let response = self.forward(parts, body).await?;
         if matches!(fault, Some(Fault::LoseResponse)) {
             return Err(std::io::Error::other("fault: response lost"));
         }
@@ -144,14 +156,9 @@ impl FaultProxy {
 
     async fn forward(
         &self,
-        req: Request<Incoming>,
+        parts: http::request::Parts,
+        body: Bytes,
     ) -> Result<Response<Full<Bytes>>, std::io::Error> {
-        let (parts, body) = req.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(std::io::Error::other)?
-            .to_bytes();
         let stream = TcpStream::connect(&self.upstream).await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await

@@ -30,6 +30,8 @@ struct Shared {
     waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     first_next: Mutex<Option<Instant>>,
     init_error: Mutex<Option<String>>,
+    /// Each invocation's time limit, in ms (Lambda's function timeout).
+    timeout_ms: AtomicU64,
 }
 
 pub struct RuntimeApi {
@@ -41,6 +43,14 @@ pub struct RuntimeApi {
 }
 
 impl RuntimeApi {
+    /// The time limit of the invocations from now on (20 s unless set).
+    pub fn set_timeout(&self, timeout: std::time::Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.shared
+            .timeout_ms
+            .store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub async fn start() -> RuntimeApi {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap().to_string();
@@ -50,6 +60,7 @@ impl RuntimeApi {
             waiting: Mutex::new(HashMap::new()),
             first_next: Mutex::new(None),
             init_error: Mutex::new(None),
+            timeout_ms: AtomicU64::new(20_000),
         });
         let serving = shared.clone();
         tokio::spawn(async move {
@@ -143,7 +154,7 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_millis()
-                + 20_000;
+                + u128::from(shared.timeout_ms.load(std::sync::atomic::Ordering::SeqCst));
             Response::builder()
                 .status(200)
                 .header("lambda-runtime-aws-request-id", &id)

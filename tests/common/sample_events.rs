@@ -238,9 +238,10 @@ pub async fn run_every_event(
         .expect("alice's publish");
     assert_eq!(item[attr::STATE].as_s().unwrap(), "cancelled");
     let stops = stack.drain().await;
-    if stack.queue_url.ends_with(".fifo") {
-        // Repeats re-send with the original cancel's id, which a FIFO queue
-        // deduplicates: one stop per cancel, carrying the record's id.
+    {
+        // A repeat sends no second stop for a cancel whose stop was sent
+        // (and a FIFO queue would drop it anyway): one stop per cancel,
+        // carrying the record's id, whatever the queue.
         let mut seen = std::collections::BTreeSet::new();
         for stop in &stops {
             let body: serde_json::Value =
@@ -261,9 +262,7 @@ pub async fn run_every_event(
                 "two stops for one cancel: {body}"
             );
         }
-        assert!(!stops.is_empty());
-    } else {
-        assert_eq!(stops.len(), successes, "one stop per success");
+        assert!(!stops.is_empty() && stops.len() <= successes);
     }
     successes
 }

@@ -22,7 +22,7 @@ fn request(pitid: i64, id: usize) -> CancelRequest {
             login: Login::parse("alice").unwrap(),
             password: "alice-password".into(),
         }),
-        request_id: format!("concurrent-{id}"),
+        request_id: format!("concurrent-{id}").into(),
         at: Timestamp::now(),
     }
 }
@@ -58,10 +58,47 @@ async fn a_hundred_concurrent_cancels_make_one_transition() {
     let item = stack.publish_item("alice", "1/2/3").await.unwrap();
     assert_eq!(item[attr::STATE].as_s().unwrap(), "cancelled");
     let winner = item[attr::CANCEL_REQUEST_ID].as_s().unwrap().clone();
-    // Standard queue: every success (re-)sends, all with the winner's id.
+    // Standard queue: the transition sends; repeats see the stop claimed
+    // or sent and add nothing (no amplification).
     let msgs = stack.drain().await;
-    assert_eq!(msgs.len(), CONCURRENT);
-    assert!(msgs.iter().all(|m| m.body().unwrap().contains(&winner)));
+    assert_eq!(msgs.len(), 1);
+    assert!(msgs[0].body().unwrap().contains(&winner));
+}
+
+/// The first cancel's send fails (no queue yet): its stop stays pending.
+/// Then 100 concurrent repeats: one claims the stop and sends it, the
+/// others find it claimed, then sent; one message in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_concurrent_repeats_of_a_pending_stop_send_one_message() {
+    let stack = Stack::with(StackOptions {
+        create_queue: false,
+        ..StackOptions::default()
+    })
+    .await;
+    let first = stack.api.use_case().run(request(3, 1_000)).await;
+    assert!(
+        matches!(
+            first,
+            Err(publish_cancel::cancel::CancelError::StopNotSent(_))
+        ),
+        "{first:?}"
+    );
+    let item = stack.publish_item("alice", "1/2/3").await.unwrap();
+    assert!(item.contains_key(attr::STOP_PENDING));
+    assert!(
+        !item.contains_key(attr::STOP_CLAIMED_AT),
+        "a failed send gives its claim up"
+    );
+    stack.create_queue_now().await;
+    let stack = Arc::new(stack);
+    let changed = stampede(stack.clone()).await;
+    assert!(changed.iter().all(|c| !c), "all repeats");
+    assert_eq!(stack.drain().await.len(), 1, "one stop for 100 repeats");
+    assert!(!stack
+        .publish_item("alice", "1/2/3")
+        .await
+        .unwrap()
+        .contains_key(attr::STOP_PENDING));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

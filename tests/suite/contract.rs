@@ -218,45 +218,72 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
         );
     }
 
-    // Pending stops: cancelled before the cutoff, not yet confirmed, at
-    // most `limit`.
-    let pending = publishes.pending_stops(Timestamp(1_001), 10).await.unwrap();
-    let keys: Vec<_> = pending.iter().map(|r| r.key.clone()).collect();
+    // Pending stops: cancelled before the cutoff, not yet confirmed,
+    // oldest first, a page at a time.
     assert_eq!(
-        keys,
+        pending_keys(publishes, Timestamp(1_001), 10).await,
         std::slice::from_ref(&running),
         "before the cutoff only"
     );
-    let both = publishes.pending_stops(Timestamp(5_000), 10).await.unwrap();
-    assert_eq!(both.len(), 2);
-    assert!(both
+    assert_eq!(
+        pending_keys(publishes, Timestamp(5_000), 10).await,
+        [running.clone(), queued.clone()]
+    );
+    assert_eq!(
+        pending_keys(publishes, Timestamp(5_000), 1).await,
+        [running.clone(), queued.clone()],
+        "pages of one reach every pending stop, in order"
+    );
+    let page = publishes
+        .pending_stops(Timestamp(5_000), None, 10)
+        .await
+        .unwrap();
+    assert!(page
+        .records
         .iter()
         .all(|r| r.stop_pending && r.state == PublishState::Cancelled));
-    assert_eq!(
-        publishes
-            .pending_stops(Timestamp(5_000), 1)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert!(page.unreadable.is_empty());
 
-    // Confirming a stop clears the mark; twice, or for no record, is fine
-    // and creates nothing.
+    // Claims: the cancel's own write holds one; a second attempt gets one
+    // only once that is stale, and only one of two at the same moment.
+    assert!(!publishes
+        .claim_stop(&running, Timestamp(1_010), Timestamp(1_000))
+        .await
+        .unwrap());
+    assert!(publishes
+        .claim_stop(&running, Timestamp(1_040), Timestamp(1_001))
+        .await
+        .unwrap());
+    assert!(!publishes
+        .claim_stop(&running, Timestamp(1_040), Timestamp(1_001))
+        .await
+        .unwrap());
+    // Released after a failed send: claimable at once.
+    publishes.release_stop(&running).await.unwrap();
+    assert!(publishes
+        .claim_stop(&running, Timestamp(1_041), Timestamp(1_001))
+        .await
+        .unwrap());
+    // Never for a record that is not pending, or absent.
+    for k in [&published, &key("contract-owner", 70, 80, 97)] {
+        assert!(!publishes
+            .claim_stop(k, Timestamp(9_000), Timestamp(9_000))
+            .await
+            .unwrap());
+    }
+
+    // Confirming a stop clears the mark and the claim; twice, or for no
+    // record, is fine and creates nothing.
     publishes.stop_sent(&running).await.unwrap();
     publishes.stop_sent(&running).await.unwrap();
     publishes
         .stop_sent(&key("contract-owner", 70, 80, 98))
         .await
         .unwrap();
-    let left: Vec<_> = publishes
-        .pending_stops(Timestamp(5_000), 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.key)
-        .collect();
-    assert_eq!(left, std::slice::from_ref(&queued));
+    assert_eq!(
+        pending_keys(publishes, Timestamp(5_000), 10).await,
+        std::slice::from_ref(&queued)
+    );
     let CancelOutcome::AlreadyCancelled(cleared) = publishes
         .cancel(&running, &stamp("third", 6_000))
         .await
@@ -265,14 +292,79 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
         panic!("still cancelled");
     };
     assert!(!cleared.stop_pending);
+    assert_eq!(cleared.stop_claimed_at, None);
+    assert!(!publishes
+        .claim_stop(&running, Timestamp(9_000), Timestamp(9_000))
+        .await
+        .unwrap());
+
+    // A stop the queue refuses for good is parked: no longer pending, the
+    // reason kept (bounded), never claimable.
+    publishes
+        .stop_undeliverable(&queued, &"refused ".repeat(200))
+        .await
+        .unwrap();
+    assert!(pending_keys(publishes, Timestamp(5_000), 10)
+        .await
+        .is_empty());
+    let CancelOutcome::AlreadyCancelled(parked) = publishes
+        .cancel(&queued, &stamp("fourth", 7_000))
+        .await
+        .unwrap()
+    else {
+        panic!("still cancelled");
+    };
+    assert!(!parked.stop_pending);
+    let why = parked.stop_undeliverable.expect("the reason");
+    assert!(why.starts_with("refused") && why.chars().count() <= 512);
+    assert!(!publishes
+        .claim_stop(&queued, Timestamp(9_000), Timestamp(9_000))
+        .await
+        .unwrap());
+    // Parking a record that is not pending changes nothing.
+    publishes
+        .stop_undeliverable(&running, "late")
+        .await
+        .unwrap();
     assert_eq!(
         publishes
             .cancel(&key("contract-owner", 70, 80, 98), &stamp("y", 1))
             .await
             .unwrap(),
         CancelOutcome::NotFound,
-        "stop_sent created no record"
+        "stop_sent and stop_undeliverable created no record"
     );
+    let CancelOutcome::AlreadyCancelled(untouched) = publishes
+        .cancel(&running, &stamp("fifth", 8_000))
+        .await
+        .unwrap()
+    else {
+        panic!("still cancelled");
+    };
+    assert_eq!(untouched.stop_undeliverable, None);
+}
+
+/// Every pending stop before `cutoff`, read `page` at a time.
+async fn pending_keys(
+    publishes: &impl Publishes,
+    cutoff: Timestamp,
+    page: usize,
+) -> Vec<PublishKey> {
+    let mut keys = Vec::new();
+    let mut cursor = None;
+    for _ in 0..100 {
+        let got = publishes
+            .pending_stops(cutoff, cursor.as_ref(), page)
+            .await
+            .unwrap();
+        assert!(got.records.len() <= page);
+        keys.extend(got.records.into_iter().map(|r| r.key));
+        match got.next {
+            Some(next) => cursor = Some(next),
+            None => return keys,
+        }
+    }
+    panic!("pending_stops never reached its last page");
 }
 
 async fn stop_queue_contract(queue: &impl StopQueue, arrange: &impl Arrange) {

@@ -129,7 +129,7 @@ async fn queued_publish_is_cancelled() {
 }
 
 #[tokio::test]
-async fn repeated_cancel_succeeds_without_a_second_change_and_resends_the_stop() {
+async fn repeated_cancel_succeeds_without_a_second_change_or_a_second_stop() {
     let stack = Stack::new().await;
     let first = Req::delete(alice(ALICE_RUNNING)).basic("alice", "alice-password");
     assert_eq!(stack.call(&first).await.status(), 200);
@@ -146,7 +146,11 @@ async fn repeated_cancel_succeeds_without_a_second_change_and_resends_the_stop()
     );
 
     let msgs = stack.drain().await;
-    assert_eq!(msgs.len(), 2, "the stop is re-sent on a repeat");
+    assert_eq!(
+        msgs.len(),
+        1,
+        "a stop known sent is not re-sent on a repeat"
+    );
     for m in &msgs {
         let stop: StopMessage = serde_json::from_str(m.body().unwrap()).unwrap();
         assert_eq!(
@@ -166,7 +170,8 @@ async fn a_publish_cancelled_before_is_a_success() {
     assert_eq!(resp.status(), 200);
     assert_eq!(check_status(&body_text(&resp))["cancelled"], "true");
     assert_eq!(stack.tables().await, before);
-    assert_eq!(stack.drain().await.len(), 1);
+    // Its stop was sent when it was cancelled: a repeat adds none.
+    assert_eq!(stack.drain().await.len(), 0);
 }
 
 #[tokio::test]
@@ -688,4 +693,66 @@ async fn api_keys_keep_working_through_a_kek_rotation() {
     // The original KEK is retired now: under it nothing opens any more.
     let old_only = publish_cancel::auth::Sealer::new(&common::KEK);
     assert!(old_only.open("alice", "PUBKEY123", &after).is_err());
+}
+
+/// The emulator refuses what SQS refuses (tests/moto_serial.py), and the
+/// SQS adapter calls those refusals permanent: no retry can cure them.
+#[tokio::test]
+async fn the_queue_refuses_what_sqs_refuses_and_the_adapter_calls_it_permanent() {
+    use publish_cancel::adapters::sqs::SqsStopQueue;
+    use publish_cancel::ports::StopQueue;
+
+    for fifo in [false, true] {
+        let stack = Stack::with(StackOptions {
+            fifo,
+            ..Default::default()
+        })
+        .await;
+        let raw = stack
+            .sqs
+            .send_message()
+            .queue_url(&stack.queue_url)
+            .message_body("stop \u{ffff}")
+            .set_message_group_id(fifo.then(|| "g".to_owned()))
+            .set_message_deduplication_id(fifo.then(|| "d".to_owned()))
+            .send()
+            .await;
+        let err = raw.expect_err("SQS refuses U+FFFF in a body");
+        let text = format!(
+            "{}",
+            aws_smithy_types::error::display::DisplayErrorContext(&err)
+        );
+        assert!(text.contains("InvalidMessageContents"), "{text}");
+
+        let queue = SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url);
+        let good = StopMessage::new(
+            &common::alice_key(3),
+            &publish_cancel::domain::CancelStamp {
+                request_id: "r-1".into(),
+                at: publish_cancel::domain::Timestamp(1),
+                audit: publish_cancel::domain::CancelAudit::http(&common::alice_key(3).uid),
+            },
+        );
+        // Built by hand, past every type that would refuse it.
+        let mut bad = good.clone();
+        bad.reason = Some("\u{fffe}".into());
+        let e = queue.send(&bad).await.expect_err("refused");
+        assert!(e.is_permanent(), "{e:?}");
+        if fifo {
+            let mut bad_id = good.clone();
+            bad_id.request_id = "has a space".into();
+            let e = queue.send(&bad_id).await.expect_err("refused");
+            assert!(e.is_permanent(), "{e:?}");
+            bad_id.request_id = "x".repeat(129);
+            assert!(queue
+                .send(&bad_id)
+                .await
+                .expect_err("refused")
+                .is_permanent());
+        }
+        // What our types let through is accepted, and the queue was never
+        // touched by the refusals.
+        queue.send(&good).await.expect("a valid stop is sent");
+        assert_eq!(stack.drain().await.len(), 1);
+    }
 }

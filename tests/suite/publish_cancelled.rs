@@ -44,7 +44,9 @@ async fn each_committed_cancel_is_announced_once_and_nothing_else() {
     );
     let command = json!({"type": "uforge.publish.cancel", "schemaVersion": 1, "uid": "alice",
         "aid": 1, "itid": 2, "pitid": 4, "reason": "budget exceeded", "requestedBy": "watchdog"});
-    let answer = automation::handle(&key, &command, "invoke-1")
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let answer = automation::Automation::new(key)
+        .handle(&command, "invoke-1", far)
         .await
         .unwrap();
     assert_eq!(answer["outcome"], "cancelled", "{answer}");
@@ -74,8 +76,8 @@ async fn each_committed_cancel_is_announced_once_and_nothing_else() {
             PublishState::Cancelled,
         ))
         .await;
-    // Stops: both transitions, and the two repeats (a repeat re-sends).
-    assert_eq!(stack.drain().await.len(), 4);
+    // Stops: both transitions; the repeats add none (their stops were sent).
+    assert_eq!(stack.drain().await.len(), 2);
 
     let rows = stack_py(&[
         "pipe-check",

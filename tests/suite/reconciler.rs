@@ -4,16 +4,24 @@
 
 use crate::common;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use common::{cancel_path, Req, Stack};
 use publish_cancel::adapters::dynamodb::{attr, DynamoPublishes, DynamoUsers};
 use publish_cancel::adapters::sqs::SqsStopQueue;
 use publish_cancel::api::ApiRequest;
+use publish_cancel::cancel::CancelKey;
 use publish_cancel::domain::Timestamp;
 use publish_cancel::ports::{BackendError, StopMessage, StopQueue};
 use publish_cancel::reconcile::{reconcile, ReconcileReport};
+
+fn far() -> std::time::Instant {
+    std::time::Instant::now() + Duration::from_secs(60)
+}
 
 /// The fault hook: a queue whose send never returns, as if the function
 /// were killed right after the DynamoDB write.
@@ -69,22 +77,24 @@ async fn a_crash_between_write_and_send_is_repaired_by_the_reconciler() {
         .contains_key(attr::STOP_PENDING));
     assert_eq!(stack.queue_depth().await, 0, "no stop reached the queue");
 
-    let publishes = DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table);
-    let queue = SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url);
+    let cancel = CancelKey {
+        publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
+        queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
+    };
     // Within the grace period nothing happens (the request might still be running).
     let early = reconcile(
-        &publishes,
-        &queue,
+        &cancel,
         Timestamp::now(),
         Duration::from_secs(3600),
         100,
+        far(),
     )
     .await
     .unwrap();
     assert_eq!(early, ReconcileReport::default());
     // After it, exactly the missing stop is sent, with the crashed cancel's id.
     let later = Timestamp(Timestamp::now().0 + 120);
-    let report = reconcile(&publishes, &queue, later, Duration::from_secs(60), 100)
+    let report = reconcile(&cancel, later, Duration::from_secs(60), 100, far())
         .await
         .unwrap();
     assert_eq!(
@@ -92,7 +102,7 @@ async fn a_crash_between_write_and_send_is_repaired_by_the_reconciler() {
         ReconcileReport {
             found: 1,
             resent: 1,
-            failed: 0
+            ..ReconcileReport::default()
         }
     );
     let msgs = stack.drain().await;
@@ -108,7 +118,7 @@ async fn a_crash_between_write_and_send_is_repaired_by_the_reconciler() {
         .unwrap()
         .contains_key(attr::STOP_PENDING));
     // And a second run finds nothing.
-    let again = reconcile(&publishes, &queue, later, Duration::from_secs(60), 100)
+    let again = reconcile(&cancel, later, Duration::from_secs(60), 100, far())
         .await
         .unwrap();
     assert_eq!(again, ReconcileReport::default());
@@ -136,17 +146,234 @@ async fn a_failed_send_answers_503_and_the_client_retry_clears_the_mark() {
         .unwrap()
         .contains_key(attr::STOP_PENDING));
     // Nothing left for the reconciler.
-    let publishes = DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table);
-    let queue = SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url);
+    let cancel = CancelKey {
+        publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
+        queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
+    };
     let report = reconcile(
-        &publishes,
-        &queue,
+        &cancel,
         Timestamp(Timestamp::now().0 + 120),
         Duration::from_secs(60),
         100,
+        far(),
     )
     .await
     .unwrap();
     assert_eq!(report.found, 0);
     assert_eq!(stack.drain().await.len(), 1);
+}
+
+/// A raw publish item, as an earlier release, an operator or a script
+/// might have written it: every attribute given as is.
+async fn put_raw(stack: &Stack, attrs: &[(&str, AttributeValue)]) {
+    let item: HashMap<String, AttributeValue> = attrs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    stack
+        .dynamo
+        .put_item()
+        .table_name(&stack.publishes_table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("put raw item");
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// A pending, cancelled item under alice/1/2/`pitid`, with `extra`.
+async fn put_pending(
+    stack: &Stack,
+    uid: &str,
+    pitid: i64,
+    at: i64,
+    extra: &[(&str, AttributeValue)],
+) {
+    let mut attrs = vec![
+        (attr::UID, s(uid)),
+        (attr::PUBLISH_KEY, s(&format!("1/2/{pitid}"))),
+        (attr::AID, n(1)),
+        (attr::ITID, n(2)),
+        (attr::PITID, n(pitid)),
+        (attr::STATE, s("cancelled")),
+        (attr::CANCELLED_AT, n(at)),
+        (attr::STOP_PENDING, s(attr::PENDING)),
+    ];
+    attrs.extend(extra.iter().cloned());
+    put_raw(stack, &attrs).await;
+}
+
+/// Items no version of ours writes today, older than a good pending one,
+/// more of them than a page: a legacy item without the audit fields, hand
+/// edits with texts and ids SQS refuses, a state we do not know, a uid that
+/// is no login. The reconciler reads what can be read with the documented
+/// defaults (and sends each of those stops as SQS accepts them), skips and
+/// counts the rest, and still reaches the good one.
+#[tokio::test]
+async fn legacy_and_hand_written_items_never_stall_the_reconciler() {
+    let stack = Stack::new().await;
+    let old = Timestamp::now().0 - 3_600;
+    put_pending(
+        &stack,
+        "alice",
+        101,
+        old,
+        &[(attr::CANCEL_REQUEST_ID, s("legacy-1"))],
+    )
+    .await;
+    put_pending(
+        &stack,
+        "alice",
+        102,
+        old + 1,
+        &[
+            (attr::CANCEL_REQUEST_ID, s(&"\u{e9}".repeat(200))),
+            (attr::CANCEL_SOURCE, s("sqs")),
+            (attr::CANCELLED_BY, s("\u{fffe}")),
+            (attr::CANCEL_REASON, s("stop \u{ffff} now")),
+            (attr::CANCEL_REQUESTED_BY, s("ok")),
+        ],
+    )
+    .await;
+    put_pending(&stack, "alice", 103, old + 2, &[(attr::STATE, s("paused"))]).await;
+    put_pending(&stack, "not a login", 104, old + 3, &[]).await;
+    for pitid in 105..=110 {
+        put_pending(&stack, "alice", pitid, old + pitid, &[]).await;
+    }
+    // The good one, newest of all.
+    put_pending(
+        &stack,
+        "alice",
+        200,
+        old + 500,
+        &[(attr::CANCEL_REQUEST_ID, s("good"))],
+    )
+    .await;
+
+    let cancel = CancelKey {
+        publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
+        queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
+    };
+    let report = reconcile(&cancel, Timestamp::now(), Duration::from_secs(60), 3, far())
+        .await
+        .unwrap();
+    assert_eq!(report.unreadable, 2, "{report:?}");
+    assert_eq!(
+        (report.resent, report.failed, report.undeliverable),
+        (9, 0, 0),
+        "{report:?}"
+    );
+    let stops: Vec<StopMessage> = stack
+        .drain()
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    let mut pitids: Vec<i64> = stops.iter().map(|m| m.pitid).collect();
+    pitids.sort();
+    assert_eq!(pitids, [101, 102, 105, 106, 107, 108, 109, 110, 200]);
+    let legacy = stops.iter().find(|m| m.pitid == 101).unwrap();
+    assert_eq!(
+        (
+            legacy.request_id.as_str(),
+            legacy.cancel_source.as_str(),
+            legacy.cancelled_by.as_str()
+        ),
+        ("legacy-1", "http", "alice"),
+        "the documented defaults"
+    );
+    let edited = stops.iter().find(|m| m.pitid == 102).unwrap();
+    assert!(edited.request_id.starts_with("sha256:"));
+    assert_eq!(
+        (edited.cancelled_by.as_str(), edited.reason.as_deref()),
+        ("alice", None)
+    );
+    assert_eq!(edited.requested_by.as_deref(), Some("ok"));
+
+    // The unreadable ones are still there, still pending, untouched; a
+    // repeat cancel of one answers a 500 uforgeError and writes nothing.
+    let paused = stack.publish_item("alice", "1/2/103").await.unwrap();
+    assert!(paused.contains_key(attr::STOP_PENDING));
+    let before = stack.tables().await;
+    let answer = stack
+        .call(&Req::delete(cancel_path("alice", 1, 2, 103)).basic("alice", "alice-password"))
+        .await;
+    assert_eq!(answer.status(), 500);
+    let body = String::from_utf8_lossy(answer.body());
+    assert!(
+        body.contains("cannot be read") && !body.contains("paused"),
+        "{body}"
+    );
+    assert_eq!(stack.tables().await, before);
+
+    // A repeat cancel of a legacy item answers 200 and sends nothing more.
+    let legacy = stack
+        .call(&Req::delete(cancel_path("alice", 1, 2, 101)).basic("alice", "alice-password"))
+        .await;
+    assert_eq!(legacy.status(), 200);
+    assert_eq!(stack.queue_depth().await, 0);
+}
+
+/// A queue that refuses some stops for good, as SQS refuses contents it
+/// does not accept; the rest go to SQS.
+struct Refusing {
+    inner: SqsStopQueue,
+    refuse: fn(&StopMessage) -> bool,
+}
+
+impl StopQueue for Refusing {
+    async fn send(&self, stop: &StopMessage) -> Result<(), BackendError> {
+        if (self.refuse)(stop) {
+            return Err(BackendError::msg("InvalidMessageContents (test)").permanent());
+        }
+        self.inner.send(stop).await
+    }
+}
+
+/// More undeliverable stops than a page, older than a sendable one: the
+/// sendable one is re-sent in the same run, the others parked in the table
+/// (`stopUndeliverable`, no longer pending), and no later run touches them.
+#[tokio::test]
+async fn undeliverable_stops_are_parked_and_do_not_hide_the_others() {
+    let stack = Stack::new().await;
+    let old = Timestamp::now().0 - 3_600;
+    for pitid in 300..312 {
+        put_pending(&stack, "alice", pitid, old + pitid, &[]).await;
+    }
+    put_pending(&stack, "alice", 400, old + 500, &[]).await;
+    let cancel = CancelKey {
+        publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
+        queue: Refusing {
+            inner: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
+            refuse: |m| m.pitid < 400,
+        },
+    };
+    let report = reconcile(&cancel, Timestamp::now(), Duration::from_secs(60), 5, far())
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.found, report.resent, report.undeliverable),
+        (13, 1, 12),
+        "{report:?}"
+    );
+    let msgs = stack.drain().await;
+    assert_eq!(msgs.len(), 1);
+    assert!(msgs[0].body().unwrap().contains("\"pitid\":400"));
+    let parked = stack.publish_item("alice", "1/2/300").await.unwrap();
+    assert!(!parked.contains_key(attr::STOP_PENDING));
+    assert!(parked[attr::STOP_UNDELIVERABLE]
+        .as_s()
+        .unwrap()
+        .contains("InvalidMessageContents"));
+    let again = reconcile(&cancel, Timestamp::now(), Duration::from_secs(60), 5, far())
+        .await
+        .unwrap();
+    assert_eq!(again, ReconcileReport::default());
 }

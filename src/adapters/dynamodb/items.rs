@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::domain::{
-    ApiKey, AuditText, CancelAudit, CancelStamp, Login, PublishKey, PublishRecord, PublishState,
-    Timestamp, User,
+    ApiKey, AuditText, CancelAudit, CancelSource, CancelStamp, Login, PublishKey, PublishRecord,
+    PublishState, RequestId, Timestamp, User,
 };
 use crate::ports::BackendError;
 
@@ -46,6 +46,10 @@ pub mod attr {
     /// Present (value `PENDING`) while a cancel's stop is unconfirmed.
     pub const STOP_PENDING: &str = "stopPending";
     pub const PENDING: &str = "pending";
+    /// When the send attempt in flight for the pending stop began.
+    pub const STOP_CLAIMED_AT: &str = "stopClaimedAt";
+    /// Why SQS refused the stop for good (then no longer pending).
+    pub const STOP_UNDELIVERABLE: &str = "stopUndeliverable";
 }
 
 /// The sparse GSI of the publishes table: only records with `stopPending`
@@ -162,24 +166,47 @@ fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
         .and_then(|n| n.parse().ok())
 }
 
-fn audit_from_item(item: &Item) -> Result<CancelAudit, BackendError> {
-    let text = |name| {
-        get_s(item, name)
-            .map(|v| {
-                AuditText::parse(v)
-                    .map_err(|e| BackendError::new("publish item has an invalid audit", e))
-            })
-            .transpose()
-    };
-    Ok(CancelAudit {
-        source: get_s(item, attr::CANCEL_SOURCE)
-            .ok_or_else(|| BackendError::msg("a cancelled publish item has no cancelSource"))?
-            .parse()
-            .map_err(|e| BackendError::new("publish item has an unknown cancelSource", e))?,
-        cancelled_by: text(attr::CANCELLED_BY)?
-            .ok_or_else(|| BackendError::msg("a cancelled publish item has no cancelledBy"))?,
-        reason: text(attr::CANCEL_REASON)?,
-        requested_by: text(attr::CANCEL_REQUESTED_BY)?,
+/// The audit of a cancel as stored. Items cancelled before the audit
+/// existed (or written by hand) read with the documented defaults: a
+/// missing or unknown `cancelSource` is `http` and a missing or invalid
+/// `cancelledBy` is the record's `uid` (before automation, only the owner
+/// could cancel, over HTTP); an invalid `cancelReason` or
+/// `cancelRequestedBy` reads as absent.
+fn audit_from_item(key: &PublishKey, item: &Item) -> CancelAudit {
+    let text = |name| get_s(item, name).and_then(|v| AuditText::parse(v).ok());
+    let source = get_s(item, attr::CANCEL_SOURCE).and_then(|s| s.parse().ok());
+    match source {
+        Some(source) => CancelAudit {
+            source,
+            cancelled_by: text(attr::CANCELLED_BY)
+                .unwrap_or_else(|| CancelAudit::http(&key.uid).cancelled_by),
+            reason: text(attr::CANCEL_REASON),
+            requested_by: text(attr::CANCEL_REQUESTED_BY),
+        },
+        None => CancelAudit {
+            source: CancelSource::Http,
+            ..CancelAudit::http(&key.uid)
+        },
+    }
+}
+
+/// The stamp of a cancel, as stored; `None` for an item no cancel of
+/// ours stamped. A half-stamped item reads whole: a missing
+/// `cancelRequestId` as an id derived from the key, a missing `cancelledAt`
+/// as `lastModified` (else 0), so every pending stop can still be sent.
+fn stamp_from_item(key: &PublishKey, item: &Item) -> Option<CancelStamp> {
+    let id = get_s(item, attr::CANCEL_REQUEST_ID);
+    let at = get_n::<i64>(item, attr::CANCELLED_AT);
+    if id.is_none() && at.is_none() && !item.contains_key(attr::STOP_PENDING) {
+        return None;
+    }
+    Some(CancelStamp {
+        request_id: match id {
+            Some(id) => RequestId::from_external(id),
+            None => RequestId::derived(format!("unstamped:{key}").as_bytes()),
+        },
+        at: Timestamp(at.or_else(|| get_n(item, attr::LAST_MODIFIED)).unwrap_or(0)),
+        audit: audit_from_item(key, item),
     })
 }
 
@@ -204,23 +231,15 @@ pub fn audit_values(audit: &CancelAudit) -> Vec<(&'static str, AttributeValue)> 
     out
 }
 
-/// Reads a publish item stored under `key`.
+/// Reads a publish item stored under `key`. Total for every item whose
+/// `state` is one we know: attributes of the wrong type read as absent,
+/// and a cancel's stamp as `stamp_from_item` says. Only an item without a
+/// known state is an error (nothing safe can be said about it).
 pub fn record_from_item(key: &PublishKey, item: &Item) -> Result<PublishRecord, BackendError> {
     let state: PublishState = get_s(item, attr::STATE)
         .ok_or_else(|| BackendError::msg("publish item has no state"))?
         .parse()
         .map_err(|e| BackendError::new("publish item has an unknown state", e))?;
-    let cancel = match (
-        get_s(item, attr::CANCEL_REQUEST_ID),
-        get_n(item, attr::CANCELLED_AT),
-    ) {
-        (Some(id), Some(at)) => Some(CancelStamp {
-            request_id: id.clone(),
-            at: Timestamp(at),
-            audit: audit_from_item(item)?,
-        }),
-        _ => None,
-    };
     Ok(PublishRecord {
         key: key.clone(),
         state,
@@ -231,9 +250,28 @@ pub fn record_from_item(key: &PublishKey, item: &Item) -> Result<PublishRecord, 
         bytes_total: get_n(item, attr::BYTES_TOTAL),
         message: get_s(item, attr::MESSAGE).cloned(),
         error_message: get_s(item, attr::ERROR_MESSAGE).cloned(),
-        cancel,
+        cancel: stamp_from_item(key, item),
         stop_pending: item.contains_key(attr::STOP_PENDING),
+        stop_claimed_at: get_n(item, attr::STOP_CLAIMED_AT).map(Timestamp),
+        stop_undeliverable: get_s(item, attr::STOP_UNDELIVERABLE).cloned(),
     })
+}
+
+/// The stored key of an item, for reports of items that cannot be read.
+pub fn describe_item_key(item: &Item) -> String {
+    let show = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(s)) => format!("{s:?}"),
+        Some(AttributeValue::N(n)) => n.clone(),
+        Some(_) => "(not a string)".to_owned(),
+        None => "(absent)".to_owned(),
+    };
+    format!(
+        "{}={} {}={}",
+        attr::UID,
+        show(attr::UID),
+        attr::PUBLISH_KEY,
+        show(attr::PUBLISH_KEY)
+    )
 }
 
 /// The item for a publish, as workers, the operator tooling and tests write it.
@@ -252,10 +290,13 @@ pub fn record_to_item(r: &PublishRecord) -> Item {
         s(attr::ERROR_MESSAGE, m.clone());
     }
     if let Some(c) = &r.cancel {
-        s(attr::CANCEL_REQUEST_ID, c.request_id.clone());
+        s(attr::CANCEL_REQUEST_ID, c.request_id.to_string());
     }
     if r.stop_pending {
         s(attr::STOP_PENDING, attr::PENDING.to_owned());
+    }
+    if let Some(why) = &r.stop_undeliverable {
+        s(attr::STOP_UNDELIVERABLE, why.clone());
     }
     let mut n = |k: &str, v: Option<i64>| {
         if let Some(v) = v {
@@ -271,6 +312,7 @@ pub fn record_to_item(r: &PublishRecord) -> Item {
     n(attr::BYTES_LOADED, r.bytes_loaded);
     n(attr::BYTES_TOTAL, r.bytes_total);
     n(attr::CANCELLED_AT, r.cancel.as_ref().map(|c| c.at.0));
+    n(attr::STOP_CLAIMED_AT, r.stop_claimed_at.map(|t| t.0));
     if let Some(c) = &r.cancel {
         for (name, value) in audit_values(&c.audit) {
             item.insert(name.to_owned(), value);
@@ -315,6 +357,86 @@ mod tests {
             "1/-2/9223372036854775807"
         );
         assert_eq!(record_from_item(&key, &item).unwrap(), r);
+    }
+
+    #[test]
+    fn legacy_and_hand_written_items_read_with_the_documented_defaults() {
+        let key = PublishKey {
+            uid: Login::parse("alice").unwrap(),
+            aid: 1.into(),
+            itid: 2.into(),
+            pitid: 3.into(),
+        };
+        let base = || {
+            let mut item = record_to_item(&PublishRecord::new(key.clone(), PublishState::Queued));
+            item.insert(attr::STATE.into(), AttributeValue::S("cancelled".into()));
+            item
+        };
+        // Cancelled before the audit existed.
+        let mut legacy = base();
+        legacy.insert(
+            attr::CANCEL_REQUEST_ID.into(),
+            AttributeValue::S("old-1".into()),
+        );
+        legacy.insert(attr::CANCELLED_AT.into(), AttributeValue::N("50".into()));
+        legacy.insert(
+            attr::STOP_PENDING.into(),
+            AttributeValue::S("pending".into()),
+        );
+        let r = record_from_item(&key, &legacy).unwrap();
+        let stamp = r.cancel.unwrap();
+        assert_eq!(
+            (stamp.request_id.as_str(), stamp.at),
+            ("old-1", Timestamp(50))
+        );
+        assert_eq!(stamp.audit, CancelAudit::http(&key.uid));
+        assert!(r.stop_pending);
+
+        // Values no version of ours writes.
+        let mut odd = base();
+        for (name, value) in [
+            (
+                attr::CANCEL_REQUEST_ID,
+                AttributeValue::S("\u{ffff} not an id".into()),
+            ),
+            (attr::CANCEL_SOURCE, AttributeValue::S("console".into())),
+            (attr::CANCELLED_BY, AttributeValue::S("a\u{0}b".into())),
+            (attr::CANCEL_REASON, AttributeValue::S("\u{fffe}".into())),
+            (attr::PERCENTAGE, AttributeValue::S("forty".into())),
+            (attr::LAST_MODIFIED, AttributeValue::N("77".into())),
+            (attr::MESSAGE, AttributeValue::N("1".into())),
+        ] {
+            odd.insert(name.into(), value);
+        }
+        let r = record_from_item(&key, &odd).unwrap();
+        let stamp = r.cancel.unwrap();
+        assert!(stamp.request_id.as_str().starts_with("sha256:"));
+        assert_eq!(
+            stamp.at,
+            Timestamp(77),
+            "cancelledAt falls back to lastModified"
+        );
+        assert_eq!(stamp.audit, CancelAudit::http(&key.uid));
+        assert_eq!((r.percentage, r.message), (None, None));
+
+        // Cancelled with no stamp at all: none, unless a stop is pending,
+        // which then goes with an id derived from the key.
+        assert_eq!(record_from_item(&key, &base()).unwrap().cancel, None);
+        let mut bare = base();
+        bare.insert(
+            attr::STOP_PENDING.into(),
+            AttributeValue::S("pending".into()),
+        );
+        let stamp = record_from_item(&key, &bare).unwrap().cancel.unwrap();
+        assert!(stamp.request_id.as_str().starts_with("sha256:"));
+        assert_eq!(
+            stamp.request_id,
+            record_from_item(&key, &bare)
+                .unwrap()
+                .cancel
+                .unwrap()
+                .request_id
+        );
     }
 
     #[test]

@@ -7,12 +7,15 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use aws_sdk_dynamodb::Client;
 
 use super::items::{
-    attr, audit_values, key_from_item, publish_item_key, record_from_item, state_value, Item,
-    PENDING_STOPS_INDEX,
+    attr, audit_values, describe_item_key, key_from_item, publish_item_key, record_from_item,
+    state_value, Item, PENDING_STOPS_INDEX,
 };
 use crate::adapters::sdk_error;
 use crate::domain::{CancelStamp, PublishKey, PublishRecord, PublishState, Timestamp};
-use crate::ports::{BackendError, CancelOutcome, Publishes};
+use crate::ports::{
+    BackendError, CancelOutcome, Cursor, PendingPage, Publishes, Unreadable,
+    MAX_UNDELIVERABLE_REASON,
+};
 
 #[derive(Debug, Clone)]
 pub struct DynamoPublishes {
@@ -58,7 +61,8 @@ impl Publishes for DynamoPublishes {
         let audit = audit_values(&stamp.audit);
         let mut update = String::from(
             "SET #state = :cancelled, #lastModified = :now, #message = :message, \
-             #requestId = :requestId, #cancelledAt = :now, #pending = :pending",
+             #requestId = :requestId, #cancelledAt = :now, #pending = :pending, \
+             #claimed = :now",
         );
         for i in 0..audit.len() {
             update.push_str(&format!(", #audit{i} = :audit{i}"));
@@ -76,6 +80,7 @@ impl Publishes for DynamoPublishes {
             .expression_attribute_names("#requestId", attr::CANCEL_REQUEST_ID)
             .expression_attribute_names("#cancelledAt", attr::CANCELLED_AT)
             .expression_attribute_names("#pending", attr::STOP_PENDING)
+            .expression_attribute_names("#claimed", attr::STOP_CLAIMED_AT)
             // First: this sets the whole map, the calls below add to it.
             .set_expression_attribute_values(Some(cancellable_values()))
             .expression_attribute_values(":pending", AttributeValue::S(attr::PENDING.into()))
@@ -85,7 +90,10 @@ impl Publishes for DynamoPublishes {
                 ":message",
                 AttributeValue::S(PublishRecord::CANCELLED_MESSAGE.into()),
             )
-            .expression_attribute_values(":requestId", AttributeValue::S(stamp.request_id.clone()))
+            .expression_attribute_values(
+                ":requestId",
+                AttributeValue::S(stamp.request_id.to_string()),
+            )
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         for (i, (name, value)) in audit.into_iter().enumerate() {
@@ -99,13 +107,15 @@ impl Publishes for DynamoPublishes {
                 let item = out
                     .attributes
                     .ok_or_else(|| BackendError::msg("update returned no attributes"))?;
-                Ok(CancelOutcome::Cancelled(record_from_item(key, &item)?))
+                Ok(CancelOutcome::Cancelled(unreadable_is_permanent(
+                    record_from_item(key, &item),
+                )?))
             }
             Err(SdkError::ServiceError(ctx)) => match ctx.into_err() {
                 UpdateItemError::ConditionalCheckFailedException(e) => match e.item {
                     None => Ok(CancelOutcome::NotFound),
                     Some(item) => {
-                        let record = record_from_item(key, &item)?;
+                        let record = unreadable_is_permanent(record_from_item(key, &item))?;
                         Ok(if record.state == PublishState::Cancelled {
                             CancelOutcome::AlreadyCancelled(record)
                         } else {
@@ -119,32 +129,70 @@ impl Publishes for DynamoPublishes {
         }
     }
 
-    async fn stop_sent(&self, key: &PublishKey) -> Result<(), BackendError> {
+    async fn claim_stop(
+        &self,
+        key: &PublishKey,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> Result<bool, BackendError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(publish_item_key(key)))
-            .update_expression("REMOVE #pending")
-            // Never create an item, and a second clear is a no-op.
-            .condition_expression("attribute_exists(#pending)")
+            .update_expression("SET #claimed = :now")
+            // Pending, and nobody's attempt began since `stale_before`.
+            .condition_expression(
+                "attribute_exists(#pending) AND \
+                 (attribute_not_exists(#claimed) OR #claimed < :stale)",
+            )
             .expression_attribute_names("#pending", attr::STOP_PENDING)
+            .expression_attribute_names("#claimed", attr::STOP_CLAIMED_AT)
+            .expression_attribute_values(":now", AttributeValue::N(now.0.to_string()))
+            .expression_attribute_values(":stale", AttributeValue::N(stale_before.0.to_string()))
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
+                Ok(false)
             }
-            Err(e) => Err(sdk_error("clearing a pending stop", e)),
+            Err(e) => Err(sdk_error("claiming a pending stop", e)),
         }
+    }
+
+    async fn release_stop(&self, key: &PublishKey) -> Result<(), BackendError> {
+        self.remove_if_pending(key, "REMOVE #claimed", None)
+            .await
+            .map_err(|e| sdk_error("releasing a pending stop", e))
+    }
+
+    async fn stop_sent(&self, key: &PublishKey) -> Result<(), BackendError> {
+        self.remove_if_pending(key, "REMOVE #pending, #claimed", None)
+            .await
+            .map_err(|e| sdk_error("clearing a pending stop", e))
+    }
+
+    async fn stop_undeliverable(&self, key: &PublishKey, reason: &str) -> Result<(), BackendError> {
+        let mut reason: String = reason.chars().take(MAX_UNDELIVERABLE_REASON).collect();
+        if reason.is_empty() {
+            reason.push_str("refused");
+        }
+        self.remove_if_pending(
+            key,
+            "REMOVE #pending, #claimed SET #undeliverable = :why",
+            Some(AttributeValue::S(reason)),
+        )
+        .await
+        .map_err(|e| sdk_error("parking an undeliverable stop", e))
     }
 
     async fn pending_stops(
         &self,
         cutoff: Timestamp,
+        after: Option<&Cursor>,
         limit: usize,
-    ) -> Result<Vec<PublishRecord>, BackendError> {
+    ) -> Result<PendingPage, BackendError> {
         let out = self
             .client
             .query()
@@ -155,20 +203,115 @@ impl Publishes for DynamoPublishes {
             .expression_attribute_names("#cancelledAt", attr::CANCELLED_AT)
             .expression_attribute_values(":pending", AttributeValue::S(attr::PENDING.into()))
             .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.0.to_string()))
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(after.and_then(cursor_to_key))
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .send()
             .await
             .map_err(|e| sdk_error("querying pending stops", e))?;
-        out.items()
-            .iter()
-            .map(|item| record_from_item(&key_from_item(item)?, item))
-            .collect()
+        let mut page = PendingPage {
+            next: out.last_evaluated_key().and_then(key_to_cursor),
+            ..PendingPage::default()
+        };
+        for item in out.items() {
+            match key_from_item(item).and_then(|key| record_from_item(&key, item)) {
+                Ok(record) => page.records.push(record),
+                Err(e) => page.unreadable.push(Unreadable {
+                    item: describe_item_key(item),
+                    reason: crate::ErrorChain(&e).to_string(),
+                }),
+            }
+        }
+        Ok(page)
     }
+}
+
+impl DynamoPublishes {
+    /// `update` (a `REMOVE`, perhaps a `SET` of `:why`) on a record whose
+    /// stop is pending; a no-op for any other record, never creating one.
+    async fn remove_if_pending(
+        &self,
+        key: &PublishKey,
+        update: &str,
+        why: Option<AttributeValue>,
+    ) -> Result<(), SdkError<UpdateItemError>> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(publish_item_key(key)))
+            .update_expression(update)
+            .condition_expression("attribute_exists(#pending)")
+            .expression_attribute_names("#pending", attr::STOP_PENDING);
+        if update.contains("#claimed") {
+            request = request.expression_attribute_names("#claimed", attr::STOP_CLAIMED_AT);
+        }
+        if let Some(why) = why {
+            request = request
+                .expression_attribute_names("#undeliverable", attr::STOP_UNDELIVERABLE)
+                .expression_attribute_values(":why", why);
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// An item that cannot be read will not read better on a retry.
+fn unreadable_is_permanent(
+    read: Result<PublishRecord, BackendError>,
+) -> Result<PublishRecord, BackendError> {
+    read.map_err(BackendError::permanent)
+}
+
+/// The index's `LastEvaluatedKey` (four string or number attributes) as an
+/// opaque cursor, and back.
+fn key_to_cursor(key: &std::collections::HashMap<String, AttributeValue>) -> Option<Cursor> {
+    let fields: serde_json::Map<String, serde_json::Value> = key
+        .iter()
+        .map(|(name, value)| match value {
+            AttributeValue::S(s) => Some((name.clone(), serde_json::json!({ "S": s }))),
+            AttributeValue::N(n) => Some((name.clone(), serde_json::json!({ "N": n }))),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    Some(Cursor(serde_json::Value::Object(fields).to_string()))
+}
+
+fn cursor_to_key(cursor: &Cursor) -> Option<Item> {
+    let fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&cursor.0).ok()?;
+    fields
+        .into_iter()
+        .map(|(name, value)| {
+            let value = match (value.get("S"), value.get("N")) {
+                (Some(serde_json::Value::String(s)), None) => AttributeValue::S(s.clone()),
+                (None, Some(serde_json::Value::String(n))) => AttributeValue::N(n.clone()),
+                _ => return None,
+            };
+            Some((name, value))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        let key: Item = [
+            ("uid".to_owned(), AttributeValue::S("alice".into())),
+            ("cancelledAt".to_owned(), AttributeValue::N("12".into())),
+        ]
+        .into();
+        let cursor = key_to_cursor(&key).unwrap();
+        assert_eq!(cursor_to_key(&cursor), Some(key));
+        assert_eq!(cursor_to_key(&Cursor("garbage".into())), None);
+    }
 
     #[test]
     fn the_cancel_condition_is_the_domain_s_list_of_cancellable_states() {
