@@ -100,6 +100,10 @@ impl<P: Publishes, Q: StopQueue> CancelKey<P, Q> {
         })?;
         let (mut record, changed) = match outcome {
             CancelOutcome::Cancelled(r) => (r, true),
+            // Our own write, whose answer was lost and whose SDK retry then
+            // found the record cancelled: the transition, and the claim it
+            // took at our own instant, are ours.
+            CancelOutcome::AlreadyCancelled(r) if is_own_write(&r, stamp) => (r, true),
             CancelOutcome::AlreadyCancelled(r) => (r, false),
             CancelOutcome::Finished(r) => return Err(CancelError::Finished(r.state)),
             CancelOutcome::NotFound => return Err(CancelError::NotFound),
@@ -184,6 +188,14 @@ impl<P: Publishes, Q: StopQueue> CancelKey<P, Q> {
             }
         }
     }
+}
+
+/// `record` was cancelled by this very stamp's write (its id, and its
+/// claim taken at its instant, still pending).
+fn is_own_write(record: &PublishRecord, stamp: &CancelStamp) -> bool {
+    record.stop_pending
+        && record.stop_claimed_at == Some(stamp.at)
+        && record.cancel.as_ref().map(|c| &c.request_id) == Some(&stamp.request_id)
 }
 
 /// Claims that began before this are abandoned (`STOP_CLAIM_LEASE`).

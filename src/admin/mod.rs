@@ -10,7 +10,7 @@ use std::future::Future;
 use crate::domain::{Login, PublishKey, PublishRecord};
 use crate::ports::BackendError;
 
-pub use dynamodb_store::{create_queue, create_tables, DynamoAdmin, ResealReport};
+pub use dynamodb_store::{create_queue, create_tables, DynamoAdmin, RepairReport, ResealReport};
 pub use seed_file_store::SeedFileAdmin;
 
 #[derive(Debug, thiserror::Error)]

@@ -139,6 +139,18 @@ enum PublishCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Scan the publishes table (DynamoDB only): backfill the audit fields
+    /// of records cancelled before they existed, list items that cannot be
+    /// read, and with --requeue-undeliverable put parked stops back to
+    /// pending for the reconciler.
+    Repair {
+        /// Report only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Put stops SQS refused for good back to pending (after fixing why).
+        #[arg(long)]
+        requeue_undeliverable: bool,
+    },
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -163,6 +175,9 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Some(_) if matches!(cli.command, Command::ApiKey(ApiKeyCmd::Reseal)) => {
             Err("a seed file keeps API secrets in clear: there is nothing to re-seal".into())
         }
+        Some(_) if matches!(cli.command, Command::Publish(PublishCmd::Repair { .. })) => {
+            Err("repair works on the DynamoDB publishes table; a seed file is read whole, with the same defaults".into())
+        }
         Some(path) => execute(&SeedFileAdmin::new(path.clone()), cli.command).await,
         None => {
             let settings = AdminSettings::from_env(&Env::process())?;
@@ -173,6 +188,27 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 settings.publishes_table,
                 settings.keks.source(&sdk),
             );
+            if let Command::Publish(PublishCmd::Repair {
+                dry_run,
+                requeue_undeliverable,
+            }) = cli.command
+            {
+                let r = store
+                    .repair_publishes(dry_run, requeue_undeliverable)
+                    .await?;
+                for (item, why) in &r.unreadable {
+                    println!("unreadable: {item}: {why}");
+                }
+                let verb = if dry_run { "would be " } else { "" };
+                println!(
+                    "scanned {} item(s): {} legacy cancel(s) {verb}backfilled, {} parked stop(s) {verb}re-queued, {} unreadable",
+                    r.scanned,
+                    r.backfilled,
+                    r.requeued,
+                    r.unreadable.len()
+                );
+                return Ok(());
+            }
             if let Command::ApiKey(ApiKeyCmd::Reseal) = cli.command {
                 let r = store.reseal_api_keys().await?;
                 println!(
@@ -183,6 +219,24 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             }
             execute(&store, cli.command).await
         }
+    }
+}
+
+/// A message shown in UForge's status: what an XML 1.0 document, a
+/// DynamoDB string and an EventBridge event all carry (no control
+/// character but tab and newline, no noncharacter), at most 1024.
+fn display_text(flag: &str, text: String) -> Result<String, AdminError> {
+    let fits = text.chars().count() <= 1024
+        && text.chars().all(|c| {
+            !publish_cancel::domain::is_noncharacter(c)
+                && (!c.is_control() || matches!(c, '\t' | '\n'))
+        });
+    if fits {
+        Ok(text)
+    } else {
+        Err(AdminError::Invalid(format!(
+            "{flag}: at most 1024 characters, without control characters or Unicode noncharacters"
+        )))
     }
 }
 
@@ -338,8 +392,10 @@ async fn execute(store: &impl AdminStore, command: Command) -> Result<(), BoxErr
                 record.created = Some(now);
                 record.last_modified = Some(now);
                 record.percentage = percentage;
-                record.message = message;
-                record.error_message = error_message;
+                record.message = message.map(|m| display_text("--message", m)).transpose()?;
+                record.error_message = error_message
+                    .map(|m| display_text("--error-message", m))
+                    .transpose()?;
                 store.put_publish(&record).await?;
                 println!("publish {} is {state}", record.key);
             }
@@ -356,6 +412,7 @@ async fn execute(store: &impl AdminStore, command: Command) -> Result<(), BoxErr
                 );
                 println!("state: {}", record.state);
             }
+            PublishCmd::Repair { .. } => unreachable!("handled before a store is chosen"),
         },
         Command::Setup { .. } => unreachable!("handled before a store is chosen"),
     }

@@ -193,6 +193,8 @@ pub async fn run_every_event(
     stack: &Stack,
 ) -> usize {
     let mut successes = 0;
+    // Successes that wrote: each must send exactly one stop.
+    let mut transitions = 0;
     for (name, want) in expected() {
         let event = std::fs::read_to_string(events_dir().join(&name)).expect("event file");
         let before = stack.tables().await;
@@ -215,6 +217,9 @@ pub async fn run_every_event(
         );
         if status < 300 {
             successes += 1;
+            if stack.tables().await != before {
+                transitions += 1;
+            }
         } else {
             assert_eq!(
                 stack.tables().await,
@@ -262,7 +267,11 @@ pub async fn run_every_event(
                 "two stops for one cancel: {body}"
             );
         }
-        assert!(!stops.is_empty() && stops.len() <= successes);
+        assert_eq!(
+            stops.len(),
+            transitions,
+            "one stop per transition, none per repeat"
+        );
     }
     successes
 }

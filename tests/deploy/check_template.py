@@ -258,6 +258,17 @@ def check_waf(template):
     check("/restapis/${Api}/stages/${ApiStage}" in arn, f"web ACL not on the API's stage: {arn}")
 
 
+def check_waf_limit(template):
+    """WafRateLimit takes exactly what AWS WAF accepts: 0 (no ACL) or 10 to
+    2,000,000,000."""
+    param = template["Parameters"]["WafRateLimit"]
+    pattern = re.compile(param["AllowedPattern"])
+    for ok in ["0", "10", "99", "100", "2000000000", "1999999999"]:
+        check(pattern.fullmatch(ok), f"WafRateLimit refuses {ok}")
+    for bad in ["", "1", "9", "09", "-1", "2000000001", "9999999999", "1e3", " 10"]:
+        check(not pattern.fullmatch(bad), f"WafRateLimit accepts {bad!r}")
+
+
 def check_local_env(path, env_path):
     """`sam local invoke/start-api --env-vars events/local-env.json`: the
     file names functions of the template, and gives each the embedded
@@ -288,6 +299,7 @@ def main(path):
     check_functions(template)
     check_automation(template)
     check_dashboards(template)
+    check_waf_limit(template)
     check_waf(template)
     iam_violations = template_iam.violations(template)
     for v in iam_violations:

@@ -317,3 +317,145 @@ async fn dynamodb_administration_drives_the_endpoint() {
         "unknown user is an error"
     );
 }
+
+/// `publish repair` on hand-written items in moto: a legacy cancel gets its
+/// audit backfilled (with the defaults it already read as), an item with a
+/// state we do not know is listed with its key, a parked stop goes back to
+/// pending; `--dry-run` writes nothing. Messages the services would refuse
+/// are refused at the door.
+#[tokio::test]
+async fn publish_repair_backfills_lists_and_requeues() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use publish_cancel::adapters::dynamodb::attr;
+
+    let stack = common::Stack::new().await;
+    let moto = &common::moto::moto().endpoint;
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("USERS_TABLE", stack.users_table.as_str()),
+        ("PUBLISHES_TABLE", stack.publishes_table.as_str()),
+    ];
+    let s = |v: &str| AttributeValue::S(v.into());
+    let n = |v: i64| AttributeValue::N(v.to_string());
+    let put = |pitid: i64, extra: Vec<(&'static str, AttributeValue)>| {
+        let mut item: std::collections::HashMap<String, AttributeValue> = [
+            (attr::UID, s("alice")),
+            (attr::PUBLISH_KEY, s(&format!("1/2/{pitid}"))),
+            (attr::AID, n(1)),
+            (attr::ITID, n(2)),
+            (attr::PITID, n(pitid)),
+            (attr::STATE, s("cancelled")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        item.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        stack
+            .dynamo
+            .put_item()
+            .table_name(&stack.publishes_table)
+            .set_item(Some(item))
+            .send()
+    };
+    put(
+        901,
+        vec![
+            (attr::CANCEL_REQUEST_ID, s("legacy")),
+            (attr::CANCELLED_AT, n(5)),
+        ],
+    )
+    .await
+    .unwrap();
+    put(902, vec![(attr::STATE, s("paused"))]).await.unwrap();
+    put(
+        903,
+        vec![
+            (attr::CANCEL_REQUEST_ID, s("parked")),
+            (attr::CANCELLED_AT, n(6)),
+            (attr::CANCEL_SOURCE, s("sqs")),
+            (attr::CANCELLED_BY, s("AIDAEXAMPLE")),
+            (attr::STOP_UNDELIVERABLE, s("InvalidMessageContents")),
+        ],
+    )
+    .await
+    .unwrap();
+
+    let before = stack.tables().await;
+    let dry = admin(
+        &["publish", "repair", "--dry-run", "--requeue-undeliverable"],
+        "",
+        &env,
+    )
+    .await;
+    assert!(dry.ok, "{}", dry.stderr);
+    assert!(
+        dry.stdout
+            .contains("1 legacy cancel(s) would be backfilled"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains("1 parked stop(s) would be re-queued"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains("publishKey=\"1/2/902\""),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(stack.tables().await, before, "a dry run writes nothing");
+
+    let done = admin(&["publish", "repair", "--requeue-undeliverable"], "", &env).await;
+    assert!(done.ok, "{}", done.stderr);
+    let legacy = stack.publish_item("alice", "1/2/901").await.unwrap();
+    assert_eq!(legacy[attr::CANCEL_SOURCE].as_s().unwrap(), "http");
+    assert_eq!(legacy[attr::CANCELLED_BY].as_s().unwrap(), "alice");
+    let parked = stack.publish_item("alice", "1/2/903").await.unwrap();
+    assert!(parked.contains_key(attr::STOP_PENDING));
+    assert!(!parked.contains_key(attr::STOP_UNDELIVERABLE));
+    assert_eq!(parked[attr::CANCEL_SOURCE].as_s().unwrap(), "sqs", "kept");
+    assert_eq!(
+        stack.publish_item("alice", "1/2/902").await.unwrap()[attr::STATE]
+            .as_s()
+            .unwrap(),
+        "paused",
+        "an unreadable item is reported, never rewritten"
+    );
+    // A second run has nothing left to do.
+    let again = admin(&["publish", "repair"], "", &env).await;
+    assert!(
+        again.stdout.contains("0 legacy cancel(s) backfilled"),
+        "{}",
+        again.stdout
+    );
+
+    // Texts the services refuse never get in.
+    for bad in ["stop \u{ffff}", "a\u{1b}[31m", &"x".repeat(1025)] {
+        let out = admin(
+            &[
+                "publish",
+                "put",
+                "alice",
+                "1",
+                "2",
+                "950",
+                "--state",
+                "queued",
+                "--message",
+                bad,
+            ],
+            "",
+            &env,
+        )
+        .await;
+        assert!(
+            !out.ok && out.stderr.contains("--message"),
+            "{bad:?}: {}",
+            out.stderr
+        );
+    }
+}

@@ -253,3 +253,188 @@ mod lambda_events {
         }
     }
 }
+
+/// Valid by construction: whatever a sender writes, through every entry of
+/// the automation function (EventBridge, SQS, direct invoke) and the HTTP
+/// API, an accepted cancel's stop is a message SQS accepts whole (body,
+/// group, deduplication id), on a standard and on a FIFO queue: the
+/// without-audit fallback is never needed, and a refused cancel changes
+/// nothing.
+mod stops_are_valid_by_construction {
+    use std::time::{Duration, Instant};
+
+    use proptest::prelude::*;
+    use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue};
+    use publish_cancel::cancel::CancelKey;
+    use publish_cancel::domain::{Login, PublishKey, PublishRecord, PublishState};
+    use publish_cancel::frontdoor::automation::Automation;
+    use publish_cancel::ports::{BackendError, StopMessage, StopQueue};
+    use serde_json::{json, Value};
+
+    /// What the SendMessage reference says SQS refuses.
+    fn sqs_refuses(stop: &StopMessage, fifo: bool) -> Option<String> {
+        let allowed = |c: char| matches!(u32::from(c), 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF);
+        let body = stop.to_json();
+        if let Some(c) = body.chars().find(|c| !allowed(*c)) {
+            return Some(format!("body character U+{:04X}", u32::from(c)));
+        }
+        if body.len() > 262_144 {
+            return Some("body over 256 KiB".into());
+        }
+        let id_ok =
+            |id: &str| (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic());
+        if fifo && !(id_ok(&stop.group_id()) && id_ok(&stop.request_id)) {
+            return Some(format!(
+                "FIFO ids {:?} / {:?}",
+                stop.group_id(),
+                stop.request_id
+            ));
+        }
+        None
+    }
+
+    /// A queue as strict as SQS: refuses (for good) what SQS refuses.
+    #[derive(Default)]
+    struct StrictSqs {
+        fifo: bool,
+        inner: MemoryQueue,
+    }
+
+    impl StopQueue for StrictSqs {
+        async fn send(&self, stop: &StopMessage) -> Result<(), BackendError> {
+            if let Some(why) = sqs_refuses(stop, self.fifo) {
+                return Err(BackendError::new("SQS refuses", why).permanent());
+            }
+            self.inner.send(stop).await
+        }
+    }
+
+    /// Any text: arbitrary characters, or printable ones mixed with the
+    /// code points at the edges of what each service accepts.
+    fn text() -> impl Strategy<Value = String> {
+        let edges = prop::sample::select(vec![
+            '\u{fffe}',
+            '\u{ffff}',
+            '\u{fdd0}',
+            '\u{1fffe}',
+            '\u{10ffff}',
+            '\u{10fffd}',
+            '\u{d7ff}',
+            '\u{e000}',
+            '\u{fffd}',
+            'a',
+            ' ',
+            '\u{e9}',
+            '"',
+            '\\',
+            '~',
+        ]);
+        let controls = prop::sample::select(vec!['\u{0}', '\u{85}', '\n', '\t', '\u{7f}']);
+        prop_oneof![
+            2 => proptest::collection::vec(edges, 1..40),
+            1 => proptest::collection::vec(any::<char>(), 0..300),
+            1 => proptest::collection::vec(prop_oneof![9 => any::<char>(), 1 => controls], 1..20),
+        ]
+        .prop_map(String::from_iter)
+    }
+
+    fn optional_text() -> impl Strategy<Value = Value> {
+        prop_oneof![Just(Value::Null), text().prop_map(Value::String)]
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn every_accepted_cancel_sends_a_stop_sqs_accepts(
+            reason in optional_text(),
+            requested_by in optional_text(),
+            id in text(),
+            sender in text(),
+            uid in prop_oneof![Just("alice".to_owned()), text()],
+            pitid in any::<i64>(),
+            fifo in any::<bool>(),
+            entry in 0..3usize,
+        ) {
+            let publishes = MemoryPublishes::default();
+            if let Ok(login) = Login::parse(&uid) {
+                publishes.put(PublishRecord::new(
+                    PublishKey { uid: login, aid: i64::MIN.into(), itid: i64::MAX.into(), pitid: pitid.into() },
+                    PublishState::Publishing,
+                ));
+            }
+            let automation = Automation::new(CancelKey {
+                publishes,
+                queue: StrictSqs { fifo, ..StrictSqs::default() },
+            });
+            let detail = json!({"schemaVersion": 1, "uid": uid, "aid": i64::MIN, "itid": i64::MAX,
+                                "pitid": pitid, "reason": reason, "requestedBy": requested_by});
+            let mut command = detail.clone();
+            command["type"] = json!("uforge.publish.cancel");
+            let queue_arn = if fifo { "arn:aws:sqs:us-east-1:1:q.fifo" } else { "arn:aws:sqs:us-east-1:1:q" };
+            let (event, invocation): (Value, String) = match entry {
+                0 => (json!({"ruleArn": sender, "event": {"id": id, "detail-type": "Publish Cancel Requested",
+                        "source": "x", "detail": detail}}), "inv".into()),
+                1 => (json!({"Records": [{"messageId": id, "body": command.to_string(), "eventSource": "aws:sqs",
+                        "eventSourceARN": queue_arn, "attributes": {"SenderId": sender, "MessageGroupId": "g"}}]}), "inv".into()),
+                _ => (command.clone(), id.clone()),
+            };
+            let rt = runtime();
+            let answer = rt.block_on(automation.handle(&event, &invocation, Instant::now() + Duration::from_secs(30)));
+            let sent = automation.cancel.queue.inner.sent();
+            let record = Login::parse(&uid).ok().and_then(|login| automation.cancel.publishes.get(&PublishKey {
+                uid: login, aid: i64::MIN.into(), itid: i64::MAX.into(), pitid: pitid.into(),
+            }));
+            match record {
+                Some(r) if r.state == PublishState::Cancelled => {
+                    // Accepted: one stop, whole, and nothing parked.
+                    prop_assert_eq!(sent.len(), 1, "{:?}", answer);
+                    prop_assert!(!sent[0].audit_omitted, "the fallback was needed: {:?}", sent[0]);
+                    prop_assert!(!r.stop_pending && r.stop_undeliverable.is_none());
+                    prop_assert_eq!(sqs_refuses(&sent[0], true), None);
+                }
+                _ => {
+                    // Refused (or no such publish): nothing sent.
+                    prop_assert!(sent.is_empty());
+                    if let Ok(answer) = &answer {
+                        if entry != 1 {
+                            prop_assert_eq!(&answer["outcome"], "notFound");
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn every_http_request_id_gives_a_stop_sqs_accepts(id in text(), fifo in any::<bool>()) {
+            let api = publish_cancel::startup::service(
+                publish_cancel::adapters::memory::MemoryUsers::default(),
+                MemoryPublishes::default(),
+                StrictSqs { fifo, ..StrictSqs::default() },
+                None,
+                publish_cancel::startup::Options::new("/api"),
+            );
+            let publishes = &api.use_case().cancel.publishes;
+            let key = crate::common::alice_key(3);
+            publishes.put(PublishRecord::new(key.clone(), PublishState::Publishing));
+            let stamp = publish_cancel::domain::CancelStamp {
+                request_id: publish_cancel::domain::RequestId::from_external(&id),
+                at: publish_cancel::domain::Timestamp(1),
+                audit: publish_cancel::domain::CancelAudit::http(&key.uid),
+            };
+            let rt = runtime();
+            let done = rt.block_on(api.use_case().cancel.run(&key, &stamp));
+            prop_assert!(done.is_ok(), "{:?}", done);
+            let sent = api.use_case().cancel.queue.inner.sent();
+            prop_assert_eq!(sent.len(), 1);
+            prop_assert!(!sent[0].audit_omitted);
+        }
+    }
+}

@@ -6,8 +6,8 @@ mod publishes;
 mod users;
 
 pub use items::{
-    attr, key_from_item, publish_item_key, publish_sort_key, record_from_item, record_to_item,
-    user_from_item, user_to_item, PENDING_STOPS_INDEX,
+    attr, describe_item_key, key_from_item, publish_item_key, publish_sort_key, record_from_item,
+    record_to_item, user_from_item, user_to_item, PENDING_STOPS_INDEX,
 };
 pub use publishes::DynamoPublishes;
 pub use users::DynamoUsers;
