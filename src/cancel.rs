@@ -419,10 +419,9 @@ mod tests {
             .claim_stop(&key, Timestamp(100), Timestamp(0))
             .await
             .unwrap());
-        let busy = uc
-            .run(request("alice", "alice-password", "alice", (1, 2, 4)))
-            .await
-            .unwrap();
+        let mut repeat = request("alice", "alice-password", "alice", (1, 2, 4));
+        repeat.request_id = "repeat".into();
+        let busy = uc.run(repeat).await.unwrap();
         assert!(busy.record.stop_pending);
         assert!(
             uc.cancel.queue.sent().is_empty(),

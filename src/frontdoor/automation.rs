@@ -36,7 +36,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::stream::{self, StreamExt as _};
+use serde::Deserialize as _;
 use serde_json::{json, Value};
 
 use crate::auth::AuthTrace;
@@ -158,19 +161,28 @@ pub fn parse_command(v: &Value, typed: bool) -> Result<Command, AutomationError>
 
 /// The command inside an EventBridge event (`detail-type` must be the
 /// request's), and its id.
-fn from_eventbridge(event: &Value) -> Result<(Command, RequestId), AutomationError> {
-    if event.get("detail-type").and_then(Value::as_str) != Some(REQUEST_DETAIL_TYPE) {
+fn from_eventbridge(
+    event: &EventBridgeEvent<Value>,
+) -> Result<(Command, RequestId), AutomationError> {
+    if event.detail_type != REQUEST_DETAIL_TYPE {
         return Err(invalid(format!(
             "an EventBridge event here must have detail-type \"{REQUEST_DETAIL_TYPE}\""
         )));
     }
     let id = event
-        .get("id")
-        .and_then(Value::as_str)
+        .id
+        .as_deref()
         .filter(|id| !id.is_empty())
         .ok_or_else(|| invalid("an EventBridge event without an id"))?;
-    let detail = event.get("detail").ok_or_else(|| invalid("no detail"))?;
-    Ok((parse_command(detail, false)?, RequestId::from_external(id)))
+    Ok((
+        parse_command(&event.detail, false)?,
+        RequestId::from_external(id),
+    ))
+}
+
+/// An EventBridge event, typed (`aws_lambda_events`).
+fn eventbridge_event(v: &Value) -> Result<EventBridgeEvent<Value>, AutomationError> {
+    EventBridgeEvent::deserialize(v).map_err(|e| invalid(format!("not an EventBridge event: {e}")))
 }
 
 /// A principal as the service received it, bounded for the record.
@@ -247,20 +259,29 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
         };
         // An EventBridge delivery, wrapped by the template's rule.
         if let (Some(rule), Some(inner)) = (event.get("ruleArn"), event.get("event")) {
-            let (command, id) = from_eventbridge(inner).map_err(refuse)?;
+            let inner = eventbridge_event(inner).map_err(refuse)?;
+            let (command, id) = from_eventbridge(&inner).map_err(refuse)?;
             let by = principal(rule.as_str(), "eventbridge");
             return self
                 .run(command, id, CancelSource::EventBridge, by, deadline)
                 .await;
         }
         // An SQS batch.
-        if let Some(records) = event.get("Records").and_then(Value::as_array) {
-            if records
+        if event.get("Records").is_some_and(Value::is_array) {
+            let batch = SqsEvent::deserialize(event).map_err(|_| {
+                refuse(AutomationError::Unsupported(
+                    "Records that are not SQS messages",
+                ))
+            })?;
+            if batch
+                .records
                 .iter()
-                .all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"))
-                && !records.is_empty()
+                .all(|r| r.event_source.as_deref() == Some("aws:sqs"))
+                && !batch.records.is_empty()
             {
-                return Ok(self.sqs_batch(records, deadline).await);
+                let answer = self.sqs_batch(&batch.records, deadline).await;
+                // A struct of strings: it serialises.
+                return Ok(serde_json::to_value(answer).unwrap_or_default());
             }
             return Err(refuse(AutomationError::Unsupported(
                 "Records that are not all SQS messages",
@@ -383,50 +404,54 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
     /// failed ones (`ReportBatchItemFailures`). A standard queue's commands
     /// run concurrently; a FIFO queue's run in order within each message
     /// group (a failure fails the rest of its group), groups concurrently.
-    async fn sqs_batch(&self, records: &[Value], deadline: Instant) -> Value {
+    async fn sqs_batch(&self, records: &[SqsMessage], deadline: Instant) -> SqsBatchResponse {
         let fifo = records.iter().any(|r| {
-            r.get("eventSourceARN")
-                .and_then(Value::as_str)
+            r.event_source_arn
+                .as_deref()
                 .is_some_and(|a| a.ends_with(".fifo"))
         });
         // Lanes: each runs its messages in order; lanes run concurrently.
-        let mut lanes: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+        let mut lanes: BTreeMap<String, Vec<&SqsMessage>> = BTreeMap::new();
         for (i, record) in records.iter().enumerate() {
             let lane = if fifo {
                 record
-                    .pointer("/attributes/MessageGroupId")
-                    .and_then(Value::as_str)
+                    .attributes
+                    .get("MessageGroupId")
+                    .cloned()
                     .unwrap_or_default()
-                    .to_owned()
             } else {
                 format!("{i:05}")
             };
             lanes.entry(lane).or_default().push(record);
         }
-        let failures: Vec<Value> = stream::iter(lanes.into_values())
+        let failed: Vec<String> = stream::iter(lanes.into_values())
             .map(|lane| self.sqs_lane(lane, deadline))
             .buffer_unordered(BATCH_CONCURRENCY)
             .flat_map(stream::iter)
             .collect()
             .await;
-        json!({
-            "batchItemFailures": failures
-                .into_iter()
-                .map(|id| json!({"itemIdentifier": id}))
-                .collect::<Vec<_>>()
-        })
+        let mut answer = SqsBatchResponse::default();
+        answer.batch_item_failures = failed
+            .into_iter()
+            .map(|id| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                failure
+            })
+            .collect();
+        answer
     }
 
     /// Messages in order; the ids of the failed one and all after it.
-    async fn sqs_lane(&self, lane: Vec<&Value>, deadline: Instant) -> Vec<Value> {
+    async fn sqs_lane(&self, lane: Vec<&SqsMessage>, deadline: Instant) -> Vec<String> {
         for (i, record) in lane.iter().enumerate() {
-            let id = record
-                .get("messageId")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
             if let Err(e) = self.sqs_message(record, deadline).await {
-                tracing::warn!(message_id = id, error = %e, retryable = e.retryable(), "command message failed");
-                return lane[i..].iter().map(|r| r["messageId"].clone()).collect();
+                tracing::warn!(message_id = record.message_id.as_deref().unwrap_or_default(),
+                    error = %e, retryable = e.retryable(), "command message failed");
+                return lane[i..]
+                    .iter()
+                    .map(|r| r.message_id.clone().unwrap_or_default())
+                    .collect();
             }
         }
         Vec::new()
@@ -434,28 +459,25 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
 
     async fn sqs_message(
         &self,
-        record: &Value,
+        record: &SqsMessage,
         deadline: Instant,
     ) -> Result<Value, AutomationError> {
         let message_id = record
-            .get("messageId")
-            .and_then(Value::as_str)
+            .message_id
+            .as_deref()
             .filter(|id| !id.is_empty())
             .ok_or_else(|| invalid("an SQS message without a messageId"))?;
         let body: Value = record
-            .get("body")
-            .and_then(Value::as_str)
+            .body
+            .as_deref()
             .and_then(|b| serde_json::from_str(b).ok())
             .ok_or_else(|| invalid("the message body is not JSON"))?;
         let command = if body.get("detail-type").is_some() {
-            from_eventbridge(&body)?.0
+            from_eventbridge(&eventbridge_event(&body)?)?.0
         } else {
             parse_command(&body, true)?
         };
-        let sender = record
-            .get("attributes")
-            .and_then(|a| a.get("SenderId"))
-            .and_then(Value::as_str);
+        let sender = record.attributes.get("SenderId").map(String::as_str);
         let by = principal(sender, "sqs");
         self.run(
             command,
@@ -515,19 +537,20 @@ mod tests {
     fn eventbridge_events_must_be_cancel_requests() {
         let event = json!({"id": "e-1", "detail-type": REQUEST_DETAIL_TYPE, "source": "acme.watchdog",
                            "detail": {"schemaVersion": 1, "uid": "bob", "aid": 10, "itid": 20, "pitid": 30}});
-        let (c, id) = from_eventbridge(&event).unwrap();
+        let typed = |e: &Value| eventbridge_event(e).unwrap();
+        let (c, id) = from_eventbridge(&typed(&event)).unwrap();
         assert_eq!(
             (c.key.to_string(), id.as_str()),
             ("bob/10/20/30".to_owned(), "e-1")
         );
         let mut long = event.clone();
         long["id"] = json!("\u{ffff}".repeat(200));
-        let (_, id) = from_eventbridge(&long).unwrap();
+        let (_, id) = from_eventbridge(&typed(&long)).unwrap();
         assert!(id.as_str().starts_with("sha256:"), "mapped to a valid id");
         let mut other = event.clone();
         other["detail-type"] = json!("Publish Cancelled");
         assert!(
-            from_eventbridge(&other).is_err(),
+            from_eventbridge(&typed(&other)).is_err(),
             "our own outbound events are not requests"
         );
     }

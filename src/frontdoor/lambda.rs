@@ -1,22 +1,44 @@
 //! Lambda events in, Lambda HTTP responses out: API Gateway REST APIs
 //! (payload 1.0), HTTP APIs and function URLs (payload 2.0), and ALB target
-//! groups.
+//! groups, in `lambda_http`'s types.
 //!
-//! The event is read here, from its JSON, rather than by `lambda_http`:
-//! that crate turns an event into an `http::Request` by building a URL from
-//! the `Host` and `X-Forwarded-Proto` headers, the path and the query, and
-//! by decoding a body flagged base64, and it panics (`expect`) when any of
-//! those is not what it wants, or when an event carries more headers than
-//! a `HeaderMap` holds. With `panic = "abort"` one such event killed the
-//! process. This reader is total: every JSON value is either an HTTP event
-//! (answered, with a 400 `uforgeError` when its method or a header is not
-//! HTTP) or not one (an invocation error naming the problem). It builds no
-//! URL and never reads the body, which this resource does not take. It is
-//! also smaller: no `url`/`idna`, no event types we do not use.
+//! Three steps, so that no event can panic or end the process:
+//!
+//! 1. `precheck`, on the event's JSON: which origin it comes from (decided
+//!    on explicit fields only), and the limits `lambda_http`'s types do not
+//!    keep: at most `MAX_HEADERS` header values (`HeaderMap` panics past
+//!    32 768), header names and values and the method that `http` accepts,
+//!    no header name twice in a single-value `headers` map (the typed map
+//!    keeps only the last, and two `Authorization` values must authenticate
+//!    nobody), no query parameter with an empty list of values
+//!    (`query_map`'s iterator indexes the first value of each). Anything
+//!    else is not an HTTP event, or a malformed one (a 400 `uforgeError`).
+//! 2. The crate's typed event (`LambdaRequest`: `ApiGatewayProxyRequest`,
+//!    `ApiGatewayV2httpRequest`, `AlbTargetGroupRequest`), deserialised for
+//!    the origin step 1 found.
+//! 3. Our own mapping from the typed event to the handler's request: not
+//!    `lambda_http`'s `From<LambdaRequest> for http::Request`, which builds
+//!    a URL from `Host`/`X-Forwarded-Proto`, the path and the query and
+//!    decodes a body flagged base64, and panics (`expect`, `unwrap`) when
+//!    any of those is not what it wants. This resource takes no body and
+//!    needs no URL.
+//!
+//! The response is the origin's response type from the crate's
+//! `aws_lambda_events` (multi-value headers for REST, cookies for HTTP
+//! APIs, a status description for ALB), as `lambda_http`'s own (private)
+//! `LambdaResponse` wraps them.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use lambda_http::aws_lambda_events::alb::{AlbTargetGroupRequest, AlbTargetGroupResponse};
+use lambda_http::aws_lambda_events::apigw::{
+    ApiGatewayProxyRequest, ApiGatewayProxyResponse, ApiGatewayV2httpRequest,
+    ApiGatewayV2httpResponse,
+};
+use lambda_http::aws_lambda_events::query_map::QueryMap;
+use lambda_http::request::LambdaRequest;
+use lambda_http::Body;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::api::{Api, ApiRequest};
 use crate::ports::{Publishes, StopQueue, Users};
@@ -93,10 +115,17 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
         .and_then(Value::as_str)
 }
 
-/// Reads an HTTP event. `Err(Ok(..))`: not an HTTP event; `Err(Err(..))`:
-/// an HTTP event that is not a valid request.
+/// Reads an HTTP event: `precheck`, the typed event, our mapping.
+/// `Err(Ok(..))`: not an HTTP event; `Err(Err(..))`: an HTTP event that is
+/// not a valid request.
 pub fn parse(event: &Value) -> Result<HttpEvent, Result<NotHttp, Malformed>> {
-    let shape = Shape::of(event).map_err(Ok)?;
+    let shape = precheck(event)?;
+    let typed = typed(shape, event).map_err(|reason| Err(malformed(event, shape, reason)))?;
+    Ok(request(shape, typed))
+}
+
+/// What of an HTTP event can be echoed, from its JSON.
+fn malformed(event: &Value, shape: Shape, reason: &'static str) -> Malformed {
     let (method, raw_path) = match shape {
         Shape::HttpV2 => (
             str_at(event, &["requestContext", "http", "method"]),
@@ -106,30 +135,167 @@ pub fn parse(event: &Value) -> Result<HttpEvent, Result<NotHttp, Malformed>> {
             (str_at(event, &["httpMethod"]), str_at(event, &["path"]))
         }
     };
-    let method_text = method.unwrap_or_default();
     let stage = match shape {
         Shape::RestV1 | Shape::HttpV2 => str_at(event, &["requestContext", "stage"]),
         Shape::Alb { .. } => None,
     };
-    let path = without_stage(raw_path.unwrap_or_default(), stage).to_owned();
-    let malformed = |reason| Malformed {
+    Malformed {
         shape,
         reason,
-        method: method_text.to_owned(),
-        path: path.clone(),
+        method: method.unwrap_or_default().to_owned(),
+        path: without_stage(raw_path.unwrap_or_default(), stage).to_owned(),
+    }
+}
+
+/// Step 1: the origin, and every limit the typed event does not keep
+/// (module doc). Total: any JSON value gives an answer, never a panic.
+pub fn precheck(event: &Value) -> Result<Shape, Result<NotHttp, Malformed>> {
+    let shape = Shape::of(event).map_err(Ok)?;
+    let refuse = |reason| Err(malformed(event, shape, reason));
+    let method = match shape {
+        Shape::HttpV2 => str_at(event, &["requestContext", "http", "method"]),
+        Shape::RestV1 | Shape::Alb { .. } => str_at(event, &["httpMethod"]),
     };
-    let method =
-        Method::from_bytes(method_text.as_bytes()).map_err(|_| Err(malformed("method")))?;
-    let headers = headers(event, shape).map_err(|reason| Err(malformed(reason)))?;
-    let query = query(event, shape);
-    Ok(HttpEvent {
+    Method::from_bytes(method.unwrap_or_default().as_bytes()).map_err(|_| refuse("method"))?;
+    check_headers(event, shape).map_err(refuse)?;
+    for field in ["queryStringParameters", "multiValueQueryStringParameters"] {
+        let params = event.get(field).and_then(Value::as_object);
+        if params
+            .into_iter()
+            .flatten()
+            .any(|(_, v)| v.as_array().is_some_and(Vec::is_empty))
+        {
+            return Err(refuse("query parameter without a value"));
+        }
+    }
+    Ok(shape)
+}
+
+/// The header fields the typed event will read: each value a valid header
+/// value under a valid name, at most `MAX_HEADERS` in all, and no name
+/// twice (in any case) within a single-value map.
+fn check_headers(event: &Value, shape: Shape) -> Result<(), &'static str> {
+    let mut count = 0usize;
+    let mut check = |name: &str, value: &Value| -> Result<(), &'static str> {
+        count += 1;
+        if count > MAX_HEADERS {
+            return Err("too many headers");
+        }
+        HeaderName::from_bytes(name.as_bytes()).map_err(|_| "header name")?;
+        let value = value.as_str().ok_or("header value")?;
+        HeaderValue::from_str(value).map_err(|_| "header value")?;
+        Ok(())
+    };
+    for field in ["headers", "multiValueHeaders"] {
+        let Some(map) = event.get(field).and_then(Value::as_object) else {
+            continue;
+        };
+        let multi = field == "multiValueHeaders";
+        if multi && shape == Shape::HttpV2 {
+            continue; // not a field of that event; ignored by its type
+        }
+        let mut names: Vec<String> = Vec::with_capacity(map.len());
+        for (name, values) in map {
+            if multi {
+                match values {
+                    Value::Array(values) => {
+                        for value in values {
+                            check(name, value)?;
+                        }
+                    }
+                    Value::Null => {}
+                    other => check(name, other)?,
+                }
+            } else if !values.is_null() {
+                check(name, values)?;
+                names.push(name.to_ascii_lowercase());
+            }
+        }
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err("repeated header name");
+        }
+    }
+    Ok(())
+}
+
+/// Step 2: the crate's typed event for `shape`'s origin.
+fn typed(shape: Shape, event: &Value) -> Result<LambdaRequest, &'static str> {
+    let invalid = |_| "event fields";
+    Ok(match shape {
+        Shape::RestV1 => LambdaRequest::ApiGatewayV1(
+            ApiGatewayProxyRequest::deserialize(event).map_err(invalid)?,
+        ),
+        Shape::HttpV2 => LambdaRequest::ApiGatewayV2(
+            ApiGatewayV2httpRequest::deserialize(event).map_err(invalid)?,
+        ),
+        Shape::Alb { .. } => {
+            LambdaRequest::Alb(AlbTargetGroupRequest::deserialize(event).map_err(invalid)?)
+        }
+    })
+}
+
+/// Step 3: the handler's request from the typed event (no URL built, the
+/// body never read).
+fn request(shape: Shape, typed: LambdaRequest) -> HttpEvent {
+    let (method, path, query, headers) = match typed {
+        LambdaRequest::ApiGatewayV1(e) => (
+            e.http_method,
+            without_stage(
+                e.path.as_deref().unwrap_or_default(),
+                e.request_context.stage.as_deref(),
+            )
+            .to_owned(),
+            query(
+                &e.multi_value_query_string_parameters,
+                &e.query_string_parameters,
+                true,
+            ),
+            every_value(e.multi_value_headers, e.headers),
+        ),
+        LambdaRequest::ApiGatewayV2(e) => {
+            let raw_path = e.raw_path.or(e.request_context.http.path);
+            (
+                e.request_context.http.method,
+                without_stage(
+                    raw_path.as_deref().unwrap_or_default(),
+                    e.request_context.stage.as_deref(),
+                )
+                .to_owned(),
+                e.raw_query_string.unwrap_or_default(),
+                e.headers,
+            )
+        }
+        LambdaRequest::Alb(e) => {
+            let multi = matches!(shape, Shape::Alb { multi: true });
+            (
+                e.http_method,
+                e.path.unwrap_or_default(),
+                query(
+                    &e.multi_value_query_string_parameters,
+                    &e.query_string_parameters,
+                    false,
+                ),
+                if multi {
+                    every_value(e.multi_value_headers, e.headers)
+                } else {
+                    e.headers
+                },
+            )
+        }
+        // Only the three origins above are enabled (Cargo.toml).
+        _ => (Method::GET, String::new(), String::new(), HeaderMap::new()),
+    };
+    HttpEvent {
         shape,
         method,
         path,
         query,
         headers,
-    })
+    }
 }
+
+use serde::Deserialize as _;
 
 /// `/prod/api/...` → `/api/...` when the stage is `prod` (custom domains and
 /// some integrations deliver the stage in the path).
@@ -144,46 +310,23 @@ fn without_stage<'a>(path: &'a str, stage: Option<&str>) -> &'a str {
     }
 }
 
-/// Every header value the event carries. Where an event has both forms
-/// (REST, ALB with multi-value headers on), `multiValueHeaders` holds every
-/// value and `headers` only the last of each name, so the multi-value form
-/// is read: a repeated header stays repeated, as on a socket (two
-/// `Authorization` headers authenticate nobody, whatever the front door).
-fn headers(event: &Value, shape: Shape) -> Result<HeaderMap, &'static str> {
-    let mut map = HeaderMap::new();
-    let mut count = 0usize;
-    let mut add = |name: &str, value: &str| -> Result<(), &'static str> {
-        count += 1;
-        if count > MAX_HEADERS {
-            return Err("too many headers");
-        }
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| "header name")?;
-        let value = HeaderValue::from_str(value).map_err(|_| "header value")?;
-        map.try_append(name, value)
-            .map_err(|_| "too many headers")?;
-        Ok(())
-    };
-    let multi = match shape {
-        Shape::RestV1 | Shape::Alb { multi: true } => {
-            event.get("multiValueHeaders").and_then(Value::as_object)
-        }
-        Shape::HttpV2 | Shape::Alb { multi: false } => None,
-    };
-    let single = event.get("headers").and_then(Value::as_object);
-    if let Some(multi) = multi {
-        for (name, values) in multi {
-            for value in values.as_array().into_iter().flatten() {
-                add(name, value.as_str().ok_or("header value")?)?;
-            }
+/// Every header value. Where an event has both forms (REST, ALB with
+/// multi-value headers on), `multiValueHeaders` holds every value and
+/// `headers` only the last of each name, so the multi-value form is read,
+/// and `headers` only for names it lacks: a repeated header stays
+/// repeated, as on a socket (two `Authorization` headers authenticate
+/// nobody, whatever the front door).
+fn every_value(multi: HeaderMap, single: HeaderMap) -> HeaderMap {
+    if multi.is_empty() {
+        return single;
+    }
+    let mut all = multi;
+    for (name, value) in &single {
+        if !all.contains_key(name) {
+            all.append(name.clone(), value.clone());
         }
     }
-    for (name, value) in single.into_iter().flatten() {
-        let listed = multi.is_some_and(|m| m.keys().any(|k| k.eq_ignore_ascii_case(name)));
-        if !listed && !value.is_null() {
-            add(name, value.as_str().ok_or("header value")?)?;
-        }
-    }
-    Ok(map)
+    all
 }
 
 /// What `percent_encoding` leaves alone in a query component: RFC 3986's
@@ -194,40 +337,29 @@ const QUERY_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// The raw query. HTTP APIs and function URLs pass it as sent. ALB passes
-/// each parameter as sent, REST APIs each parameter decoded: rebuilt here
-/// (REST: re-encoded), in name order since the event's maps have no other.
-fn query(event: &Value, shape: Shape) -> String {
-    if shape == Shape::HttpV2 {
-        return str_at(event, &["rawQueryString"])
-            .unwrap_or_default()
-            .to_owned();
-    }
-    let params = event
-        .get("multiValueQueryStringParameters")
-        .and_then(Value::as_object)
-        .filter(|m| !m.is_empty())
-        .or(event
-            .get("queryStringParameters")
-            .and_then(Value::as_object));
-    let mut pairs: Vec<String> = Vec::new();
-    for (name, values) in params.into_iter().flatten() {
-        let values: Vec<&str> = match values {
-            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-            Value::String(s) => vec![s.as_str()],
-            _ => vec![],
-        };
-        for value in values {
-            pairs.push(match shape {
-                Shape::RestV1 => format!(
+/// The raw query of a REST or ALB event, rebuilt from its parameters (the
+/// multi-value ones when present): REST APIs pass them decoded, so they
+/// are re-encoded (`encode`); ALB passes them as sent. In name order, since
+/// the maps have no other. (`precheck` refused empty value lists, on which
+/// `QueryMap::iter` would panic.)
+fn query(multi: &QueryMap, single: &QueryMap, encode: bool) -> String {
+    let params = if multi.is_empty() { single } else { multi };
+    let mut pairs: Vec<(&str, &str)> = params.iter().collect();
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    let pairs: Vec<String> = pairs
+        .into_iter()
+        .map(|(name, value)| {
+            if encode {
+                format!(
                     "{}={}",
                     utf8_percent_encode(name, QUERY_COMPONENT),
                     utf8_percent_encode(value, QUERY_COMPONENT)
-                ),
-                _ => format!("{name}={value}"),
-            });
-        }
-    }
+                )
+            } else {
+                format!("{name}={value}")
+            }
+        })
+        .collect();
     pairs.join("&")
 }
 
@@ -262,70 +394,63 @@ pub async fn handle<U: Users, P: Publishes, Q: StopQueue>(
     Ok(response_json(shape, response))
 }
 
-/// The response in the shape the event's source expects.
+/// The response in the shape the event's source expects: that origin's
+/// response type.
 pub fn response_json(shape: Shape, response: http::Response<Vec<u8>>) -> Value {
     let (parts, body) = response.into_parts();
-    let (body, base64) = if body.is_empty() {
-        (Value::Null, false)
+    let (body, is_base64_encoded) = if body.is_empty() {
+        (None, false)
     } else {
         // Our bodies are UTF-8 XML or JSON: text, so API Gateway needs no
         // binary media types.
         match String::from_utf8(body) {
-            Ok(text) => (Value::String(text), false),
-            Err(e) => {
-                use base64::Engine as _;
-                let b64 = base64::engine::general_purpose::STANDARD.encode(e.into_bytes());
-                (Value::String(b64), true)
-            }
+            Ok(text) => (Some(Body::Text(text)), false),
+            Err(e) => (Some(Body::Binary(e.into_bytes())), true),
         }
     };
-    let mut single = Map::new();
-    let mut multi = Map::new();
-    for name in parts.headers.keys() {
-        let values: Vec<&str> = parts
-            .headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        single.insert(name.as_str().to_owned(), json!(values.join(",")));
-        multi.insert(name.as_str().to_owned(), json!(values));
-    }
-    let status = parts.status.as_u16();
-    match shape {
+    let status = parts.status;
+    let headers = parts.headers;
+    let response = match shape {
         // Only multiValueHeaders: API Gateway merges both fields, which
         // would send every header twice.
-        Shape::RestV1 => json!({
-            "statusCode": status,
-            "headers": {},
-            "multiValueHeaders": multi,
-            "body": body,
-            "isBase64Encoded": base64,
+        Shape::RestV1 => serde_json::to_value({
+            let mut r = ApiGatewayProxyResponse::default();
+            r.status_code = i64::from(status.as_u16());
+            r.multi_value_headers = headers;
+            r.body = body;
+            r.is_base64_encoded = is_base64_encoded;
+            r
         }),
-        Shape::HttpV2 => json!({
-            "statusCode": status,
-            "headers": single,
-            "cookies": [],
-            "body": body,
-            "isBase64Encoded": base64,
+        Shape::HttpV2 => serde_json::to_value({
+            let mut r = ApiGatewayV2httpResponse::default();
+            r.status_code = i64::from(status.as_u16());
+            r.headers = headers;
+            r.body = body;
+            r.is_base64_encoded = is_base64_encoded;
+            r
         }),
         // ALB reads the field matching its multi-value setting.
-        Shape::Alb { multi: use_multi } => {
-            let mut out = json!({
-                "statusCode": status,
-                "statusDescription": format!("{status} {}", parts.status.canonical_reason().unwrap_or_default()),
-                "body": body,
-                "isBase64Encoded": base64,
-            });
-            let (key, value) = if use_multi {
-                ("multiValueHeaders", Value::Object(multi))
+        Shape::Alb { multi } => serde_json::to_value({
+            let mut r = AlbTargetGroupResponse::default();
+            r.status_code = i64::from(status.as_u16());
+            r.status_description = Some(format!(
+                "{} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or_default()
+            ));
+            if multi {
+                r.multi_value_headers = headers;
             } else {
-                ("headers", Value::Object(single))
-            };
-            out[key] = value;
-            out
-        }
-    }
+                r.headers = headers;
+            }
+            r.body = body;
+            r.is_base64_encoded = is_base64_encoded;
+            r
+        }),
+    };
+    // Our headers are ASCII and the body a string: this serialises; if it
+    // ever did not, a bare 500 still answers the request.
+    response.unwrap_or_else(|_| json!({"statusCode": 500, "body": null, "isBase64Encoded": false}))
 }
 
 #[cfg(test)]
@@ -336,7 +461,7 @@ mod tests {
         let mut e = json!({
             "httpMethod": "DELETE",
             "path": "/api/users/alice/appliances/1/images/2/pimages/3/cancel",
-            "requestContext": {"stage": "prod"},
+            "requestContext": {"stage": "prod", "httpMethod": "DELETE"},
         });
         for (k, v) in extra.as_object().unwrap() {
             e[k] = v.clone();
@@ -410,9 +535,36 @@ mod tests {
                 other => panic!("{e}: {other:?}"),
             }
         }
-        let many: Map<String, Value> = (0..40_000).map(|i| (format!("h{i}"), json!("v"))).collect();
+        let many: serde_json::Map<String, Value> =
+            (0..40_000).map(|i| (format!("h{i}"), json!("v"))).collect();
         match parse(&rest(json!({"headers": many}))) {
             Err(Err(m)) => assert_eq!(m.reason, "too many headers"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn what_the_typed_event_would_get_wrong_is_refused_first() {
+        // A header name twice in a single-value map: the typed map would
+        // keep one, and two Authorization values must authenticate nobody.
+        let v2 = json!({
+            "version": "2.0", "rawPath": "/x",
+            "headers": {"Authorization": "Basic a", "authorization": "Basic b"},
+            "requestContext": {"http": {"method": "DELETE"}},
+        });
+        match parse(&v2) {
+            Err(Err(m)) => assert_eq!(m.reason, "repeated header name"),
+            other => panic!("{other:?}"),
+        }
+        // An empty list of values: `QueryMap::iter` would index past it.
+        let e = rest(json!({"multiValueQueryStringParameters": {"a": []}}));
+        match parse(&e) {
+            Err(Err(m)) => assert_eq!(m.reason, "query parameter without a value"),
+            other => panic!("{other:?}"),
+        }
+        // A field of the wrong type for the crate's type: malformed.
+        match parse(&rest(json!({"path": 7}))) {
+            Err(Err(m)) => assert_eq!(m.reason, "event fields"),
             other => panic!("{other:?}"),
         }
     }
