@@ -26,7 +26,8 @@ IAM (only matters once a test turns enforcement on, see tests/deploy/):
   a custom bus failed to create).
 - An EventBridge input template's `<aws.events.rule-arn>` and
   `<aws.events.rule-name>` are the delivering rule's, as in AWS (moto left
-  them as they were).
+  them as they were), and an event's `time` is the ISO 8601 string AWS
+  sends (moto delivered epoch seconds as a number).
 - SQS SendMessage refuses what SQS refuses and moto accepts: a body (or a
   String message attribute) with a character outside `#x9 | #xA | #xD |
   #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF` (InvalidMessageContents),
@@ -41,6 +42,7 @@ Usage: moto_serial.py PORT
 """
 
 import copy
+import datetime
 import json
 import os
 import re
@@ -130,6 +132,11 @@ def _audited(original, audit_path):
 
 def _with_rule_variables(send_to_targets):
     def send(self, original_event, transform_input=True):
+        if isinstance(original_event, dict) and isinstance(original_event.get("time"), (int, float)):
+            original_event = dict(original_event)
+            original_event["time"] = datetime.datetime.fromtimestamp(
+                original_event["time"], datetime.timezone.utc
+            ).strftime("%Y-%m-%dT%H:%M:%SZ")
         targets = self.targets
         self.targets = copy.deepcopy(targets)
         for target in self.targets:

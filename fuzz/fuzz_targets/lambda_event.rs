@@ -1,35 +1,22 @@
 #![no_main]
 //! The Lambda front door on arbitrary payloads, as the runtime hands them
-//! over: whatever parses as JSON is either answered (never with a 5xx: the
+//! over: the pre-check, `lambda_http`'s typed events and our mapping.
+//! Whatever parses as JSON is either answered (never with a 5xx: the
 //! in-memory stores cannot fail) or refused as no HTTP event. Seed the
 //! corpus with `events/*.json` to start from real shapes.
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
-use publish_cancel::api::Api;
-use publish_cancel::auth::{Authenticator, FixedKeks, Sealer};
-use publish_cancel::cancel::CancelPublish;
 use publish_cancel::frontdoor::lambda;
-use publish_cancel::seed::{Seed, BUNDLED};
+use publish_cancel::seed::BUNDLED;
+use publish_cancel::startup::{memory_api, MemoryApi, Options};
 
-type MemApi = Api<MemoryUsers, MemoryPublishes, MemoryQueue>;
-
-fn setup() -> &'static (tokio::runtime::Runtime, MemApi) {
-    static SETUP: OnceLock<(tokio::runtime::Runtime, MemApi)> = OnceLock::new();
+fn setup() -> &'static (tokio::runtime::Runtime, MemoryApi) {
+    static SETUP: OnceLock<(tokio::runtime::Runtime, MemoryApi)> = OnceLock::new();
     SETUP.get_or_init(|| {
-        let sealer = Sealer::new(&[1; 32]);
-        let (users, publishes) = Seed::parse(BUNDLED).unwrap().into_memory(&sealer).unwrap();
-        let api = Api::new(
-            CancelPublish {
-                users,
-                publishes,
-                queue: MemoryQueue::default(),
-                auth: Authenticator::with_cache(Some(FixedKeks::shared(sealer))),
-            },
-            "/api",
-        );
+        // The composition root's in-memory service, as the local server.
+        let api = memory_api(BUNDLED, Options::new("/api")).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         (rt, api)
     })

@@ -120,8 +120,31 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 /// not a valid request.
 pub fn parse(event: &Value) -> Result<HttpEvent, Result<NotHttp, Malformed>> {
     let shape = precheck(event)?;
-    let typed = typed(shape, event).map_err(|reason| Err(malformed(event, shape, reason)))?;
+    // A header whose value is null is absent (the typed maps take strings).
+    let cleaned = without_null_headers(event);
+    let typed = typed(shape, cleaned.as_ref().unwrap_or(event))
+        .map_err(|reason| Err(malformed(event, shape, reason)))?;
     Ok(request(shape, typed))
+}
+
+/// The event without its null header values, when it has any.
+fn without_null_headers(event: &Value) -> Option<Value> {
+    let has_null = ["headers", "multiValueHeaders"].iter().any(|field| {
+        event
+            .get(field)
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.values().any(Value::is_null))
+    });
+    if !has_null {
+        return None;
+    }
+    let mut cleaned = event.clone();
+    for field in ["headers", "multiValueHeaders"] {
+        if let Some(map) = cleaned.get_mut(field).and_then(Value::as_object_mut) {
+            map.retain(|_, v| !v.is_null());
+        }
+    }
+    Some(cleaned)
 }
 
 /// What of an HTTP event can be echoed, from its JSON.
@@ -562,6 +585,12 @@ mod tests {
             Err(Err(m)) => assert_eq!(m.reason, "query parameter without a value"),
             other => panic!("{other:?}"),
         }
+        // A null header value is an absent header, as before.
+        let e = rest(
+            json!({"headers": {"host": null, "accept": "application/xml"},
+                            "multiValueHeaders": {"host": null}}),
+        );
+        assert_eq!(parse(&e).unwrap().headers["accept"], "application/xml");
         // A field of the wrong type for the crate's type: malformed.
         match parse(&rest(json!({"path": 7}))) {
             Err(Err(m)) => assert_eq!(m.reason, "event fields"),

@@ -357,6 +357,9 @@ async fn cancel_function_answers_every_event(
     code: &Path,
 ) {
     let stack = s.stack(admin);
+    // The bundled seed's states again (the automation samples cancelled
+    // some): the samples then make transitions, each sending its stop.
+    stack.seed().await;
     let runtime = RuntimeApi::start().await;
     let mut function = LambdaProcess::spawn(
         code,
