@@ -132,11 +132,6 @@ def _audited(original, audit_path):
 
 def _with_rule_variables(send_to_targets):
     def send(self, original_event, transform_input=True):
-        if isinstance(original_event, dict) and isinstance(original_event.get("time"), (int, float)):
-            original_event = dict(original_event)
-            original_event["time"] = datetime.datetime.fromtimestamp(
-                original_event["time"], datetime.timezone.utc
-            ).strftime("%Y-%m-%dT%H:%M:%SZ")
         targets = self.targets
         self.targets = copy.deepcopy(targets)
         for target in self.targets:
@@ -196,8 +191,25 @@ def _strict_attributes(validate):
     return check
 
 
+def _iso_time(parse):
+    """An input template sees the event's `time` as the ISO 8601 string AWS
+    sends, not moto's epoch seconds (moto's own SQS and logs targets
+    convert it themselves, from the number: left as it was for them)."""
+
+    def with_iso_time(input_template, input_paths_map, event):
+        custom = input_template is not None  # moto's default template wants the number
+        if custom and isinstance(event, dict) and isinstance(event.get("time"), (int, float)):
+            event = dict(event)
+            event["time"] = datetime.datetime.fromtimestamp(
+                event["time"], datetime.timezone.utc
+            ).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return parse(input_template=input_template, input_paths_map=input_paths_map, event=event)
+
+    return staticmethod(with_iso_time)
+
+
 def patch():
-    from moto.events.models import EventBus, Rule
+    from moto.events.models import EventBus, EventTemplateParser, Rule
     from moto.sqs import models as sqs_models
     from moto.sqs import responses as sqs_responses
 
@@ -209,6 +221,7 @@ def patch():
     if not hasattr(EventBus, "physical_resource_id"):
         EventBus.physical_resource_id = property(lambda self: self.name)
     Rule.send_to_targets = _with_rule_variables(Rule.send_to_targets)
+    EventTemplateParser.parse = _iso_time(EventTemplateParser.parse)
     DynamoHandler._determine_resource = _dynamodb_resource
     SecretsManagerResponse._determine_resource = _secret_resource
     access_control.IAMPolicy.__init__ = _iam_policy_init

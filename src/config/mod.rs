@@ -215,10 +215,14 @@ impl Backend {
         match env.get(ENV_BACKEND).as_deref() {
             None | Some("aws") => Ok(Backend::Aws),
             Some("memory") => {
-                if env
+                // The Lambda service names its execution environment; SAM's
+                // emulation says it is one (AWS_SAM_LOCAL), whatever the base
+                // image sets.
+                let in_lambda = env
                     .get("AWS_EXECUTION_ENV")
-                    .is_some_and(|e| e.starts_with("AWS_Lambda_"))
-                {
+                    .is_some_and(|e| e.starts_with("AWS_Lambda_"));
+                let sam_local = env.get("AWS_SAM_LOCAL").as_deref() == Some("true");
+                if in_lambda && !sam_local {
                     return Err(ConfigError::Invalid(
                         ENV_BACKEND,
                         "memory is for local invocation only; in Lambda, remove it and give the \
@@ -398,6 +402,12 @@ mod tests {
             in_lambda,
             Err(ConfigError::Invalid(ENV_BACKEND, _))
         ));
+        let sam_local = backend(&[
+            (ENV_BACKEND, "memory"),
+            ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023"),
+            ("AWS_SAM_LOCAL", "true"),
+        ]);
+        assert!(matches!(sam_local, Ok(Backend::Memory { .. })));
         assert!(backend(&[(ENV_BACKEND, "mem")])
             .unwrap_err()
             .to_string()

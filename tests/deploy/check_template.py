@@ -272,7 +272,7 @@ def check_waf_limit(template):
 def check_local_env(path, env_path):
     """`sam local invoke/start-api --env-vars events/local-env.json`: the
     file names functions of the template, and gives each the embedded
-    in-memory backend (sam local itself needs Docker, not here)."""
+    in-memory backend (tests/sam_local.py then runs sam local with it)."""
     functions = sam.resources_of_type(sam.load(path), "AWS::Serverless::Function")
     try:
         env = json.loads(open(env_path).read())
