@@ -129,6 +129,14 @@ impl SeedUser {
         let password_hash = match (&self.password, &self.password_hash) {
             (Some(_), Some(_)) => return Err(err("give password or passwordHash, not both")),
             (Some(p), None) => Some(password::hash(p).map_err(|_| err("cannot hash password"))?),
+            // A hash that is not ours would only ever be verified as the
+            // dummy (auth::password::ours): refuse it where it is written.
+            (None, Some(h)) if password::ours(h).is_none() => {
+                return Err(err(
+                    "passwordHash must be an Argon2id hash with this service's parameters \
+                     ($argon2id$v=19$m=19456,t=2,p=1$...); give password instead to have it hashed",
+                ))
+            }
             (None, h) => h.clone(),
         };
         let api_keys = self
@@ -226,6 +234,9 @@ mod tests {
         for bad in [
             r#"{"users":[{"login":"a b"}]}"#,
             r#"{"users":[{"login":"a","password":"x","passwordHash":"y"}]}"#,
+            r#"{"users":[{"login":"a","passwordHash":"y"}]}"#,
+            r#"{"users":[{"login":"a","passwordHash":"$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"}]}"#,
+            r#"{"users":[{"login":"a","passwordHash":"$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"}]}"#,
             r#"{"publishes":[{"uid":"a","aid":1,"itid":2,"pitid":3,"state":"paused"}]}"#,
             r#"{"publishes":[{"uid":"a","aid":1,"itid":2,"pitid":3,"state":"queued","typo":1}]}"#,
             r#"{"userz":[]}"#,

@@ -134,6 +134,7 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
             path = truncate(path, MAX_ECHOED_URI),
             result = %e,
             status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
             "cancel"
         );
         self.record(RequestFacts {

@@ -48,6 +48,10 @@ impl KekSource for FixedKeks {
 pub const KEK_REFRESH: Duration = Duration::from_secs(600);
 /// After a failed refresh, the cached KEKs serve this long before the next try.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// After a failed first read (nothing cached), API-key requests fail at
+/// once for this long rather than each reading the store again: a store
+/// that is down is not asked twice a request, and a blip costs seconds.
+pub const RETRY_FIRST_READ_AFTER: Duration = Duration::from_secs(5);
 
 /// Caches what a KEK store answered, for the environment's life, with a
 /// bounded refresh. One read at a time: concurrent first requests wait for
@@ -55,6 +59,8 @@ pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub struct KekCache {
     state: tokio::sync::Mutex<Option<Cached>>,
+    /// Until when a failed first read is remembered (nothing cached yet).
+    first_read_failed: std::sync::Mutex<Option<Instant>>,
 }
 
 #[derive(Debug)]
@@ -86,6 +92,11 @@ impl KekCache {
                 return Ok(c.sealer.clone());
             }
         }
+        if state.is_none() && self.first_read_failed().is_some_and(|until| now < until) {
+            return Err(BackendError::msg(
+                "the KEK store failed moments ago; not read again yet",
+            ));
+        }
         match read.await {
             Ok(sealer) => {
                 let sealer = Arc::new(sealer);
@@ -104,9 +115,26 @@ impl KekCache {
                     c.looked_for.extend(wanted);
                     Ok(c.sealer.clone())
                 }
-                None => Err(e),
+                None => {
+                    self.remember_first_read_failed(now + RETRY_FIRST_READ_AFTER);
+                    Err(e)
+                }
             },
         }
+    }
+
+    fn first_read_failed(&self) -> Option<Instant> {
+        *self
+            .first_read_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remember_first_read_failed(&self, until: Instant) {
+        *self
+            .first_read_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(until);
     }
 }
 
@@ -174,6 +202,13 @@ mod tests {
         let cache = KekCache::default();
         let reads = AtomicUsize::new(0);
         assert!(cache.get(None, read(&reads, 1, false)).await.is_err());
+        // Remembered: the next requests fail without reading the store.
+        for _ in 0..5 {
+            assert!(cache.get(None, read(&reads, 1, true)).await.is_err());
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        // Once that time has passed, the store is read again.
+        cache.remember_first_read_failed(Instant::now());
         cache.get(None, read(&reads, 1, true)).await.unwrap();
         age(&cache).await;
         let kept = cache.get(None, read(&reads, 2, false)).await.unwrap();

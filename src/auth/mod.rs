@@ -79,6 +79,14 @@ pub struct Authenticator {
     keks: Option<Arc<dyn KekSource>>,
     /// Recently verified passwords; `None` verifies every request with Argon2.
     cache: Option<Arc<VerifiedCache>>,
+    /// Argon2 verifications running at once (each holds 19 MiB): a request
+    /// beyond waits its turn (within its time budget), it is not refused.
+    verifications: Arc<tokio::sync::Semaphore>,
+    #[cfg(test)]
+    peak: Arc<(
+        std::sync::atomic::AtomicUsize,
+        std::sync::atomic::AtomicUsize,
+    )>,
 }
 
 /// The production cache: five minutes, bounded to a few thousand entries
@@ -86,18 +94,61 @@ pub struct Authenticator {
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
 pub const CACHE_CAPACITY: usize = 4096;
 
+/// At most this many Argon2 verifications at once, per process: one per
+/// core (at least 2, at most 8). Lambda serves one request at a time, so
+/// this only bounds the local server, where 256 clients once meant 256
+/// verifications (about 4.8 GiB) at once.
+pub fn max_concurrent_verifications() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
+
 impl Authenticator {
     /// Without a verified-credential cache.
     pub fn new(keks: Option<Arc<dyn KekSource>>) -> Self {
-        Authenticator { keks, cache: None }
+        Authenticator::build(keks, None, max_concurrent_verifications())
     }
 
     /// With the production verified-credential cache.
     pub fn with_cache(keks: Option<Arc<dyn KekSource>>) -> Self {
+        Authenticator::build(
+            keks,
+            VerifiedCache::new(CACHE_TTL, CACHE_CAPACITY).map(Arc::new),
+            max_concurrent_verifications(),
+        )
+    }
+
+    fn build(
+        keks: Option<Arc<dyn KekSource>>,
+        cache: Option<Arc<VerifiedCache>>,
+        verifications: usize,
+    ) -> Self {
         Authenticator {
             keks,
-            cache: VerifiedCache::new(CACHE_TTL, CACHE_CAPACITY).map(Arc::new),
+            cache,
+            verifications: Arc::new(tokio::sync::Semaphore::new(verifications.max(1))),
+            #[cfg(test)]
+            peak: Arc::default(),
         }
+    }
+
+    /// Counts a verification in flight, keeping the peak (tests).
+    #[cfg(test)]
+    fn count_running(&self) -> impl Drop {
+        use std::sync::atomic::Ordering::SeqCst;
+        struct Running(
+            Arc<(
+                std::sync::atomic::AtomicUsize,
+                std::sync::atomic::AtomicUsize,
+            )>,
+        );
+        impl Drop for Running {
+            fn drop(&mut self) {
+                self.0 .0.fetch_sub(1, SeqCst);
+            }
+        }
+        let now = self.peak.0.fetch_add(1, SeqCst) + 1;
+        self.peak.1.fetch_max(now, SeqCst);
+        Running(self.peak.clone())
     }
 
     /// How many verified credentials are cached (0 without a cache).
@@ -157,7 +208,14 @@ impl Authenticator {
             }
         }
         trace.check = Check::Argon2;
-        // Argon2 is ~tens of ms of CPU: keep it off the reactor threads.
+        // Wait for a turn (queued, never refused: the request's own budget
+        // bounds the wait), then keep Argon2's tens of ms of CPU off the
+        // reactor threads.
+        let Ok(_turn) = self.verifications.clone().acquire_owned().await else {
+            return Err(AuthError::Denied);
+        };
+        #[cfg(test)]
+        let _running = self.count_running();
         let verified = tokio::task::spawn_blocking(move || {
             let ok = password::verify(&c.password, stored.as_deref());
             if let (true, Some(cache), Some(hash)) = (ok, cache, stored) {
@@ -301,6 +359,41 @@ mod tests {
             login: Login::parse(login).unwrap(),
             password: password.into(),
         })
+    }
+
+    /// A flood of password guesses queues for Argon2: never more than the
+    /// bound verify at once, and every one is answered (none refused for
+    /// want of a turn).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_verifications_are_bounded_and_queued() {
+        let sealer = Sealer::new(&[1; 32]);
+        let (users, _) = Seed::parse(BUNDLED).unwrap().into_memory(&sealer).unwrap();
+        let auth = Arc::new(Authenticator::build(None, None, 2));
+        let users = Arc::new(users);
+        let alice = Login::parse("alice").unwrap();
+        let tasks: Vec<_> = (0..24)
+            .map(|i| {
+                let (auth, users, alice) = (auth.clone(), users.clone(), alice.clone());
+                tokio::spawn(async move {
+                    let pw = if i % 2 == 0 {
+                        "wrong"
+                    } else {
+                        "alice-password"
+                    };
+                    auth.authenticate(&*users, basic("alice", pw), &alice).await
+                })
+            })
+            .collect();
+        let mut answered = 0;
+        for (i, t) in tasks.into_iter().enumerate() {
+            let (result, trace) = t.await.unwrap();
+            assert_eq!(trace.check, Check::Argon2);
+            assert_eq!(result.is_ok(), i % 2 == 1, "answered on its merits");
+            answered += 1;
+        }
+        assert_eq!(answered, 24);
+        let peak = auth.peak.1.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=2).contains(&peak), "peak {peak}");
     }
 
     /// A timing oracle is a difference in work between failures; this

@@ -50,6 +50,9 @@ struct Args {
     /// Milliseconds a connection has to send a request's headers.
     #[arg(long, value_name = "MS", default_value_t = Limits::default().header_timeout.as_millis() as u64)]
     header_timeout_ms: u64,
+    /// Milliseconds a connection stays open at most, busy or not.
+    #[arg(long, value_name = "MS", default_value_t = Limits::default().max_lifetime.as_millis() as u64)]
+    max_lifetime_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +88,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let limits = Limits {
         max_connections: args.max_connections,
         header_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
+        max_lifetime: std::time::Duration::from_millis(args.max_lifetime_ms),
     };
     let addr = listener.local_addr()?;
     match args.backend {

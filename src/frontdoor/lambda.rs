@@ -175,6 +175,13 @@ fn malformed(event: &Value, shape: Shape, reason: &'static str) -> Malformed {
 pub fn precheck(event: &Value) -> Result<Shape, Result<NotHttp, Malformed>> {
     let shape = Shape::of(event).map_err(Ok)?;
     let refuse = |reason| Err(malformed(event, shape, reason));
+    if shape == (Shape::Alb { multi: false }) {
+        // Without multi-value headers ALB passes one value per name, so a
+        // second Authorization could not be seen (and refused): this
+        // function requires the target group attribute
+        // lambda.multi_value_headers.enabled (README, template).
+        return Err(refuse("ALB target group without multi-value headers"));
+    }
     let method = match shape {
         Shape::HttpV2 => str_at(event, &["requestContext", "http", "method"]),
         Shape::RestV1 | Shape::Alb { .. } => str_at(event, &["httpMethod"]),
@@ -599,6 +606,20 @@ mod tests {
     }
 
     #[test]
+    fn alb_events_must_carry_multi_value_headers() {
+        let single = json!({"httpMethod": "DELETE", "path": "/x", "requestContext": {"elb": {}},
+                            "headers": {"authorization": "Basic b"}});
+        match parse(&single) {
+            Err(Err(m)) => assert_eq!(m.reason, "ALB target group without multi-value headers"),
+            other => panic!("{other:?}"),
+        }
+        let multi = json!({"httpMethod": "DELETE", "path": "/x", "requestContext": {"elb": {}},
+                           "multiValueHeaders": {"authorization": ["Basic a", "Basic b"]}});
+        let req = parse(&multi).unwrap();
+        assert_eq!(req.headers.get_all("authorization").iter().count(), 2);
+    }
+
+    #[test]
     fn what_lambda_http_panicked_on_is_an_ordinary_request() {
         // Host and X-Forwarded-Proto that no URL can hold, a raw query with
         // a space, a body flagged base64 that is not: none of it matters.
@@ -628,7 +649,8 @@ mod tests {
         );
         let alb = json!({
             "httpMethod": "DELETE", "path": "/x", "requestContext": {"elb": {}},
-            "queryStringParameters": {"apiKey": "PUB", "signature": "a%2Fb"},
+            "multiValueHeaders": {},
+            "multiValueQueryStringParameters": {"apiKey": ["PUB"], "signature": ["a%2Fb"]},
         });
         assert_eq!(parse(&alb).unwrap().query, "apiKey=PUB&signature=a%2Fb");
     }

@@ -5,9 +5,12 @@
 //! survives what a careless or hostile client does: running out of file
 //! descriptors makes it back off and keep accepting (it once exited on the
 //! first "Too many open files"), a connection must send its request head
-//! within `header_timeout` (a byte-a-second client no longer holds it), and
-//! at most `max_connections` are open at once (the rest wait in the kernel's
-//! backlog).
+//! within `header_timeout` (a byte-a-second client no longer holds it), a
+//! connection lives at most `max_lifetime` whatever it does (a client that
+//! pipelines requests and never reads the answers no longer holds its slot
+//! for ever), and at most `max_connections` are open at once (the rest wait
+//! in the kernel's backlog). Password verifications are bounded apart
+//! (`auth::max_concurrent_verifications`): queued, not refused.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -34,6 +37,8 @@ pub struct Limits {
     /// Time a connection has to send a request's head (and, idle between
     /// requests, the next one's).
     pub header_timeout: Duration,
+    /// Longest a connection stays open, busy or not.
+    pub max_lifetime: Duration,
 }
 
 impl Default for Limits {
@@ -41,6 +46,7 @@ impl Default for Limits {
         Limits {
             max_connections: 256,
             header_timeout: Duration::from_secs(10),
+            max_lifetime: Duration::from_secs(60),
         }
     }
 }
@@ -87,12 +93,12 @@ where
                 async move { Ok::<_, Infallible>(handle(&api, req).await) }
             });
             // A client that goes away mid-request, or too slowly, is not
-            // our error.
-            let _ = http1::Builder::new()
+            // our error; one that outlives its lifetime is closed.
+            let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(limits.max_lifetime, connection).await;
             drop(slot);
         });
     }

@@ -287,3 +287,39 @@ async fn connections_beyond_the_limit_wait_their_turn() {
         started.elapsed()
     );
 }
+
+/// Clients that pipeline requests and never read the answers hold their
+/// connections only for the connection's lifetime: with every slot taken
+/// by such clients, a new client is served once their time is up.
+#[tokio::test]
+async fn clients_that_never_read_are_cut_off_at_the_lifetime() {
+    use tokio::io::AsyncWriteExt;
+    let (_server, addr) = start(
+        &["--max-connections", "2", "--max-lifetime-ms", "1500"],
+        &[],
+    )
+    .await;
+    let request = b"DELETE /api/users/alice/appliances/1/images/2/pimages/9/cancel HTTP/1.1\r\n\
+Host: x\r\nAuthorization: Basic YWxpY2U6d3Jvbmc=\r\n\r\n";
+    let mut hogs = Vec::new();
+    for _ in 0..2 {
+        let mut hog = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        // Pipelined requests, answers never read: the server's writes
+        // block once the socket buffers fill.
+        let burst = request.repeat(2_000);
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(300), hog.write_all(&burst))
+            .await;
+        hogs.push(hog);
+    }
+    let started = std::time::Instant::now();
+    still_serving(&addr).await;
+    let waited = started.elapsed();
+    // Served, and only once a hog's lifetime was up (not by chance of a
+    // free slot): the hogs held both slots until then.
+    assert!(
+        waited >= std::time::Duration::from_millis(700)
+            && waited < std::time::Duration::from_secs(10),
+        "{waited:?}"
+    );
+    drop(hogs);
+}
