@@ -76,6 +76,9 @@ async fn main() {
     rows.extend(binary_sizes());
     rows.extend(local_server_rss(&auth).await);
     rows.extend(automation_beside_http(&stack, &event).await);
+    if let Some(baseline) = std::env::var_os("UFORGE_BENCH_BASELINE") {
+        rows.extend(against_baseline(Path::new(&baseline)).await);
+    }
     let settings = lambda_memory_settings(&stack, &event).await;
 
     println!("| measure | figure | reference |\n| --- | --- | --- |");
@@ -983,4 +986,98 @@ impl<T: publish_cancel::ports::StopQueue> publish_cancel::ports::StopQueue for S
         tokio::time::sleep(self.1).await;
         self.0.send(stop).await
     }
+}
+
+// --- Against a baseline build (UFORGE_BENCH_BASELINE=<its target/release>) ---
+
+const BASELINE_RUNS: usize = 15;
+const BASELINE_EVENTS: usize = 2_000;
+
+/// User+system CPU time of process `pid` so far, in ms (Linux /proc).
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after ')'.
+    let hz = 100.0; // USER_HZ on Linux
+    (ticks(11) + ticks(12)) * 1000.0 / hz
+}
+
+/// Init and CPU per event of this build's Lambda binaries against the same
+/// binaries of another build, interleaved run by run on the in-memory
+/// backend (no emulator noise): the HTTP function on a 405 (event in,
+/// routing, response out: the event layer and nothing else), the
+/// automation function on the SQS batch sample.
+async fn against_baseline(baseline: &Path) -> Vec<Row> {
+    let http_event = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("events/apigw-rest-wrong-method.json"),
+    )
+    .unwrap();
+    let sqs_event = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("events/automation/sqs-batch.json"),
+    )
+    .unwrap();
+    let mut rows = Vec::new();
+    for (name, event) in [("publish-cancel", &http_event), ("automation", &sqs_event)] {
+        // (init ms, CPU µs per event) for [this build, baseline].
+        let mut figures: [(Vec<f64>, Vec<f64>); 2] = Default::default();
+        for _ in 0..BASELINE_RUNS {
+            for (i, bin) in [release(name), baseline.join(name)].into_iter().enumerate() {
+                let runtime = RuntimeApi::start().await;
+                let started = Instant::now();
+                let mut child = tokio::process::Command::new(&bin)
+                    .env_clear()
+                    .env("AWS_LAMBDA_RUNTIME_API", &runtime.addr)
+                    .env("AWS_LAMBDA_FUNCTION_NAME", name)
+                    .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+                    .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+                    .env("AWS_LAMBDA_LOG_LEVEL", "ERROR")
+                    .env("UFORGE_BACKEND", "memory")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+                while runtime.first_next().is_none() {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+                figures[i]
+                    .0
+                    .push(ms(runtime.first_next().unwrap() - started));
+                let pid = child.id().unwrap_or(0);
+                // One event to warm up, then the measured ones.
+                let _ = runtime.invoke(event).await;
+                let before = cpu_ms(pid);
+                for _ in 0..BASELINE_EVENTS {
+                    let _ = runtime.invoke(event).await;
+                }
+                figures[i]
+                    .1
+                    .push((cpu_ms(pid) - before) * 1000.0 / BASELINE_EVENTS as f64);
+                child.kill().await.ok();
+            }
+        }
+        let p50 = |v: &Vec<f64>| pct(&sorted(v.clone()), 0.5);
+        let (ours, base) = (&figures[0], &figures[1]);
+        rows.push(Row(
+            format!("{name}: init, this build vs baseline"),
+            format!("{:.1} ms vs {:.1} ms", p50(&ours.0), p50(&base.0)),
+            format!("{:.2}×", p50(&ours.0) / p50(&base.0)),
+        ));
+        rows.push(Row(
+            format!("{name}: CPU per event (process CPU time), this build vs baseline"),
+            format!("{:.0} µs vs {:.0} µs", p50(&ours.1), p50(&base.1)),
+            format!("{:.2}×", p50(&ours.1) / p50(&base.1)),
+        ));
+    }
+    rows
 }

@@ -107,13 +107,31 @@ def answer(sample, done):
     return json.loads(done.stdout)
 
 
-def http_answer(sample, want, done):
-    resp = answer(sample, done)
+def check_http(sample, want, resp):
+    """An HTTP function's answer against its line of events/expected.json
+    (shared with tests/sam_local.py)."""
     got = (resp.get("statusCode"), content_type(resp))
     wanted = (want["status"], want.get("contentType"))
     if got != wanted:
         sys.exit(f"events/{sample}: got {got}, expected {wanted}: {resp}")
     return got[0]
+
+
+def check_automation(sample, want, resp):
+    """An automation answer (a batch's failures, or an outcome) against
+    events/automation/expected.json (shared with tests/sam_local.py)."""
+    if "batchItemFailures" in want:
+        got = [f["itemIdentifier"] for f in resp.get("batchItemFailures", [])]
+        if got != want["batchItemFailures"]:
+            sys.exit(f"events/{sample}: failed items {got}, expected {want['batchItemFailures']}")
+        return f"{len(got)} failed item(s)"
+    if (resp.get("outcome"), resp.get("state")) != (want["outcome"], want["state"]):
+        sys.exit(f"events/{sample}: got {resp}, expected {want}")
+    return resp["outcome"]
+
+
+def http_answer(sample, want, done):
+    return check_http(sample, want, answer(sample, done))
 
 
 def automation_answer(sample, want, done):
@@ -123,15 +141,7 @@ def automation_answer(sample, want, done):
         if done.returncode == 0 or want["errorType"] not in text:
             sys.exit(f"events/{sample}: expected {want['errorType']}, got:\n{text}")
         return want["errorType"]
-    resp = answer(sample, done)
-    if "batchItemFailures" in want:
-        got = [f["itemIdentifier"] for f in resp.get("batchItemFailures", [])]
-        if got != want["batchItemFailures"]:
-            sys.exit(f"events/{sample}: failed items {got}, expected {want['batchItemFailures']}")
-        return f"{len(got)} failed item(s)"
-    if (resp.get("outcome"), resp.get("state")) != (want["outcome"], want["state"]):
-        sys.exit(f"events/{sample}: got {resp}, expected {want}")
-    return resp["outcome"]
+    return check_automation(sample, want, answer(sample, done))
 
 
 def a_misconfigured_start_is_an_init_error():

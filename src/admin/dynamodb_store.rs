@@ -13,8 +13,8 @@ use aws_sdk_dynamodb::Client;
 
 use super::{AdminError, AdminStore, UserSummary};
 use crate::adapters::dynamodb::{
-    attr, publish_item_key, record_from_item, record_to_item, user_from_item, user_to_item,
-    PENDING_STOPS_INDEX,
+    applied, attr, publish_item_key, record_from_item, record_to_item, user_from_item,
+    user_to_item, PENDING_STOPS_INDEX,
 };
 use crate::adapters::sdk_error;
 use crate::auth::KekSource;
@@ -266,14 +266,10 @@ impl DynamoAdmin {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Deleted meanwhile: nothing to repair.
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(e) => Err(backend("backfilling a cancel's audit", e)),
-        }
+        // Not applied: deleted meanwhile, nothing to repair.
+        applied(result)
+            .map(|_| ())
+            .map_err(|e| backend("backfilling a cancel's audit", e))
     }
 
     async fn requeue_stop(&self, key: &PublishKey) -> Result<(), AdminError> {
@@ -290,13 +286,9 @@ impl DynamoAdmin {
             .expression_attribute_values(":pending", AttributeValue::S(attr::PENDING.into()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(e) => Err(backend("re-queueing a parked stop", e)),
-        }
+        applied(result)
+            .map(|_| ())
+            .map_err(|e| backend("re-queueing a parked stop", e))
     }
 }
 

@@ -342,6 +342,22 @@ impl Stack {
         put_publish(&self.dynamo, &self.publishes_table, rec).await
     }
 
+    /// A publish item as an earlier release, an operator or a script might
+    /// have written it: every attribute given as is.
+    pub async fn put_raw_publish(&self, attrs: &[(&str, AttributeValue)]) {
+        let item: HashMap<String, AttributeValue> = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        self.dynamo
+            .put_item()
+            .table_name(&self.publishes_table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .expect("put raw item");
+    }
+
     pub async fn create_queue_now(&self) {
         let name = self
             .queue_url

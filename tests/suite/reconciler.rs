@@ -4,7 +4,6 @@
 
 use crate::common;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -163,23 +162,6 @@ async fn a_failed_send_answers_503_and_the_client_retry_clears_the_mark() {
     assert_eq!(stack.drain().await.len(), 1);
 }
 
-/// A raw publish item, as an earlier release, an operator or a script
-/// might have written it: every attribute given as is.
-async fn put_raw(stack: &Stack, attrs: &[(&str, AttributeValue)]) {
-    let item: HashMap<String, AttributeValue> = attrs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    stack
-        .dynamo
-        .put_item()
-        .table_name(&stack.publishes_table)
-        .set_item(Some(item))
-        .send()
-        .await
-        .expect("put raw item");
-}
-
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.into())
 }
@@ -207,7 +189,7 @@ async fn put_pending(
         (attr::STOP_PENDING, s(attr::PENDING)),
     ];
     attrs.extend(extra.iter().cloned());
-    put_raw(stack, &attrs).await;
+    stack.put_raw_publish(&attrs).await;
 }
 
 /// Items no version of ours writes today, older than a good pending one,

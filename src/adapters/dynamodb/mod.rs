@@ -11,3 +11,20 @@ pub use items::{
 };
 pub use publishes::DynamoPublishes;
 pub use users::DynamoUsers;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+
+/// A conditional `UpdateItem`'s result: `true` written, `false` its
+/// condition did not hold (nothing written), or the error.
+pub fn applied(
+    result: Result<UpdateItemOutput, SdkError<UpdateItemError>>,
+) -> Result<bool, SdkError<UpdateItemError>> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -152,13 +152,7 @@ impl Publishes for DynamoPublishes {
             .expression_attribute_values(":stale", AttributeValue::N(stale_before.0.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error("claiming a pending stop", e)),
-        }
+        super::applied(result).map_err(|e| sdk_error("claiming a pending stop", e))
     }
 
     async fn release_stop(&self, key: &PublishKey) -> Result<(), BackendError> {
@@ -250,13 +244,7 @@ impl DynamoPublishes {
                 .expression_attribute_names("#undeliverable", attr::STOP_UNDELIVERABLE)
                 .expression_attribute_values(":why", why);
         }
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        super::applied(request.send().await).map(|_| ())
     }
 }
 
