@@ -267,9 +267,9 @@ impl DynamoAdmin {
             .send()
             .await;
         // Not applied: deleted meanwhile, nothing to repair.
-        applied(result)
+        applied(result, "backfilling a cancel's audit")
             .map(|_| ())
-            .map_err(|e| backend("backfilling a cancel's audit", e))
+            .map_err(AdminError::Backend)
     }
 
     async fn requeue_stop(&self, key: &PublishKey) -> Result<(), AdminError> {
@@ -286,9 +286,9 @@ impl DynamoAdmin {
             .expression_attribute_values(":pending", AttributeValue::S(attr::PENDING.into()))
             .send()
             .await;
-        applied(result)
+        applied(result, "re-queueing a parked stop")
             .map(|_| ())
-            .map_err(|e| backend("re-queueing a parked stop", e))
+            .map_err(AdminError::Backend)
     }
 }
 

@@ -16,15 +16,16 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 
 /// A conditional `UpdateItem`'s result: `true` written, `false` its
-/// condition did not hold (nothing written), or the error.
+/// condition did not hold (nothing written), or the error (`context`).
 pub fn applied(
     result: Result<UpdateItemOutput, SdkError<UpdateItemError>>,
-) -> Result<bool, SdkError<UpdateItemError>> {
+    context: &'static str,
+) -> Result<bool, crate::ports::BackendError> {
     match result {
         Ok(_) => Ok(true),
         Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
             Ok(false)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(crate::adapters::sdk_error(context, e)),
     }
 }

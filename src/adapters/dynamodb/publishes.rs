@@ -152,19 +152,22 @@ impl Publishes for DynamoPublishes {
             .expression_attribute_values(":stale", AttributeValue::N(stale_before.0.to_string()))
             .send()
             .await;
-        super::applied(result).map_err(|e| sdk_error("claiming a pending stop", e))
+        super::applied(result, "claiming a pending stop")
     }
 
     async fn release_stop(&self, key: &PublishKey) -> Result<(), BackendError> {
-        self.remove_if_pending(key, "REMOVE #claimed", None)
+        self.remove_if_pending(key, "REMOVE #claimed", None, "releasing a pending stop")
             .await
-            .map_err(|e| sdk_error("releasing a pending stop", e))
     }
 
     async fn stop_sent(&self, key: &PublishKey) -> Result<(), BackendError> {
-        self.remove_if_pending(key, "REMOVE #pending, #claimed", None)
-            .await
-            .map_err(|e| sdk_error("clearing a pending stop", e))
+        self.remove_if_pending(
+            key,
+            "REMOVE #pending, #claimed",
+            None,
+            "clearing a pending stop",
+        )
+        .await
     }
 
     async fn stop_undeliverable(&self, key: &PublishKey, reason: &str) -> Result<(), BackendError> {
@@ -176,9 +179,9 @@ impl Publishes for DynamoPublishes {
             key,
             "REMOVE #pending, #claimed SET #undeliverable = :why",
             Some(AttributeValue::S(reason)),
+            "parking an undeliverable stop",
         )
         .await
-        .map_err(|e| sdk_error("parking an undeliverable stop", e))
     }
 
     async fn pending_stops(
@@ -227,7 +230,8 @@ impl DynamoPublishes {
         key: &PublishKey,
         update: &str,
         why: Option<AttributeValue>,
-    ) -> Result<(), SdkError<UpdateItemError>> {
+        context: &'static str,
+    ) -> Result<(), BackendError> {
         let mut request = self
             .client
             .update_item()
@@ -244,7 +248,7 @@ impl DynamoPublishes {
                 .expression_attribute_names("#undeliverable", attr::STOP_UNDELIVERABLE)
                 .expression_attribute_values(":why", why);
         }
-        super::applied(request.send().await).map(|_| ())
+        super::applied(request.send().await, context).map(|_| ())
     }
 }
 
