@@ -15,6 +15,9 @@ look: what CloudFormation would actually be asked to build.
   the automation bus), its command queue (reporting partial batch
   failures) and direct invokes, never through API Gateway; its failed
   asynchronous invocations land on a queue.
+- "Publish Cancelled" announcements go to their own bus, which only the
+  pipe may write, as a fixed projection; AutomationPrincipals refuses
+  wildcards.
 - The IAM statements of the transformed template have no wildcard either.
 
 Exits non-zero on the first failed check, printing what was found.
@@ -228,6 +231,41 @@ def check_automation(template):
     )
 
 
+def check_announcements(template):
+    """"Publish Cancelled" goes to a bus of its own that only the pipe may
+    put events on, as a fixed projection; requesters are granted the
+    automation bus only, and AutomationPrincipals takes no wildcard."""
+    (pipe,) = sam.resources_of_type(template, "AWS::Pipes::Pipe").values()
+    props = pipe["Properties"]
+    check(props["Target"] == {"Fn::GetAtt": ["AnnouncementBus", "Arn"]}, f"the pipe announces on {props['Target']}")
+    rendered = props["TargetParameters"]["InputTemplate"]
+    check("<$.dynamodb.NewImage>" not in rendered and '"record"' not in rendered,
+          "the pipe forwards the whole new image, not a fixed projection")
+    (policy,) = [p["Properties"] for p in sam.resources_of_type(template, "AWS::Events::EventBusPolicy").values()
+                 if p["Properties"].get("EventBusName") == {"Ref": "AnnouncementBus"}] or [{}]
+    st = policy.get("Statement", {})
+    check(
+        st.get("Effect") == "Deny" and st.get("Principal") == "*" and st.get("Action") == "events:PutEvents"
+        and st.get("Condition", {}).get("ArnNotEquals", {}).get("aws:PrincipalArn")
+        == {"Fn::GetAtt": ["PublishCancelledPipeRole", "Arn"]},
+        f"the announcement bus is not the pipe's alone: {policy}",
+    )
+    for name, p in sam.resources_of_type(template, "AWS::Events::EventBusPolicy").items():
+        if p["Properties"].get("Statement", {}).get("Effect") == "Allow":
+            check(p["Properties"].get("EventBusName") == {"Ref": "AutomationBus"},
+                  f"{name} lets requesters put events on {p['Properties'].get('EventBusName')}")
+    allowed = template["Parameters"]["AutomationPrincipals"].get("AllowedPattern")
+    if not check(allowed, "AutomationPrincipals takes any string"):
+        return
+    pattern = re.compile(allowed)
+    for ok in ["", "123456789012", "arn:aws:iam::123456789012:root",
+               "arn:aws:iam::123456789012:role/watchdog", "arn:aws:iam::123456789012:user/ops/alice"]:
+        check(pattern.fullmatch(ok), f"AutomationPrincipals refuses {ok!r}")
+    for bad in ["*", "arn:aws:iam::*:root", "arn:aws:iam::123456789012:role/*", "12345678901",
+                "arn:aws:iam::123456789012:*", "o-abc123", "arn:aws:sts::123456789012:assumed-role/x/y"]:
+        check(not pattern.fullmatch(bad), f"AutomationPrincipals accepts {bad!r}")
+
+
 def check_dashboards(template):
     """Each dashboard body is JSON once CloudFormation has substituted it."""
     for name, d in sam.resources_of_type(template, "AWS::CloudWatch::Dashboard").items():
@@ -298,6 +336,7 @@ def main(path):
     check_gateway_responses(body)
     check_functions(template)
     check_automation(template)
+    check_announcements(template)
     check_dashboards(template)
     check_waf_limit(template)
     check_waf(template)

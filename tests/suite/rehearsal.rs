@@ -268,9 +268,17 @@ fn check_read_back(s: &Deployed) {
         publishes["stream"]["StreamViewType"], "NEW_AND_OLD_IMAGES",
         "{publishes}"
     );
-    // Its bus has one rule, for cancel requests only (not the "Publish
-    // Cancelled" events the pipe puts there), invoking it with the rule's
-    // ARN and the whole event.
+    // Announcements have a bus of their own, with no rule of ours.
+    let announcements = &s.d["buses"]["AnnouncementBus"];
+    assert_eq!(s.d["outputs"]["AnnouncementBusName"], announcements["name"]);
+    assert_ne!(announcements["name"], s.d["buses"]["AutomationBus"]["name"]);
+    assert_eq!(
+        announcements["rules"],
+        serde_json::json!([]),
+        "{announcements}"
+    );
+    // The requests' bus has one rule, for cancel requests only, invoking
+    // the function with the rule's ARN and the whole event.
     let bus = &s.d["buses"]["AutomationBus"];
     assert_eq!(s.d["outputs"]["AutomationBusName"], bus["name"]);
     let rules = bus["rules"].as_array().unwrap();
