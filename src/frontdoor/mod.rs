@@ -34,9 +34,36 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 /// The instant by which an invocation's work must be done: Lambda's
 /// deadline (milliseconds since the epoch) less `ANSWER_MARGIN`.
 pub fn invocation_deadline(ctx: &lambda_runtime::Context) -> Instant {
-    let now_ms = crate::metrics::now_ms();
-    let left = Duration::from_millis(ctx.deadline.saturating_sub(now_ms));
-    Instant::now() + left.saturating_sub(ANSWER_MARGIN)
+    Instant::now() + time_left(ctx.deadline, crate::metrics::now_ms()).saturating_sub(ANSWER_MARGIN)
+}
+
+/// Time left before `deadline_ms`. Lambda sends milliseconds since the
+/// epoch; an emulator that sends the time left instead (cargo lambda 1.9
+/// sends `600000`) is read as such: no real deadline is before 2001.
+fn time_left(deadline_ms: u64, now_ms: u64) -> Duration {
+    const PLAUSIBLE_EPOCH_MS: u64 = 1_000_000_000_000;
+    if deadline_ms < PLAUSIBLE_EPOCH_MS {
+        return Duration::from_millis(deadline_ms);
+    }
+    Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_are_instants_or_what_emulators_send() {
+        let now = 1_796_158_033_967;
+        assert_eq!(time_left(now + 15_000, now), Duration::from_secs(15));
+        assert_eq!(time_left(now - 5, now), Duration::ZERO);
+        assert_eq!(
+            time_left(600_000, now),
+            Duration::from_secs(600),
+            "cargo lambda"
+        );
+        assert_eq!(time_left(0, now), Duration::ZERO);
+    }
 }
 
 /// A random id in UUID form, standing in for Lambda's request id where
