@@ -48,24 +48,6 @@ fn time_left(deadline_ms: u64, now_ms: u64) -> Duration {
     Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadlines_are_instants_or_what_emulators_send() {
-        let now = 1_796_158_033_967;
-        assert_eq!(time_left(now + 15_000, now), Duration::from_secs(15));
-        assert_eq!(time_left(now - 5, now), Duration::ZERO);
-        assert_eq!(
-            time_left(600_000, now),
-            Duration::from_secs(600),
-            "cargo lambda"
-        );
-        assert_eq!(time_left(0, now), Duration::ZERO);
-    }
-}
-
 /// A random id in UUID form, standing in for Lambda's request id where
 /// there is none (the local server, an event invoked without a context).
 pub fn new_request_id() -> String {
@@ -88,4 +70,22 @@ pub fn new_request_id() -> String {
         &h[16..20],
         &h[20..]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_are_instants_or_what_emulators_send() {
+        let now = 1_796_158_033_967;
+        assert_eq!(time_left(now + 15_000, now), Duration::from_secs(15));
+        assert_eq!(time_left(now - 5, now), Duration::ZERO);
+        assert_eq!(
+            time_left(600_000, now),
+            Duration::from_secs(600),
+            "cargo lambda"
+        );
+        assert_eq!(time_left(0, now), Duration::ZERO);
+    }
 }
