@@ -955,7 +955,16 @@ fn the_artefact_fits_and_loads_on_amazon_linux_2023() {
         eprintln!("skipped: UFORGE_ARTEFACT_DIR is not set (scripts/test sets it)");
         return;
     };
-    for name in ["publish-cancel", "reconciler"] {
+    // Every binary `sam build` ships: the Makefile's recipes are the list.
+    let makefile =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Makefile")).unwrap();
+    let shipped: Vec<&str> = makefile
+        .lines()
+        .filter(|l| l.contains("scripts/build-arm64 --bootstrap"))
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    assert!(shipped.len() >= 3, "the Makefile's binaries: {shipped:?}");
+    for name in shipped {
         let path = PathBuf::from(&dir).join(name);
         let size = std::fs::metadata(&path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
