@@ -184,6 +184,18 @@ impl SeedPublish {
         let name = format!("{}/{}/{}/{}", self.uid, self.aid, self.itid, self.pitid);
         let uid =
             Login::parse(&self.uid).map_err(|_| SeedError::Publish(name.clone(), "invalid uid"))?;
+        let texts = [&self.message, &self.error_message];
+        if texts
+            .into_iter()
+            .flatten()
+            .any(|t| !crate::domain::is_display_text(t))
+        {
+            return Err(SeedError::Publish(
+                name,
+                "message and errorMessage: at most 1024 characters, no control characters \
+                 but tab and newline, no Unicode noncharacters",
+            ));
+        }
         let state: PublishState = self
             .state
             .parse()
@@ -238,6 +250,8 @@ mod tests {
             r#"{"users":[{"login":"a","passwordHash":"$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"}]}"#,
             r#"{"users":[{"login":"a","passwordHash":"$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"}]}"#,
             r#"{"publishes":[{"uid":"a","aid":1,"itid":2,"pitid":3,"state":"paused"}]}"#,
+            r#"{"publishes":[{"uid":"a","aid":1,"itid":2,"pitid":3,"state":"queued","message":"\uffff"}]}"#,
+            r#"{"publishes":[{"uid":"a","aid":1,"itid":2,"pitid":3,"state":"queued","errorMessage":"a\u0000"}]}"#,
             r#"{"publishes":[{"uid":"a","aid":1,"itid":2,"pitid":3,"state":"queued","typo":1}]}"#,
             r#"{"userz":[]}"#,
         ] {

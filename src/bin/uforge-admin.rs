@@ -222,16 +222,10 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
     }
 }
 
-/// A message shown in UForge's status: what an XML 1.0 document, a
-/// DynamoDB string and an EventBridge event all carry (no control
-/// character but tab and newline, no noncharacter), at most 1024.
+/// A status message as every store and representation carries it
+/// (`domain::is_display_text`).
 fn display_text(flag: &str, text: String) -> Result<String, AdminError> {
-    let fits = text.chars().count() <= 1024
-        && text.chars().all(|c| {
-            !publish_cancel::domain::is_noncharacter(c)
-                && (!c.is_control() || matches!(c, '\t' | '\n'))
-        });
-    if fits {
+    if publish_cancel::domain::is_display_text(&text) {
         Ok(text)
     } else {
         Err(AdminError::Invalid(format!(

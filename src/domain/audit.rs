@@ -107,6 +107,17 @@ pub fn is_noncharacter(c: char) -> bool {
     (0xFDD0..=0xFDEF).contains(&c) || c & 0xFFFE == 0xFFFE
 }
 
+/// A status message of a publish record (`message`, `errorMessage`) as the
+/// operator tooling and the seed file may write it: at most 1024
+/// characters, no control character but tab and newline, no noncharacter:
+/// what an XML 1.0 document, a DynamoDB string and an event all carry.
+pub fn is_display_text(text: &str) -> bool {
+    text.chars().count() <= 1024
+        && text
+            .chars()
+            .all(|c| !is_noncharacter(c) && (!c.is_control() || matches!(c, '\t' | '\n')))
+}
+
 /// Who cancelled and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CancelAudit {

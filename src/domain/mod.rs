@@ -6,7 +6,9 @@ mod publish;
 mod request_id;
 mod user;
 
-pub use audit::{is_noncharacter, AuditText, CancelAudit, CancelSource, InvalidAudit};
+pub use audit::{
+    is_display_text, is_noncharacter, AuditText, CancelAudit, CancelSource, InvalidAudit,
+};
 pub use ids::{ApplianceId, ImageId, InvalidId, InvalidLogin, Login, PublishId, PublishKey};
 pub use publish::{CancelStamp, PublishRecord, PublishState, Timestamp, UnknownState};
 pub use request_id::{InvalidRequestId, RequestId};
