@@ -66,20 +66,47 @@ async fn main() {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("alice:alice-password")
     );
+    // UFORGE_BENCH_ONLY=baseline,sizes,...: only the sections named (a
+    // quick before/after); every section otherwise.
+    let only = std::env::var("UFORGE_BENCH_ONLY").ok();
+    let run = |section: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|s| s == section))
+    };
     let mut rows = Vec::new();
-    rows.extend(init_and_first_request(&stack, &event).await);
-    rows.extend(kek_costs(&stack).await);
-    rows.extend(warm_latency(&stack, &auth).await);
-    rows.extend(handler_cpu().await);
-    rows.extend(metric_line_cost());
-    rows.extend(unauthorised_timing().await);
-    rows.extend(binary_sizes());
-    rows.extend(local_server_rss(&auth).await);
-    rows.extend(automation_beside_http(&stack, &event).await);
+    if run("init") {
+        rows.extend(init_and_first_request(&stack, &event).await);
+    }
+    if run("kek") {
+        rows.extend(kek_costs(&stack).await);
+    }
+    if run("warm") {
+        rows.extend(warm_latency(&stack, &auth).await);
+    }
+    if run("cpu") {
+        rows.extend(handler_cpu().await);
+        rows.extend(metric_line_cost());
+    }
+    if run("timing") {
+        rows.extend(unauthorised_timing().await);
+    }
+    if run("sizes") {
+        rows.extend(binary_sizes());
+    }
+    if run("rss") {
+        rows.extend(local_server_rss(&auth).await);
+    }
+    if run("automation") {
+        rows.extend(automation_beside_http(&stack, &event).await);
+    }
     if let Some(baseline) = std::env::var_os("UFORGE_BENCH_BASELINE") {
         rows.extend(against_baseline(Path::new(&baseline)).await);
     }
-    let settings = lambda_memory_settings(&stack, &event).await;
+    let settings = if run("memory") {
+        lambda_memory_settings(&stack, &event).await
+    } else {
+        Err("not asked for (UFORGE_BENCH_ONLY)".into())
+    };
 
     println!("| measure | figure | reference |\n| --- | --- | --- |");
     for Row(a, b, c) in rows {
