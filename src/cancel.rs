@@ -112,17 +112,32 @@ impl<P: Publishes, Q: StopQueue> CancelKey<P, Q> {
         // only while it is still pending and no other attempt is in flight:
         // a client retrying after a failed send still delivers a lost stop,
         // and a flood of repeats sends nothing more.
-        let ours = changed
-            || (record.stop_pending
-                && self
-                    .publishes
-                    .claim_stop(key, stamp.at, stale_claims(stamp.at))
-                    .await
-                    .map_err(CancelError::StopNotSent)?);
-        if ours {
+        if changed {
             self.deliver_stop(&mut record).await?;
+        } else if record.stop_pending {
+            self.claim_and_deliver(&mut record, stamp.at).await?;
         }
         Ok(Cancelled { record, changed })
+    }
+
+    /// A pending stop sent by whoever is not the transition (a repeat, a
+    /// redelivery, the reconciler): claimed first, then delivered as every
+    /// stop is. `false` when another attempt holds the claim (that one
+    /// delivers it, or a later one once its lease is stale).
+    pub async fn claim_and_deliver(
+        &self,
+        record: &mut PublishRecord,
+        now: Timestamp,
+    ) -> Result<bool, CancelError> {
+        let claimed = self
+            .publishes
+            .claim_stop(&record.key, now, stale_claims(now))
+            .await
+            .map_err(CancelError::StopNotSent)?;
+        if claimed {
+            self.deliver_stop(record).await?;
+        }
+        Ok(claimed)
     }
 
     /// Sends the stop of `record`, a cancelled record whose pending stop
@@ -199,7 +214,7 @@ fn is_own_write(record: &PublishRecord, stamp: &CancelStamp) -> bool {
 }
 
 /// Claims that began before this are abandoned (`STOP_CLAIM_LEASE`).
-pub fn stale_claims(now: Timestamp) -> Timestamp {
+fn stale_claims(now: Timestamp) -> Timestamp {
     Timestamp(now.0.saturating_sub(STOP_CLAIM_LEASE))
 }
 

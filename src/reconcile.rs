@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cancel::{stale_claims, CancelError, CancelKey};
+use crate::cancel::{CancelError, CancelKey};
 use crate::domain::Timestamp;
 use crate::ports::{BackendError, Cursor, Publishes, StopQueue};
 
@@ -69,9 +69,9 @@ pub async fn reconcile<P: Publishes, Q: StopQueue>(
                 report.failed += 1;
                 continue;
             }
-            match resend(cancel, &mut record, now).await {
-                Ok(true) => report.resent += 1,
-                Ok(false) => report.failed += 1,
+            match cancel.claim_and_deliver(&mut record, now).await {
+                Ok(true) if !record.stop_pending => report.resent += 1,
+                Ok(_) => report.failed += 1,
                 Err(CancelError::StopUndeliverable(_)) => report.undeliverable += 1,
                 Err(e) => {
                     tracing::warn!(publish = %record.key, error = %crate::ErrorChain(&e), "stop still pending");
@@ -85,25 +85,6 @@ pub async fn reconcile<P: Publishes, Q: StopQueue>(
         }
     }
     Ok(report)
-}
-
-/// One pending stop: claimed, then delivered as every stop is. `false`
-/// when another attempt holds it (that one delivers it, or the next run).
-async fn resend<P: Publishes, Q: StopQueue>(
-    cancel: &CancelKey<P, Q>,
-    record: &mut crate::domain::PublishRecord,
-    now: Timestamp,
-) -> Result<bool, CancelError> {
-    let claimed = cancel
-        .publishes
-        .claim_stop(&record.key, now, stale_claims(now))
-        .await
-        .map_err(CancelError::StopNotSent)?;
-    if !claimed {
-        return Ok(false);
-    }
-    cancel.deliver_stop(record).await?;
-    Ok(!record.stop_pending)
 }
 
 #[cfg(test)]
