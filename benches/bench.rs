@@ -869,11 +869,26 @@ async fn automation_beside_http(stack: &Stack, http_event: &str) -> Vec<Row> {
     let command = serde_json::json!({"type": "uforge.publish.cancel", "schemaVersion": 1,
         "uid": "alice", "aid": 1, "itid": 2, "pitid": 3, "reason": "benchmark"});
     let far = || Instant::now() + Duration::from_secs(600);
-    automation.handle(&command, "warm-up", far()).await.unwrap();
+    automation
+        .handle(
+            &command,
+            publish_cancel::frontdoor::automation::Door::Direct,
+            "warm-up",
+            far(),
+        )
+        .await
+        .unwrap();
     let n = 20_000;
     let t = Instant::now();
     for _ in 0..n {
-        let _ = automation.handle(&command, "bench", far()).await;
+        let _ = automation
+            .handle(
+                &command,
+                publish_cancel::frontdoor::automation::Door::Direct,
+                "bench",
+                far(),
+            )
+            .await;
     }
     let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
     rows.push(Row(
@@ -934,7 +949,12 @@ async fn batch_row() -> Row {
             for round in 0..rounds {
                 let deadline = Instant::now() + Duration::from_secs(15);
                 let answer = automation
-                    .handle(&batch(fifo, round), "bench", deadline)
+                    .handle(
+                        &batch(fifo, round),
+                        publish_cancel::frontdoor::automation::Door::EventSources,
+                        "bench",
+                        deadline,
+                    )
                     .await
                     .unwrap();
                 assert_eq!(answer["batchItemFailures"], serde_json::json!([]));

@@ -183,9 +183,12 @@ pub struct StopMessage {
     /// As the sender asserted it, unverified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+    /// What EventBridge says of the sender (`account … source …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// `true` when SQS refused the full message for its contents and this
-    /// one was sent instead, without `cancelledBy`, `reason` and
-    /// `requestedBy` (the record keeps them): a worker is told to stop
+    /// one was sent instead, without `cancelledBy`, `reason`,
+    /// `requestedBy` and `origin` (the record keeps them): a worker is told to stop
     /// whatever the audit holds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub audit_omitted: bool,
@@ -209,6 +212,7 @@ impl StopMessage {
             cancelled_by: stamp.audit.cancelled_by.to_string(),
             reason: stamp.audit.reason.as_ref().map(ToString::to_string),
             requested_by: stamp.audit.requested_by.as_ref().map(ToString::to_string),
+            origin: stamp.audit.origin.as_ref().map(ToString::to_string),
             audit_omitted: false,
         }
     }
@@ -220,6 +224,7 @@ impl StopMessage {
             cancelled_by: String::new(),
             reason: None,
             requested_by: None,
+            origin: None,
             audit_omitted: true,
             ..self.clone()
         }

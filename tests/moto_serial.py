@@ -34,6 +34,15 @@ IAM (only matters once a test turns enforcement on, see tests/deploy/):
   and a FIFO MessageGroupId or MessageDeduplicationId that is not 1-128
   characters of letters, digits and ASCII punctuation
   (InvalidParameterValue), as the SendMessage reference says.
+- CloudFormation's `AWS::Lambda::Version` answers `Ref` with the version's
+  ARN and `GetAtt Version` with its number, and `AWS::Lambda::Alias` is
+  created (moto had no model for it), as SAM's `AutoPublishAlias` needs;
+  an event source mapping created for an alias reports the alias's ARN as
+  its FunctionArn, as AWS does (moto reported the version's); a mapping
+  is recorded but never run (moto would run the function in Docker on
+  every SendMessage; the tests play Lambda's poller themselves); and a
+  version has a resource policy of its own (moto shared $LATEST's, so a
+  permission granted on the alias showed on the function itself).
 - With MOTO_IAM_AUDIT=<file>, every decision is appended to that file as a
   JSON line: principal, action, resource, allowed, and the Sids of the
   statements that allowed it.
@@ -208,6 +217,87 @@ def _iso_time(parse):
     return staticmethod(with_iso_time)
 
 
+def _lambda_versions_and_aliases():
+    from moto.awslambda.models import LambdaBackend, LambdaVersion, lambda_backends
+    from moto.cloudformation import parsing
+    from moto.core.common_models import CloudFormationModel
+    from moto.sqs.models import sqs_backends
+
+    def create_version(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        name = cloudformation_json["Properties"]["FunctionName"]
+        published = lambda_backends[account_id][region_name].publish_version(name)
+        # A version is a shallow copy of $LATEST in moto, sharing its
+        # resource policy: in AWS each qualifier has its own.
+        published.policy = type(published.policy)(published)
+        version = LambdaVersion({"Version": published.version})
+        version.arn = published.function_arn
+        return version
+
+    def version_attribute(self, name):
+        if name == "Version":
+            return str(self.version)
+        raise NotImplementedError(f"AWS::Lambda::Version has no attribute {name}")
+
+    LambdaVersion.create_from_cloudformation_json = classmethod(create_version)
+    LambdaVersion.physical_resource_id = property(lambda self: self.arn)
+    LambdaVersion.has_cfn_attr = classmethod(lambda cls, name: name == "Version")
+    LambdaVersion.get_cfn_attribute = version_attribute
+
+    class CfnLambdaAlias(CloudFormationModel):
+        # moto's model registry files a model under its module's service.
+        __module__ = "moto.awslambda.models"
+
+        def __init__(self, arn):
+            self.arn = arn
+
+        @staticmethod
+        def cloudformation_type():
+            return "AWS::Lambda::Alias"
+
+        @staticmethod
+        def cloudformation_name_type():
+            return "Name"
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+            p = cloudformation_json["Properties"]
+            alias = lambda_backends[account_id][region_name].create_alias(
+                name=p["Name"],
+                function_name=p["FunctionName"],
+                function_version=str(p["FunctionVersion"]),
+                description=p.get("Description", ""),
+                routing_config=p.get("RoutingConfig"),
+            )
+            return cls(alias.arn)
+
+        @property
+        def physical_resource_id(self):
+            return self.arn
+
+    # The model lists are cached on first use.
+    for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cached.cache_clear()
+
+    create_mapping = LambdaBackend.create_event_source_mapping
+    qualified = re.compile(r"arn:[^:]+:lambda:[^:]+:\d+:function:[^:]+:[A-Za-z_][A-Za-z0-9_-]*")
+
+    def mapping_names_its_alias(self, spec):
+        asked = spec.get("FunctionName", "")
+        esm = create_mapping(self, spec)
+        if qualified.fullmatch(asked):
+            esm.function_arn = asked
+        # Recorded, not run: moto's SQS would run the mapped function in
+        # Docker on every send (a version's copy even fails the send with a
+        # 500); the tests play Lambda's poller themselves.
+        for queue in sqs_backends[self.account_id][self.region_name].queues.values():
+            for key, mapped in list(queue.lambda_event_source_mappings.items()):
+                if mapped is esm:
+                    del queue.lambda_event_source_mappings[key]
+        return esm
+
+    LambdaBackend.create_event_source_mapping = mapping_names_its_alias
+
+
 def patch():
     from moto.events.models import EventBus, EventTemplateParser, Rule
     from moto.sqs import models as sqs_models
@@ -222,6 +312,7 @@ def patch():
         EventBus.physical_resource_id = property(lambda self: self.name)
     Rule.send_to_targets = _with_rule_variables(Rule.send_to_targets)
     EventTemplateParser.parse = _iso_time(EventTemplateParser.parse)
+    _lambda_versions_and_aliases()
     DynamoHandler._determine_resource = _dynamodb_resource
     SecretsManagerResponse._determine_resource = _secret_resource
     access_control.IAMPolicy.__init__ = _iam_policy_init

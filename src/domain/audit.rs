@@ -89,6 +89,30 @@ impl AuditText {
         Ok(AuditText(text.to_owned()))
     }
 
+    /// A text an AWS service handed over (a rule's ARN, a queue's
+    /// `SenderId`, an event's `source`), made valid rather than refused:
+    /// what is not allowed becomes U+FFFD and what is too long is cut to
+    /// `MAX` characters ending in `…`; `None` when nothing is left.
+    pub fn lossy(text: &str) -> Option<AuditText> {
+        let clean: Vec<char> = text
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_control() || is_noncharacter(c) {
+                    '\u{fffd}'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let clean: String = if clean.len() > Self::MAX {
+            clean[..Self::MAX - 1].iter().chain(['…'].iter()).collect()
+        } else {
+            clean.into_iter().collect()
+        };
+        AuditText::parse(&clean).ok()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -130,6 +154,11 @@ pub struct CancelAudit {
     pub reason: Option<AuditText>,
     /// Who the sender says asked for it: asserted, not verified.
     pub requested_by: Option<AuditText>,
+    /// What the delivering AWS service says of the sender, beside the
+    /// principal: for EventBridge the event's `account` (set by
+    /// EventBridge) and `source` (chosen by the sender), as
+    /// `account <id> source <source>`. `None` for the other doors.
+    pub origin: Option<AuditText>,
 }
 
 impl CancelAudit {
@@ -141,6 +170,7 @@ impl CancelAudit {
             cancelled_by: AuditText(login.to_string()),
             reason: None,
             requested_by: None,
+            origin: None,
         }
     }
 }
@@ -187,6 +217,21 @@ mod tests {
             }
         }
         assert!(AuditText::parse("a\u{fffd}\u{e000}\u{10fffd}b").is_ok());
+    }
+
+    #[test]
+    fn lossy_texts_are_valid_and_bounded() {
+        assert_eq!(
+            AuditText::lossy(" a\u{0}b ").unwrap().as_str(),
+            "a\u{fffd}b"
+        );
+        assert_eq!(AuditText::lossy("x\u{ffff}").unwrap().as_str(), "x\u{fffd}");
+        let long = AuditText::lossy(&"é".repeat(300)).unwrap();
+        assert_eq!(long.as_str().chars().count(), AuditText::MAX);
+        assert!(long.as_str().ends_with('…'));
+        assert!(AuditText::lossy("   ").is_none());
+        let exact = "y".repeat(AuditText::MAX);
+        assert_eq!(AuditText::lossy(&exact).unwrap().as_str(), exact);
     }
 
     #[test]

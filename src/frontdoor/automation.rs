@@ -1,13 +1,14 @@
 //! The automation function's events: cancels asked for on IAM authority by
-//! other AWS services, not by UForge users. Three shapes, told apart by
-//! explicit fields; anything else (an HTTP event included) is refused and
-//! changes nothing:
+//! other AWS services, not by UForge users. Three shapes, each accepted
+//! only through its own door; anything else (an HTTP event included) is
+//! refused and changes nothing:
 //!
 //! - **EventBridge**: a `Publish Cancel Requested` event on the automation
 //!   bus, delivered by the template's rule wrapped as
 //!   `{"ruleArn": <the rule>, "event": <the event>}` (its input transformer
 //!   adds the rule, the principal the service can name). The event's `id`
 //!   is the cancel's request id: a retried delivery is the same cancel.
+//!   The event's `account` and `source` are recorded beside the rule.
 //! - **SQS**: a batch from the command queue; each body is a bare command or
 //!   an EventBridge envelope. Failed messages are reported
 //!   (`batchItemFailures`) so one bad message does not fail its batch; on a
@@ -16,6 +17,14 @@
 //!   redeliveries), the queue's `SenderId` the principal.
 //! - **Direct invoke / Step Functions**: a bare command, answered with its
 //!   result; `finished` and `notFound` are results, not errors.
+//!
+//! The door is what Lambda says was invoked (`Door::of`), never the
+//! payload: the rule and the queue's mapping invoke the `events` alias,
+//! which nobody else is granted, and direct callers are granted the
+//! function itself. So a direct invoker who writes an EventBridge or SQS
+//! shape is refused (`UForge.UnsupportedEvent`) rather than recorded as the
+//! rule or a queue sender. Local tools cannot invoke an alias: on the
+//! in-memory stores (`Door::Local`) every shape is taken.
 //!
 //! A command: `{"type": "uforge.publish.cancel", "schemaVersion": 1, "uid",
 //! "aid", "itid", "pitid", "reason"?, "requestedBy"?}` (in an EventBridge
@@ -56,6 +65,35 @@ pub const REQUEST_DETAIL_TYPE: &str = "Publish Cancel Requested";
 /// `cancelledBy` of a direct invocation: IAM decided who may invoke, but
 /// Lambda does not tell the function who did.
 pub const INVOKE_PRINCIPAL: &str = "lambda:invoke";
+
+/// The alias the template's event sources invoke (`AutoPublishAlias`).
+pub const EVENTS_ALIAS: &str = "events";
+
+/// How an invocation reached the function, from what Lambda says was
+/// invoked (`invoked_function_arn`), which the caller cannot write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// Through the `events` alias: the EventBridge rule or the command
+    /// queue's mapping, the only principals granted it.
+    EventSources,
+    /// The function itself (unqualified, `$LATEST` or a version): a direct
+    /// invoker or Step Functions.
+    Direct,
+    /// The in-memory stores under a local tool (`cargo lambda`, `sam
+    /// local`), which cannot invoke an alias: every shape is taken.
+    Local,
+}
+
+impl Door {
+    /// The door of an invocation of `invoked_function_arn`
+    /// (`arn:<partition>:lambda:<region>:<account>:function:<name>[:<qualifier>]`).
+    pub fn of(invoked_function_arn: &str) -> Door {
+        match invoked_function_arn.split(':').nth(7) {
+            Some(EVENTS_ALIAS) => Door::EventSources,
+            _ => Door::Direct,
+        }
+    }
+}
 
 /// Why an automation event failed; `error_type` is what callers match on.
 #[derive(Debug, thiserror::Error)]
@@ -185,11 +223,29 @@ fn eventbridge_event(v: &Value) -> Result<EventBridgeEvent<Value>, AutomationErr
     EventBridgeEvent::deserialize(v).map_err(|e| invalid(format!("not an EventBridge event: {e}")))
 }
 
-/// A principal as the service received it, bounded for the record.
-fn principal(text: Option<&str>, fallback: &str) -> AuditText {
-    text.and_then(|t| AuditText::parse(t).ok())
-        .or_else(|| AuditText::parse(fallback).ok())
+/// A direct invoker wrote an EventBridge or SQS shape: refused, never
+/// recorded as the rule or a queue's sender.
+const NOT_DIRECT: AutomationError = AutomationError::Unsupported(
+    "EventBridge and SQS deliveries are taken only through the function's events alias, which only the rule and the command queue may invoke",
+);
+
+/// A principal as the service received it, made valid for the record.
+fn principal(text: Option<&str>, fallback: &'static str) -> AuditText {
+    text.and_then(AuditText::lossy)
+        .or_else(|| AuditText::lossy(fallback))
         .unwrap_or_else(|| unreachable!("the fallbacks are valid texts"))
+}
+
+/// What EventBridge says of an event's sender: its `account` (set by
+/// EventBridge) and `source` (the sender's).
+fn origin_of(event: &EventBridgeEvent<Value>) -> Option<AuditText> {
+    let account = event.account.as_deref().unwrap_or("?");
+    let source = if event.source.is_empty() {
+        "?"
+    } else {
+        &event.source
+    };
+    AuditText::lossy(&format!("account {account} source {source}"))
 }
 
 /// What a command did, as the caller sees it.
@@ -201,6 +257,7 @@ pub fn result_json(result: &Result<Cancelled, CancelError>) -> Option<Value> {
         out["cancelledBy"] = json!(stamp.audit.cancelled_by.as_str());
         out["reason"] = json!(stamp.audit.reason.as_ref().map(AuditText::as_str));
         out["requestedBy"] = json!(stamp.audit.requested_by.as_ref().map(AuditText::as_str));
+        out["origin"] = json!(stamp.audit.origin.as_ref().map(AuditText::as_str));
     };
     Some(match result {
         Ok(done) => {
@@ -244,30 +301,40 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
         }
     }
 
-    /// Serves one event of any of the three shapes. `request_id` is the
+    /// Serves one event of the shapes `door` takes. `request_id` is the
     /// Lambda invocation's, the id of a directly invoked command; no
     /// command of a batch runs past `deadline`.
     pub async fn handle(
         &self,
         event: &Value,
+        door: Door,
         request_id: &str,
         deadline: Instant,
     ) -> Result<Value, AutomationError> {
         let refuse = |e: AutomationError| {
-            tracing::warn!(request_id, error = %e, "refused automation event");
+            tracing::warn!(request_id, ?door, error = %e, "refused automation event");
             e
         };
+        let from_event_sources = door != Door::Direct;
+        let direct = door != Door::EventSources;
         // An EventBridge delivery, wrapped by the template's rule.
         if let (Some(rule), Some(inner)) = (event.get("ruleArn"), event.get("event")) {
+            if !from_event_sources {
+                return Err(refuse(NOT_DIRECT));
+            }
             let inner = eventbridge_event(inner).map_err(refuse)?;
             let (command, id) = from_eventbridge(&inner).map_err(refuse)?;
             let by = principal(rule.as_str(), "eventbridge");
+            let origin = origin_of(&inner);
             return self
-                .run(command, id, CancelSource::EventBridge, by, None)
+                .run(command, id, CancelSource::EventBridge, by, origin, None)
                 .await;
         }
         // An SQS batch.
         if event.get("Records").is_some_and(Value::is_array) {
+            if !from_event_sources {
+                return Err(refuse(NOT_DIRECT));
+            }
             let batch = SqsEvent::deserialize(event).map_err(|_| {
                 refuse(AutomationError::Unsupported(
                     "Records that are not SQS messages",
@@ -289,10 +356,17 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
         }
         // A bare command (direct invoke, Step Functions).
         if event.get("type").is_some() {
+            if !direct {
+                return Err(refuse(AutomationError::Unsupported(
+                    "the events alias takes EventBridge and SQS deliveries only; invoke the function itself",
+                )));
+            }
             let command = parse_command(event, true).map_err(refuse)?;
             let by = principal(None, INVOKE_PRINCIPAL);
             let id = RequestId::from_external(request_id);
-            return self.run(command, id, CancelSource::Invoke, by, None).await;
+            return self
+                .run(command, id, CancelSource::Invoke, by, None, None)
+                .await;
         }
         Err(refuse(AutomationError::Unsupported(
             "this function takes cancel commands (EventBridge, SQS, direct invoke), not HTTP requests",
@@ -309,6 +383,7 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
         request_id: RequestId,
         source: CancelSource,
         cancelled_by: AuditText,
+        origin: Option<AuditText>,
         deadline: Option<Instant>,
     ) -> Result<Value, AutomationError> {
         let started = Instant::now();
@@ -323,6 +398,7 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
                 cancelled_by,
                 reason: command.reason,
                 requested_by: command.requested_by,
+                origin,
             },
         };
         let cancel = self.cancel.run(&command.key, &stamp);
@@ -488,6 +564,7 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
             RequestId::from_external(message_id),
             CancelSource::Sqs,
             by,
+            None,
             Some(deadline),
         )
         .await
@@ -557,6 +634,96 @@ mod tests {
             from_eventbridge(&typed(&other)).is_err(),
             "our own outbound events are not requests"
         );
+    }
+
+    #[test]
+    fn the_door_is_the_invoked_qualifier() {
+        let arn = "arn:aws:lambda:us-east-1:123456789012:function:stack-automation";
+        assert_eq!(Door::of(arn), Door::Direct);
+        assert_eq!(Door::of(&format!("{arn}:events")), Door::EventSources);
+        assert_eq!(Door::of(&format!("{arn}:$LATEST")), Door::Direct);
+        assert_eq!(Door::of(&format!("{arn}:7")), Door::Direct);
+        assert_eq!(Door::of(&format!("{arn}:eventsx")), Door::Direct);
+        assert_eq!(
+            Door::of("arn:aws-cn:lambda:cn-north-1:1:function:f:events"),
+            Door::EventSources
+        );
+        assert_eq!(Door::of(""), Door::Direct);
+    }
+
+    /// Each shape through each door: what is refused changes nothing;
+    /// what is taken is recorded as the door says.
+    #[tokio::test]
+    async fn shapes_are_taken_only_through_their_door() {
+        use crate::adapters::memory::{MemoryPublishes, MemoryQueue};
+        use crate::domain::PublishRecord;
+        let key = |pitid: i64| PublishKey {
+            uid: Login::parse("alice").unwrap(),
+            aid: 1.into(),
+            itid: 2.into(),
+            pitid: pitid.into(),
+        };
+        let detail = json!({"schemaVersion": 1, "uid": "alice", "aid": 1, "itid": 2, "pitid": 3});
+        let rule = "arn:aws:events:us-east-1:123456789012:rule/bus/cancel";
+        let eventbridge = json!({"ruleArn": rule, "event": {"id": "e-1",
+            "detail-type": REQUEST_DETAIL_TYPE, "source": "acme.watchdog", "account": "210987654321",
+            "detail": detail}});
+        let mut bare = detail.clone();
+        bare["type"] = json!(COMMAND_TYPE);
+        let sqs = json!({"Records": [{"messageId": "m-1", "body": bare.to_string(),
+            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q",
+            "attributes": {"SenderId": "AIDAFORGED"}}]});
+        let far = Instant::now() + Duration::from_secs(30);
+        for (event, door, taken) in [
+            (&eventbridge, Door::EventSources, true),
+            (&eventbridge, Door::Direct, false),
+            (&eventbridge, Door::Local, true),
+            (&sqs, Door::EventSources, true),
+            (&sqs, Door::Direct, false),
+            (&sqs, Door::Local, true),
+            (&bare, Door::EventSources, false),
+            (&bare, Door::Direct, true),
+            (&bare, Door::Local, true),
+        ] {
+            let publishes = MemoryPublishes::default();
+            publishes.put(PublishRecord::new(key(3), PublishState::Publishing));
+            let automation = Automation::new(CancelKey {
+                publishes,
+                queue: MemoryQueue::default(),
+            });
+            let answer = automation.handle(event, door, "inv-1", far).await;
+            let record = automation.cancel.publishes.get(&key(3)).unwrap();
+            let sent = automation.cancel.queue.sent();
+            if !taken {
+                let err = answer.unwrap_err();
+                assert_eq!(
+                    err.error_type(),
+                    "UForge.UnsupportedEvent",
+                    "{door:?} {event}"
+                );
+                assert_eq!(record.state, PublishState::Publishing, "{door:?} {event}");
+                assert!(sent.is_empty());
+                continue;
+            }
+            assert_eq!(record.state, PublishState::Cancelled, "{door:?} {event}");
+            let audit = &record.cancel.unwrap().audit;
+            match audit.source {
+                CancelSource::EventBridge => {
+                    assert_eq!(audit.cancelled_by.as_str(), rule);
+                    assert_eq!(
+                        audit.origin.as_ref().map(AuditText::as_str),
+                        Some("account 210987654321 source acme.watchdog")
+                    );
+                    assert_eq!(
+                        sent[0].origin.as_deref(),
+                        audit.origin.as_ref().map(AuditText::as_str)
+                    );
+                }
+                CancelSource::Sqs => assert_eq!(audit.cancelled_by.as_str(), "AIDAFORGED"),
+                _ => assert_eq!(audit.cancelled_by.as_str(), INVOKE_PRINCIPAL),
+            }
+            assert_eq!(sent.len(), 1);
+        }
     }
 
     #[test]

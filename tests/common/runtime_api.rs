@@ -32,7 +32,12 @@ struct Shared {
     init_error: Mutex<Option<String>>,
     /// Each invocation's time limit, in ms (Lambda's function timeout).
     timeout_ms: AtomicU64,
+    /// The ARN Lambda says was invoked (`Lambda-Runtime-Invoked-Function-Arn`).
+    invoked_arn: Mutex<String>,
 }
+
+/// The invoked ARN unless a test sets another.
+pub const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:publish-cancel";
 
 pub struct RuntimeApi {
     /// `host:port`, the value of `AWS_LAMBDA_RUNTIME_API`.
@@ -51,6 +56,13 @@ impl RuntimeApi {
             .store(ms, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// The ARN the next invocations say was invoked: an alias's for an
+    /// event source's delivery, the function's for a direct invoke.
+    #[allow(dead_code)]
+    pub fn set_invoked_arn(&self, arn: &str) {
+        *self.shared.invoked_arn.lock().unwrap() = arn.to_owned();
+    }
+
     pub async fn start() -> RuntimeApi {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap().to_string();
@@ -61,6 +73,7 @@ impl RuntimeApi {
             first_next: Mutex::new(None),
             init_error: Mutex::new(None),
             timeout_ms: AtomicU64::new(20_000),
+            invoked_arn: Mutex::new(FUNCTION_ARN.to_owned()),
         });
         let serving = shared.clone();
         tokio::spawn(async move {
@@ -155,14 +168,12 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
                 .unwrap()
                 .as_millis()
                 + u128::from(shared.timeout_ms.load(std::sync::atomic::Ordering::SeqCst));
+            let invoked_arn = shared.invoked_arn.lock().unwrap().clone();
             Response::builder()
                 .status(200)
                 .header("lambda-runtime-aws-request-id", &id)
                 .header("lambda-runtime-deadline-ms", deadline.to_string())
-                .header(
-                    "lambda-runtime-invoked-function-arn",
-                    "arn:aws:lambda:us-east-1:123456789012:function:publish-cancel",
-                )
+                .header("lambda-runtime-invoked-function-arn", invoked_arn)
                 .header(
                     "lambda-runtime-trace-id",
                     "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1",

@@ -10,6 +10,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
 use publish_cancel::adapters::dynamodb::attr;
+use publish_cancel::frontdoor::automation::EVENTS_ALIAS;
 
 use super::runtime_api::{Outcome, RuntimeApi};
 use super::Stack;
@@ -281,10 +282,14 @@ pub async fn run_every_event(
 /// `stack`: each answer is the one `events/automation/expected.json`
 /// documents (an outcome and state, an error type, or the failed message
 /// ids of a batch). Drains the stops they sent; returns how many.
+/// Every automation sample in file-name order, each through the door Lambda
+/// would use: `eventbridge-*` and `sqs-*` through `function_arn`'s events
+/// alias (the rule, the queue's mapping), the others directly.
 pub async fn run_every_automation_event(
     function: &mut LambdaProcess,
     runtime: &RuntimeApi,
     stack: &Stack,
+    function_arn: &str,
 ) -> usize {
     let expected = expected_in("automation");
     let files = sample_files("automation");
@@ -295,6 +300,11 @@ pub async fn run_every_automation_event(
             .get(name.as_ref())
             .unwrap_or_else(|| panic!("events/automation/{name} has no entry in expected.json"));
         let event = std::fs::read_to_string(&path).unwrap();
+        if name.starts_with("eventbridge-") || name.starts_with("sqs-") {
+            runtime.set_invoked_arn(&format!("{function_arn}:{EVENTS_ALIAS}"));
+        } else {
+            runtime.set_invoked_arn(function_arn);
+        }
         match function.invoke(runtime, &event).await {
             Outcome::Response(answer) => {
                 if let Some(failures) = want.get("batchItemFailures") {

@@ -192,30 +192,59 @@ def properties_for(template, type_name, function):
 
 
 def check_automation(template):
-    """The automation function is reached by its rule, its command queue
-    and direct invokes only: never through API Gateway; its asynchronous
-    failures land on a queue; its queue reports partial batch failures."""
+    """The automation function is reached by its rule and its command
+    queue through its `events` alias, which nobody else is granted, and by
+    direct invokes of the function itself: never through API Gateway; its
+    asynchronous failures (alias and function) land on a queue; its queue
+    reports partial batch failures."""
     api_text = json.dumps(sam.resources_of_type(template, "AWS::ApiGateway::RestApi"))
     check("AutomationFunction" not in api_text, "the REST API routes to AutomationFunction")
-    permissions = properties_for(template, "AWS::Lambda::Permission", "AutomationFunction")
+    aliases = {
+        name: r["Properties"]
+        for name, r in sam.resources_of_type(template, "AWS::Lambda::Alias").items()
+        if r["Properties"].get("FunctionName") == {"Ref": "AutomationFunction"}
+    }
+    check(
+        [a.get("Name") for a in aliases.values()] == ["events"],
+        f"AutomationFunction has no single `events` alias: {aliases}",
+    )
+    alias = next(iter(aliases), None)
+    check(
+        properties_for(template, "AWS::Lambda::Permission", "AutomationFunction") == [],
+        "the function itself grants an invoke: direct invokers could reach the events door",
+    )
+    permissions = properties_for(template, "AWS::Lambda::Permission", alias)
     rules = sam.resources_of_type(template, "AWS::Events::Rule")
     check(
         len(permissions) == 1
         and permissions[0].get("Principal") == "events.amazonaws.com"
         and permissions[0].get("SourceArn", {}).get("Fn::GetAtt", [None])[0] in rules,
-        f"AutomationFunction may be invoked by more than its rule: {permissions}",
+        f"the events alias may be invoked by more than its rule: {permissions}",
     )
     (rule,) = [
         r["Properties"]
         for r in rules.values()
-        if any(t.get("Arn") == {"Fn::GetAtt": ["AutomationFunction", "Arn"]} for t in r["Properties"].get("Targets", []))
+        if any(t.get("Arn") == {"Ref": alias} for t in r["Properties"].get("Targets", []))
     ] or [{}]
     check(rule.get("EventBusName") == {"Ref": "AutomationBus"}, f"the automation rule is not on the bus: {rule}")
     check(
         rule.get("EventPattern") == {"detail-type": ["Publish Cancel Requested"]},
         f"the automation rule matches more than cancel requests: {rule.get('EventPattern')}",
     )
-    mappings = properties_for(template, "AWS::Lambda::EventSourceMapping", "AutomationFunction")
+    check(
+        not any(
+            "AutomationFunction" in json.dumps(t.get("Arn"))
+            for r in rules.values()
+            for t in r["Properties"].get("Targets", [])
+            if t.get("Arn") != {"Ref": alias}
+        ),
+        "a rule targets the automation function itself, not its events alias",
+    )
+    check(
+        properties_for(template, "AWS::Lambda::EventSourceMapping", "AutomationFunction") == [],
+        "an event source mapping invokes the function itself, not its events alias",
+    )
+    mappings = properties_for(template, "AWS::Lambda::EventSourceMapping", alias)
     check(
         len(mappings) == 1
         and mappings[0].get("EventSourceArn") == {"Fn::GetAtt": ["CommandQueue", "Arn"]}
@@ -224,9 +253,12 @@ def check_automation(template):
     )
     configs = properties_for(template, "AWS::Lambda::EventInvokeConfig", "AutomationFunction")
     check(
-        len(configs) == 1
-        and configs[0].get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
-        == {"Fn::GetAtt": ["AutomationFailureQueue", "Arn"]},
+        sorted(c.get("Qualifier") for c in configs) == ["$LATEST", "events"]
+        and all(
+            c.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+            == {"Fn::GetAtt": ["AutomationFailureQueue", "Arn"]}
+            for c in configs
+        ),
         f"failed asynchronous invocations go nowhere: {configs}",
     )
 

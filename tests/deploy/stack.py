@@ -22,7 +22,8 @@ Subcommands, each printing one JSON document on stdout:
       transformed template instead. Then it reads back what was created
       (functions with their resolved environment, roles and their
       policies, tables, queues, event buses with their rules and targets,
-      outputs) and assumes each function's role (before
+      outputs; each function's aliases, event source mappings and resource
+      policy grants) and assumes each function's role (before
       IAM is enforced: moto answers 500 to an AssumeRole it must check
       against a trust policy naming a service).
 
@@ -387,9 +388,24 @@ def deploy(args):
         creds = sts.assume_role(RoleArn=config["Role"], RoleSessionName=physical[name][:64])[
             "Credentials"
         ]
+        aliases = {
+            a["Name"]: a["AliasArn"] for a in lam.list_aliases(FunctionName=physical[name])["Aliases"]
+        }
         functions[name] = {
             "name": config["FunctionName"],
             "arn": config["FunctionArn"],
+            # Alias name -> ARN, and who may invoke the function itself and
+            # each alias (their resource policies' statements).
+            "aliases": aliases,
+            "grants": {
+                qualifier: invoke_grants(lam, physical[name], qualifier)
+                for qualifier in [None, *aliases]
+            },
+            "mappings": [
+                {k: m.get(k) for k in ("FunctionArn", "EventSourceArn", "FunctionResponseTypes", "BatchSize")}
+                for m in lam.list_event_source_mappings()["EventSourceMappings"]
+                if m["FunctionArn"].split(":")[6] == config["FunctionName"]
+            ],
             "role": role_logical,
             "environment": config.get("Environment", {}).get("Variables", {}),
             "memory_size": config["MemorySize"],
@@ -464,6 +480,23 @@ def deploy(args):
         "buses": buses,
         "outputs": outputs,
     }
+
+
+def invoke_grants(lam, function, qualifier):
+    """The statements of a function's (or alias's) resource policy, as
+    (principal, source ARN) pairs; [] when it has none."""
+    args = {"FunctionName": function, **({"Qualifier": qualifier} if qualifier else {})}
+    try:
+        policy = json.loads(lam.get_policy(**args)["Policy"])
+    except lam.exceptions.ResourceNotFoundException:
+        return []
+    return [
+        {
+            "principal": st.get("Principal"),
+            "source_arn": st.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn"),
+        }
+        for st in policy.get("Statement", [])
+    ]
 
 
 def policy_document(answer):

@@ -41,6 +41,20 @@ async fn automation(stack: &Stack, endpoint: &str) -> (RuntimeApi, LambdaProcess
     (runtime, function)
 }
 
+const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:automation";
+
+/// Invokes `function` through the door Lambda would use for `event`: the
+/// events alias for the rule's and the queue's shapes, else directly.
+async fn invoke(function: &mut LambdaProcess, runtime: &RuntimeApi, event: &str) -> Outcome {
+    let shape: Value = serde_json::from_str(event).unwrap_or_default();
+    if shape.get("ruleArn").is_some() || shape.get("Records").is_some() {
+        runtime.set_invoked_arn(&format!("{FUNCTION_ARN}:events"));
+    } else {
+        runtime.set_invoked_arn(FUNCTION_ARN);
+    }
+    function.invoke(runtime, event).await
+}
+
 fn command(pitid: i64, reason: &str) -> Value {
     json!({"type": "uforge.publish.cancel", "schemaVersion": 1, "uid": "alice", "aid": 1, "itid": 2,
            "pitid": pitid, "reason": reason, "requestedBy": "budget-watchdog"})
@@ -112,7 +126,8 @@ async fn every_entry_shape_against_every_state() {
                 )]),
                 _ => command(pitid, "via invoke"),
             };
-            let Outcome::Response(answer) = function.invoke(&runtime, &event.to_string()).await
+            let Outcome::Response(answer) =
+                invoke(&mut function, &runtime, &event.to_string()).await
             else {
                 panic!("{shape} {state:?}: an error\n{}", function.logs());
             };
@@ -228,7 +243,8 @@ async fn redelivery_makes_no_second_transition() {
         ),
     ] {
         for delivery in 0..2 {
-            let Outcome::Response(answer) = function.invoke(&runtime, &event.to_string()).await
+            let Outcome::Response(answer) =
+                invoke(&mut function, &runtime, &event.to_string()).await
             else {
                 panic!("{}", function.logs());
             };
@@ -256,9 +272,8 @@ async fn redelivery_makes_no_second_transition() {
         assert_eq!(s(&item, attr::CANCEL_REQUEST_ID).as_deref(), Some(id));
     }
     // A later cancel through another door reports the first audit unchanged.
-    let Outcome::Response(answer) = function
-        .invoke(&runtime, &command(600, "second").to_string())
-        .await
+    let Outcome::Response(answer) =
+        invoke(&mut function, &runtime, &command(600, "second").to_string()).await
     else {
         panic!();
     };
@@ -297,7 +312,8 @@ async fn a_batch_reports_exactly_its_failed_messages() {
         ),
         sqs_record("ok-2", &command(702, "x").to_string(), "q"),
     ]);
-    let Outcome::Response(answer) = function.invoke(&runtime, &batch.to_string()).await else {
+    let Outcome::Response(answer) = invoke(&mut function, &runtime, &batch.to_string()).await
+    else {
         panic!("{}", function.logs());
     };
     let mut failed: Vec<&str> = answer["batchItemFailures"]
@@ -346,7 +362,7 @@ async fn a_batch_reports_exactly_its_failed_messages() {
         grouped("g-1", &command(712, "x").to_string(), "b"),
         grouped("f-3", &command(711, "x").to_string(), "a"),
     ]);
-    let Outcome::Response(answer) = function.invoke(&runtime, &fifo.to_string()).await else {
+    let Outcome::Response(answer) = invoke(&mut function, &runtime, &fifo.to_string()).await else {
         panic!();
     };
     assert_eq!(
@@ -383,7 +399,8 @@ async fn a_batch_answers_within_its_deadline() {
         sqs_record("ok-2", &command(722, "x").to_string(), "q"),
     ]);
     let started = std::time::Instant::now();
-    let Outcome::Response(answer) = function.invoke(&runtime, &batch.to_string()).await else {
+    let Outcome::Response(answer) = invoke(&mut function, &runtime, &batch.to_string()).await
+    else {
         panic!("{}", function.logs());
     };
     assert!(
@@ -412,7 +429,7 @@ async fn backend_faults_are_retryable_errors_and_a_retry_recovers() {
     let cmd = command(800, "x").to_string();
 
     proxy.inject("DynamoDB", Fault::Drop, None);
-    let Outcome::Error(e) = function.invoke(&runtime, &cmd).await else {
+    let Outcome::Error(e) = invoke(&mut function, &runtime, &cmd).await else {
         panic!("DynamoDB down must be an error");
     };
     assert_eq!(e["errorType"], "UForge.BackendUnavailable", "{e}");
@@ -423,13 +440,13 @@ async fn backend_faults_are_retryable_errors_and_a_retry_recovers() {
         Fault::Error(500, "InternalError"),
         None,
     );
-    let Outcome::Error(e) = function.invoke(&runtime, &cmd).await else {
+    let Outcome::Error(e) = invoke(&mut function, &runtime, &cmd).await else {
         panic!("SQS down must be an error");
     };
     assert_eq!(e["errorType"], "UForge.StopNotSent", "{e}");
     proxy.clear();
 
-    let Outcome::Response(answer) = function.invoke(&runtime, &cmd).await else {
+    let Outcome::Response(answer) = invoke(&mut function, &runtime, &cmd).await else {
         panic!("{}", function.logs());
     };
     assert_eq!(
@@ -456,7 +473,7 @@ async fn cross_wired_events_are_refused() {
         common::sample_events::events_dir().join("apigw-rest-cancel-basic.json"),
     )
     .unwrap();
-    let Outcome::Error(e) = function.invoke(&runtime, &http).await else {
+    let Outcome::Error(e) = invoke(&mut function, &runtime, &http).await else {
         panic!("an HTTP event must be refused");
     };
     assert_eq!(e["errorType"], "UForge.UnsupportedEvent", "{e}");
@@ -482,13 +499,82 @@ async fn cross_wired_events_are_refused() {
     assert_eq!(stack.queue_depth().await, 0);
 }
 
+/// The door is what Lambda says was invoked, not the payload: the rule's
+/// and the queue's shapes sent to the function itself, and a bare command
+/// sent to the events alias, are refused and change nothing; the rule's
+/// delivery through the alias is recorded as EventBridge, with the event's
+/// account and source beside the rule.
+#[tokio::test]
+async fn deliveries_are_taken_only_through_their_door() {
+    let stack = Stack::new().await;
+    put(&stack, 900, PublishState::Publishing).await;
+    let before = stack.tables().await;
+    let (runtime, mut function) = automation(&stack, &common::moto::moto().endpoint).await;
+    let alias = format!("{FUNCTION_ARN}:events");
+    for (arn, event) in [
+        (FUNCTION_ARN, eventbridge(900, "forged-eb")),
+        (
+            FUNCTION_ARN,
+            sqs(vec![sqs_record(
+                "forged-sqs",
+                &command(900, "x").to_string(),
+                "q",
+            )]),
+        ),
+        (
+            &format!("{FUNCTION_ARN}:$LATEST"),
+            eventbridge(900, "forged-latest"),
+        ),
+        (alias.as_str(), command(900, "x")),
+    ] {
+        runtime.set_invoked_arn(arn);
+        let Outcome::Error(e) = function.invoke(&runtime, &event.to_string()).await else {
+            panic!("{arn} {event}: taken");
+        };
+        assert_eq!(e["errorType"], "UForge.UnsupportedEvent", "{arn} {e}");
+    }
+    assert_eq!(stack.tables().await, before, "a refused event wrote");
+    assert_eq!(stack.queue_depth().await, 0);
+
+    runtime.set_invoked_arn(&alias);
+    let Outcome::Response(answer) = function
+        .invoke(&runtime, &eventbridge(900, "genuine").to_string())
+        .await
+    else {
+        panic!("{}", function.logs());
+    };
+    assert_eq!(answer["cancelSource"], "eventbridge", "{answer}");
+    assert_eq!(answer["cancelledBy"], RULE, "{answer}");
+    assert_eq!(
+        answer["origin"], "account 123456789012 source acme.watchdog",
+        "{answer}"
+    );
+    let item = stack.publish_item("alice", "1/2/900").await.unwrap();
+    assert_eq!(
+        s(&item, attr::CANCEL_ORIGIN).as_deref(),
+        Some("account 123456789012 source acme.watchdog")
+    );
+    let sent = stops(&stack.drain().await);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].origin.as_deref(),
+        Some("account 123456789012 source acme.watchdog")
+    );
+}
+
 /// Every file in events/automation/ has its documented answer, on one
 /// function instance, in name order, against the bundled seed.
 #[tokio::test]
 async fn every_automation_sample_has_its_documented_answer() {
     let stack = Stack::new().await;
     let (runtime, mut function) = automation(&stack, &common::moto::moto().endpoint).await;
-    common::sample_events::run_every_automation_event(&mut function, &runtime, &stack).await;
+    common::sample_events::run_every_automation_event(
+        &mut function,
+        &runtime,
+        &stack,
+        FUNCTION_ARN,
+    )
+    .await;
     // The batch's bulk cancel, audited with the queue's sender.
     let bob = stack.publish_item("bob", "10/20/30").await.unwrap();
     assert_eq!(s(&bob, attr::CANCEL_SOURCE).as_deref(), Some("sqs"));

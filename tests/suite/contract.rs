@@ -100,6 +100,7 @@ fn stamp(id: &str, at: i64) -> CancelStamp {
             cancelled_by: text(&format!("sender-of-{id}")),
             reason: Some(text(&format!("reason {id}"))),
             requested_by: Some(text("budget-watchdog")),
+            origin: Some(text("account 123456789012 source acme.watchdog")),
         },
     }
 }

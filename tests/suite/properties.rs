@@ -267,7 +267,7 @@ mod stops_are_valid_by_construction {
     use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue};
     use publish_cancel::cancel::CancelKey;
     use publish_cancel::domain::{Login, PublishKey, PublishRecord, PublishState};
-    use publish_cancel::frontdoor::automation::Automation;
+    use publish_cancel::frontdoor::automation::{Automation, Door};
     use publish_cancel::ports::{BackendError, StopMessage, StopQueue};
     use serde_json::{json, Value};
 
@@ -381,13 +381,14 @@ mod stops_are_valid_by_construction {
             let queue_arn = if fifo { "arn:aws:sqs:us-east-1:1:q.fifo" } else { "arn:aws:sqs:us-east-1:1:q" };
             let (event, invocation): (Value, String) = match entry {
                 0 => (json!({"ruleArn": sender, "event": {"id": id, "detail-type": "Publish Cancel Requested",
-                        "source": "x", "detail": detail}}), "inv".into()),
+                        "source": sender, "detail": detail}}), "inv".into()),
                 1 => (json!({"Records": [{"messageId": id, "body": command.to_string(), "eventSource": "aws:sqs",
                         "eventSourceARN": queue_arn, "attributes": {"SenderId": sender, "MessageGroupId": "g"}}]}), "inv".into()),
                 _ => (command.clone(), id.clone()),
             };
             let rt = runtime();
-            let answer = rt.block_on(automation.handle(&event, &invocation, Instant::now() + Duration::from_secs(30)));
+            let door = if entry < 2 { Door::EventSources } else { Door::Direct };
+            let answer = rt.block_on(automation.handle(&event, door, &invocation, Instant::now() + Duration::from_secs(30)));
             let sent = automation.cancel.queue.inner.sent();
             let record = Login::parse(&uid).ok().and_then(|login| automation.cancel.publishes.get(&PublishKey {
                 uid: login, aid: i64::MIN.into(), itid: i64::MAX.into(), pitid: pitid.into(),

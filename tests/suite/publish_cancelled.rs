@@ -46,7 +46,7 @@ async fn each_committed_cancel_is_announced_once_and_nothing_else() {
         "aid": 1, "itid": 2, "pitid": 4, "reason": "budget exceeded", "requestedBy": "watchdog"});
     let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let answer = automation::Automation::new(key)
-        .handle(&command, "invoke-1", far)
+        .handle(&command, automation::Door::Direct, "invoke-1", far)
         .await
         .unwrap();
     assert_eq!(answer["outcome"], "cancelled", "{answer}");

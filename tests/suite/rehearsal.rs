@@ -287,9 +287,36 @@ fn check_read_back(s: &Deployed) {
         rules[0]["pattern"],
         serde_json::json!({"detail-type": ["Publish Cancel Requested"]})
     );
+    // The rule and the command queue's mapping invoke the `events` alias,
+    // the only thing anyone is granted on the function, and only the rule
+    // is granted it; the function itself grants nobody.
+    let automation = s.function("AutomationFunction");
+    let alias = &automation["aliases"]["events"];
+    assert_eq!(
+        alias.as_str(),
+        Some(format!("{}:events", automation["arn"].as_str().unwrap()).as_str()),
+        "{automation}"
+    );
     let targets = rules[0]["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 1, "{bus}");
-    assert_eq!(targets[0]["Arn"], s.function("AutomationFunction")["arn"]);
+    assert_eq!(&targets[0]["Arn"], alias);
+    assert_eq!(
+        automation["grants"]["null"],
+        serde_json::json!([]),
+        "{automation}"
+    );
+    assert_eq!(
+        automation["grants"]["events"],
+        serde_json::json!([{"principal": {"Service": "events.amazonaws.com"}, "source_arn": rules[0]["arn"]}]),
+        "{automation}"
+    );
+    let mappings = automation["mappings"].as_array().unwrap();
+    assert_eq!(mappings.len(), 1, "{automation}");
+    assert_eq!(&mappings[0]["FunctionArn"], alias);
+    assert_eq!(
+        mappings[0]["EventSourceArn"],
+        s.d["queues"]["CommandQueue"]["attributes"]["QueueArn"]
+    );
     assert_eq!(
         targets[0]["InputTransformer"]["InputTemplate"],
         r#"{"ruleArn": "<aws.events.rule-arn>", "event": <aws.events.event.json>}"#
@@ -400,7 +427,11 @@ async fn automation_function_under_its_role(
         code,
         &s.lambda_env("AutomationFunction", &runtime.addr, endpoint),
     );
-    run_every_automation_event(&mut function, &runtime, &stack).await;
+    let function_arn = s.function("AutomationFunction")["arn"].as_str().unwrap();
+    let alias = s.function("AutomationFunction")["aliases"]["events"]
+        .as_str()
+        .unwrap();
+    run_every_automation_event(&mut function, &runtime, &stack, function_arn).await;
 
     // A cancel request put on the bus: what the rule hands the function
     // (moto plays the rule and its input transformer), then the function.
@@ -435,6 +466,18 @@ async fn automation_function_under_its_role(
     let (_, rule) = delivered.as_object().unwrap().iter().next().unwrap();
     let payloads = rule["delivered"].as_array().unwrap();
     assert_eq!(payloads.len(), 1, "{delivered}");
+    // The same payload from a direct invoker (who may invoke the function
+    // itself, not the alias): refused, nothing written.
+    runtime.set_invoked_arn(function_arn);
+    let Outcome::Error(e) = function.invoke(&runtime, &payloads[0].to_string()).await else {
+        panic!("a direct invoke passed as the rule: {}", function.logs());
+    };
+    assert_eq!(e["errorType"], "UForge.UnsupportedEvent", "{e}");
+    let item = stack.publish_item("alice", "1/2/40").await.unwrap();
+    assert_eq!(item[attr::STATE].as_s().unwrap(), "queued");
+    assert!(stack.drain().await.is_empty());
+    // The rule's delivery, through the alias it targets.
+    runtime.set_invoked_arn(alias);
     let Outcome::Response(answer) = function.invoke(&runtime, &payloads[0].to_string()).await
     else {
         panic!("{}", function.logs());
@@ -443,6 +486,18 @@ async fn automation_function_under_its_role(
     assert_eq!(answer["cancelSource"], "eventbridge", "{answer}");
     assert_eq!(answer["cancelledBy"], rule["arn"], "{answer}");
     assert_eq!(answer["reason"], "over budget", "{answer}");
+    let account = s.function("AutomationFunction")["arn"]
+        .as_str()
+        .unwrap()
+        .split(':')
+        .nth(4)
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        answer["origin"],
+        format!("account {account} source rehearsal.automation"),
+        "{answer}"
+    );
     assert_eq!(stack.drain().await.len(), 1);
 
     // The SQS poller, with the function's role.
@@ -501,6 +556,8 @@ async fn automation_function_under_its_role(
                 "eventSource": "aws:sqs", "eventSourceARN": commands_arn, "awsRegion": "us-east-1"})
         })
         .collect();
+    // Lambda's poller invokes what the mapping names: the alias.
+    runtime.set_invoked_arn(alias);
     let Outcome::Response(answer) = function
         .invoke(
             &runtime,

@@ -43,6 +43,7 @@ pub mod attr {
     pub const CANCELLED_BY: &str = "cancelledBy";
     pub const CANCEL_REASON: &str = "cancelReason";
     pub const CANCEL_REQUESTED_BY: &str = "cancelRequestedBy";
+    pub const CANCEL_ORIGIN: &str = "cancelOrigin";
     /// Present (value `PENDING`) while a cancel's stop is unconfirmed.
     pub const STOP_PENDING: &str = "stopPending";
     pub const PENDING: &str = "pending";
@@ -171,7 +172,7 @@ fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
 /// missing or unknown `cancelSource` is `http` and a missing or invalid
 /// `cancelledBy` is the record's `uid` (before automation, only the owner
 /// could cancel, over HTTP); an invalid `cancelReason` or
-/// `cancelRequestedBy` reads as absent.
+/// `cancelRequestedBy` or `cancelOrigin` reads as absent.
 fn audit_from_item(key: &PublishKey, item: &Item) -> CancelAudit {
     let text = |name| get_s(item, name).and_then(|v| AuditText::parse(v).ok());
     let source = get_s(item, attr::CANCEL_SOURCE).and_then(|s| s.parse().ok());
@@ -182,6 +183,7 @@ fn audit_from_item(key: &PublishKey, item: &Item) -> CancelAudit {
                 .unwrap_or_else(|| CancelAudit::http(&key.uid).cancelled_by),
             reason: text(attr::CANCEL_REASON),
             requested_by: text(attr::CANCEL_REQUESTED_BY),
+            origin: text(attr::CANCEL_ORIGIN),
         },
         None => CancelAudit {
             source: CancelSource::Http,
@@ -227,6 +229,9 @@ pub fn audit_values(audit: &CancelAudit) -> Vec<(&'static str, AttributeValue)> 
     }
     if let Some(r) = &audit.requested_by {
         out.push((attr::CANCEL_REQUESTED_BY, AttributeValue::S(r.to_string())));
+    }
+    if let Some(o) = &audit.origin {
+        out.push((attr::CANCEL_ORIGIN, AttributeValue::S(o.to_string())));
     }
     out
 }
@@ -348,6 +353,7 @@ mod tests {
                     cancelled_by: AuditText::parse("AIDAEXAMPLE").unwrap(),
                     reason: Some(AuditText::parse("budget exceeded").unwrap()),
                     requested_by: Some(AuditText::parse("watchdog").unwrap()),
+                    origin: Some(AuditText::parse("account 123456789012 source acme").unwrap()),
                 },
             })
             .unwrap();
