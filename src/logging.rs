@@ -9,8 +9,7 @@ use tracing_subscriber::filter::LevelFilter;
 
 /// Installs the global subscriber: to stdout, no timestamps (CloudWatch
 /// stamps each line), no ANSI colours, JSON when Lambda asks for it.
-pub fn init() {
-    let env = crate::config::Env::process();
+pub fn init(env: &crate::config::Env) {
     let json = env
         .get("AWS_LAMBDA_LOG_FORMAT")
         .is_some_and(|f| f.eq_ignore_ascii_case("json"));

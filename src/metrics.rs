@@ -40,9 +40,8 @@ pub struct RequestFacts<'a> {
 impl Metrics {
     /// Metrics for the function named by Lambda's `AWS_LAMBDA_FUNCTION_NAME`;
     /// `None` outside Lambda (the local server and tests log no metrics).
-    pub fn from_env() -> Option<Metrics> {
-        crate::config::Env::process()
-            .get("AWS_LAMBDA_FUNCTION_NAME")
+    pub fn from_env(env: &crate::config::Env) -> Option<Metrics> {
+        env.get("AWS_LAMBDA_FUNCTION_NAME")
             .map(|function| Metrics { function })
     }
 

@@ -61,8 +61,12 @@ IMAGE_REPO = "uforge-test/provided-al2023"
 ARM64_LIBS = Path("/usr/aarch64-linux-gnu/lib")
 LIBS = ["ld-linux-aarch64.so.1", "libc.so.6", "libm.so.6", "libgcc_s.so.1",
         "libpthread.so.0", "libdl.so.2", "librt.so.1"]
-FUNCTIONS = {"CancelFunction": "publish-cancel", "ReconcilerFunction": "reconciler",
-             "AutomationFunction": "automation"}
+# Each function's binary, from the one manifest of the Lambda binaries.
+FUNCTIONS = dict(
+    line.split()
+    for line in (ROOT / "lambda-functions.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+)
 SAM_ENV = dict(os.environ, SAM_CLI_TELEMETRY="0", AWS_REGION="us-east-1",
                AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="local",
                AWS_SECRET_ACCESS_KEY="local")

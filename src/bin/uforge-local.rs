@@ -15,6 +15,7 @@ use clap::{Parser, ValueEnum};
 use publish_cancel::api::Api;
 use publish_cancel::config::{self, AwsSettings, Env, TlsRoots};
 use publish_cancel::frontdoor::local::{serve, Limits};
+use publish_cancel::seed::Seed;
 use publish_cancel::startup::{self, Options};
 use tokio::net::TcpListener;
 
@@ -57,7 +58,8 @@ struct Args {
 
 fn main() -> ExitCode {
     publish_cancel::allocator::return_large_blocks_to_the_os();
-    tracing_init();
+    let env = Env::process();
+    publish_cancel::logging::init(&env);
     let args = Args::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -66,7 +68,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(args, env)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("uforge-local: {}", publish_cancel::ErrorChain(e.as_ref()));
@@ -75,14 +77,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn tracing_init() {
-    publish_cancel::logging::init();
-}
-
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-async fn run(args: Args) -> Result<(), BoxError> {
-    let env = Env::process();
+async fn run(args: Args, env: Env) -> Result<(), BoxError> {
     let base = args.base_path.clone().unwrap_or_else(|| env.base_path());
     let listener = TcpListener::bind(SocketAddr::new(args.bind, args.port)).await?;
     let limits = Limits {
@@ -94,7 +91,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     match args.backend {
         Backend::Memory => {
             let text = startup::seed_text(args.seed.as_deref())?;
-            let api = startup::memory_api(&text, Options::new(&base))?;
+            let api = startup::memory_api(&Seed::parse(&text)?, Options::new(&base), &env)?;
             announce(addr, &base, "in-memory stores", args.seed.as_deref());
             serve_until_ctrl_c(listener, Arc::new(api), limits).await
         }

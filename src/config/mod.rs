@@ -244,27 +244,27 @@ impl Backend {
 
 /// The cancel function (`publish-cancel`).
 #[derive(Debug, Clone)]
-pub struct FunctionSettings {
+pub struct CancelSettings {
     /// `UFORGE_BASE_PATH`, default `/api`.
     pub base_path: String,
-    pub backend: FunctionBackend,
+    pub backend: CancelBackend,
 }
 
 #[derive(Debug, Clone)]
-pub enum FunctionBackend {
+pub enum CancelBackend {
     Aws(AwsSettings, TlsRoots),
     Memory { seed: Option<PathBuf> },
 }
 
-impl FunctionSettings {
+impl CancelSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let backend = match Backend::from_env(env)? {
             Backend::Aws => {
-                FunctionBackend::Aws(AwsSettings::from_env(env)?, TlsRoots::from_env(env)?)
+                CancelBackend::Aws(AwsSettings::from_env(env)?, TlsRoots::from_env(env)?)
             }
-            Backend::Memory { seed } => FunctionBackend::Memory { seed },
+            Backend::Memory { seed } => CancelBackend::Memory { seed },
         };
-        Ok(FunctionSettings {
+        Ok(CancelSettings {
             base_path: env.base_path(),
             backend,
         })
@@ -416,17 +416,17 @@ mod tests {
 
     #[test]
     fn each_binary_s_settings_name_what_is_missing() {
-        let err = FunctionSettings::from_env(&Env::from_pairs(&[])).unwrap_err();
+        let err = CancelSettings::from_env(&Env::from_pairs(&[])).unwrap_err();
         assert!(
             matches!(err, ConfigError::MissingResource(ENV_USERS_TABLE)),
             "{err}"
         );
         assert!(err.to_string().contains("UFORGE_BACKEND=memory"));
         let memory =
-            FunctionSettings::from_env(&Env::from_pairs(&[(ENV_BACKEND, "memory")])).unwrap();
+            CancelSettings::from_env(&Env::from_pairs(&[(ENV_BACKEND, "memory")])).unwrap();
         assert!(matches!(
             memory.backend,
-            FunctionBackend::Memory { seed: None }
+            CancelBackend::Memory { seed: None }
         ));
         assert_eq!(memory.base_path, "/api");
         let err = ReconcilerSettings::from_env(&Env::from_pairs(&[])).unwrap_err();

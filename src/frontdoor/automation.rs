@@ -291,13 +291,42 @@ pub const BATCH_CONCURRENCY: usize = 10;
 pub struct Automation<P, Q> {
     pub cancel: CancelKey<P, Q>,
     pub metrics: Option<Metrics>,
+    /// On the in-memory stores, under a tool that cannot invoke an alias:
+    /// every shape is taken (`Door::Local`).
+    pub local: bool,
+}
+
+impl<P: Publishes, Q: StopQueue> super::LambdaHandler for Automation<P, Q> {
+    async fn call(
+        &self,
+        event: lambda_runtime::LambdaEvent<super::RawEvent>,
+    ) -> Result<Value, lambda_runtime::Diagnostic> {
+        let deadline = super::invocation_deadline(&event.context);
+        let payload = event
+            .payload
+            .json()
+            .ok_or_else(|| super::unreadable("UForge.UnsupportedEvent"))?;
+        let door = if self.local {
+            Door::Local
+        } else {
+            Door::of(&event.context.invoked_function_arn)
+        };
+        self.handle(&payload, door, &event.context.request_id, deadline)
+            .await
+            .map_err(|e| lambda_runtime::Diagnostic {
+                error_type: e.error_type().into(),
+                error_message: e.to_string(),
+            })
+    }
 }
 
 impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
+    /// Without metrics, doors decided by the invoked ARN.
     pub fn new(cancel: CancelKey<P, Q>) -> Self {
         Automation {
             cancel,
             metrics: None,
+            local: false,
         }
     }
 

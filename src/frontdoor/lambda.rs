@@ -393,6 +393,28 @@ fn query(multi: &QueryMap, single: &QueryMap, encode: bool) -> String {
     pairs.join("&")
 }
 
+/// The cancel function's handler: UForge's endpoint on `Api`.
+#[derive(Debug)]
+pub struct HttpFunction<U, P, Q>(pub Api<U, P, Q>);
+
+impl<U: Users, P: Publishes, Q: StopQueue> super::LambdaHandler for HttpFunction<U, P, Q> {
+    async fn call(
+        &self,
+        event: lambda_runtime::LambdaEvent<super::RawEvent>,
+    ) -> Result<Value, lambda_runtime::Diagnostic> {
+        let payload = event
+            .payload
+            .json()
+            .ok_or_else(|| super::unreadable("UnsupportedEvent"))?;
+        handle(&self.0, &payload, &event.context.request_id)
+            .await
+            .map_err(|e| lambda_runtime::Diagnostic {
+                error_type: "UnsupportedEvent".into(),
+                error_message: e.to_string(),
+            })
+    }
+}
+
 /// Serves one event: the Lambda HTTP response as JSON, or `NotHttp`.
 pub async fn handle<U: Users, P: Publishes, Q: StopQueue>(
     api: &Api<U, P, Q>,

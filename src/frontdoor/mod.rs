@@ -1,15 +1,37 @@
-//! Front doors: ways a request reaches the service: HTTP requests reach
-//! `api::Api::handle` (Lambda events, the local server), cancel commands
-//! reach `automation::Automation::handle` (EventBridge, SQS, invoke).
+//! Front doors: ways a request reaches the service. HTTP requests reach
+//! `api::Api::handle` (through `lambda` for Lambda events, `local` for the
+//! local server); cancel commands reach `automation::Automation` on IAM
+//! authority (EventBridge, SQS, invoke); the schedule reaches the
+//! reconciler (`schedule`). Each Lambda binary's handler is a
+//! `LambdaHandler`, served by `startup::run_lambda`.
 
 pub mod automation;
 pub mod lambda;
 pub mod local;
+pub mod schedule;
+
+use std::future::Future;
 
 use std::time::{Duration, Instant};
 
+use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::value::RawValue;
 use serde_json::Value;
+
+/// What a Lambda binary does with one event: its answer, or an error
+/// whose `error_type` callers can match.
+pub trait LambdaHandler {
+    fn call(&self, event: LambdaEvent<RawEvent>)
+        -> impl Future<Output = Result<Value, Diagnostic>>;
+}
+
+/// The error for an event a handler cannot even read as JSON.
+fn unreadable(error_type: &str) -> Diagnostic {
+    Diagnostic {
+        error_type: error_type.into(),
+        error_message: "the event is not JSON this function can read".into(),
+    }
+}
 
 /// A Lambda event exactly as the Runtime API delivered it. Taking it raw
 /// means the runtime's own decoding never fails (skipping a JSON value has

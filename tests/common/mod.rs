@@ -400,18 +400,15 @@ pub use publish_cancel::startup::MemoryApi;
 /// The endpoint on in-memory stores holding `seed`, API secrets sealed
 /// under the tests' KEK, built by the composition root.
 pub fn memory_api(seed: &Seed, cached: bool) -> MemoryApi {
-    let sealer = sealer();
-    let (users, publishes) = seed.into_memory(&sealer).expect("seed loads");
-    startup::service(
-        users,
-        publishes,
-        publish_cancel::adapters::memory::MemoryQueue::default(),
-        Some(publish_cancel::auth::FixedKeks::shared(sealer)),
-        Options {
-            credential_cache: cached,
-            ..Options::new("/api")
-        },
-    )
+    use base64::Engine as _;
+    let kek = base64::engine::general_purpose::STANDARD.encode(KEK);
+    let env =
+        publish_cancel::config::Env::from_pairs(&[(publish_cancel::config::ENV_API_KEY_KEK, &kek)]);
+    let options = Options {
+        credential_cache: cached,
+        ..Options::new("/api")
+    };
+    startup::memory_api(seed, options, &env).expect("seed loads")
 }
 
 /// Serves `api` with the local HTTP front door on a free loopback port, in

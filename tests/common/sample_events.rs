@@ -22,18 +22,43 @@ pub struct LambdaProcess {
     logs: Arc<Mutex<Vec<u8>>>,
 }
 
-/// A Lambda binary of this crate: the debug build, or, when
-/// `UFORGE_ARTEFACT_DIR` names a directory of release builds (scripts/test
-/// sets it to the arm64 artefacts `sam deploy` would ship), that one.
+/// lambda-functions.txt: each Lambda function's logical id in the
+/// template and the Cargo binary it runs, in the manifest's order.
+pub fn lambda_functions() -> Vec<(String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/lambda-functions.txt");
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [logical, binary] => (logical.to_owned(), binary.to_owned()),
+            _ => panic!("lambda-functions.txt: not `<logical id> <binary>`: {l:?}"),
+        })
+        .collect()
+}
+
+/// The binary the template's function `logical` runs (lambda-functions.txt).
+pub fn function_binary(logical: &str) -> PathBuf {
+    let (_, binary) = lambda_functions()
+        .into_iter()
+        .find(|(l, _)| l == logical)
+        .unwrap_or_else(|| panic!("{logical} is not in lambda-functions.txt"));
+    lambda_binary(&binary)
+}
+
+/// A Lambda binary of this crate (lambda-functions.txt): the debug build,
+/// or, when `UFORGE_ARTEFACT_DIR` names a directory of release builds
+/// (scripts/test sets it to the arm64 artefacts `sam deploy` would ship),
+/// that one.
 pub fn lambda_binary(name: &str) -> PathBuf {
+    assert!(
+        lambda_functions().iter().any(|(_, b)| b == name),
+        "not a Lambda binary of lambda-functions.txt: {name}"
+    );
     match std::env::var_os("UFORGE_ARTEFACT_DIR") {
         Some(dir) => PathBuf::from(dir).join(name),
-        None => PathBuf::from(match name {
-            "publish-cancel" => env!("CARGO_BIN_EXE_publish-cancel"),
-            "reconciler" => env!("CARGO_BIN_EXE_reconciler"),
-            "automation" => env!("CARGO_BIN_EXE_automation"),
-            other => panic!("not a Lambda binary of this crate: {other}"),
-        }),
+        // Cargo builds every binary of the package into one directory.
+        None => Path::new(env!("CARGO_BIN_EXE_publish-cancel")).with_file_name(name),
     }
 }
 

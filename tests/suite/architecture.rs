@@ -68,11 +68,70 @@ fn the_routes_are_listed_in_one_place() {
     );
 }
 
-/// Configuration is read one way (`config::Env`: trimmed, blank is unset).
+/// Configuration is read one way (`config::Env`: trimmed, blank is unset),
+/// and the process environment only by the binaries' entry points (the
+/// Lambda binaries' is `startup::run_lambda`), which pass it down:
+/// everything below takes an `Env`, so a test can give it any.
 #[test]
 fn the_environment_is_read_in_one_place() {
     assert_eq!(
         saying(&["std::env::var", "env::var("]),
         ["src/config/mod.rs"]
     );
+    assert_eq!(
+        saying(&["Env::process()"]),
+        [
+            "src/bin/uforge-admin.rs",
+            "src/bin/uforge-local.rs",
+            "src/startup/lambda.rs"
+        ]
+    );
+}
+
+/// The Lambda binaries are listed once, in lambda-functions.txt: each is a
+/// `[[bin]]` of Cargo.toml and a function of the template built by the
+/// Makefile, and every function of the template is in it. (The Makefile,
+/// scripts/build-arm64 and the tests read the manifest; none lists them.)
+#[test]
+fn the_lambda_binaries_are_listed_in_one_place() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap();
+    let functions = crate::common::sample_events::lambda_functions();
+    let cargo = read("Cargo.toml");
+    let template = read("template.yaml");
+    for (logical, binary) in &functions {
+        assert!(
+            cargo.contains(&format!("[[bin]]\nname = \"{binary}\"")) || {
+                // A comment may sit between the header and the name.
+                cargo
+                    .split("[[bin]]")
+                    .any(|section| section.contains(&format!("\nname = \"{binary}\"")))
+            },
+            "{binary} is not a [[bin]] of Cargo.toml"
+        );
+        let resource = template
+            .split_once(&format!(
+                "\n  {logical}:\n    Type: AWS::Serverless::Function\n"
+            ))
+            .map(|(_, rest)| rest.split("\n  Properties:").next().unwrap_or_default())
+            .map(|head| head.split("\n    Properties:").next().unwrap_or_default());
+        assert!(
+            resource.is_some_and(|head| head.contains("BuildMethod: makefile")),
+            "{logical} is not a function of template.yaml built by the Makefile"
+        );
+    }
+    assert_eq!(
+        template.matches("Type: AWS::Serverless::Function").count(),
+        functions.len(),
+        "a function of the template is missing from lambda-functions.txt"
+    );
+    for file in ["Makefile", "scripts/build-arm64", "scripts/test"] {
+        let text = read(file);
+        for (logical, binary) in &functions {
+            assert!(
+                !text.contains(logical.as_str()) && !text.contains(&format!(" {binary} ")),
+                "{file} names {logical}/{binary}: read lambda-functions.txt instead"
+            );
+        }
+    }
 }

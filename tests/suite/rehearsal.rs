@@ -1,12 +1,12 @@
 //! The deployment rehearsal: template.yaml, transformed by SAM and created
 //! as a CloudFormation stack in moto (both values of `FifoQueue`), then the
-//! compiled `publish-cancel` and `reconciler` run inside what it built,
+//! compiled Lambda binaries (lambda-functions.txt) run inside what it built,
 //! with exactly the environment CloudFormation resolved for them and the
 //! credentials of their own roles, while moto enforces IAM.
 //!
 //! The binaries are the host's debug builds, or, when
-//! `UFORGE_ARTEFACT_DIR` names a directory holding `publish-cancel` and
-//! `reconciler` (scripts/test sets it to the arm64 release builds), those:
+//! `UFORGE_ARTEFACT_DIR` names a directory holding them (scripts/test sets
+//! it to the arm64 release builds), those:
 //! the artefact `sam deploy` would ship, run under qemu-user.
 //!
 //! What moto cannot show is said in the README ("What the rehearsal
@@ -23,7 +23,7 @@ use base64::Engine as _;
 use common::moto::Moto;
 use common::runtime_api::{Outcome, RuntimeApi};
 use common::sample_events::{
-    lambda_binary, run_every_automation_event, run_every_event, LambdaProcess,
+    function_binary, lambda_functions, run_every_automation_event, run_every_event, LambdaProcess,
 };
 use common::template::stack_py;
 use common::{sdk_config_as, Stack};
@@ -33,15 +33,6 @@ use publish_cancel::domain::{CancelStamp, PublishRecord, PublishState, Timestamp
 use serde_json::Value;
 
 const KEK_SECRET: &str = "uforge/api-key-kek";
-
-/// The two binaries under test.
-fn binaries() -> (PathBuf, PathBuf, PathBuf) {
-    (
-        lambda_binary("publish-cancel"),
-        lambda_binary("reconciler"),
-        lambda_binary("automation"),
-    )
-}
 
 /// A deployed stack, as `stack.py deploy` read it back.
 struct Deployed {
@@ -844,7 +835,9 @@ async fn the_template_deployed_runs_every_binary_under_its_own_role() {
     let _ = std::fs::remove_file(&audit);
     let moto = Moto::private(&[("MOTO_IAM_AUDIT", audit.to_str().unwrap())]);
     let endpoint = moto.endpoint.clone();
-    let (cancel_bin, reconciler_bin, automation_bin) = binaries();
+    let cancel_bin = function_binary("CancelFunction");
+    let reconciler_bin = function_binary("ReconcilerFunction");
+    let automation_bin = function_binary("AutomationFunction");
     eprintln!(
         "rehearsal: {}, {} and {}",
         cancel_bin.display(),
@@ -1012,16 +1005,10 @@ fn the_artefact_fits_and_loads_on_amazon_linux_2023() {
         eprintln!("skipped: UFORGE_ARTEFACT_DIR is not set (scripts/test sets it)");
         return;
     };
-    // Every binary `sam build` ships: the Makefile's recipes are the list.
-    let makefile =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Makefile")).unwrap();
-    let shipped: Vec<&str> = makefile
-        .lines()
-        .filter(|l| l.contains("scripts/build-arm64 --bootstrap"))
-        .filter_map(|l| l.split_whitespace().last())
-        .collect();
-    assert!(shipped.len() >= 3, "the Makefile's binaries: {shipped:?}");
-    for name in shipped {
+    // Every binary `sam build` ships (lambda-functions.txt).
+    let shipped: Vec<String> = lambda_functions().into_iter().map(|(_, b)| b).collect();
+    assert!(shipped.len() >= 3, "the manifest's binaries: {shipped:?}");
+    for name in &shipped {
         let path = PathBuf::from(&dir).join(name);
         let size = std::fs::metadata(&path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))

@@ -1,16 +1,11 @@
 //! The composition root: how every binary, and every test, builds the
 //! service. `service` puts a use case and its HTTP layer together on any
 //! stores; `aws_api` and `memory_api` are that on DynamoDB/SQS and on the
-//! in-memory stores. Then how a Lambda binary starts: what Lambda must have
-//! given it, and how a start that cannot succeed is reported (a missing or
-//! invalid setting is posted to the Runtime API's `/runtime/init/error`,
-//! naming the variable and the fix, and the process exits: Lambda shows the
-//! message in the invoke response and the logs; a local emulator does not
-//! hang).
+//! in-memory stores; `cancel_key_*` the cancel on its own authority.
+//! `lambda` runs every Lambda binary one way. The process environment is
+//! read by the binaries' `main` and passed in (`config::Env`); nothing
+//! here or below reads it.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,15 +17,16 @@ use crate::adapters::sqs::SqsStopQueue;
 use crate::api::{Api, REQUEST_BUDGET};
 use crate::auth::{Authenticator, FixedKeks, KekSource, Sealer};
 use crate::cancel::{CancelKey, CancelPublish};
-use crate::config::{AwsSettings, ConfigError, Env};
+use crate::config::{AwsSettings, Env};
 use crate::metrics::Metrics;
 use crate::ports::{Publishes, StopQueue, Users};
 use crate::seed::{self, Seed};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub mod lambda;
 
-/// What a Lambda binary's start yields: the future that serves events.
-pub type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BoxError>>>>;
+pub use lambda::{run_lambda, LambdaFunction};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The service on DynamoDB and SQS.
 pub type AwsApi = Api<DynamoUsers, DynamoPublishes, SqsStopQueue>;
@@ -141,6 +137,14 @@ pub fn cancel_key_memory(seed: &str) -> Result<CancelKey<MemoryPublishes, Memory
     })
 }
 
+/// The same on empty in-memory stores.
+pub fn cancel_key_empty() -> CancelKey<MemoryPublishes, MemoryQueue> {
+    CancelKey {
+        publishes: MemoryPublishes::default(),
+        queue: MemoryQueue::default(),
+    }
+}
+
 /// The seed file's text: `path`, or the bundled `seed/local.json`.
 pub fn seed_text(path: Option<&std::path::Path>) -> Result<String, BoxError> {
     match path {
@@ -154,12 +158,12 @@ pub fn seed_text(path: Option<&std::path::Path>) -> Result<String, BoxError> {
 /// under `UFORGE_API_KEY_KEK` when set, else under a random per-process
 /// KEK: either way the stores hold no secret in clear. (Seeded passwords
 /// are hashed here: about 40 ms each.)
-pub fn memory_api(seed: &str, options: Options) -> Result<MemoryApi, BoxError> {
-    let sealer = match Env::process().inline_kek()? {
+pub fn memory_api(seed: &Seed, options: Options, env: &Env) -> Result<MemoryApi, BoxError> {
+    let sealer = match env.inline_kek()? {
         Some(s) => s,
         None => Sealer::random()?,
     };
-    let (users, publishes) = Seed::parse(seed)?.into_memory(&sealer)?;
+    let (users, publishes) = seed.into_memory(&sealer)?;
     Ok(service(
         users,
         publishes,
@@ -167,92 +171,4 @@ pub fn memory_api(seed: &str, options: Options) -> Result<MemoryApi, BoxError> {
         Some(FixedKeks::shared(sealer)),
         options,
     ))
-}
-
-/// What the Lambda Runtime client reads from Lambda's environment (it
-/// panics on a missing one; here it is a reported init error instead).
-const LAMBDA_VARIABLES: [&str; 4] = [
-    "AWS_LAMBDA_RUNTIME_API",
-    "AWS_LAMBDA_FUNCTION_NAME",
-    "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-];
-
-/// Checks the variables Lambda (or an emulator of it) always sets.
-pub fn check_lambda_environment(env: &Env) -> Result<(), ConfigError> {
-    for name in LAMBDA_VARIABLES {
-        if env.get(name).is_none() {
-            return Err(ConfigError::NotInLambda(name));
-        }
-    }
-    let memory = env
-        .get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        .unwrap_or_default();
-    if memory.parse::<i32>().is_err() {
-        return Err(ConfigError::Invalid(
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-            format!("{memory:?} (a number of MB)"),
-        ));
-    }
-    Ok(())
-}
-
-/// Runs a Lambda binary: `start` (settings, clients) yields the future that
-/// serves; a failed start is an init error (reported), a failed serve is
-/// logged. Either way, the exit code says so.
-pub async fn run<S>(start: impl std::future::Future<Output = Result<S, BoxError>>) -> ExitCode
-where
-    S: std::future::Future<Output = Result<(), BoxError>>,
-{
-    let serving = match start.await {
-        Ok(serving) => serving,
-        Err(e) => return init_failed(e.as_ref()),
-    };
-    match serving.await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "the Lambda runtime stopped");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Reports a failed start: logs it, posts it to the Runtime API's init
-/// error endpoint when there is one, and returns the failure exit code.
-pub fn init_failed(error: &(dyn std::error::Error + 'static)) -> ExitCode {
-    let message = crate::ErrorChain(error).to_string();
-    tracing::error!(error = %message, "init failed");
-    if let Some(api) = Env::process().get("AWS_LAMBDA_RUNTIME_API") {
-        if let Err(e) = post_init_error(&api, "Runtime.ConfigError", &message) {
-            tracing::error!(error = %e, runtime_api = %api, "could not report the init error to the Runtime API");
-        }
-    }
-    ExitCode::FAILURE
-}
-
-/// `POST /2018-06-01/runtime/init/error`, by hand: the Runtime client is
-/// not started yet (it may be what failed), and this is one request.
-fn post_init_error(api: &str, error_type: &str, message: &str) -> std::io::Result<()> {
-    let body = serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string();
-    // `host:port` (Lambda), or `http://host:port/prefix` (cargo lambda's
-    // emulator routes by function under a path prefix).
-    let api = api.strip_prefix("http://").unwrap_or(api);
-    let (host, prefix) = match api.find('/') {
-        Some(i) => (&api[..i], api[i..].trim_end_matches('/')),
-        None => (api, ""),
-    };
-    let mut stream = TcpStream::connect(host)?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    write!(
-        stream,
-        "POST {prefix}/2018-06-01/runtime/init/error HTTP/1.1\r\nHost: {host}\r\n\
-         Lambda-Runtime-Function-Error-Type: {error_type}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    // Wait for the answer, so the report is in before the process exits.
-    let mut answer = [0u8; 64];
-    let _ = stream.read(&mut answer)?;
-    Ok(())
 }

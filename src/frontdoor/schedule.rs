@@ -1,0 +1,68 @@
+//! The reconciler's front door: a scheduled event (EventBridge Scheduler
+//! or a schedule rule; its content is not read) runs one reconcile pass
+//! within the invocation's deadline (`crate::reconcile`).
+
+use std::time::Duration;
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::Value;
+
+use super::{invocation_deadline, LambdaHandler, RawEvent};
+use crate::cancel::CancelKey;
+use crate::domain::Timestamp;
+use crate::metrics::{now_ms, Metrics};
+use crate::ports::{Publishes, StopQueue};
+use crate::reconcile::reconcile;
+use crate::ErrorChain;
+
+/// The reconciler function's handler.
+#[derive(Debug)]
+pub struct Reconciler<P, Q> {
+    pub cancel: CancelKey<P, Q>,
+    /// A stop may stay pending this long before it is re-sent.
+    pub grace: Duration,
+    /// Stops re-sent per run at most.
+    pub batch: usize,
+    pub metrics: Option<Metrics>,
+}
+
+impl<P: Publishes, Q: StopQueue> LambdaHandler for Reconciler<P, Q> {
+    async fn call(&self, event: LambdaEvent<RawEvent>) -> Result<Value, Diagnostic> {
+        let until = invocation_deadline(&event.context);
+        let report = reconcile(
+            &self.cancel,
+            Timestamp::now(),
+            self.grace,
+            self.batch,
+            until,
+        )
+        .await
+        .map_err(|e| Diagnostic {
+            error_type: "UForge.BackendUnavailable".into(),
+            error_message: format!("reading pending stops: {}", ErrorChain(&e)),
+        })?;
+        tracing::info!(
+            found = report.found,
+            resent = report.resent,
+            failed = report.failed,
+            undeliverable = report.undeliverable,
+            unreadable = report.unreadable,
+            cut_short = report.cut_short,
+            "reconcile"
+        );
+        if let Some(m) = &self.metrics {
+            m.emit(&m.reconcile_line(&report, now_ms()));
+        }
+        if report.failed > 0 {
+            // Fail the invocation so the errors alarm sees it.
+            return Err(Diagnostic {
+                error_type: "UForge.StopsStillPending".into(),
+                error_message: format!("{} stop(s) still pending", report.failed),
+            });
+        }
+        serde_json::to_value(report).map_err(|e| Diagnostic {
+            error_type: "UForge.Internal".into(),
+            error_message: e.to_string(),
+        })
+    }
+}

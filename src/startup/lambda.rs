@@ -1,0 +1,235 @@
+//! One way to run a Lambda binary. Each `src/bin/*` Lambda (and
+//! `main.rs`) is `run_lambda(LambdaFunction::…)`: one single-threaded
+//! runtime, the logs, the checks of what Lambda must have given, the
+//! function's settings, its stores (DynamoDB/SQS, or in-memory for local
+//! invocation), then its handler (`frontdoor::LambdaHandler`) served by the
+//! Lambda runtime. A start that cannot succeed is reported: a missing or
+//! invalid setting is posted to the Runtime API's `/runtime/init/error`,
+//! naming the variable and the fix, and the process exits (Lambda shows
+//! the message in the invoke response and the logs; a local emulator does
+//! not hang). Which binary each template function runs:
+//! `lambda-functions.txt`.
+
+use std::future::Future;
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use lambda_runtime::{service_fn, LambdaEvent};
+
+use super::{aws_api, cancel_key_aws, cancel_key_memory, memory_api, seed_text, BoxError, Options};
+use crate::config::{
+    sdk, AutomationSettings, CancelBackend, CancelSettings, ConfigError, Env, ReconcilerBackend,
+    ReconcilerSettings,
+};
+use crate::frontdoor::automation::Automation;
+use crate::frontdoor::lambda::HttpFunction;
+use crate::frontdoor::schedule::Reconciler;
+use crate::frontdoor::{LambdaHandler, RawEvent};
+use crate::metrics::Metrics;
+
+/// The Lambda binaries this crate builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LambdaFunction {
+    /// `publish-cancel`: UForge's HTTP endpoint behind API Gateway.
+    Cancel,
+    /// `automation`: cancels on IAM authority (EventBridge, SQS, invoke).
+    Automation,
+    /// `reconciler`: re-sends stops a cancel could not confirm.
+    Reconciler,
+}
+
+/// What a start yields: the future that serves events.
+type Serving = Pin<Box<dyn Future<Output = Result<(), BoxError>>>>;
+
+/// Runs `function` as Lambda (or an emulator of it) asks; the exit code
+/// says whether its start or its serving failed.
+pub fn run_lambda(function: LambdaFunction) -> ExitCode {
+    crate::allocator::return_large_blocks_to_the_os();
+    let env = Env::process();
+    // Lambda sends one event at a time: a single-threaded runtime starts
+    // faster and holds less; Argon2 still runs on a blocking thread.
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(async {
+            crate::logging::init(&env);
+            run(start(function, &env), &env).await
+        }),
+        Err(e) => init_failed(&e, &env),
+    }
+}
+
+/// The function's settings and stores, then its handler.
+async fn start(function: LambdaFunction, env: &Env) -> Result<Serving, BoxError> {
+    check_lambda_environment(env)?;
+    let metrics = Metrics::from_env(env);
+    let local = || {
+        tracing::warn!("in-memory stores (UFORGE_BACKEND=memory): local invocation only");
+    };
+    Ok(match function {
+        LambdaFunction::Cancel => {
+            let settings = CancelSettings::from_env(env)?;
+            let options = Options {
+                metrics,
+                ..Options::new(&settings.base_path)
+            };
+            match settings.backend {
+                CancelBackend::Aws(aws, roots) => {
+                    let sdk = sdk::lambda_sdk_config(roots, env)?;
+                    serve(HttpFunction(aws_api(&sdk, aws, options)))
+                }
+                CancelBackend::Memory { seed } => {
+                    local();
+                    let seed = crate::seed::Seed::parse(&seed_text(seed.as_deref())?)?;
+                    serve(HttpFunction(memory_api(&seed, options, env)?))
+                }
+            }
+        }
+        LambdaFunction::Automation => match AutomationSettings::from_env(env)? {
+            AutomationSettings::Aws(aws) => {
+                let sdk = sdk::lambda_sdk_config(aws.tls_roots, env)?;
+                serve(Automation {
+                    cancel: cancel_key_aws(&sdk, aws),
+                    metrics,
+                    local: false,
+                })
+            }
+            AutomationSettings::Memory { seed } => {
+                local();
+                serve(Automation {
+                    cancel: cancel_key_memory(&seed_text(seed.as_deref())?)?,
+                    metrics,
+                    local: true,
+                })
+            }
+        },
+        LambdaFunction::Reconciler => {
+            let settings = ReconcilerSettings::from_env(env)?;
+            let (grace, batch) = (settings.grace, settings.batch);
+            match settings.backend {
+                ReconcilerBackend::Aws(aws) => {
+                    let sdk = sdk::lambda_sdk_config(aws.tls_roots, env)?;
+                    serve(Reconciler {
+                        cancel: cancel_key_aws(&sdk, aws),
+                        grace,
+                        batch,
+                        metrics,
+                    })
+                }
+                // Nothing is ever pending in fresh stores, but the
+                // invocation path is the real one.
+                ReconcilerBackend::Memory => {
+                    local();
+                    serve(Reconciler {
+                        cancel: super::cancel_key_empty(),
+                        grace,
+                        batch,
+                        metrics,
+                    })
+                }
+            }
+        }
+    })
+}
+
+/// Serves `handler` with the Lambda runtime, one event at a time.
+fn serve<H: LambdaHandler + 'static>(handler: H) -> Serving {
+    Box::pin(async move {
+        let handler = &handler;
+        // Boxed: the handler's future nested in the runtime's is otherwise
+        // deeper than the compiler's default layout recursion limit.
+        lambda_runtime::run(service_fn(move |event: LambdaEvent<RawEvent>| {
+            Box::pin(handler.call(event))
+        }))
+        .await
+    })
+}
+
+/// What the Lambda Runtime client reads from Lambda's environment (it
+/// panics on a missing one; here it is a reported init error instead).
+const LAMBDA_VARIABLES: [&str; 4] = [
+    "AWS_LAMBDA_RUNTIME_API",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+];
+
+/// Checks the variables Lambda (or an emulator of it) always sets.
+fn check_lambda_environment(env: &Env) -> Result<(), ConfigError> {
+    for name in LAMBDA_VARIABLES {
+        if env.get(name).is_none() {
+            return Err(ConfigError::NotInLambda(name));
+        }
+    }
+    let memory = env
+        .get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        .unwrap_or_default();
+    if memory.parse::<i32>().is_err() {
+        return Err(ConfigError::Invalid(
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            format!("{memory:?} (a number of MB)"),
+        ));
+    }
+    Ok(())
+}
+
+/// `start` (settings, clients) yields the future that serves; a failed
+/// start is an init error (reported), a failed serve is logged. Either
+/// way, the exit code says so.
+async fn run(start: impl Future<Output = Result<Serving, BoxError>>, env: &Env) -> ExitCode {
+    let serving = match start.await {
+        Ok(serving) => serving,
+        Err(e) => return init_failed(e.as_ref(), env),
+    };
+    match serving.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "the Lambda runtime stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reports a failed start: logs it, posts it to the Runtime API's init
+/// error endpoint when there is one, and returns the failure exit code.
+fn init_failed(error: &(dyn std::error::Error + 'static), env: &Env) -> ExitCode {
+    let message = crate::ErrorChain(error).to_string();
+    tracing::error!(error = %message, "init failed");
+    if let Some(api) = env.get("AWS_LAMBDA_RUNTIME_API") {
+        if let Err(e) = post_init_error(&api, "Runtime.ConfigError", &message) {
+            tracing::error!(error = %e, runtime_api = %api, "could not report the init error to the Runtime API");
+        }
+    }
+    ExitCode::FAILURE
+}
+
+/// `POST /2018-06-01/runtime/init/error`, by hand: the Runtime client is
+/// not started yet (it may be what failed), and this is one request.
+fn post_init_error(api: &str, error_type: &str, message: &str) -> std::io::Result<()> {
+    let body = serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string();
+    // `host:port` (Lambda), or `http://host:port/prefix` (cargo lambda's
+    // emulator routes by function under a path prefix).
+    let api = api.strip_prefix("http://").unwrap_or(api);
+    let (host, prefix) = match api.find('/') {
+        Some(i) => (&api[..i], api[i..].trim_end_matches('/')),
+        None => (api, ""),
+    };
+    let mut stream = TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        stream,
+        "POST {prefix}/2018-06-01/runtime/init/error HTTP/1.1\r\nHost: {host}\r\n\
+         Lambda-Runtime-Function-Error-Type: {error_type}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    // Wait for the answer, so the report is in before the process exits.
+    let mut answer = [0u8; 64];
+    let _ = stream.read(&mut answer)?;
+    Ok(())
+}
