@@ -864,7 +864,7 @@ async fn automation_beside_http(stack: &Stack, http_event: &str) -> Vec<Row> {
     // The automation handler's CPU per command, in memory: the
     // already-cancelled path (a repeat), as the HTTP CPU figures measure.
     let automation = publish_cancel::frontdoor::automation::Automation::new(
-        publish_cancel::startup::cancel_key_memory(BUNDLED).unwrap(),
+        publish_cancel::startup::canceller_memory(BUNDLED).unwrap(),
     );
     let command = serde_json::json!({"type": "uforge.publish.cancel", "schemaVersion": 1,
         "uid": "alice", "aid": 1, "itid": 2, "pitid": 3, "reason": "benchmark"});
@@ -936,7 +936,7 @@ async fn batch_row() -> Row {
             }
         }
         let automation = publish_cancel::frontdoor::automation::Automation::new(
-            publish_cancel::cancel::CancelKey {
+            publish_cancel::cancel::Canceller {
                 publishes: Slow(publishes, RTT),
                 queue: Slow(
                     publish_cancel::adapters::memory::MemoryQueue::default(),

@@ -65,6 +65,83 @@ pub struct Cancelled {
     pub changed: bool,
 }
 
+/// What a cancel came to, named once: the logs' and metrics' `outcome`
+/// (`as_str`) and the automation answer's (`answer_name`) are these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Cancelled,
+    AlreadyCancelled,
+    Finished,
+    NotFound,
+    Unauthenticated,
+    Forbidden,
+    Unavailable,
+    StopNotSent,
+    StopUndeliverable,
+    UnreadableRecord,
+    /// The invocation's deadline came first (automation batches only).
+    DeadlineReached,
+}
+
+impl Outcome {
+    pub fn of(result: &Result<Cancelled, CancelError>) -> Outcome {
+        match result {
+            Ok(done) => Outcome::of_done(done),
+            Err(e) => Outcome::of_error(e),
+        }
+    }
+
+    pub fn of_done(done: &Cancelled) -> Outcome {
+        if done.changed {
+            Outcome::Cancelled
+        } else {
+            Outcome::AlreadyCancelled
+        }
+    }
+
+    pub fn of_error(error: &CancelError) -> Outcome {
+        match error {
+            CancelError::Unauthenticated => Outcome::Unauthenticated,
+            CancelError::MissingEntitlement | CancelError::NotOwner => Outcome::Forbidden,
+            CancelError::NotFound => Outcome::NotFound,
+            CancelError::Finished(_) => Outcome::Finished,
+            CancelError::Backend(_) => Outcome::Unavailable,
+            CancelError::StopNotSent(_) => Outcome::StopNotSent,
+            CancelError::StopUndeliverable(_) => Outcome::StopUndeliverable,
+            CancelError::Unreadable(_) => Outcome::UnreadableRecord,
+        }
+    }
+
+    /// The name in logs and metrics (a small, fixed set).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Cancelled => "cancelled",
+            Outcome::AlreadyCancelled => "already_cancelled",
+            Outcome::Finished => "finished",
+            Outcome::NotFound => "not_found",
+            Outcome::Unauthenticated => "unauthenticated",
+            Outcome::Forbidden => "forbidden",
+            Outcome::Unavailable => "unavailable",
+            Outcome::StopNotSent => "stop_not_sent",
+            Outcome::StopUndeliverable => "stop_undeliverable",
+            Outcome::UnreadableRecord => "unreadable_record",
+            Outcome::DeadlineReached => "deadline_reached",
+        }
+    }
+
+    /// The name in an automation answer, for the outcomes that are
+    /// answers rather than errors; `None` for the others.
+    pub fn answer_name(self) -> Option<&'static str> {
+        match self {
+            Outcome::Cancelled => Some("cancelled"),
+            Outcome::AlreadyCancelled => Some("alreadyCancelled"),
+            Outcome::Finished => Some("finished"),
+            Outcome::NotFound => Some("notFound"),
+            _ => None,
+        }
+    }
+}
+
 /// A cancel asked for over HTTP: the key, the caller's credentials, and the
 /// request's id and time (stamped into the record with the caller's login).
 #[derive(Debug)]
@@ -75,17 +152,18 @@ pub struct CancelRequest {
     pub at: Timestamp,
 }
 
-/// Cancel this key: the one conditional write, then the stop message, then
-/// clearing its pending mark. Whoever calls it has decided the caller may:
-/// the HTTP path (`CancelPublish`) after authenticating, the automation
-/// function on its IAM authority.
+/// Cancels a publish by its key: the one conditional write, then the stop
+/// message, then clearing its pending mark; and re-sends a pending stop
+/// (repeats, the reconciler). Whoever calls it has decided the caller may:
+/// a UForge user's cancel (`UserCancel`) after authenticating, the
+/// automation function on its IAM authority.
 #[derive(Debug)]
-pub struct CancelKey<P, Q> {
+pub struct Canceller<P, Q> {
     pub publishes: P,
     pub queue: Q,
 }
 
-impl<P: Publishes, Q: StopQueue> CancelKey<P, Q> {
+impl<P: Publishes, Q: StopQueue> Canceller<P, Q> {
     pub async fn run(
         &self,
         key: &PublishKey,
@@ -218,16 +296,17 @@ fn stale_claims(now: Timestamp) -> Timestamp {
     Timestamp(now.0.saturating_sub(STOP_CLAIM_LEASE))
 }
 
-/// The HTTP use case: who may cancel this key (credentials, the
-/// `image_publish` entitlement, ownership of `{uid}`), then `CancelKey`.
+/// A UForge user's cancel (the HTTP use case): who may cancel this key
+/// (credentials, the `image_publish` entitlement, ownership of `{uid}`),
+/// then `Canceller`.
 #[derive(Debug)]
-pub struct CancelPublish<U, P, Q> {
+pub struct UserCancel<U, P, Q> {
     pub users: U,
     pub auth: Authenticator,
-    pub cancel: CancelKey<P, Q>,
+    pub cancel: Canceller<P, Q>,
 }
 
-impl<U: Users, P: Publishes, Q: StopQueue> CancelPublish<U, P, Q> {
+impl<U: Users, P: Publishes, Q: StopQueue> UserCancel<U, P, Q> {
     pub async fn run(&self, req: CancelRequest) -> Result<Cancelled, CancelError> {
         self.run_traced(req).await.0
     }
@@ -334,13 +413,13 @@ mod tests {
         }
     }
 
-    fn use_case() -> CancelPublish<MemoryUsers, Counting, MemoryQueue> {
+    fn use_case() -> UserCancel<MemoryUsers, Counting, MemoryQueue> {
         let sealer = Sealer::new(&[3; 32]);
         let (users, publishes) = Seed::parse(BUNDLED).unwrap().into_memory(&sealer).unwrap();
-        CancelPublish {
+        UserCancel {
             users,
             auth: Authenticator::new(Some(crate::auth::FixedKeks::shared(sealer))),
-            cancel: CancelKey {
+            cancel: Canceller {
                 publishes: Counting {
                     inner: publishes,
                     calls: AtomicUsize::new(0),

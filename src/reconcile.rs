@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cancel::{CancelError, CancelKey};
+use crate::cancel::{CancelError, Canceller};
 use crate::domain::Timestamp;
 use crate::ports::{BackendError, Cursor, Publishes, StopQueue};
 
@@ -39,7 +39,7 @@ pub struct ReconcileReport {
 /// is skipped, an undeliverable stop is parked, a failing one stays
 /// pending, and the next page is read all the same.
 pub async fn reconcile<P: Publishes, Q: StopQueue>(
-    cancel: &CancelKey<P, Q>,
+    cancel: &Canceller<P, Q>,
     now: Timestamp,
     grace: Duration,
     page: usize,
@@ -114,8 +114,8 @@ mod tests {
         Instant::now() + Duration::from_secs(60)
     }
 
-    fn cancel_key() -> CancelKey<MemoryPublishes, MemoryQueue> {
-        CancelKey {
+    fn cancel_key() -> Canceller<MemoryPublishes, MemoryQueue> {
+        Canceller {
             publishes: MemoryPublishes::default(),
             queue: MemoryQueue::default(),
         }
@@ -123,7 +123,7 @@ mod tests {
 
     /// A cancel whose stop was never sent (the process died after its
     /// write): pending, and its claim long expired.
-    async fn crashed(c: &CancelKey<MemoryPublishes, MemoryQueue>, pitid: i64, at: i64) {
+    async fn crashed(c: &Canceller<MemoryPublishes, MemoryQueue>, pitid: i64, at: i64) {
         c.publishes
             .put(PublishRecord::new(key(pitid), PublishState::Publishing));
         c.publishes

@@ -59,16 +59,7 @@ impl ApiError {
             ApiError::NoRoute => "no_route",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::NotAcceptable => "not_acceptable",
-            ApiError::Cancel(e) => match e {
-                CancelError::Unauthenticated => "unauthenticated",
-                CancelError::MissingEntitlement | CancelError::NotOwner => "forbidden",
-                CancelError::NotFound => "not_found",
-                CancelError::Finished(_) => "finished",
-                CancelError::Backend(_) => "unavailable",
-                CancelError::StopNotSent(_) => "stop_not_sent",
-                CancelError::StopUndeliverable(_) => "stop_undeliverable",
-                CancelError::Unreadable(_) => "unreadable_record",
-            },
+            ApiError::Cancel(e) => crate::cancel::Outcome::of_error(e).as_str(),
         }
     }
 

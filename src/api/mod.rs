@@ -14,7 +14,7 @@ use http::header::{
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use crate::auth::{AuthTrace, Credentials};
-use crate::cancel::{CancelError, CancelPublish, CancelRequest, Cancelled};
+use crate::cancel::{CancelError, CancelRequest, Cancelled, UserCancel};
 use crate::domain::Timestamp;
 use crate::metrics::{Metrics, RequestFacts};
 use crate::ports::{BackendError, Publishes, StopQueue, Users};
@@ -48,7 +48,7 @@ pub const REQUEST_BUDGET: std::time::Duration = std::time::Duration::from_secs(1
 /// The endpoint.
 #[derive(Debug)]
 pub struct Api<U, P, Q> {
-    cancel: CancelPublish<U, P, Q>,
+    cancel: UserCancel<U, P, Q>,
     /// Normalised base path, e.g. `/api` (see `route::normalise_base`).
     base: String,
     budget: std::time::Duration,
@@ -57,7 +57,7 @@ pub struct Api<U, P, Q> {
 }
 
 impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
-    pub fn new(cancel: CancelPublish<U, P, Q>, base: &str) -> Self {
+    pub fn new(cancel: UserCancel<U, P, Q>, base: &str) -> Self {
         Api {
             cancel,
             base: route::normalise_base(base),
@@ -78,7 +78,7 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
         self
     }
 
-    pub fn use_case(&self) -> &CancelPublish<U, P, Q> {
+    pub fn use_case(&self) -> &UserCancel<U, P, Q> {
         &self.cancel
     }
 
@@ -96,8 +96,7 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
             Err(e) => failure(e, format.unwrap_or(Format::Xml), &req),
         };
         let outcome = match &result {
-            Ok(done) if done.changed => "cancelled",
-            Ok(_) => "already_cancelled",
+            Ok(done) => crate::cancel::Outcome::of_done(done).as_str(),
             Err(e) => e.outcome(),
         };
         log_outcome(&req, &result, outcome, &auth, response.status(), started);
@@ -178,7 +177,7 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
         }
         format.ok_or(ApiError::NotAcceptable)?;
         Ok(match matched.route.endpoint {
-            route::Endpoint::CancelPublish => self.cancel_publish(req, matched).await,
+            route::Endpoint::UserCancel => self.cancel_publish(req, matched).await,
         })
     }
 

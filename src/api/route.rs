@@ -15,7 +15,7 @@ pub const MAX_PATH_LEN: usize = 512;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     /// UForge's `machineImagePublish_cancel`.
-    CancelPublish,
+    UserCancel,
 }
 
 /// One segment of a route's path.
@@ -44,7 +44,7 @@ use Segment::{Aid, Itid, Literal, Pitid, Uid};
 
 /// Every route of the service.
 pub const ROUTES: &[Route] = &[Route {
-    endpoint: Endpoint::CancelPublish,
+    endpoint: Endpoint::UserCancel,
     name: "cancel",
     path: &[
         Literal("users"),
@@ -209,7 +209,7 @@ mod tests {
     fn the_table_lists_each_route_once_with_its_methods() {
         let path = format!("/api/{P}");
         let m = route("/api", &path).unwrap();
-        assert_eq!(m.route.endpoint, Endpoint::CancelPublish);
+        assert_eq!(m.route.endpoint, Endpoint::UserCancel);
         assert_eq!(m.route.methods, [Method::DELETE]);
         assert_eq!(m.route.allow(), "DELETE");
         assert_eq!(ROUTES.len(), 1);

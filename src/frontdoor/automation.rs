@@ -52,7 +52,7 @@ use serde::Deserialize as _;
 use serde_json::{json, Value};
 
 use crate::auth::AuthTrace;
-use crate::cancel::{CancelError, CancelKey, Cancelled};
+use crate::cancel::{CancelError, Cancelled, Canceller, Outcome};
 use crate::domain::{
     AuditText, CancelAudit, CancelSource, CancelStamp, Login, PublishKey, RequestId, Timestamp,
 };
@@ -248,34 +248,31 @@ fn origin_of(event: &EventBridgeEvent<Value>) -> Option<AuditText> {
     AuditText::lossy(&format!("account {account} source {source}"))
 }
 
-/// What a command did, as the caller sees it.
-pub fn result_json(result: &Result<Cancelled, CancelError>) -> Option<Value> {
-    let stamp_fields = |out: &mut Value, stamp: &CancelStamp| {
-        out["cancelRequestId"] = json!(stamp.request_id.as_str());
-        out["cancelledAt"] = json!(stamp.at.to_rfc3339());
-        out["cancelSource"] = json!(stamp.audit.source.as_str());
-        out["cancelledBy"] = json!(stamp.audit.cancelled_by.as_str());
-        out["reason"] = json!(stamp.audit.reason.as_ref().map(AuditText::as_str));
-        out["requestedBy"] = json!(stamp.audit.requested_by.as_ref().map(AuditText::as_str));
-        out["origin"] = json!(stamp.audit.origin.as_ref().map(AuditText::as_str));
+/// What a command did, as the caller sees it: an answer for the outcomes
+/// that are answers (`Outcome::answer_name`), else the cancel's error.
+pub fn answer(result: Result<Cancelled, CancelError>) -> Result<Value, CancelError> {
+    let Some(outcome) = Outcome::of(&result).answer_name() else {
+        return result.map(|_| Value::Null);
     };
-    Some(match result {
+    let mut out = json!({"outcome": outcome, "state": Value::Null});
+    match result {
         Ok(done) => {
-            let mut out = json!({
-                "outcome": if done.changed { "cancelled" } else { "alreadyCancelled" },
-                "state": done.record.state.as_str(),
-            });
+            out["state"] = json!(done.record.state.as_str());
             if let Some(stamp) = &done.record.cancel {
-                stamp_fields(&mut out, stamp);
+                out["cancelRequestId"] = json!(stamp.request_id.as_str());
+                out["cancelledAt"] = json!(stamp.at.to_rfc3339());
+                out["cancelSource"] = json!(stamp.audit.source.as_str());
+                out["cancelledBy"] = json!(stamp.audit.cancelled_by.as_str());
+                let text = |t: &Option<AuditText>| json!(t.as_ref().map(AuditText::as_str));
+                out["reason"] = text(&stamp.audit.reason);
+                out["requestedBy"] = text(&stamp.audit.requested_by);
+                out["origin"] = text(&stamp.audit.origin);
             }
-            out
         }
-        Err(CancelError::Finished(state)) => {
-            json!({"outcome": "finished", "state": state.as_str()})
-        }
-        Err(CancelError::NotFound) => json!({"outcome": "notFound", "state": Value::Null}),
-        Err(_) => return None,
-    })
+        Err(CancelError::Finished(state)) => out["state"] = json!(state.as_str()),
+        Err(_) => {}
+    }
+    Ok(out)
 }
 
 /// Commands are not started with less than this left before the deadline:
@@ -289,7 +286,7 @@ pub const BATCH_CONCURRENCY: usize = 10;
 /// one metric line per command (Lambda only).
 #[derive(Debug)]
 pub struct Automation<P, Q> {
-    pub cancel: CancelKey<P, Q>,
+    pub cancel: Canceller<P, Q>,
     pub metrics: Option<Metrics>,
     /// On the in-memory stores, under a tool that cannot invoke an alias:
     /// every shape is taken (`Door::Local`).
@@ -322,7 +319,7 @@ impl<P: Publishes, Q: StopQueue> super::LambdaHandler for Automation<P, Q> {
 
 impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
     /// Without metrics, doors decided by the invoked ARN.
-    pub fn new(cancel: CancelKey<P, Q>) -> Self {
+    pub fn new(cancel: Canceller<P, Q>) -> Self {
         Automation {
             cancel,
             metrics: None,
@@ -438,71 +435,40 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
         let Ok(result) = result else {
             // Cut off: if the write was made, its stop is pending and the
             // redelivery (or the reconciler) sends it.
-            self.record(&stamp, "deadline_reached", started, false, false);
+            self.record(&stamp, Outcome::DeadlineReached, started);
             return Err(AutomationError::DeadlineReached);
         };
-        let outcome = result_json(&result);
+        let outcome = Outcome::of(&result);
         tracing::info!(
             request_id = %stamp.request_id,
             source = %stamp.audit.source,
             principal = %stamp.audit.cancelled_by,
             reason = stamp.audit.reason.as_ref().map(AuditText::as_str),
             requested_by = stamp.audit.requested_by.as_ref().map(AuditText::as_str),
+            origin = stamp.audit.origin.as_ref().map(AuditText::as_str),
             publish = %command.key,
-            result = outcome.as_ref().and_then(|o| o["outcome"].as_str()).unwrap_or("failed"),
+            outcome = outcome.as_str(),
             "automation cancel"
         );
-        let failure = match (outcome, result) {
-            (Some(outcome), _) => {
-                let name = match outcome["outcome"].as_str() {
-                    Some("cancelled") => "cancelled",
-                    Some("alreadyCancelled") => "already_cancelled",
-                    Some("finished") => "finished",
-                    _ => "not_found",
-                };
-                self.record(&stamp, name, started, false, false);
-                return Ok(outcome);
-            }
-            (None, Ok(_)) => return Err(AutomationError::DeadlineReached),
-            (None, Err(e @ CancelError::StopNotSent(_))) => AutomationError::StopNotSent(e),
-            (None, Err(e @ CancelError::StopUndeliverable(_))) => {
-                AutomationError::StopUndeliverable(e)
-            }
-            (None, Err(e @ CancelError::Unreadable(_))) => AutomationError::UnreadableRecord(e),
-            (None, Err(e)) => AutomationError::BackendUnavailable(e),
-        };
-        let name = match &failure {
-            AutomationError::StopNotSent(_) => "stop_not_sent",
-            AutomationError::StopUndeliverable(_) => "stop_undeliverable",
-            AutomationError::UnreadableRecord(_) => "unreadable_record",
-            _ => "unavailable",
-        };
-        self.record(
-            &stamp,
-            name,
-            started,
-            matches!(failure, AutomationError::StopNotSent(_)),
-            matches!(failure, AutomationError::StopUndeliverable(_)),
-        );
-        Err(failure)
+        self.record(&stamp, outcome, started);
+        answer(result).map_err(|e| match e {
+            CancelError::StopNotSent(_) => AutomationError::StopNotSent(e),
+            CancelError::StopUndeliverable(_) => AutomationError::StopUndeliverable(e),
+            CancelError::Unreadable(_) => AutomationError::UnreadableRecord(e),
+            // Every other error of a cancel on IAM authority is the store's.
+            _ => AutomationError::BackendUnavailable(e),
+        })
     }
 
     /// One metric line per command, the HTTP function's request line.
-    fn record(
-        &self,
-        stamp: &CancelStamp,
-        outcome: &'static str,
-        started: Instant,
-        stop_not_sent: bool,
-        stop_undeliverable: bool,
-    ) {
+    fn record(&self, stamp: &CancelStamp, outcome: Outcome, started: Instant) {
         if let Some(m) = &self.metrics {
             let facts = RequestFacts {
                 request_id: stamp.request_id.as_str(),
-                outcome,
+                outcome: outcome.as_str(),
                 auth: AuthTrace::default(),
-                stop_not_sent,
-                stop_undeliverable,
+                stop_not_sent: outcome == Outcome::StopNotSent,
+                stop_undeliverable: outcome == Outcome::StopUndeliverable,
                 latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             };
             m.emit(&m.request_line(&facts, now_ms()));
@@ -716,7 +682,7 @@ mod tests {
         ] {
             let publishes = MemoryPublishes::default();
             publishes.put(PublishRecord::new(key(3), PublishState::Publishing));
-            let automation = Automation::new(CancelKey {
+            let automation = Automation::new(Canceller {
                 publishes,
                 queue: MemoryQueue::default(),
             });
@@ -764,11 +730,11 @@ mod tests {
         assert_eq!(unsupported.error_type(), "UForge.UnsupportedEvent");
         assert!(!unsupported.retryable());
         assert_eq!(
-            result_json(&Err(CancelError::Finished(PublishState::Published))),
+            answer(Err(CancelError::Finished(PublishState::Published))).ok(),
             Some(json!({"outcome": "finished", "state": "published"}))
         );
         assert_eq!(
-            result_json(&Err(CancelError::NotFound)),
+            answer(Err(CancelError::NotFound)).ok(),
             Some(json!({"outcome": "notFound", "state": null}))
         );
     }

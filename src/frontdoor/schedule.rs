@@ -8,7 +8,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 
 use super::{invocation_deadline, LambdaHandler, RawEvent};
-use crate::cancel::CancelKey;
+use crate::cancel::Canceller;
 use crate::domain::Timestamp;
 use crate::metrics::{now_ms, Metrics};
 use crate::ports::{Publishes, StopQueue};
@@ -18,7 +18,7 @@ use crate::ErrorChain;
 /// The reconciler function's handler.
 #[derive(Debug)]
 pub struct Reconciler<P, Q> {
-    pub cancel: CancelKey<P, Q>,
+    pub cancel: Canceller<P, Q>,
     /// A stop may stay pending this long before it is re-sent.
     pub grace: Duration,
     /// Stops re-sent per run at most.

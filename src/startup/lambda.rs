@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 
-use super::{aws_api, cancel_key_aws, cancel_key_memory, memory_api, seed_text, BoxError, Options};
+use super::{aws_api, canceller_aws, canceller_memory, memory_api, seed_text, BoxError, Options};
 use crate::config::{
     sdk, AutomationSettings, CancelBackend, CancelSettings, ConfigError, Env, ReconcilerBackend,
     ReconcilerSettings,
@@ -93,7 +93,7 @@ async fn start(function: LambdaFunction, env: &Env) -> Result<Serving, BoxError>
             AutomationSettings::Aws(aws) => {
                 let sdk = sdk::lambda_sdk_config(aws.tls_roots, env)?;
                 serve(Automation {
-                    cancel: cancel_key_aws(&sdk, aws),
+                    cancel: canceller_aws(&sdk, aws),
                     metrics,
                     local: false,
                 })
@@ -101,7 +101,7 @@ async fn start(function: LambdaFunction, env: &Env) -> Result<Serving, BoxError>
             AutomationSettings::Memory { seed } => {
                 local();
                 serve(Automation {
-                    cancel: cancel_key_memory(&seed_text(seed.as_deref())?)?,
+                    cancel: canceller_memory(&seed_text(seed.as_deref())?)?,
                     metrics,
                     local: true,
                 })
@@ -114,7 +114,7 @@ async fn start(function: LambdaFunction, env: &Env) -> Result<Serving, BoxError>
                 ReconcilerBackend::Aws(aws) => {
                     let sdk = sdk::lambda_sdk_config(aws.tls_roots, env)?;
                     serve(Reconciler {
-                        cancel: cancel_key_aws(&sdk, aws),
+                        cancel: canceller_aws(&sdk, aws),
                         grace,
                         batch,
                         metrics,
@@ -125,7 +125,7 @@ async fn start(function: LambdaFunction, env: &Env) -> Result<Serving, BoxError>
                 ReconcilerBackend::Memory => {
                     local();
                     serve(Reconciler {
-                        cancel: super::cancel_key_empty(),
+                        cancel: super::canceller_empty(),
                         grace,
                         batch,
                         metrics,

@@ -16,7 +16,7 @@ use crate::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
 use crate::adapters::sqs::SqsStopQueue;
 use crate::api::{Api, REQUEST_BUDGET};
 use crate::auth::{Authenticator, FixedKeks, KekSource, Sealer};
-use crate::cancel::{CancelKey, CancelPublish};
+use crate::cancel::{Canceller, UserCancel};
 use crate::config::{AwsSettings, Env};
 use crate::metrics::Metrics;
 use crate::ports::{Publishes, StopQueue, Users};
@@ -73,10 +73,10 @@ pub fn service<U: Users, P: Publishes, Q: StopQueue>(
         Authenticator::new(keks)
     };
     Api::new(
-        CancelPublish {
+        UserCancel {
             users,
             auth,
-            cancel: CancelKey { publishes, queue },
+            cancel: Canceller { publishes, queue },
         },
         &options.base_path,
     )
@@ -115,31 +115,31 @@ pub fn aws_api_from_clients(
 
 /// Cancelling keys on DynamoDB and SQS, on the caller's own authority (the
 /// reconciler, the automation function): no users table, no KEK.
-pub fn cancel_key_aws(
+pub fn canceller_aws(
     sdk: &SdkConfig,
     aws: crate::config::PublishesAndQueue,
-) -> CancelKey<DynamoPublishes, SqsStopQueue> {
-    CancelKey {
+) -> Canceller<DynamoPublishes, SqsStopQueue> {
+    Canceller {
         publishes: DynamoPublishes::new(aws_sdk_dynamodb::Client::new(sdk), aws.publishes_table),
         queue: SqsStopQueue::new(aws_sdk_sqs::Client::new(sdk), aws.stop_queue_url),
     }
 }
 
 /// The same on in-memory stores holding `seed`'s publishes.
-pub fn cancel_key_memory(seed: &str) -> Result<CancelKey<MemoryPublishes, MemoryQueue>, BoxError> {
+pub fn canceller_memory(seed: &str) -> Result<Canceller<MemoryPublishes, MemoryQueue>, BoxError> {
     let publishes = MemoryPublishes::default();
     for record in Seed::parse(seed)?.publishes()? {
         publishes.put(record);
     }
-    Ok(CancelKey {
+    Ok(Canceller {
         publishes,
         queue: MemoryQueue::default(),
     })
 }
 
 /// The same on empty in-memory stores.
-pub fn cancel_key_empty() -> CancelKey<MemoryPublishes, MemoryQueue> {
-    CancelKey {
+pub fn canceller_empty() -> Canceller<MemoryPublishes, MemoryQueue> {
+    Canceller {
         publishes: MemoryPublishes::default(),
         queue: MemoryQueue::default(),
     }

@@ -50,7 +50,7 @@ fn check_logs(logs: &str, kek: &str) {
         let text = line.to_owned();
         if v.get("_aws").is_some() {
             // CloudWatch Embedded Metric Format: valid, and only bounded values.
-            publish_cancel::metrics::check_emf(&v).unwrap_or_else(|e| panic!("{e}: {line}"));
+            crate::common::emf::check_emf(&v).unwrap_or_else(|e| panic!("{e}: {line}"));
             assert_eq!(v["Function"], "publish-cancel", "{line}");
             assert!(v.get("path").is_none() && v.get("uid").is_none(), "{line}");
             metric_lines += 1;

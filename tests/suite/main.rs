@@ -20,6 +20,7 @@ mod faults;
 mod hostile_input;
 mod lambda_runtime;
 mod local_server;
+mod metrics;
 mod properties;
 mod publish_cancelled;
 mod reconciler;

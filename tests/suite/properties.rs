@@ -265,7 +265,7 @@ mod stops_are_valid_by_construction {
 
     use proptest::prelude::*;
     use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue};
-    use publish_cancel::cancel::CancelKey;
+    use publish_cancel::cancel::Canceller;
     use publish_cancel::domain::{Login, PublishKey, PublishRecord, PublishState};
     use publish_cancel::frontdoor::automation::{Automation, Door};
     use publish_cancel::ports::{BackendError, StopMessage, StopQueue};
@@ -370,7 +370,7 @@ mod stops_are_valid_by_construction {
                     PublishState::Publishing,
                 ));
             }
-            let automation = Automation::new(CancelKey {
+            let automation = Automation::new(Canceller {
                 publishes,
                 queue: StrictSqs { fifo, ..StrictSqs::default() },
             });

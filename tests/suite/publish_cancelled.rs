@@ -34,7 +34,7 @@ async fn each_committed_cancel_is_announced_once_and_nothing_else() {
     assert_eq!(stack.call(&bob).await.status(), 403);
 
     // Automation, on its own authority: queued -> cancelled.
-    let key = publish_cancel::startup::cancel_key_aws(
+    let key = publish_cancel::startup::canceller_aws(
         &common::sdk_config().await,
         PublishesAndQueue {
             publishes_table: stack.publishes_table.clone(),

@@ -13,7 +13,7 @@ use common::{cancel_path, Req, Stack};
 use publish_cancel::adapters::dynamodb::{attr, DynamoPublishes, DynamoUsers};
 use publish_cancel::adapters::sqs::SqsStopQueue;
 use publish_cancel::api::ApiRequest;
-use publish_cancel::cancel::CancelKey;
+use publish_cancel::cancel::Canceller;
 use publish_cancel::domain::Timestamp;
 use publish_cancel::ports::{BackendError, StopMessage, StopQueue};
 use publish_cancel::reconcile::{reconcile, ReconcileReport};
@@ -76,7 +76,7 @@ async fn a_crash_between_write_and_send_is_repaired_by_the_reconciler() {
         .contains_key(attr::STOP_PENDING));
     assert_eq!(stack.queue_depth().await, 0, "no stop reached the queue");
 
-    let cancel = CancelKey {
+    let cancel = Canceller {
         publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
         queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
     };
@@ -145,7 +145,7 @@ async fn a_failed_send_answers_503_and_the_client_retry_clears_the_mark() {
         .unwrap()
         .contains_key(attr::STOP_PENDING));
     // Nothing left for the reconciler.
-    let cancel = CancelKey {
+    let cancel = Canceller {
         publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
         queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
     };
@@ -239,7 +239,7 @@ async fn legacy_and_hand_written_items_never_stall_the_reconciler() {
     )
     .await;
 
-    let cancel = CancelKey {
+    let cancel = Canceller {
         publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
         queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
     };
@@ -330,7 +330,7 @@ async fn undeliverable_stops_are_parked_and_do_not_hide_the_others() {
         put_pending(&stack, "alice", pitid, old + pitid, &[]).await;
     }
     put_pending(&stack, "alice", 400, old + 500, &[]).await;
-    let cancel = CancelKey {
+    let cancel = Canceller {
         publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
         queue: Refusing {
             inner: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),

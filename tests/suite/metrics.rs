@@ -1,0 +1,131 @@
+//! The metric lines (EMF) the functions write: valid, bounded, and the
+//! ones the template's alarms watch.
+
+use publish_cancel::auth::{AuthTrace, Check, Denied, Scheme};
+use publish_cancel::metrics::{Metrics, RequestFacts, NAMESPACE};
+use serde_json::{json, Value};
+
+use crate::common::emf::check_emf;
+
+fn facts(auth: AuthTrace, outcome: &'static str) -> RequestFacts<'static> {
+    RequestFacts {
+        request_id: "r-1",
+        outcome,
+        auth,
+        stop_not_sent: false,
+        stop_undeliverable: false,
+        latency_ms: 12.345_678,
+    }
+}
+
+#[test]
+fn a_request_line_is_valid_emf_with_bounded_dimensions() {
+    let m = Metrics::new("stack-CancelFunction-ABC");
+    let ok = AuthTrace {
+        scheme: Scheme::Basic,
+        check: Check::CachedPassword,
+        denied: None,
+    };
+    let line = m.request_line(&facts(ok, "cancelled"), 1_795_718_847_000);
+    check_emf(&line).unwrap();
+    assert_eq!(line["Function"], "stack-CancelFunction-ABC");
+    assert_eq!(line["Outcome"], "cancelled");
+    assert_eq!(line["CredentialCacheHits"], 1);
+    assert_eq!(line["Argon2Verifications"], 0);
+    assert_eq!(line["Latency"], 12.346);
+    assert!(line.get("AuthFailure").is_none());
+    assert_eq!(
+        line["_aws"]["CloudWatchMetrics"].as_array().unwrap().len(),
+        2
+    );
+
+    let refused = AuthTrace {
+        scheme: Scheme::Basic,
+        check: Check::Argon2,
+        denied: Some(Denied::WrongPassword),
+    };
+    let line = m.request_line(&facts(refused, "unauthenticated"), 1);
+    check_emf(&line).unwrap();
+    assert_eq!(line["AuthFailure"], "wrong_password");
+    assert_eq!(line["AuthFailures"], 1);
+    assert_eq!(line["Argon2Verifications"], 1);
+    assert_eq!(
+        line["_aws"]["CloudWatchMetrics"].as_array().unwrap().len(),
+        3
+    );
+}
+
+#[test]
+fn reconcile_lines_are_valid_emf() {
+    let report = publish_cancel::reconcile::ReconcileReport {
+        found: 3,
+        resent: 2,
+        failed: 1,
+        undeliverable: 4,
+        unreadable: 5,
+        cut_short: false,
+    };
+    let line = Metrics::new("f").reconcile_line(&report, 5);
+    check_emf(&line).unwrap();
+    assert_eq!(
+        (
+            &line["PendingStops"],
+            &line["StopsResent"],
+            &line["StopsStillPending"],
+            &line["StopsUndeliverable"],
+            &line["UnreadableRecords"]
+        ),
+        (&json!(3), &json!(2), &json!(1), &json!(4), &json!(5))
+    );
+}
+
+/// Every alarm template.yaml sets on our namespace watches a metric the
+/// code writes (a renamed metric would leave an alarm that never fires).
+#[test]
+fn every_alarm_of_the_template_watches_an_emitted_metric() {
+    let m = Metrics::new("f");
+    let refused = AuthTrace {
+        scheme: Scheme::Basic,
+        check: Check::Argon2,
+        denied: Some(Denied::UnknownUser),
+    };
+    let emitted: Vec<Value> = vec![
+        m.request_line(&facts(refused, "unauthenticated"), 1),
+        m.reconcile_line(&Default::default(), 1),
+    ];
+    let template = include_str!("../../template.yaml");
+    let mut alarms = 0;
+    for block in template.split("Namespace: ").skip(1) {
+        if !block.starts_with(NAMESPACE) {
+            continue;
+        }
+        let name = block
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("MetricName: "))
+            .expect("an alarm names its metric");
+        assert!(
+            emitted.iter().any(|line| line[name].is_number()),
+            "template.yaml alarms on {name}, which no metric line carries"
+        );
+        alarms += 1;
+    }
+    assert!(alarms >= 3, "{alarms} alarms found");
+}
+
+#[test]
+fn the_checker_finds_what_the_specification_requires() {
+    let good = Metrics::new("f").reconcile_line(&Default::default(), 5);
+    for (pointer, bad) in [
+        ("/_aws/Timestamp", json!("now")),
+        ("/_aws/CloudWatchMetrics", json!([])),
+        ("/_aws/CloudWatchMetrics/0/Namespace", Value::Null),
+        ("/_aws/CloudWatchMetrics/0/Dimensions/0", json!([])),
+        ("/_aws/CloudWatchMetrics/0/Dimensions/0/0", json!("Missing")),
+        ("/_aws/CloudWatchMetrics/0/Metrics", json!([])),
+        ("/PendingStops", json!("3")),
+    ] {
+        let mut line = good.clone();
+        *line.pointer_mut(pointer).unwrap() = bad;
+        assert!(check_emf(&line).is_err(), "{pointer}");
+    }
+}
