@@ -152,7 +152,7 @@ pub trait StopQueue: Send + Sync {
 }
 
 /// The message that tells a worker to stop a publish. Its JSON form is a
-/// versioned public schema (see the README); change `SCHEMA_VERSION` with it.
+/// versioned public schema (docs/data.md); change `SCHEMA_VERSION` with it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StopMessage {
@@ -174,7 +174,7 @@ pub struct StopMessage {
     /// `http`, `eventbridge`, `sqs` or `invoke`.
     #[serde(default)]
     pub cancel_source: String,
-    /// The principal the service vouches for (README, "Audit"); absent
+    /// The principal the service vouches for (docs/automation.md, "Audit"); absent
     /// only when `auditOmitted`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cancelled_by: String,

@@ -1,5 +1,5 @@
 //! Seed files: users and publishes for the local server's in-memory stores
-//! (and for tests). The format is documented in the README; `seed/local.json`
+//! (and for tests). The format is documented in docs/data.md; `seed/local.json`
 //! is the bundled example.
 
 use serde::{Deserialize, Serialize};

@@ -447,7 +447,7 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
             requested_by = stamp.audit.requested_by.as_ref().map(AuditText::as_str),
             origin = stamp.audit.origin.as_ref().map(AuditText::as_str),
             publish = %command.key,
-            outcome = outcome.as_str(),
+            result = outcome.as_str(),
             "automation cancel"
         );
         self.record(&stamp, outcome, started);

@@ -179,7 +179,7 @@ pub fn precheck(event: &Value) -> Result<Shape, Result<NotHttp, Malformed>> {
         // Without multi-value headers ALB passes one value per name, so a
         // second Authorization could not be seen (and refused): this
         // function requires the target group attribute
-        // lambda.multi_value_headers.enabled (README, template).
+        // lambda.multi_value_headers.enabled (README, docs/local-invocation.md, template).
         return Err(refuse("ALB target group without multi-value headers"));
     }
     let method = match shape {

@@ -1,5 +1,5 @@
 //! The publish worker's side of the cancel race, as a worker must write it
-//! (README, "Publishes table"): a publish finishes only from `publishing`,
+//! (docs/data.md, "Publishes table"): a publish finishes only from `publishing`,
 //! with one conditional write, so a cancel and a completion racing on one
 //! record end in exactly one of the two. Not the service's code: workers
 //! are another system; the tests play one.

@@ -9,8 +9,8 @@
 //! it to the arm64 release builds), those:
 //! the artefact `sam deploy` would ship, run under qemu-user.
 //!
-//! What moto cannot show is said in the README ("What the rehearsal
-//! proves"): API Gateway's routing (checked on the transformed template by
+//! What moto cannot show is said in docs/developing.md ("The deployment
+//! rehearsal"): API Gateway's routing (checked on the transformed template by
 //! tests/deploy/check_template.py), IAM conditions, alarms.
 
 use crate::common;

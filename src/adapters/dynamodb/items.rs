@@ -1,6 +1,6 @@
 //! Items of the users and publishes tables <-> the domain's users and
 //! publish records: the one place that knows attribute names and types
-//! (schemas in the README; the tables themselves in template.yaml).
+//! (schemas in docs/data.md; the tables themselves in template.yaml).
 
 use std::collections::HashMap;
 
@@ -14,7 +14,7 @@ use crate::ports::BackendError;
 
 pub type Item = HashMap<String, AttributeValue>;
 
-/// Attribute names, shared by the adapters, the tests and the README.
+/// Attribute names, shared by the adapters, the tests and docs/data.md.
 pub mod attr {
     // users table
     pub const LOGIN: &str = "login";
