@@ -1,6 +1,10 @@
-//! The ports: the three things the cancel use case needs from the outside
-//! world. Each has a DynamoDB/SQS adapter and an in-memory one
-//! (`crate::adapters`), and the use case sees only these traits.
+//! The ports: what the use cases need from the outside world. `Users`,
+//! `Publishes` and `StopQueue` for the cancel, `AdminStore` for the
+//! operator's tooling; each has its adapters in `crate::adapters` (DynamoDB
+//! or SQS, and in-memory or the seed file), and one contract suite
+//! (tests/suite/contract.rs) runs on every adapter. The fourth port,
+//! `auth::KekSource` (where the KEKs come from), lives with the sealing it
+//! serves, since it speaks `auth::Sealer`; its contract is in the same suite.
 
 use std::future::Future;
 
@@ -242,4 +246,79 @@ impl StopMessage {
         // A struct of strings and integers always serialises.
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+// --- the operator's port (uforge-admin) ---
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("user {0} does not exist")]
+    NoSuchUser(Login),
+    #[error("user {0} already exists")]
+    UserExists(Login),
+    #[error("user {0} has no API key {1}")]
+    NoSuchKey(Login, String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// What an operator sees of a user: never a hash or a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    pub login: Login,
+    pub active: bool,
+    pub has_password: bool,
+    pub entitlements: Vec<String>,
+    pub api_keys: Vec<String>,
+}
+
+/// One place where users and publishes are administered.
+pub trait AdminStore {
+    fn create_user(
+        &self,
+        login: &Login,
+        password_hash: Option<String>,
+        entitlements: &[String],
+        active: bool,
+    ) -> impl Future<Output = Result<(), AdminError>>;
+    fn set_password(
+        &self,
+        login: &Login,
+        hash: String,
+    ) -> impl Future<Output = Result<(), AdminError>>;
+    fn set_active(
+        &self,
+        login: &Login,
+        active: bool,
+    ) -> impl Future<Output = Result<(), AdminError>>;
+    fn grant(
+        &self,
+        login: &Login,
+        entitlement: &str,
+    ) -> impl Future<Output = Result<(), AdminError>>;
+    fn revoke(
+        &self,
+        login: &Login,
+        entitlement: &str,
+    ) -> impl Future<Output = Result<(), AdminError>>;
+    /// Stores a key pair (sealing the secret where the store needs it).
+    fn add_api_key(
+        &self,
+        login: &Login,
+        public_key: &str,
+        secret_key: &str,
+    ) -> impl Future<Output = Result<(), AdminError>>;
+    fn remove_api_key(
+        &self,
+        login: &Login,
+        public_key: &str,
+    ) -> impl Future<Output = Result<(), AdminError>>;
+    fn user(&self, login: &Login) -> impl Future<Output = Result<Option<UserSummary>, AdminError>>;
+    fn put_publish(&self, record: &PublishRecord) -> impl Future<Output = Result<(), AdminError>>;
+    fn publish(
+        &self,
+        key: &PublishKey,
+    ) -> impl Future<Output = Result<Option<PublishRecord>, AdminError>>;
 }

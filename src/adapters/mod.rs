@@ -1,9 +1,11 @@
 //! Implementations of the ports: DynamoDB, SQS and Secrets Manager for
-//! production and the emulator, in-memory for the local server and tests.
+//! production and the emulator, in-memory for the local server and tests,
+//! and the seed file for the operator's tooling on a local server.
 
 pub mod dynamodb;
 pub mod memory;
 pub mod secrets_manager;
+pub mod seed_file;
 pub mod sqs;
 
 use crate::ports::BackendError;

@@ -1,90 +1,13 @@
 //! Operator tooling behind the `uforge-admin` binary: users, entitlements,
-//! API keys and publish records, on DynamoDB (real or emulated) or on a
-//! local server's seed file. Secrets are generated here and shown once.
+//! API keys and publish records, through the `ports::AdminStore` port, on
+//! DynamoDB (`adapters::dynamodb::admin`) or on a local server's seed file
+//! (`adapters::seed_file`). Secrets are generated here and shown once.
 
-mod dynamodb_store;
-mod seed_file_store;
-
-use std::future::Future;
-
-use crate::domain::{Login, PublishKey, PublishRecord};
-use crate::ports::BackendError;
-
-pub use dynamodb_store::{create_queue, create_tables, DynamoAdmin, RepairReport, ResealReport};
-pub use seed_file_store::SeedFileAdmin;
-
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    #[error("user {0} does not exist")]
-    NoSuchUser(Login),
-    #[error("user {0} already exists")]
-    UserExists(Login),
-    #[error("user {0} has no API key {1}")]
-    NoSuchKey(Login, String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-}
-
-/// What an operator sees of a user: never a hash or a secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserSummary {
-    pub login: Login,
-    pub active: bool,
-    pub has_password: bool,
-    pub entitlements: Vec<String>,
-    pub api_keys: Vec<String>,
-}
-
-/// One place where users and publishes are administered.
-pub trait AdminStore {
-    fn create_user(
-        &self,
-        login: &Login,
-        password_hash: Option<String>,
-        entitlements: &[String],
-        active: bool,
-    ) -> impl Future<Output = Result<(), AdminError>>;
-    fn set_password(
-        &self,
-        login: &Login,
-        hash: String,
-    ) -> impl Future<Output = Result<(), AdminError>>;
-    fn set_active(
-        &self,
-        login: &Login,
-        active: bool,
-    ) -> impl Future<Output = Result<(), AdminError>>;
-    fn grant(
-        &self,
-        login: &Login,
-        entitlement: &str,
-    ) -> impl Future<Output = Result<(), AdminError>>;
-    fn revoke(
-        &self,
-        login: &Login,
-        entitlement: &str,
-    ) -> impl Future<Output = Result<(), AdminError>>;
-    /// Stores a key pair (sealing the secret where the store needs it).
-    fn add_api_key(
-        &self,
-        login: &Login,
-        public_key: &str,
-        secret_key: &str,
-    ) -> impl Future<Output = Result<(), AdminError>>;
-    fn remove_api_key(
-        &self,
-        login: &Login,
-        public_key: &str,
-    ) -> impl Future<Output = Result<(), AdminError>>;
-    fn user(&self, login: &Login) -> impl Future<Output = Result<Option<UserSummary>, AdminError>>;
-    fn put_publish(&self, record: &PublishRecord) -> impl Future<Output = Result<(), AdminError>>;
-    fn publish(
-        &self,
-        key: &PublishKey,
-    ) -> impl Future<Output = Result<Option<PublishRecord>, AdminError>>;
-}
+pub use crate::adapters::dynamodb::admin::{
+    create_queue, create_tables, DynamoAdmin, RepairReport, ResealReport,
+};
+pub use crate::adapters::seed_file::SeedFileAdmin;
+pub use crate::ports::{AdminError, AdminStore, UserSummary};
 
 /// A new API key pair: a public key (20 characters) and a secret (40), both
 /// from the OS RNG, in an alphabet that needs no URL escaping.

@@ -1,6 +1,7 @@
 //! Port contract tests: one suite of behaviours per port (`Users`,
-//! `Publishes`, `StopQueue`), run against the in-memory adapter and against
-//! the DynamoDB/SQS adapter on the emulator. The local server and the unit
+//! `Publishes`, `StopQueue`, `AdminStore`, `KekSource`), run against every
+//! adapter: in memory (or the seed file, or fixed KEKs) and DynamoDB, SQS or
+//! Secrets Manager on the emulator. The local server and the unit
 //! tests run on the first, production on the second: this is what says they
 //! behave alike.
 
@@ -9,11 +10,12 @@ use std::future::Future;
 use publish_cancel::adapters::dynamodb::{DynamoPublishes, DynamoUsers};
 use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
 use publish_cancel::adapters::sqs::SqsStopQueue;
+use publish_cancel::auth::{KekSource, Sealer};
 use publish_cancel::domain::{
     ApiKey, AuditText, CancelAudit, CancelSource, CancelStamp, Login, PublishKey, PublishRecord,
     PublishState, Timestamp, User,
 };
-use publish_cancel::ports::{CancelOutcome, Publishes, StopMessage, StopQueue, Users};
+use publish_cancel::ports::{AdminStore, CancelOutcome, Publishes, StopMessage, StopQueue, Users};
 
 use crate::common::{self, Stack};
 
@@ -433,4 +435,147 @@ async fn sqs_queue_keeps_the_stop_queue_contract() {
         let queue = SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url);
         stop_queue_contract(&queue, &stack).await;
     }
+}
+
+// --- the operator's port: AdminStore, on DynamoDB and on a seed file ---
+
+async fn admin_store_contract(admin: &impl AdminStore) {
+    use publish_cancel::ports::AdminError;
+    let bob = Login::parse("contract-admin-bob").unwrap();
+    let nobody = Login::parse("contract-admin-nobody").unwrap();
+    assert_eq!(admin.user(&bob).await.unwrap(), None);
+    admin
+        .create_user(&bob, None, &["image_publish".to_owned()], true)
+        .await
+        .unwrap();
+    assert!(matches!(
+        admin.create_user(&bob, None, &[], true).await,
+        Err(AdminError::UserExists(_))
+    ));
+    let summary = admin.user(&bob).await.unwrap().expect("created");
+    assert_eq!(
+        (
+            summary.active,
+            summary.has_password,
+            summary.entitlements.clone()
+        ),
+        (true, false, vec!["image_publish".to_owned()])
+    );
+    admin
+        .set_password(
+            &bob,
+            publish_cancel::auth::password::hash("pw-of-bob").unwrap(),
+        )
+        .await
+        .unwrap();
+    admin.set_active(&bob, false).await.unwrap();
+    admin.grant(&bob, "other_right").await.unwrap();
+    admin.revoke(&bob, "image_publish").await.unwrap();
+    admin
+        .add_api_key(&bob, "PUBCONTRACT", "SECRETCONTRACT")
+        .await
+        .unwrap();
+    let summary = admin.user(&bob).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            summary.active,
+            summary.has_password,
+            summary.entitlements.clone(),
+            summary.api_keys.clone()
+        ),
+        (
+            false,
+            true,
+            vec!["other_right".to_owned()],
+            vec!["PUBCONTRACT".to_owned()]
+        )
+    );
+    admin.remove_api_key(&bob, "PUBCONTRACT").await.unwrap();
+    assert!(matches!(
+        admin.remove_api_key(&bob, "PUBCONTRACT").await,
+        Err(AdminError::NoSuchKey(..))
+    ));
+    assert!(admin.user(&bob).await.unwrap().unwrap().api_keys.is_empty());
+    for change in [
+        admin.set_active(&nobody, true).await,
+        admin.grant(&nobody, "image_publish").await,
+    ] {
+        assert!(
+            matches!(change, Err(AdminError::NoSuchUser(_))),
+            "{change:?}"
+        );
+    }
+
+    let k = key("contract-admin-bob", 1, 2, 3);
+    assert_eq!(admin.publish(&k).await.unwrap(), None);
+    let mut record = PublishRecord::new(k.clone(), PublishState::Publishing);
+    record.percentage = Some(40);
+    record.message = Some("Publishing".into());
+    admin.put_publish(&record).await.unwrap();
+    assert_eq!(admin.publish(&k).await.unwrap(), Some(record));
+}
+
+#[tokio::test]
+async fn seed_file_admin_keeps_the_admin_store_contract() {
+    let dir = std::env::temp_dir().join(format!("uforge-contract-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("seed.json");
+    let _ = std::fs::remove_file(&path);
+    admin_store_contract(&publish_cancel::admin::SeedFileAdmin::new(path)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn dynamodb_admin_keeps_the_admin_store_contract() {
+    let stack = Stack::new().await;
+    let admin = publish_cancel::admin::DynamoAdmin::new(
+        stack.dynamo.clone(),
+        stack.users_table.clone(),
+        stack.publishes_table.clone(),
+        Some(publish_cancel::auth::FixedKeks::shared(common::sealer())),
+    );
+    admin_store_contract(&admin).await;
+}
+
+// --- where the KEKs come from: KekSource, fixed and from Secrets Manager ---
+
+/// The current KEK seals; a secret sealed under it opens with the answer
+/// to a request for its key id; one sealed under a KEK the source does not
+/// hold does not open.
+async fn kek_source_contract(source: &dyn KekSource, current: [u8; 32]) {
+    let sealer = source.sealer(None).await.expect("the current KEKs");
+    let sealed = sealer.seal("alice", "PUB", b"secret").unwrap();
+    let ours = Sealer::new(&current);
+    assert_eq!(ours.open("alice", "PUB", &sealed).unwrap(), b"secret");
+    let again = source
+        .sealer(Some(ours.current_id()))
+        .await
+        .expect("asked by key id");
+    assert_eq!(again.open("alice", "PUB", &sealed).unwrap(), b"secret");
+    let foreign = Sealer::new(&[7u8; 32])
+        .seal("alice", "PUB", b"secret")
+        .unwrap();
+    assert!(again.open("alice", "PUB", &foreign).is_err());
+}
+
+#[tokio::test]
+async fn fixed_keks_keep_the_kek_source_contract() {
+    let source = publish_cancel::auth::FixedKeks::shared(Sealer::new(&common::KEK));
+    kek_source_contract(source.as_ref(), common::KEK).await;
+}
+
+#[tokio::test]
+async fn secrets_manager_keks_keep_the_kek_source_contract() {
+    use base64::Engine as _;
+    let sdk = common::sdk_config().await;
+    let name = format!("contract-kek-{}", std::process::id());
+    aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(&name)
+        .secret_string(base64::engine::general_purpose::STANDARD.encode(common::KEK))
+        .send()
+        .await
+        .unwrap();
+    let source = publish_cancel::adapters::secrets_manager::SecretsManagerKeks::shared(&sdk, &name);
+    kek_source_contract(source.as_ref(), common::KEK).await;
 }

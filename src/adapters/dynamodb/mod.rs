@@ -1,6 +1,7 @@
 //! DynamoDB adapters for the users and publishes tables: `items` maps
 //! items to domain values, `users` and `publishes` implement the ports.
 
+pub mod admin;
 pub mod items;
 mod publishes;
 mod users;

@@ -1,11 +1,11 @@
-//! Administration of a local server's seed file: read, change, write back
+//! The operator's port (`ports::AdminStore`) on a local server's seed file: read, change, write back
 //! atomically. Passwords are stored hashed; API secrets stay in clear here
 //! because the seed format is for local use (the server seals them at load).
 
 use std::path::PathBuf;
 
-use super::{AdminError, AdminStore, UserSummary};
 use crate::domain::{Login, PublishKey, PublishRecord};
+use crate::ports::{AdminError, AdminStore, UserSummary};
 use crate::seed::{Seed, SeedApiKey, SeedPublish, SeedUser};
 
 pub struct SeedFileAdmin {

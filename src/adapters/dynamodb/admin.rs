@@ -1,4 +1,4 @@
-//! Administration on DynamoDB, with targeted conditional updates so that
+//! The operator's port (`ports::AdminStore`) on DynamoDB, with targeted conditional updates so that
 //! concurrent edits of one user do not overwrite each other.
 
 use std::collections::HashMap;
@@ -11,14 +11,14 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::{AdminError, AdminStore, UserSummary};
-use crate::adapters::dynamodb::{
+use super::{
     applied, attr, publish_item_key, record_from_item, record_to_item, user_from_item,
     user_to_item, PENDING_STOPS_INDEX,
 };
 use crate::adapters::sdk_error;
 use crate::auth::KekSource;
 use crate::domain::{Login, PublishKey, PublishRecord, User};
+use crate::ports::{AdminError, AdminStore, UserSummary};
 
 pub struct DynamoAdmin {
     client: Client,
