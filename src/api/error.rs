@@ -16,7 +16,7 @@ pub enum ApiError {
     Malformed(&'static str),
     #[error("no such resource")]
     NoRoute,
-    /// The path is a resource of the route table, the method is not one
+    /// The path is a resource of the path table (`route`), the method is not one
     /// of those it answers.
     #[error("method not allowed")]
     MethodNotAllowed(&'static Route),

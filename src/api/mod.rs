@@ -164,7 +164,7 @@ impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
         }
     }
 
-    /// Everything every route shares (the route table, the method,
+    /// Everything every route shares (the path table, the method,
     /// `Accept`), then the route's endpoint.
     async fn route_and_run(
         &self,

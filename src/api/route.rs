@@ -1,7 +1,13 @@
-//! The route table: the one place that says which paths exist and which
-//! methods each answers. Today one resource, UForge's
-//! `{base}/users/{uid}/appliances/{aid}/images/{itid}/pimages/{pitid}/cancel`;
-//! a second is one more entry in `ROUTES` and an arm in `Api::dispatch`.
+//! The paths this service answers: the one place that says which paths
+//! exist and which methods each takes (so the 404s, the 405's `Allow` and
+//! the status object's URIs agree). It is a table of paths, not a router:
+//! the service has one endpoint, UForge's
+//! `{base}/users/{uid}/appliances/{aid}/images/{itid}/pimages/{pitid}/cancel`,
+//! and the rest of `api` (the use case it calls, its rendering, its errors)
+//! is that endpoint's. A second endpoint would bring those too: its entry
+//! here, an `Endpoint` variant and its arm in `Api::route_and_run`, its
+//! handler, its representation and its errors. Until there is one, making
+//! entries carry handlers would be a framework for one case.
 
 use http::Method;
 use percent_encoding::percent_decode_str;

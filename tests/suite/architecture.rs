@@ -56,7 +56,7 @@ fn the_cancellable_states_are_listed_in_one_place() {
     );
 }
 
-/// Which paths exist and which methods they answer is the route table's:
+/// Which paths exist and which methods they answer is the path table's (api::route):
 /// the 405's `Allow` and message, the status object's URIs and the local
 /// server's example take it from there.
 #[test]

@@ -494,7 +494,11 @@ impl AdminStore for DynamoAdmin {
 
 /// Creates the users and publishes tables with the production key schemas,
 /// the publishes table's sparse `pendingStops` index and its stream (for an
-/// emulator or a scratch account; production uses template.yaml).
+/// emulator or a scratch account). template.yaml is the statement of the
+/// schema: production and every emulator test build from it
+/// (`tests/deploy/stack.py tables`). This is the one copy, for `uforge-admin
+/// setup`, which has no template at run time, and the rehearsal holds it
+/// equal to the template (`uforge_admin_setup_creates_the_template_s_tables`).
 pub async fn create_tables(
     dynamo: &Client,
     users_table: &str,
