@@ -89,16 +89,33 @@ pub fn command_for(binary: &Path) -> Command {
     }
 }
 
+/// How every Lambda process of the tests and the benchmark starts: the
+/// Lambda binary `binary` (under qemu-user when it is an aarch64 ELF here)
+/// with exactly `env` and PATH, killed when dropped. Callers choose stdio.
+pub fn lambda_command<K: AsRef<str>, V: AsRef<str>>(binary: &Path, env: &[(K, V)]) -> Command {
+    lambda_command_with(command_for(binary), env)
+}
+
+/// The same for a command that runs the binary itself (the benchmark's
+/// shell that joins a cgroup, then execs it).
+pub fn lambda_command_with<K: AsRef<str>, V: AsRef<str>>(
+    mut command: Command,
+    env: &[(K, V)],
+) -> Command {
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+        .kill_on_drop(true);
+    command
+}
+
 impl LambdaProcess {
     /// Starts `binary` with exactly `env` (and PATH).
     pub fn spawn<K: AsRef<str>, V: AsRef<str>>(binary: &Path, env: &[(K, V)]) -> LambdaProcess {
-        let mut child = command_for(binary)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+        let mut child = lambda_command(binary, env)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
         let logs = Arc::new(Mutex::new(Vec::new()));

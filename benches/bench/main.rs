@@ -1,0 +1,134 @@
+//! The benchmark: `scripts/bench` builds the release binaries, then runs
+//! this (harness-less), which prints Markdown tables that scripts/bench writes
+//! into docs/measurements.md. Every
+//! figure is a median (or percentile) over repeated runs and, where there is
+//! a reference, a ratio to it measured in the same run.
+
+// The tests' fixtures; the benchmark uses a part of them.
+#[allow(dead_code)]
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+mod automation;
+mod baseline;
+mod cpu;
+mod footprint;
+mod init;
+mod latency;
+mod memory_settings;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use automation::*;
+use base64::Engine as _;
+use baseline::*;
+use common::runtime_api::{Outcome, RuntimeApi};
+use common::sample_events::{lambda_command, lambda_command_with};
+use common::{cancel_path, Req, Stack};
+use cpu::*;
+use footprint::*;
+use init::*;
+use latency::*;
+use memory_settings::*;
+use publish_cancel::adapters::dynamodb::{DynamoPublishes, DynamoUsers};
+use publish_cancel::adapters::sqs::SqsStopQueue;
+use publish_cancel::domain::{CancelStamp, Login, PublishRecord, PublishState, Timestamp};
+use publish_cancel::ports::{Publishes, StopMessage, StopQueue, Users};
+use publish_cancel::seed::{Seed, BUNDLED};
+use stats::*;
+
+pub(crate) const INIT_RUNS: usize = 15;
+pub(crate) const WARM_REQUESTS: usize = 300;
+pub(crate) const RSS_REQUESTS: usize = 10_000;
+
+pub(crate) fn release(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/release")
+        .join(name)
+}
+
+pub(crate) struct Row(pub String, pub String, pub String);
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::args().any(|a| a == ARGON2_CHILD) {
+        return argon2_child();
+    }
+    if std::env::args().any(|a| a == "--test") || !release("publish-cancel").exists() {
+        eprintln!("the benchmark needs the release binaries: run scripts/bench");
+        return;
+    }
+    let stack = Stack::new().await;
+    let event = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("events/apigw-rest-cancel-basic.json"),
+    )
+    .unwrap();
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:alice-password")
+    );
+    // UFORGE_BENCH_ONLY=baseline,sizes,...: only the sections named (a
+    // quick before/after); every section otherwise.
+    let only = std::env::var("UFORGE_BENCH_ONLY").ok();
+    let run = |section: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|s| s == section))
+    };
+    let mut rows = Vec::new();
+    if run("init") {
+        rows.extend(init_and_first_request(&stack, &event).await);
+    }
+    if run("kek") {
+        rows.extend(kek_costs(&stack).await);
+    }
+    if run("warm") {
+        rows.extend(warm_latency(&stack, &auth).await);
+    }
+    if run("cpu") {
+        rows.extend(handler_cpu().await);
+        rows.extend(metric_line_cost());
+    }
+    if run("timing") {
+        rows.extend(unauthorised_timing().await);
+    }
+    if run("sizes") {
+        rows.extend(binary_sizes());
+    }
+    if run("rss") {
+        rows.extend(local_server_rss(&auth).await);
+    }
+    if run("automation") {
+        rows.extend(automation_beside_http(&stack, &event).await);
+    }
+    if let Some(baseline) = std::env::var_os("UFORGE_BENCH_BASELINE") {
+        rows.extend(against_baseline(Path::new(&baseline)).await);
+    }
+    let settings = if run("memory") {
+        lambda_memory_settings(&stack, &event).await
+    } else {
+        Err("not asked for (UFORGE_BENCH_ONLY)".into())
+    };
+
+    println!("| measure | figure | reference |\n| --- | --- | --- |");
+    for Row(a, b, c) in rows {
+        println!("| {a} | {b} | {c} |");
+    }
+    println!();
+    match settings {
+        Ok(lines) => {
+            println!(
+                "| Lambda memory (CPU share) | Argon2 verify, p50 | init, p50 | \
+                 first invocation, p50 | warm invocation, p50 |"
+            );
+            println!("| --- | --- | --- | --- | --- |");
+            for line in lines {
+                println!("{line}");
+            }
+        }
+        Err(why) => println!("Lambda memory settings: not measured ({why})"),
+    }
+}
