@@ -415,7 +415,9 @@ mod tests {
 
     fn use_case() -> UserCancel<MemoryUsers, Counting, MemoryQueue> {
         let sealer = Sealer::new(&[3; 32]);
-        let (users, publishes) = Seed::parse(BUNDLED).unwrap().into_memory(&sealer).unwrap();
+        let seed = Seed::parse(BUNDLED).unwrap();
+        let users = seed.users(&sealer).unwrap().into_iter().collect();
+        let publishes = seed.publishes().unwrap().into_iter().collect();
         UserCancel {
             users,
             auth: Authenticator::new(Some(crate::auth::FixedKeks::shared(sealer))),

@@ -4,7 +4,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::memory::{MemoryPublishes, MemoryUsers};
 use crate::auth::{password, Sealer};
 use crate::domain::{ApiKey, Login, PublishKey, PublishRecord, PublishState, Timestamp, User};
 
@@ -103,22 +102,6 @@ impl Seed {
 
     pub fn publishes(&self) -> Result<Vec<PublishRecord>, SeedError> {
         self.publishes.iter().map(SeedPublish::to_record).collect()
-    }
-
-    /// In-memory stores holding this seed.
-    pub fn into_memory(
-        &self,
-        sealer: &Sealer,
-    ) -> Result<(MemoryUsers, MemoryPublishes), SeedError> {
-        let users = MemoryUsers::default();
-        for u in self.users(sealer)? {
-            users.put(u);
-        }
-        let publishes = MemoryPublishes::default();
-        for p in self.publishes()? {
-            publishes.put(p);
-        }
-        Ok((users, publishes))
     }
 }
 
@@ -256,7 +239,10 @@ mod tests {
             r#"{"userz":[]}"#,
         ] {
             let seed = Seed::parse(bad);
-            let loaded = seed.and_then(|s| s.into_memory(&Sealer::new(&[1; 32])).map(|_| ()));
+            let loaded = seed.and_then(|s| {
+                s.users(&Sealer::new(&[1; 32]))?;
+                s.publishes().map(|_| ())
+            });
             assert!(loaded.is_err(), "{bad}");
         }
     }

@@ -28,6 +28,14 @@ impl MemoryUsers {
     }
 }
 
+impl FromIterator<User> for MemoryUsers {
+    fn from_iter<I: IntoIterator<Item = User>>(users: I) -> Self {
+        let store = MemoryUsers::default();
+        users.into_iter().for_each(|u| store.put(u));
+        store
+    }
+}
+
 impl Users for MemoryUsers {
     async fn get(&self, login: &Login) -> Result<Option<User>, BackendError> {
         Ok(lock(&self.users).get(login).cloned())
@@ -51,6 +59,14 @@ impl MemoryPublishes {
     /// Every record, in key order.
     pub fn all(&self) -> Vec<PublishRecord> {
         lock(&self.records).values().cloned().collect()
+    }
+}
+
+impl FromIterator<PublishRecord> for MemoryPublishes {
+    fn from_iter<I: IntoIterator<Item = PublishRecord>>(records: I) -> Self {
+        let store = MemoryPublishes::default();
+        records.into_iter().for_each(|r| store.put(r));
+        store
     }
 }
 

@@ -367,7 +367,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_verifications_are_bounded_and_queued() {
         let sealer = Sealer::new(&[1; 32]);
-        let (users, _) = Seed::parse(BUNDLED).unwrap().into_memory(&sealer).unwrap();
+        let users: crate::adapters::memory::MemoryUsers = Seed::parse(BUNDLED)
+            .unwrap()
+            .users(&sealer)
+            .unwrap()
+            .into_iter()
+            .collect();
         let auth = Arc::new(Authenticator::build(None, None, 2));
         let users = Arc::new(users);
         let alice = Login::parse("alice").unwrap();
@@ -404,7 +409,12 @@ mod tests {
     #[tokio::test]
     async fn every_basic_failure_costs_one_argon2_verification_whatever_its_reason() {
         let sealer = Sealer::new(&[1; 32]);
-        let (users, _) = Seed::parse(BUNDLED).unwrap().into_memory(&sealer).unwrap();
+        let users: crate::adapters::memory::MemoryUsers = Seed::parse(BUNDLED)
+            .unwrap()
+            .users(&sealer)
+            .unwrap()
+            .into_iter()
+            .collect();
         let auth = Authenticator::with_cache(None);
         let alice = Login::parse("alice").unwrap();
         let run = |creds| auth.authenticate(&users, creds, &alice);

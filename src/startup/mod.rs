@@ -154,6 +154,18 @@ pub fn seed_text(path: Option<&std::path::Path>) -> Result<String, BoxError> {
     }
 }
 
+/// In-memory stores holding `seed`'s users (API secrets sealed by
+/// `sealer`) and publishes.
+pub fn memory_stores(
+    seed: &Seed,
+    sealer: &Sealer,
+) -> Result<(MemoryUsers, MemoryPublishes), seed::SeedError> {
+    Ok((
+        seed.users(sealer)?.into_iter().collect(),
+        seed.publishes()?.into_iter().collect(),
+    ))
+}
+
 /// The service on in-memory stores holding `seed`. API secrets are sealed
 /// under `UFORGE_API_KEY_KEK` when set, else under a random per-process
 /// KEK: either way the stores hold no secret in clear. (Seeded passwords
@@ -163,7 +175,7 @@ pub fn memory_api(seed: &Seed, options: Options, env: &Env) -> Result<MemoryApi,
         Some(s) => s,
         None => Sealer::random()?,
     };
-    let (users, publishes) = seed.into_memory(&sealer)?;
+    let (users, publishes) = memory_stores(seed, &sealer)?;
     Ok(service(
         users,
         publishes,

@@ -112,7 +112,9 @@ mod lambda_events {
         static API: OnceLock<MemApi> = OnceLock::new();
         API.get_or_init(|| {
             let sealer = Sealer::new(&[1; 32]);
-            let (users, publishes) = Seed::parse(BUNDLED).unwrap().into_memory(&sealer).unwrap();
+            let (users, publishes) =
+                publish_cancel::startup::memory_stores(&Seed::parse(BUNDLED).unwrap(), &sealer)
+                    .unwrap();
             // Cached (the default): a mutated sample keeping alice's
             // password pays Argon2 once, not once per case.
             startup::service(
