@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use publish_cancel::admin::{self, AdminError, AdminStore, DynamoAdmin, SeedFileAdmin};
+use publish_cancel::admin::{self, AdminError, AdminStore, SeedFileAdmin};
 use publish_cancel::api::negotiate::Format;
 use publish_cancel::api::render;
 use publish_cancel::auth::password;
-use publish_cancel::config::{self, AdminSettings, Env, TlsRoots};
+use publish_cancel::config::{self, AdminSettings, Env};
 use publish_cancel::domain::{
     Login, PublishKey, PublishRecord, PublishState, Timestamp, IMAGE_PUBLISH,
 };
@@ -182,12 +182,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         None => {
             let settings = AdminSettings::from_env(&Env::process())?;
             let sdk = config::sdk::load_sdk_config(settings.tls_roots).await;
-            let store = DynamoAdmin::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                settings.users_table,
-                settings.publishes_table,
-                settings.keks.source(&sdk),
-            );
+            let store = publish_cancel::startup::dynamo_admin(&sdk, settings);
             if let Command::Publish(PublishCmd::Repair {
                 dry_run,
                 requeue_undeliverable,
@@ -414,14 +409,12 @@ async fn execute(store: &impl AdminStore, command: Command) -> Result<(), BoxErr
 }
 
 async fn setup(queue_name: &str) -> Result<(), BoxError> {
-    let env = Env::process();
-    let users = env
-        .get(config::ENV_USERS_TABLE)
-        .unwrap_or_else(|| "uforge-users".into());
-    let publishes = env
-        .get(config::ENV_PUBLISHES_TABLE)
-        .unwrap_or_else(|| "uforge-publishes".into());
-    let sdk = config::sdk::load_sdk_config(TlsRoots::from_env(&env)?).await;
+    let config::SetupSettings {
+        users_table: users,
+        publishes_table: publishes,
+        tls_roots,
+    } = config::SetupSettings::from_env(&Env::process())?;
+    let sdk = config::sdk::load_sdk_config(tls_roots).await;
     admin::create_tables(&aws_sdk_dynamodb::Client::new(&sdk), &users, &publishes).await?;
     let queue_url = admin::create_queue(&aws_sdk_sqs::Client::new(&sdk), queue_name).await?;
     println!("export {}={users}", config::ENV_USERS_TABLE);

@@ -9,10 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::SdkConfig;
-
-use crate::adapters::secrets_manager::SecretsManagerKeks;
-use crate::auth::{FixedKeks, KekSource, Sealer};
+use crate::auth::Sealer;
 pub use sdk::TlsRoots;
 
 pub const ENV_BACKEND: &str = "UFORGE_BACKEND";
@@ -161,15 +158,6 @@ impl KekSetting {
             (Some(sealer), None) => Ok(KekSetting::Inline(Arc::new(sealer))),
             (None, Some(id)) => Ok(KekSetting::Secret(id)),
             (None, None) => Ok(KekSetting::Off),
-        }
-    }
-
-    /// The KEKs' source; a secret is read through `sdk` when first needed.
-    pub fn source(&self, sdk: &SdkConfig) -> Option<Arc<dyn KekSource>> {
-        match self {
-            KekSetting::Off => None,
-            KekSetting::Inline(sealer) => Some(Arc::new(FixedKeks(sealer.clone()))),
-            KekSetting::Secret(id) => Some(SecretsManagerKeks::shared(sdk, id)),
         }
     }
 }
@@ -337,6 +325,29 @@ impl AutomationSettings {
         Ok(match Backend::from_env(env)? {
             Backend::Aws => AutomationSettings::Aws(PublishesAndQueue::from_env(env)?),
             Backend::Memory { seed } => AutomationSettings::Memory { seed },
+        })
+    }
+}
+
+/// `uforge-admin setup`: the tables and queue to create on an emulator or
+/// a scratch account, named by the usual variables or by default.
+#[derive(Debug, Clone)]
+pub struct SetupSettings {
+    pub users_table: String,
+    pub publishes_table: String,
+    pub tls_roots: TlsRoots,
+}
+
+impl SetupSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(SetupSettings {
+            users_table: env
+                .get(ENV_USERS_TABLE)
+                .unwrap_or_else(|| "uforge-users".into()),
+            publishes_table: env
+                .get(ENV_PUBLISHES_TABLE)
+                .unwrap_or_else(|| "uforge-publishes".into()),
+            tls_roots: TlsRoots::from_env(env)?,
         })
     }
 }

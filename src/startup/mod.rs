@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 
+use crate::adapters::dynamodb::admin::DynamoAdmin;
 use crate::adapters::dynamodb::{DynamoPublishes, DynamoUsers};
 use crate::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
+use crate::adapters::secrets_manager::SecretsManagerKeks;
 use crate::adapters::sqs::SqsStopQueue;
 use crate::api::{Api, REQUEST_BUDGET};
 use crate::auth::{Authenticator, FixedKeks, KekSource, Sealer};
 use crate::cancel::{Canceller, UserCancel};
-use crate::config::{AwsSettings, Env};
+use crate::config::{AdminSettings, AwsSettings, Env, KekSetting};
 use crate::metrics::Metrics;
 use crate::ports::{Publishes, StopQueue, Users};
 use crate::seed::{self, Seed};
@@ -86,13 +88,33 @@ pub fn service<U: Users, P: Publishes, Q: StopQueue>(
 
 /// The service on DynamoDB and SQS, clients built from `sdk`.
 pub fn aws_api(sdk: &SdkConfig, settings: AwsSettings, options: Options) -> AwsApi {
-    let keks = settings.keks.source(sdk);
+    let keks = kek_source(&settings.keks, sdk);
     aws_api_from_clients(
         aws_sdk_dynamodb::Client::new(sdk),
         aws_sdk_sqs::Client::new(sdk),
         keks,
         settings,
         options,
+    )
+}
+
+/// Where the KEKs come from, per the setting; a secret is read through
+/// `sdk` when first needed.
+pub fn kek_source(setting: &KekSetting, sdk: &SdkConfig) -> Option<Arc<dyn KekSource>> {
+    match setting {
+        KekSetting::Off => None,
+        KekSetting::Inline(sealer) => Some(Arc::new(FixedKeks(sealer.clone()))),
+        KekSetting::Secret(id) => Some(SecretsManagerKeks::shared(sdk, id)),
+    }
+}
+
+/// The operator's store on DynamoDB (`uforge-admin` without `--seed`).
+pub fn dynamo_admin(sdk: &SdkConfig, settings: AdminSettings) -> DynamoAdmin {
+    DynamoAdmin::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        settings.users_table,
+        settings.publishes_table,
+        kek_source(&settings.keks, sdk),
     )
 }
 

@@ -135,3 +135,20 @@ fn the_lambda_binaries_are_listed_in_one_place() {
         }
     }
 }
+
+/// The production stores are built in the composition root only: every
+/// binary and test that wants DynamoDB, SQS or Secrets Manager behind a
+/// port gets them from `startup`, so none wires them its own way.
+#[test]
+fn the_aws_stores_are_composed_in_one_place() {
+    assert_eq!(
+        saying(&[
+            "DynamoUsers::new",
+            "DynamoPublishes::new",
+            "SqsStopQueue::new",
+            "SecretsManagerKeks::shared",
+            "DynamoAdmin::new",
+        ]),
+        ["src/startup/mod.rs"]
+    );
+}

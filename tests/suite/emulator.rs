@@ -636,7 +636,7 @@ async fn api_keys_keep_working_through_a_kek_rotation() {
         aws_sdk_dynamodb::Client::new(&sdk),
         stack.users_table.clone(),
         stack.publishes_table.clone(),
-        KekSetting::Secret(name.clone()).source(&sdk),
+        publish_cancel::startup::kek_source(&KekSetting::Secret(name.clone()), &sdk),
     );
     let sealed_secret = || async {
         let item = stack
@@ -672,7 +672,7 @@ async fn api_keys_keep_working_through_a_kek_rotation() {
             aws_sdk_dynamodb::Client::new(&sdk),
             stack.users_table.clone(),
             stack.publishes_table.clone(),
-            KekSetting::Secret(name.clone()).source(&sdk),
+            publish_cancel::startup::kek_source(&KekSetting::Secret(name.clone()), &sdk),
         )
         .reseal_api_keys()
         .await
