@@ -47,7 +47,9 @@ IAM (only matters once a test turns enforcement on, see tests/deploy/):
   JSON line: principal, action, resource, allowed, and the Sids of the
   statements that allowed it.
 
-Usage: moto_serial.py PORT
+Usage: moto_serial.py PORT   (0: a free port, chosen when it binds; the
+port it listens on is printed as the first line on stdout either way, so a
+caller never races another process for a port it picked beforehand)
 """
 
 import copy
@@ -61,7 +63,7 @@ from moto.dynamodb.responses import DynamoHandler
 from moto.iam import access_control
 from moto.secretsmanager.responses import SecretsManagerResponse
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import run_simple
+from werkzeug.serving import make_server
 
 
 def _dynamodb_resource(self):
@@ -325,9 +327,11 @@ def patch():
 
 if __name__ == "__main__":
     patch()
-    run_simple(
+    server = make_server(
         "127.0.0.1",
         int(sys.argv[1]),
         DomainDispatcherApplication(create_backend_app),
         threaded=False,
     )
+    print(server.server_port, flush=True)
+    server.serve_forever()

@@ -2,9 +2,9 @@
 //! first use and stopped when the test process exits; or a private one for
 //! a test that changes the whole emulator (IAM enforcement).
 
-use std::io::Write as _;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::TcpStream;
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,8 @@ pub struct Moto {
     pub endpoint: String,
     // Holding the child keeps its stdin pipe open; see `start`.
     _child: Mutex<Child>,
+    // Kept open: moto printed its port there and may not see it closed.
+    _stdout: Mutex<BufReader<ChildStdout>>,
 }
 
 static MOTO: OnceLock<Moto> = OnceLock::new();
@@ -38,29 +40,33 @@ impl Drop for Moto {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
-}
-
 fn start(env: &[(&str, &str)]) -> Moto {
-    let port = free_port();
     // Test binaries end without running destructors of statics, so the
     // emulator is tied to our stdin pipe instead: when this process exits
     // the pipe closes, `read` returns and the wrapper kills moto.
-    // moto, serving one request at a time: see tests/moto_serial.py.
+    // moto, serving one request at a time: see tests/moto_serial.py. It
+    // binds a free port itself and prints it: a port picked here and handed
+    // over could be taken by another process meanwhile (seen once: the
+    // shared emulator's endpoint answered "connection refused").
     let serial = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/moto_serial.py");
-    let script =
-        format!("python3 '{serial}' {port} >/dev/null 2>&1 & m=$!; read _ignored; kill $m");
+    let script = format!("python3 '{serial}' 0 2>/dev/null & m=$!; read _ignored; kill $m");
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(script)
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .spawn()
         .expect("cannot start moto_server: run the README's test command, which installs it");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    let port: u16 = match stdout.read_line(&mut line) {
+        Ok(n) if n > 0 => line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("moto_server printed {line:?}, not its port")),
+        _ => panic!("moto_server exited before listening (is it installed?)"),
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
@@ -75,5 +81,6 @@ fn start(env: &[(&str, &str)]) -> Moto {
     Moto {
         endpoint: format!("http://127.0.0.1:{port}"),
         _child: Mutex::new(child),
+        _stdout: Mutex::new(stdout),
     }
 }
