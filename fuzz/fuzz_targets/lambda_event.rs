@@ -9,14 +9,16 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use publish_cancel::frontdoor::lambda;
-use publish_cancel::seed::BUNDLED;
+use publish_cancel::config::Env;
+use publish_cancel::seed::{Seed, BUNDLED};
 use publish_cancel::startup::{memory_api, MemoryApi, Options};
 
 fn setup() -> &'static (tokio::runtime::Runtime, MemoryApi) {
     static SETUP: OnceLock<(tokio::runtime::Runtime, MemoryApi)> = OnceLock::new();
     SETUP.get_or_init(|| {
         // The composition root's in-memory service, as the local server.
-        let api = memory_api(BUNDLED, Options::new("/api")).unwrap();
+        let seed = Seed::parse(BUNDLED).unwrap();
+        let api = memory_api(&seed, Options::new("/api"), &Env::from_pairs(&[])).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         (rt, api)
     })
