@@ -5,8 +5,8 @@
 
 use std::process::ExitCode;
 
-use publish_cancel::startup::{run_lambda, LambdaFunction};
+use publish_cancel::startup::{lambda, run_lambda};
 
 fn main() -> ExitCode {
-    run_lambda(LambdaFunction::Cancel)
+    run_lambda(lambda::cancel)
 }

@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use publish_cancel::startup::{run_lambda, LambdaFunction};
+use publish_cancel::startup::{lambda, run_lambda};
 
 fn main() -> ExitCode {
-    run_lambda(LambdaFunction::Reconciler)
+    run_lambda(lambda::reconciler)
 }

@@ -1,5 +1,5 @@
 //! One way to run a Lambda binary. Each `src/bin/*` Lambda (and
-//! `main.rs`) is `run_lambda(LambdaFunction::…)`: one single-threaded
+//! `main.rs`) is `run_lambda(<its start>)`: one single-threaded
 //! runtime, the logs, the checks of what Lambda must have given, the
 //! function's settings, its stores (DynamoDB/SQS, or in-memory for local
 //! invocation), then its handler (`frontdoor::LambdaHandler`) served by the
@@ -30,23 +30,18 @@ use crate::frontdoor::schedule::Reconciler;
 use crate::frontdoor::{LambdaHandler, RawEvent};
 use crate::metrics::Metrics;
 
-/// The Lambda binaries this crate builds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LambdaFunction {
-    /// `publish-cancel`: UForge's HTTP endpoint behind API Gateway.
-    Cancel,
-    /// `automation`: cancels on IAM authority (EventBridge, SQS, invoke).
-    Automation,
-    /// `reconciler`: re-sends stops a cancel could not confirm.
-    Reconciler,
-}
+/// How one Lambda binary starts: its settings and stores from the
+/// environment, then its handler, ready to serve. Each binary's `main`
+/// names its own (`run_lambda(startup::lambda::cancel)`), so it links only
+/// its own handler and stores.
+pub type Start = fn(&Env, Option<Metrics>) -> Result<Serving, BoxError>;
 
 /// What a start yields: the future that serves events.
-type Serving = Pin<Box<dyn Future<Output = Result<(), BoxError>>>>;
+pub type Serving = Pin<Box<dyn Future<Output = Result<(), BoxError>>>>;
 
-/// Runs `function` as Lambda (or an emulator of it) asks; the exit code
-/// says whether its start or its serving failed.
-pub fn run_lambda(function: LambdaFunction) -> ExitCode {
+/// Runs a Lambda binary as Lambda (or an emulator of it) asks; the exit
+/// code says whether its start or its serving failed.
+pub fn run_lambda(start: Start) -> ExitCode {
     crate::allocator::return_large_blocks_to_the_os();
     let env = Env::process();
     // Lambda sends one event at a time: a single-threaded runtime starts
@@ -57,81 +52,86 @@ pub fn run_lambda(function: LambdaFunction) -> ExitCode {
     {
         Ok(runtime) => runtime.block_on(async {
             crate::logging::init(&env);
-            run(start(function, &env), &env).await
+            let serving = check_lambda_environment(&env)
+                .map_err(BoxError::from)
+                .and_then(|()| start(&env, Metrics::from_env(&env)));
+            run(serving, &env).await
         }),
         Err(e) => init_failed(&e, &env),
     }
 }
 
-/// The function's settings and stores, then its handler.
-async fn start(function: LambdaFunction, env: &Env) -> Result<Serving, BoxError> {
-    check_lambda_environment(env)?;
-    let metrics = Metrics::from_env(env);
-    let local = || {
-        tracing::warn!("in-memory stores (UFORGE_BACKEND=memory): local invocation only");
+/// Said when a Lambda binary runs on the in-memory stores.
+fn warn_local() {
+    tracing::warn!("in-memory stores (UFORGE_BACKEND=memory): local invocation only");
+}
+
+/// `publish-cancel`: UForge's HTTP endpoint behind API Gateway.
+pub fn cancel(env: &Env, metrics: Option<Metrics>) -> Result<Serving, BoxError> {
+    let settings = CancelSettings::from_env(env)?;
+    let options = Options {
+        metrics,
+        ..Options::new(&settings.base_path)
     };
-    Ok(match function {
-        LambdaFunction::Cancel => {
-            let settings = CancelSettings::from_env(env)?;
-            let options = Options {
-                metrics,
-                ..Options::new(&settings.base_path)
-            };
-            match settings.backend {
-                CancelBackend::Aws(aws, roots) => {
-                    let sdk = sdk::lambda_sdk_config(roots, env)?;
-                    serve(HttpFunction(aws_api(&sdk, aws, options)))
-                }
-                CancelBackend::Memory { seed } => {
-                    local();
-                    let seed = crate::seed::Seed::parse(&seed_text(seed.as_deref())?)?;
-                    serve(HttpFunction(memory_api(&seed, options, env)?))
-                }
-            }
+    Ok(match settings.backend {
+        CancelBackend::Aws(aws, roots) => {
+            let sdk = sdk::lambda_sdk_config(roots, env)?;
+            serve(HttpFunction(aws_api(&sdk, aws, options)))
         }
-        LambdaFunction::Automation => match AutomationSettings::from_env(env)? {
-            AutomationSettings::Aws(aws) => {
-                let sdk = sdk::lambda_sdk_config(aws.tls_roots, env)?;
-                serve(Automation {
-                    cancel: canceller_aws(&sdk, aws),
-                    metrics,
-                    local: false,
-                })
-            }
-            AutomationSettings::Memory { seed } => {
-                local();
-                serve(Automation {
-                    cancel: canceller_memory(&seed_text(seed.as_deref())?)?,
-                    metrics,
-                    local: true,
-                })
-            }
-        },
-        LambdaFunction::Reconciler => {
-            let settings = ReconcilerSettings::from_env(env)?;
-            let (grace, batch) = (settings.grace, settings.batch);
-            match settings.backend {
-                ReconcilerBackend::Aws(aws) => {
-                    let sdk = sdk::lambda_sdk_config(aws.tls_roots, env)?;
-                    serve(Reconciler {
-                        cancel: canceller_aws(&sdk, aws),
-                        grace,
-                        batch,
-                        metrics,
-                    })
-                }
-                // Nothing is ever pending in fresh stores, but the
-                // invocation path is the real one.
-                ReconcilerBackend::Memory => {
-                    local();
-                    serve(Reconciler {
-                        cancel: super::canceller_empty(),
-                        grace,
-                        batch,
-                        metrics,
-                    })
-                }
-            }
+        CancelBackend::Memory { seed } => {
+            warn_local();
+            let seed = crate::seed::Seed::parse(&seed_text(seed.as_deref())?)?;
+            serve(HttpFunction(memory_api(&seed, options, env)?))
+        }
+    })
+}
+
+/// `automation`: cancels on IAM authority (EventBridge, SQS, invoke).
+pub fn automation(env: &Env, metrics: Option<Metrics>) -> Result<Serving, BoxError> {
+    Ok(match AutomationSettings::from_env(env)? {
+        AutomationSettings::Aws(aws) => {
+            let sdk = sdk::lambda_sdk_config(aws.tls_roots, env)?;
+            serve(Automation {
+                cancel: canceller_aws(&sdk, aws),
+                metrics,
+                local: false,
+            })
+        }
+        AutomationSettings::Memory { seed } => {
+            warn_local();
+            serve(Automation {
+                cancel: canceller_memory(&seed_text(seed.as_deref())?)?,
+                metrics,
+                local: true,
+            })
+        }
+    })
+}
+
+/// `reconciler`: re-sends stops a cancel could not confirm.
+pub fn reconciler(env: &Env, metrics: Option<Metrics>) -> Result<Serving, BoxError> {
+    let settings = ReconcilerSettings::from_env(env)?;
+    let (grace, batch) = (settings.grace, settings.batch);
+    Ok(match settings.backend {
+        ReconcilerBackend::Aws(aws) => {
+            let sdk = sdk::lambda_sdk_config(aws.tls_roots, env)?;
+            serve(Reconciler {
+                cancel: canceller_aws(&sdk, aws),
+                grace,
+                batch,
+                metrics,
+            })
+        }
+        // Nothing is ever pending in fresh stores, but the invocation path
+        // is the real one.
+        ReconcilerBackend::Memory => {
+            warn_local();
+            serve(Reconciler {
+                cancel: super::canceller_empty(),
+                grace,
+                batch,
+                metrics,
+            })
         }
     })
 }
@@ -177,11 +177,10 @@ fn check_lambda_environment(env: &Env) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `start` (settings, clients) yields the future that serves; a failed
-/// start is an init error (reported), a failed serve is logged. Either
-/// way, the exit code says so.
-async fn run(start: impl Future<Output = Result<Serving, BoxError>>, env: &Env) -> ExitCode {
-    let serving = match start.await {
+/// A failed start is an init error (reported), a failed serve is logged.
+/// Either way, the exit code says so.
+async fn run(serving: Result<Serving, BoxError>, env: &Env) -> ExitCode {
+    let serving = match serving {
         Ok(serving) => serving,
         Err(e) => return init_failed(e.as_ref(), env),
     };

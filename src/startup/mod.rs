@@ -26,7 +26,7 @@ use crate::seed::{self, Seed};
 
 pub mod lambda;
 
-pub use lambda::{run_lambda, LambdaFunction};
+pub use lambda::run_lambda;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
