@@ -42,7 +42,6 @@ pub type Serving = Pin<Box<dyn Future<Output = Result<(), BoxError>>>>;
 /// Runs a Lambda binary as Lambda (or an emulator of it) asks; the exit
 /// code says whether its start or its serving failed.
 pub fn run_lambda(start: Start) -> ExitCode {
-    crate::allocator::return_large_blocks_to_the_os();
     let env = Env::process();
     // Lambda sends one event at a time: a single-threaded runtime starts
     // faster and holds less; Argon2 still runs on a blocking thread.
