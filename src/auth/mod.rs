@@ -361,18 +361,23 @@ mod tests {
         })
     }
 
+    /// The bundled seed's users, in memory.
+    fn bundled_users() -> crate::adapters::memory::MemoryUsers {
+        let sealer = Sealer::new(&[1; 32]);
+        Seed::parse(BUNDLED)
+            .unwrap()
+            .users(&sealer)
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
     /// A flood of password guesses queues for Argon2: never more than the
     /// bound verify at once, and every one is answered (none refused for
     /// want of a turn).
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_verifications_are_bounded_and_queued() {
-        let sealer = Sealer::new(&[1; 32]);
-        let users: crate::adapters::memory::MemoryUsers = Seed::parse(BUNDLED)
-            .unwrap()
-            .users(&sealer)
-            .unwrap()
-            .into_iter()
-            .collect();
+        let users = bundled_users();
         let auth = Arc::new(Authenticator::build(None, None, 2));
         let users = Arc::new(users);
         let alice = Login::parse("alice").unwrap();
@@ -408,13 +413,7 @@ mod tests {
     /// password was verified (and cached) while the account was active.
     #[tokio::test]
     async fn every_basic_failure_costs_one_argon2_verification_whatever_its_reason() {
-        let sealer = Sealer::new(&[1; 32]);
-        let users: crate::adapters::memory::MemoryUsers = Seed::parse(BUNDLED)
-            .unwrap()
-            .users(&sealer)
-            .unwrap()
-            .into_iter()
-            .collect();
+        let users = bundled_users();
         let auth = Authenticator::with_cache(None);
         let alice = Login::parse("alice").unwrap();
         let run = |creds| auth.authenticate(&users, creds, &alice);
