@@ -15,33 +15,52 @@ pub struct RawResponse {
 
 /// Sends `method path` with `headers` to `addr` and reads the whole answer.
 pub async fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+    try_send(addr, method, path, headers)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path} to {addr}: {e}"))
+}
+
+/// The same, an error when the connection fails or the answer is cut
+/// short (a server killed mid-request).
+pub async fn try_send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<RawResponse> {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("Content-Length: 0\r\n\r\n");
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of headers");
+    stream.read_to_end(&mut raw).await?;
+    let cut = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "answer cut short");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(cut)?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers = lines
+        .ok_or_else(cut)?;
+    let headers: HashMap<String, String> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    RawResponse {
+    let body = raw[split + 4..].to_vec();
+    let complete = headers
+        .get("content-length")
+        .and_then(|n| n.parse::<usize>().ok())
+        .is_none_or(|n| n == body.len());
+    if !complete {
+        return Err(cut());
+    }
+    Ok(RawResponse {
         status,
         headers,
-        body: raw[split + 4..].to_vec(),
-    }
+        body,
+    })
 }

@@ -26,8 +26,10 @@ pub enum Outcome {
 }
 
 struct Shared {
-    events: tokio::sync::Mutex<mpsc::Receiver<(String, String)>>,
-    waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    events: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
+    waiting: Mutex<HashMap<String, oneshot::Sender<(Outcome, Duration)>>>,
+    /// When each invocation in flight was handed to the function.
+    handed: Mutex<HashMap<String, Instant>>,
     first_next: Mutex<Option<Instant>>,
     init_error: Mutex<Option<String>>,
     /// Each invocation's time limit, in ms (Lambda's function timeout).
@@ -36,13 +38,17 @@ struct Shared {
     invoked_arn: Mutex<String>,
 }
 
+/// One event on its way: its request id, the event, and the ARN it says
+/// was invoked (`None`: the runtime's current one).
+type Invocation = (String, String, Option<String>);
+
 /// The invoked ARN unless a test sets another.
 pub const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:publish-cancel";
 
 pub struct RuntimeApi {
     /// `host:port`, the value of `AWS_LAMBDA_RUNTIME_API`.
     pub addr: String,
-    queue: mpsc::Sender<(String, String)>,
+    queue: mpsc::Sender<Invocation>,
     shared: Arc<Shared>,
     next_id: AtomicU64,
 }
@@ -70,6 +76,7 @@ impl RuntimeApi {
         let shared = Arc::new(Shared {
             events: tokio::sync::Mutex::new(events),
             waiting: Mutex::new(HashMap::new()),
+            handed: Mutex::new(HashMap::new()),
             first_next: Mutex::new(None),
             init_error: Mutex::new(None),
             timeout_ms: AtomicU64::new(20_000),
@@ -114,6 +121,30 @@ impl RuntimeApi {
     /// Invokes the function with `event`; `None` if it has not answered
     /// within `wait`.
     pub async fn try_invoke(&self, event: &str, wait: Duration) -> Option<Outcome> {
+        self.try_invoke_as(event, None, wait).await
+    }
+
+    /// The same, saying `arn` was invoked (several invocations at once,
+    /// each through its own door).
+    pub async fn try_invoke_as(
+        &self,
+        event: &str,
+        arn: Option<&str>,
+        wait: Duration,
+    ) -> Option<Outcome> {
+        self.try_invoke_timed(event, arn, wait)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// The same, with how long the function took from being handed the
+    /// event to answering (what Lambda holds against its timeout).
+    pub async fn try_invoke_timed(
+        &self,
+        event: &str,
+        arn: Option<&str>,
+        wait: Duration,
+    ) -> Option<(Outcome, Duration)> {
         let id = format!(
             "00000000-0000-4000-8000-{:012}",
             self.next_id.fetch_add(1, Ordering::SeqCst)
@@ -121,7 +152,7 @@ impl RuntimeApi {
         let (tx, rx) = oneshot::channel();
         self.shared.waiting.lock().unwrap().insert(id.clone(), tx);
         self.queue
-            .send((id.clone(), event.to_owned()))
+            .send((id.clone(), event.to_owned(), arn.map(str::to_owned)))
             .await
             .expect("queue");
         tokio::time::timeout(wait, rx)
@@ -160,7 +191,7 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
                 .unwrap()
                 .get_or_insert_with(Instant::now);
             let next = shared.events.lock().await.recv().await;
-            let Some((id, event)) = next else {
+            let Some((id, event, arn)) = next else {
                 return reply(500, "no more events");
             };
             let deadline = std::time::SystemTime::now()
@@ -168,7 +199,12 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
                 .unwrap()
                 .as_millis()
                 + u128::from(shared.timeout_ms.load(std::sync::atomic::Ordering::SeqCst));
-            let invoked_arn = shared.invoked_arn.lock().unwrap().clone();
+            let invoked_arn = arn.unwrap_or_else(|| shared.invoked_arn.lock().unwrap().clone());
+            shared
+                .handed
+                .lock()
+                .unwrap()
+                .insert(id.clone(), Instant::now());
             Response::builder()
                 .status(200)
                 .header("lambda-runtime-aws-request-id", &id)
@@ -190,8 +226,14 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
             } else {
                 Outcome::Error(value)
             };
+            let ran = shared
+                .handed
+                .lock()
+                .unwrap()
+                .remove(*id)
+                .map_or(Duration::ZERO, |at| at.elapsed());
             if let Some(tx) = shared.waiting.lock().unwrap().remove(*id) {
-                let _ = tx.send(outcome);
+                let _ = tx.send((outcome, ran));
             }
             reply(202, "")
         }

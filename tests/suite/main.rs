@@ -25,3 +25,4 @@ mod properties;
 mod publish_cancelled;
 mod reconciler;
 mod rehearsal;
+mod soak;
