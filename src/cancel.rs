@@ -6,8 +6,8 @@
 
 use crate::auth::{AuthError, AuthTrace, Authenticator, Credentials};
 use crate::domain::{
-    CancelAudit, CancelStamp, PublishKey, PublishRecord, PublishState, Timestamp, User,
-    IMAGE_PUBLISH,
+    AttemptToken, CancelAudit, CancelStamp, Claim, PublishKey, PublishRecord, PublishState,
+    Timestamp, User, IMAGE_PUBLISH,
 };
 use crate::ports::{BackendError, CancelOutcome, Publishes, StopMessage, StopQueue, Users};
 
@@ -157,6 +157,11 @@ pub struct CancelRequest {
 /// (repeats, the reconciler). Whoever calls it has decided the caller may:
 /// a UForge user's cancel (`UserCancel`) after authenticating, the
 /// automation function on its IAM authority.
+///
+/// Each call is one attempt with its own `AttemptToken` (docs/developing.md,
+/// "Stop delivery"): the transition and every claim carry it, so exactly
+/// one attempt answers `changed` for a transition, and a stop is sent only
+/// by the attempt holding its claim.
 #[derive(Debug)]
 pub struct Canceller<P, Q> {
     pub publishes: P,
@@ -169,59 +174,85 @@ impl<P: Publishes, Q: StopQueue> Canceller<P, Q> {
         key: &PublishKey,
         stamp: &CancelStamp,
     ) -> Result<Cancelled, CancelError> {
-        let outcome = self.publishes.cancel(key, stamp).await.map_err(|e| {
-            if e.is_permanent() {
-                CancelError::Unreadable(e)
-            } else {
-                CancelError::Backend(e)
-            }
-        })?;
+        let attempt = new_attempt();
+        let outcome = self
+            .publishes
+            .cancel(key, stamp, &attempt)
+            .await
+            .map_err(|e| {
+                if e.is_permanent() {
+                    CancelError::Unreadable(e)
+                } else {
+                    CancelError::Backend(e)
+                }
+            })?;
         let (mut record, changed) = match outcome {
             CancelOutcome::Cancelled(r) => (r, true),
             // Our own write, whose answer was lost and whose SDK retry then
-            // found the record cancelled: the transition, and the claim it
-            // took at our own instant, are ours.
-            CancelOutcome::AlreadyCancelled(r) if is_own_write(&r, stamp) => (r, true),
+            // found the record cancelled: the transition is ours.
+            CancelOutcome::AlreadyCancelled(r) if r.cancel_attempt.as_ref() == Some(&attempt) => {
+                (r, true)
+            }
             CancelOutcome::AlreadyCancelled(r) => (r, false),
             CancelOutcome::Finished(r) => return Err(CancelError::Finished(r.state)),
             CancelOutcome::NotFound => return Err(CancelError::NotFound),
         };
-        // The transition's own write claimed the stop. A repeat sends it
-        // only while it is still pending and no other attempt is in flight:
-        // a client retrying after a failed send still delivers a lost stop,
-        // and a flood of repeats sends nothing more.
-        if changed {
-            self.deliver_stop(&mut record).await?;
-        } else if record.stop_pending {
-            self.claim_and_deliver(&mut record, stamp.at).await?;
+        // The transition's write claimed the stop for this attempt. Anyone
+        // else sends it only while it is still pending and after winning
+        // its claim: a client retrying after a failed send still delivers a
+        // lost stop, and a flood of repeats or redeliveries sends nothing.
+        if record.stop_pending {
+            let ours = record
+                .stop_claim
+                .as_ref()
+                .is_some_and(|c| c.is_held_by(&attempt));
+            if ours {
+                self.deliver_stop(&mut record, &attempt).await?;
+            } else {
+                self.claim_and_deliver(&mut record, &attempt, stamp.at)
+                    .await?;
+            }
         }
         Ok(Cancelled { record, changed })
     }
 
-    /// A pending stop sent by whoever is not the transition (a repeat, a
-    /// redelivery, the reconciler): claimed first, then delivered as every
-    /// stop is. `false` when another attempt holds the claim (that one
-    /// delivers it, or a later one once its lease is stale).
+    /// A pending stop sent by an attempt that is not the transition's (a
+    /// repeat, a redelivery, the reconciler): claimed at `now` first, then
+    /// delivered as every stop is. `false` when another attempt holds the
+    /// claim (that one delivers it, or a later one once its lease lapses).
     pub async fn claim_and_deliver(
         &self,
         record: &mut PublishRecord,
+        attempt: &AttemptToken,
         now: Timestamp,
     ) -> Result<bool, CancelError> {
+        let claim = Claim::by(attempt, now);
+        let cancelled_at = record.cancel.as_ref().map_or(now, |s| s.at);
         let claimed = self
             .publishes
-            .claim_stop(&record.key, now, stale_claims(now))
-            .await
-            .map_err(CancelError::StopNotSent)?;
+            .claim_stop(&record.key, &claim, stale_claims(now), cancelled_at)
+            .await;
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                // The claim may have been written all the same: give it
+                // back, so that nobody waits out its lease.
+                let _ = self.publishes.release_stop(&record.key, attempt).await;
+                return Err(CancelError::StopNotSent(e));
+            }
+        };
         if claimed {
-            self.deliver_stop(record).await?;
+            record.stop_claim = Some(claim);
+            self.deliver_stop(record, attempt).await?;
         }
         Ok(claimed)
     }
 
     /// Sends the stop of `record`, a cancelled record whose pending stop
-    /// the caller has claimed (`Publishes::claim_stop`, or the cancel's own
+    /// `attempt` has claimed (`Publishes::claim_stop`, or the cancel's own
     /// write), and records how it went: the one way a stop is sent, by a
-    /// cancel, a repeat or the reconciler.
+    /// cancel, a repeat or the reconciler. Every record of the outcome is
+    /// conditioned on `attempt` still holding the claim.
     ///
     /// - sent: the pending mark is cleared;
     /// - refused for its contents: sent again without the audit's texts
@@ -229,7 +260,11 @@ impl<P: Publishes, Q: StopQueue> Canceller<P, Q> {
     ///   the record is parked as undeliverable (`StopUndeliverable`);
     /// - any other failure: the claim is given up and the stop stays
     ///   pending, for the next repeat or reconciler run (`StopNotSent`).
-    pub async fn deliver_stop(&self, record: &mut PublishRecord) -> Result<(), CancelError> {
+    pub async fn deliver_stop(
+        &self,
+        record: &mut PublishRecord,
+        attempt: &AttemptToken,
+    ) -> Result<(), CancelError> {
         let Some(stamp) = &record.cancel else {
             return Err(CancelError::Unreadable(BackendError::msg(
                 "a pending stop without its cancel stamp",
@@ -246,36 +281,46 @@ impl<P: Publishes, Q: StopQueue> Canceller<P, Q> {
         }
         match sent {
             Ok(()) => {
-                // If this write fails, the reconciler re-sends the stop
-                // later: a duplicate workers ignore. Not worth failing for.
-                match self.publishes.stop_sent(&record.key).await {
-                    Ok(()) => record.stop_pending = false,
-                    Err(e) => {
-                        tracing::warn!(error = %crate::ErrorChain(&e), "stop sent but still marked pending")
+                // Not cleared: after a lease the reconciler sends it again,
+                // a duplicate with the same id that workers ignore.
+                match self.publishes.stop_sent(&record.key, attempt).await {
+                    Ok(true) => {
+                        record.stop_pending = false;
+                        record.stop_claim = None;
                     }
+                    Ok(false) => tracing::warn!(publish = %record.key,
+                        "stop sent, not marked sent: the claim had lapsed to another attempt"),
+                    Err(e) => tracing::warn!(publish = %record.key, error = %crate::ErrorChain(&e),
+                        "stop sent, not marked sent"),
                 }
-                record.stop_claimed_at = None;
                 Ok(())
             }
             Err(e) if e.is_permanent() => {
                 let reason = crate::ErrorChain(&e).to_string();
                 tracing::error!(publish = %record.key, error = %reason, "stop undeliverable: parked");
-                if let Err(mark) = self
+                match self
                     .publishes
-                    .stop_undeliverable(&record.key, &reason)
+                    .stop_undeliverable(&record.key, attempt, &reason)
                     .await
                 {
+                    Ok(true) => {
+                        record.stop_pending = false;
+                        record.stop_claim = None;
+                        record.stop_undeliverable = Some(reason);
+                    }
                     // Still pending then: the reconciler meets it again.
-                    tracing::warn!(error = %crate::ErrorChain(&mark), "could not park the stop");
-                } else {
-                    record.stop_pending = false;
-                    record.stop_undeliverable = Some(reason);
+                    Ok(false) => tracing::warn!(publish = %record.key,
+                        "could not park the stop: the claim had lapsed to another attempt"),
+                    Err(mark) => tracing::warn!(publish = %record.key,
+                        error = %crate::ErrorChain(&mark), "could not park the stop"),
                 }
                 Err(CancelError::StopUndeliverable(e))
             }
             Err(e) => {
-                if let Err(release) = self.publishes.release_stop(&record.key).await {
-                    tracing::warn!(error = %crate::ErrorChain(&release), "claim kept until it expires");
+                match self.publishes.release_stop(&record.key, attempt).await {
+                    Ok(_) => record.stop_claim = None,
+                    Err(release) => tracing::warn!(publish = %record.key,
+                        error = %crate::ErrorChain(&release), "claim kept until its lease lapses"),
                 }
                 Err(CancelError::StopNotSent(e))
             }
@@ -283,15 +328,25 @@ impl<P: Publishes, Q: StopQueue> Canceller<P, Q> {
     }
 }
 
-/// `record` was cancelled by this very stamp's write (its id, and its
-/// claim taken at its instant, still pending).
-fn is_own_write(record: &PublishRecord, stamp: &CancelStamp) -> bool {
-    record.stop_pending
-        && record.stop_claimed_at == Some(stamp.at)
-        && record.cancel.as_ref().map(|c| &c.request_id) == Some(&stamp.request_id)
+/// A new attempt's token: 128 bits from the OS. Should the OS refuse
+/// (never seen on Linux), the clock, the process and a counter still make
+/// it unique among the attempts that could race it.
+pub fn new_attempt() -> AttemptToken {
+    let mut bytes = [0u8; 16];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        bytes[..8].copy_from_slice(&nanos.to_le_bytes());
+        bytes[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+        bytes[12..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    }
+    AttemptToken::from_bytes(bytes)
 }
 
-/// Claims that began before this are abandoned (`STOP_CLAIM_LEASE`).
+/// Claims that began before this are lapsed (`STOP_CLAIM_LEASE`).
 fn stale_claims(now: Timestamp) -> Timestamp {
     Timestamp(now.0.saturating_sub(STOP_CLAIM_LEASE))
 }
@@ -358,7 +413,7 @@ mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
     use crate::auth::{BasicCredentials, Sealer};
-    use crate::domain::Login;
+    use crate::domain::{CancelAudit, Login};
     use crate::seed::{Seed, BUNDLED};
 
     /// Counts calls, to prove what was (not) looked up.
@@ -373,34 +428,48 @@ mod tests {
             &self,
             key: &PublishKey,
             stamp: &CancelStamp,
+            attempt: &AttemptToken,
         ) -> Result<CancelOutcome, BackendError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            self.inner.cancel(key, stamp).await
+            self.inner.cancel(key, stamp, attempt).await
         }
 
         async fn claim_stop(
             &self,
             key: &PublishKey,
-            now: Timestamp,
+            claim: &Claim,
             stale_before: Timestamp,
+            cancelled_at: Timestamp,
         ) -> Result<bool, BackendError> {
-            self.inner.claim_stop(key, now, stale_before).await
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.inner
+                .claim_stop(key, claim, stale_before, cancelled_at)
+                .await
         }
 
-        async fn release_stop(&self, key: &PublishKey) -> Result<(), BackendError> {
-            self.inner.release_stop(key).await
+        async fn release_stop(
+            &self,
+            key: &PublishKey,
+            attempt: &AttemptToken,
+        ) -> Result<bool, BackendError> {
+            self.inner.release_stop(key, attempt).await
         }
 
-        async fn stop_sent(&self, key: &PublishKey) -> Result<(), BackendError> {
-            self.inner.stop_sent(key).await
+        async fn stop_sent(
+            &self,
+            key: &PublishKey,
+            attempt: &AttemptToken,
+        ) -> Result<bool, BackendError> {
+            self.inner.stop_sent(key, attempt).await
         }
 
         async fn stop_undeliverable(
             &self,
             key: &PublishKey,
+            attempt: &AttemptToken,
             why: &str,
-        ) -> Result<(), BackendError> {
-            self.inner.stop_undeliverable(key, why).await
+        ) -> Result<bool, BackendError> {
+            self.inner.stop_undeliverable(key, attempt, why).await
         }
 
         async fn pending_stops(
@@ -512,7 +581,12 @@ mod tests {
         let key = request("alice", "x", "alice", (1, 2, 4)).key;
         let publishes = &uc.cancel.publishes.inner;
         assert!(publishes
-            .claim_stop(&key, Timestamp(100), Timestamp(0))
+            .claim_stop(
+                &key,
+                &Claim::by(&new_attempt(), Timestamp(100)),
+                Timestamp(0),
+                Timestamp(100)
+            )
             .await
             .unwrap());
         let mut repeat = request("alice", "alice-password", "alice", (1, 2, 4));
@@ -563,6 +637,141 @@ mod tests {
             .unwrap();
         assert!(!repeat.changed);
         assert_eq!(uc.cancel.queue.sent().len(), 1, "nothing more was sent");
+    }
+
+    /// Issue 24 (1): a redelivery of the same cancel at the same instant
+    /// (same request id, same second) while the first execution is between
+    /// its write and its send is not the transition: it answers
+    /// `already cancelled` and sends nothing, since the first holds the
+    /// claim. (Before attempt tokens, (request id, second) made it pass
+    /// for the first's own write: two `cancelled` answers, two stops.)
+    #[tokio::test]
+    async fn a_redelivery_at_the_same_instant_is_not_the_transition() {
+        let c = Canceller {
+            publishes: MemoryPublishes::default(),
+            queue: MemoryQueue::default(),
+        };
+        let key = request("alice", "x", "alice", (1, 2, 3)).key;
+        c.publishes
+            .put(PublishRecord::new(key.clone(), PublishState::Publishing));
+        let stamp = CancelStamp {
+            request_id: "evt-1".into(),
+            at: Timestamp(100),
+            audit: CancelAudit::http(&key.uid),
+        };
+        // The first execution's write, its send still to come.
+        let first = new_attempt();
+        let CancelOutcome::Cancelled(_) = c.publishes.cancel(&key, &stamp, &first).await.unwrap()
+        else {
+            panic!("the first cancels");
+        };
+        let twin = c.run(&key, &stamp).await.unwrap();
+        assert!(
+            !twin.changed,
+            "only the first execution made the transition"
+        );
+        assert!(
+            c.queue.sent().is_empty(),
+            "the claim holder sends, not the twin"
+        );
+        // The first then delivers; nothing more is ever sent.
+        let mut record = c.publishes.get(&key).unwrap();
+        c.deliver_stop(&mut record, &first).await.unwrap();
+        c.run(&key, &stamp).await.unwrap();
+        assert_eq!(c.queue.sent().len(), 1);
+    }
+
+    /// The same attempt meeting its own write (the answer was lost and
+    /// the SDK's retry found the record cancelled) is still the transition
+    /// and still holds the claim its write took.
+    #[tokio::test]
+    async fn an_attempt_recognises_its_own_write_and_claim() {
+        struct LostAnswer(MemoryPublishes);
+        impl Publishes for LostAnswer {
+            async fn cancel(
+                &self,
+                key: &PublishKey,
+                stamp: &CancelStamp,
+                attempt: &AttemptToken,
+            ) -> Result<CancelOutcome, BackendError> {
+                // The write commits; its answer is lost; the retry sees it.
+                self.0.cancel(key, stamp, attempt).await?;
+                self.0.cancel(key, stamp, attempt).await
+            }
+            async fn claim_stop(
+                &self,
+                key: &PublishKey,
+                claim: &Claim,
+                stale: Timestamp,
+                at: Timestamp,
+            ) -> Result<bool, BackendError> {
+                self.0.claim_stop(key, claim, stale, at).await?;
+                self.0.claim_stop(key, claim, stale, at).await
+            }
+            async fn release_stop(
+                &self,
+                k: &PublishKey,
+                a: &AttemptToken,
+            ) -> Result<bool, BackendError> {
+                self.0.release_stop(k, a).await
+            }
+            async fn stop_sent(
+                &self,
+                k: &PublishKey,
+                a: &AttemptToken,
+            ) -> Result<bool, BackendError> {
+                self.0.stop_sent(k, a).await
+            }
+            async fn stop_undeliverable(
+                &self,
+                k: &PublishKey,
+                a: &AttemptToken,
+                why: &str,
+            ) -> Result<bool, BackendError> {
+                self.0.stop_undeliverable(k, a, why).await
+            }
+            async fn pending_stops(
+                &self,
+                cutoff: Timestamp,
+                after: Option<&crate::ports::Cursor>,
+                limit: usize,
+            ) -> Result<crate::ports::PendingPage, BackendError> {
+                self.0.pending_stops(cutoff, after, limit).await
+            }
+        }
+        let store = MemoryPublishes::default();
+        let c = Canceller {
+            publishes: LostAnswer(store.clone()),
+            queue: MemoryQueue::default(),
+        };
+        let key = request("alice", "x", "alice", (1, 2, 3)).key;
+        store.put(PublishRecord::new(key.clone(), PublishState::Queued));
+        let stamp = CancelStamp {
+            request_id: "r".into(),
+            at: Timestamp(100),
+            audit: CancelAudit::http(&key.uid),
+        };
+        let done = c.run(&key, &stamp).await.unwrap();
+        assert!(done.changed);
+        assert!(!done.record.stop_pending);
+        assert_eq!(c.queue.sent().len(), 1);
+
+        // A claim whose answer was lost is its own attempt's at once, not
+        // after a lease: the stop goes now.
+        let mut pending = PublishRecord::new(
+            request("alice", "x", "alice", (1, 2, 4)).key,
+            PublishState::Queued,
+        );
+        pending = pending.cancelled(&stamp, &new_attempt()).unwrap();
+        pending.stop_claim = None;
+        store.put(pending.clone());
+        let claimed = c
+            .claim_and_deliver(&mut pending, &new_attempt(), Timestamp(101))
+            .await
+            .unwrap();
+        assert!(claimed);
+        assert!(!store.get(&pending.key).unwrap().stop_pending);
+        assert_eq!(c.queue.sent().len(), 2);
     }
 
     #[tokio::test]

@@ -104,7 +104,7 @@ impl Metrics {
         Value::Object(members)
     }
 
-    /// The EMF line of one reconciler run.
+    /// The EMF line of one page of a reconciler run (its counts).
     pub fn reconcile_line(
         &self,
         report: &crate::reconcile::ReconcileReport,
@@ -114,6 +114,7 @@ impl Metrics {
             ("PendingStops", "Count", json!(report.found)),
             ("StopsResent", "Count", json!(report.resent)),
             ("StopsStillPending", "Count", json!(report.failed)),
+            ("StopsBusy", "Count", json!(report.busy)),
             ("StopsUndeliverable", "Count", json!(report.undeliverable)),
             ("UnreadableRecords", "Count", json!(report.unreadable)),
         ];

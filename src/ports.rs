@@ -8,7 +8,9 @@
 
 use std::future::Future;
 
-use crate::domain::{CancelStamp, Login, PublishKey, PublishRecord, Timestamp, User};
+use crate::domain::{
+    AttemptToken, CancelStamp, Claim, Login, PublishKey, PublishRecord, Timestamp, User,
+};
 
 /// A failure of a backing store or queue, kept with its source chain for the
 /// logs. Clients only ever learn "temporarily unavailable".
@@ -73,50 +75,72 @@ pub enum CancelOutcome {
     NotFound,
 }
 
-/// The publish records.
+/// The publish records: the cancel's one write, and the claim protocol of
+/// its stop (docs/developing.md, "Stop delivery"). Every write here but
+/// the cancel is conditioned on the stop still being pending, and those
+/// that end a send attempt on the attempt still holding its claim: a late
+/// or repeated write of an attempt that lost its claim changes nothing.
 pub trait Publishes: Send + Sync {
-    /// Atomically moves a running publish to `cancelled`, stamping it and
-    /// marking its stop message pending.
+    /// Atomically moves a running publish to `cancelled`, stamping it,
+    /// marking its stop pending and claimed by `attempt`, and recording
+    /// `attempt` as the transition's. When the record was cancelled
+    /// already, `AlreadyCancelled` hands back the record as stored, whose
+    /// `cancel_attempt` tells whether that was this attempt's own write.
     fn cancel(
         &self,
         key: &PublishKey,
         stamp: &CancelStamp,
+        attempt: &AttemptToken,
     ) -> impl Future<Output = Result<CancelOutcome, BackendError>> + Send;
 
-    /// Takes the right to send `key`'s pending stop: `true` when the stop
-    /// is pending and no send attempt began at or after `stale_before`;
-    /// records `now` as this attempt's start. `false` otherwise (sent,
-    /// parked, absent, or another attempt in flight), writing nothing.
+    /// Takes the right to send `key`'s pending stop (`claim`): `true` when
+    /// the record is cancelled, its stop pending, and its claim either
+    /// lapsed (taken before `stale_before`), absent, or `claim`'s own
+    /// attempt's (an earlier try whose answer was lost). A pending item
+    /// without `cancelledAt` gets `cancelled_at` in the same write, which
+    /// brings it into the reconciler's index. `false` otherwise (sent,
+    /// parked, absent, or held by another attempt), writing nothing.
     fn claim_stop(
         &self,
         key: &PublishKey,
-        now: Timestamp,
+        claim: &Claim,
         stale_before: Timestamp,
+        cancelled_at: Timestamp,
     ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
-    /// The attempt failed and may be retried: gives up the claim (the stop
+    /// `attempt` failed and may be retried: gives its claim up (the stop
     /// stays pending), so the next repeat or reconciler run sends at once.
+    /// `false`: it held no claim (nothing written).
     fn release_stop(
         &self,
         key: &PublishKey,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+        attempt: &AttemptToken,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
-    /// Records that the stop message of `key`'s cancel was sent.
-    fn stop_sent(&self, key: &PublishKey) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// `attempt` sent the stop: no longer pending. `false`: it held no
+    /// claim (nothing written; its holder clears it).
+    fn stop_sent(
+        &self,
+        key: &PublishKey,
+        attempt: &AttemptToken,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
-    /// Records that the queue refused `key`'s stop for good (`reason`, at
-    /// most `MAX_UNDELIVERABLE_REASON` characters): no longer pending, so no
-    /// run retries it in a loop; an operator re-queues it.
+    /// `attempt` found the queue refusing the stop for good (`reason`, at
+    /// most `MAX_UNDELIVERABLE_REASON` characters): no longer pending, so
+    /// no run retries it in a loop; an operator re-queues it. `false`: it
+    /// held no claim (nothing written).
     fn stop_undeliverable(
         &self,
         key: &PublishKey,
+        attempt: &AttemptToken,
         reason: &str,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
     /// Cancelled publishes whose stop is still pending, cancelled before
     /// `cutoff`, oldest first, at most `limit` from `after` on (for the
     /// reconciler, which pages through them all). Items that cannot be read
-    /// are listed apart, never an error of the page.
+    /// (or carry a pending mark on a publish that is not cancelled) are
+    /// listed apart, never an error of the page.
     fn pending_stops(
         &self,
         cutoff: Timestamp,
@@ -124,6 +148,10 @@ pub trait Publishes: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<PendingPage, BackendError>> + Send;
 }
+
+/// Why a pending mark on a record that is not a cancelled one with its
+/// stamp is never sent: nothing safe can be said about such an item.
+pub const NOT_CANCELLED: &str = "a pending stop on a publish that is not cancelled";
 
 /// `stop_undeliverable`'s reasons are cut to this many characters.
 pub const MAX_UNDELIVERABLE_REASON: usize = 512;
@@ -143,7 +171,7 @@ pub struct PendingPage {
 }
 
 /// An item that could not be read as a publish record: its key as stored
-/// (for the logs and `uforge-admin publishes repair`) and why.
+/// (for the logs and `uforge-admin publish repair`) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unreadable {
     pub item: String,

@@ -1,6 +1,8 @@
 //! The automation Lambda beside the HTTP one, and an SQS batch's concurrency.
 
 use super::*;
+use publish_cancel::domain::{AttemptToken, CancelStamp, Claim, PublishKey, Timestamp};
+use publish_cancel::ports::{BackendError, CancelOutcome, Publishes};
 
 pub(super) const AUTOMATION_RUNS: usize = 10;
 pub(super) const AUTOMATION_WARM: usize = 20;
@@ -234,52 +236,57 @@ pub(super) async fn batch_row() -> Row {
 /// A store whose every call first waits `.1`, as a network round trip.
 pub(super) struct Slow<T>(T, Duration);
 
-impl<T: publish_cancel::ports::Publishes> publish_cancel::ports::Publishes for Slow<T> {
+impl<T: Publishes> Publishes for Slow<T> {
     async fn cancel(
         &self,
-        key: &publish_cancel::domain::PublishKey,
-        stamp: &publish_cancel::domain::CancelStamp,
-    ) -> Result<publish_cancel::ports::CancelOutcome, publish_cancel::ports::BackendError> {
+        key: &PublishKey,
+        stamp: &CancelStamp,
+        attempt: &AttemptToken,
+    ) -> Result<CancelOutcome, BackendError> {
         tokio::time::sleep(self.1).await;
-        self.0.cancel(key, stamp).await
+        self.0.cancel(key, stamp, attempt).await
     }
     async fn claim_stop(
         &self,
-        key: &publish_cancel::domain::PublishKey,
-        now: publish_cancel::domain::Timestamp,
-        stale: publish_cancel::domain::Timestamp,
-    ) -> Result<bool, publish_cancel::ports::BackendError> {
+        key: &PublishKey,
+        claim: &Claim,
+        stale: Timestamp,
+        cancelled_at: Timestamp,
+    ) -> Result<bool, BackendError> {
         tokio::time::sleep(self.1).await;
-        self.0.claim_stop(key, now, stale).await
+        self.0.claim_stop(key, claim, stale, cancelled_at).await
     }
     async fn release_stop(
         &self,
-        key: &publish_cancel::domain::PublishKey,
-    ) -> Result<(), publish_cancel::ports::BackendError> {
+        key: &PublishKey,
+        attempt: &AttemptToken,
+    ) -> Result<bool, BackendError> {
         tokio::time::sleep(self.1).await;
-        self.0.release_stop(key).await
+        self.0.release_stop(key, attempt).await
     }
     async fn stop_sent(
         &self,
-        key: &publish_cancel::domain::PublishKey,
-    ) -> Result<(), publish_cancel::ports::BackendError> {
+        key: &PublishKey,
+        attempt: &AttemptToken,
+    ) -> Result<bool, BackendError> {
         tokio::time::sleep(self.1).await;
-        self.0.stop_sent(key).await
+        self.0.stop_sent(key, attempt).await
     }
     async fn stop_undeliverable(
         &self,
-        key: &publish_cancel::domain::PublishKey,
+        key: &PublishKey,
+        attempt: &AttemptToken,
         why: &str,
-    ) -> Result<(), publish_cancel::ports::BackendError> {
+    ) -> Result<bool, BackendError> {
         tokio::time::sleep(self.1).await;
-        self.0.stop_undeliverable(key, why).await
+        self.0.stop_undeliverable(key, attempt, why).await
     }
     async fn pending_stops(
         &self,
-        cutoff: publish_cancel::domain::Timestamp,
+        cutoff: Timestamp,
         after: Option<&publish_cancel::ports::Cursor>,
         limit: usize,
-    ) -> Result<publish_cancel::ports::PendingPage, publish_cancel::ports::BackendError> {
+    ) -> Result<publish_cancel::ports::PendingPage, BackendError> {
         tokio::time::sleep(self.1).await;
         self.0.pending_stops(cutoff, after, limit).await
     }

@@ -55,9 +55,10 @@ pub(super) async fn warm_latency(stack: &Stack, auth: &str) -> Vec<Row> {
         };
         users.get(&alice).await.unwrap().unwrap();
         let k = common::alice_key(20_000 + i);
-        publishes.cancel(&k, &stamp).await.unwrap();
+        let attempt = publish_cancel::cancel::new_attempt();
+        publishes.cancel(&k, &stamp, &attempt).await.unwrap();
         queue.send(&StopMessage::new(&k, &stamp)).await.unwrap();
-        publishes.stop_sent(&k).await.unwrap();
+        publishes.stop_sent(&k, &attempt).await.unwrap();
         floor.push(ms(t.elapsed()));
     }
     let (front, floor) = (sorted(front), sorted(floor));

@@ -5,10 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::domain::{CancelStamp, Login, PublishKey, PublishRecord, PublishState, Timestamp, User};
+use crate::domain::{
+    AttemptToken, CancelStamp, Claim, Login, PublishKey, PublishRecord, PublishState, Timestamp,
+    User,
+};
 use crate::ports::{
-    BackendError, CancelOutcome, Cursor, PendingPage, Publishes, StopMessage, StopQueue, Users,
-    MAX_UNDELIVERABLE_REASON,
+    BackendError, CancelOutcome, Cursor, PendingPage, Publishes, StopMessage, StopQueue,
+    Unreadable, Users, MAX_UNDELIVERABLE_REASON, NOT_CANCELLED,
 };
 
 /// A poisoned lock only means another request panicked mid-update; every
@@ -70,17 +73,40 @@ impl FromIterator<PublishRecord> for MemoryPublishes {
     }
 }
 
+impl MemoryPublishes {
+    /// Applies `end` to `key`'s record when its stop is pending and
+    /// claimed by `attempt`; `false` otherwise.
+    fn end_attempt(
+        &self,
+        key: &PublishKey,
+        attempt: &AttemptToken,
+        end: impl FnOnce(&mut PublishRecord),
+    ) -> bool {
+        let mut records = lock(&self.records);
+        let Some(r) = records.get_mut(key) else {
+            return false;
+        };
+        let held = r.stop_claim.as_ref().is_some_and(|c| c.is_held_by(attempt));
+        if !(r.stop_pending && held) {
+            return false;
+        }
+        end(r);
+        true
+    }
+}
+
 impl Publishes for MemoryPublishes {
     async fn cancel(
         &self,
         key: &PublishKey,
         stamp: &CancelStamp,
+        attempt: &AttemptToken,
     ) -> Result<CancelOutcome, BackendError> {
         let mut records = lock(&self.records);
         let Some(current) = records.get_mut(key) else {
             return Ok(CancelOutcome::NotFound);
         };
-        Ok(match current.cancelled(stamp) {
+        Ok(match current.cancelled(stamp, attempt) {
             Some(next) => {
                 *current = next.clone();
                 CancelOutcome::Cancelled(next)
@@ -95,46 +121,57 @@ impl Publishes for MemoryPublishes {
     async fn claim_stop(
         &self,
         key: &PublishKey,
-        now: Timestamp,
+        claim: &Claim,
         stale_before: Timestamp,
+        cancelled_at: Timestamp,
     ) -> Result<bool, BackendError> {
         let mut records = lock(&self.records);
         let Some(r) = records.get_mut(key) else {
             return Ok(false);
         };
-        let free = r.stop_claimed_at.is_none_or(|at| at < stale_before);
-        if r.stop_pending && free {
-            r.stop_claimed_at = Some(now);
+        let free = r.stop_claim.as_ref().is_none_or(|held| {
+            held.at < stale_before || claim.by.as_ref().is_some_and(|by| held.is_held_by(by))
+        });
+        // `cancelled_at` is for items outside DynamoDB's index; a record
+        // here always holds its stamp's time.
+        let _ = cancelled_at;
+        if r.state == PublishState::Cancelled && r.stop_pending && free {
+            r.stop_claim = Some(claim.clone());
             return Ok(true);
         }
         Ok(false)
     }
 
-    async fn release_stop(&self, key: &PublishKey) -> Result<(), BackendError> {
-        if let Some(r) = lock(&self.records).get_mut(key) {
-            r.stop_claimed_at = None;
-        }
-        Ok(())
+    async fn release_stop(
+        &self,
+        key: &PublishKey,
+        attempt: &AttemptToken,
+    ) -> Result<bool, BackendError> {
+        Ok(self.end_attempt(key, attempt, |r| r.stop_claim = None))
     }
 
-    async fn stop_sent(&self, key: &PublishKey) -> Result<(), BackendError> {
-        if let Some(r) = lock(&self.records).get_mut(key) {
+    async fn stop_sent(
+        &self,
+        key: &PublishKey,
+        attempt: &AttemptToken,
+    ) -> Result<bool, BackendError> {
+        Ok(self.end_attempt(key, attempt, |r| {
             r.stop_pending = false;
-            r.stop_claimed_at = None;
-        }
-        Ok(())
+            r.stop_claim = None;
+        }))
     }
 
-    async fn stop_undeliverable(&self, key: &PublishKey, reason: &str) -> Result<(), BackendError> {
-        if let Some(r) = lock(&self.records).get_mut(key) {
-            if r.stop_pending {
-                r.stop_pending = false;
-                r.stop_claimed_at = None;
-                r.stop_undeliverable =
-                    Some(reason.chars().take(MAX_UNDELIVERABLE_REASON).collect());
-            }
-        }
-        Ok(())
+    async fn stop_undeliverable(
+        &self,
+        key: &PublishKey,
+        attempt: &AttemptToken,
+        reason: &str,
+    ) -> Result<bool, BackendError> {
+        Ok(self.end_attempt(key, attempt, |r| {
+            r.stop_pending = false;
+            r.stop_claim = None;
+            r.stop_undeliverable = Some(reason.chars().take(MAX_UNDELIVERABLE_REASON).collect());
+        }))
     }
 
     async fn pending_stops(
@@ -145,14 +182,20 @@ impl Publishes for MemoryPublishes {
     ) -> Result<PendingPage, BackendError> {
         // Oldest first, as the DynamoDB index sorts them; the cursor is the
         // position of the last record returned.
-        let mut pending: Vec<(Timestamp, PublishRecord)> = lock(&self.records)
-            .values()
-            .filter(|r| r.stop_pending)
-            .filter_map(|r| {
-                let at = r.cancel.as_ref()?.at;
-                (at < cutoff).then(|| (at, r.clone()))
-            })
-            .collect();
+        let mut unreadable = Vec::new();
+        let mut pending: Vec<(Timestamp, PublishRecord)> = Vec::new();
+        for r in lock(&self.records).values().filter(|r| r.stop_pending) {
+            match (&r.cancel, r.state) {
+                (Some(stamp), PublishState::Cancelled) if stamp.at < cutoff => {
+                    pending.push((stamp.at, r.clone()))
+                }
+                (Some(_), PublishState::Cancelled) => {}
+                _ => unreadable.push(Unreadable {
+                    item: r.key.to_string(),
+                    reason: NOT_CANCELLED.to_owned(),
+                }),
+            }
+        }
         pending.sort_by(|a, b| (a.0, &a.1.key).cmp(&(b.0, &b.1.key)));
         let position = |(at, r): &(Timestamp, PublishRecord)| format!("{}\t{}", at.0, r.key);
         let start = match after {
@@ -168,7 +211,12 @@ impl Publishes for MemoryPublishes {
             .flatten();
         Ok(PendingPage {
             records: page.into_iter().map(|(_, r)| r.clone()).collect(),
-            unreadable: Vec::new(),
+            // Listed with the first page only, as a scan would meet them once.
+            unreadable: if after.is_none() {
+                unreadable
+            } else {
+                Vec::new()
+            },
             next,
         })
     }

@@ -196,9 +196,10 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 }
                 let verb = if dry_run { "would be " } else { "" };
                 println!(
-                    "scanned {} item(s): {} legacy cancel(s) {verb}backfilled, {} parked stop(s) {verb}re-queued, {} unreadable",
+                    "scanned {} item(s): {} legacy cancel(s) {verb}backfilled, {} pending stop(s) {verb}brought into the reconciler's index, {} parked stop(s) {verb}re-queued, {} unreadable",
                     r.scanned,
                     r.backfilled,
+                    r.indexed,
                     r.requeued,
                     r.unreadable.len()
                 );

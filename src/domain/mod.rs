@@ -1,11 +1,13 @@
 //! The domain: what a publish, a user and their identifiers are, with no I/O.
 
+mod attempt;
 mod audit;
 mod ids;
 mod publish;
 mod request_id;
 mod user;
 
+pub use attempt::{AttemptToken, Claim};
 pub use audit::{
     is_display_text, is_noncharacter, AuditText, CancelAudit, CancelSource, InvalidAudit,
 };

@@ -131,14 +131,18 @@ pub struct PublishRecord {
     pub error_message: Option<String>,
     /// Set by the cancel that moved the record to `cancelled`.
     pub cancel: Option<CancelStamp>,
+    /// The attempt that made that transition (`None` on records cancelled
+    /// before attempts had tokens): the one execution that answers
+    /// `cancelled` for it, also when the answer to its write was lost.
+    pub cancel_attempt: Option<super::AttemptToken>,
     /// The stop message for that cancel has not been confirmed sent yet.
     /// Set in the same write as the cancel, cleared after a successful send;
     /// the reconciler re-sends stops that stay pending.
     pub stop_pending: bool,
-    /// When the send attempt in flight for a pending stop began (the
-    /// cancel's own, a repeat's or the reconciler's): while it is recent,
+    /// The send attempt in flight for a pending stop (the cancel's own, a
+    /// repeat's or the reconciler's) and when it began: while it is recent,
     /// nobody else sends the same stop. See `cancel::STOP_CLAIM_LEASE`.
-    pub stop_claimed_at: Option<Timestamp>,
+    pub stop_claim: Option<super::Claim>,
     /// SQS refused this record's stop for good (why, as SQS said it): no
     /// retry can cure it, so it is no longer pending; alarmed, and
     /// re-queued by an operator (`uforge-admin publishes repair`).
@@ -159,8 +163,9 @@ impl PublishRecord {
             message: None,
             error_message: None,
             cancel: None,
+            cancel_attempt: None,
             stop_pending: false,
-            stop_claimed_at: None,
+            stop_claim: None,
             stop_undeliverable: None,
         }
     }
@@ -168,9 +173,14 @@ impl PublishRecord {
     /// The message UForge shows for a cancelled publish.
     pub const CANCELLED_MESSAGE: &'static str = "Publish cancelled";
 
-    /// This record after a cancel: the in-memory twin of the DynamoDB
-    /// adapter's update expression. `None` if the state does not allow it.
-    pub fn cancelled(&self, stamp: &CancelStamp) -> Option<PublishRecord> {
+    /// This record after `attempt`'s cancel: the in-memory twin of the
+    /// DynamoDB adapter's update expression. `None` if the state does not
+    /// allow it.
+    pub fn cancelled(
+        &self,
+        stamp: &CancelStamp,
+        attempt: &super::AttemptToken,
+    ) -> Option<PublishRecord> {
         if !self.state.can_become(PublishState::Cancelled) {
             return None;
         }
@@ -179,9 +189,10 @@ impl PublishRecord {
             last_modified: Some(stamp.at),
             message: Some(Self::CANCELLED_MESSAGE.to_owned()),
             cancel: Some(stamp.clone()),
+            cancel_attempt: Some(attempt.clone()),
             // The cancel that makes the transition sends the stop itself.
             stop_pending: true,
-            stop_claimed_at: Some(stamp.at),
+            stop_claim: Some(super::Claim::by(attempt, stamp.at)),
             stop_undeliverable: None,
             ..self.clone()
         })
@@ -245,11 +256,18 @@ mod tests {
             at: Timestamp(10),
             audit: crate::domain::CancelAudit::http(&rec.key.uid),
         };
-        let done = rec.cancelled(&stamp).unwrap();
+        let attempt = crate::domain::AttemptToken::from_bytes([1; 16]);
+        let done = rec.cancelled(&stamp, &attempt).unwrap();
         assert_eq!(done.state, Cancelled);
         assert_eq!(done.percentage, Some(40));
         assert_eq!(done.last_modified, Some(Timestamp(10)));
         assert_eq!(done.cancel, Some(stamp.clone()));
-        assert!(done.cancelled(&stamp).is_none());
+        assert_eq!(done.cancel_attempt.as_ref(), Some(&attempt));
+        assert!(done.stop_pending);
+        assert!(done
+            .stop_claim
+            .as_ref()
+            .is_some_and(|c| c.is_held_by(&attempt)));
+        assert!(done.cancelled(&stamp, &attempt).is_none());
     }
 }

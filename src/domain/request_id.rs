@@ -42,6 +42,20 @@ impl RequestId {
         RequestId::parse(s).unwrap_or_else(|_| RequestId::derived(s.as_bytes()))
     }
 
+    /// An id as we stored it: a derived id stays itself (hashing it again
+    /// would give its stop another id than its record); anything else as
+    /// `from_external` (hand-written items).
+    pub fn from_stored(s: &str) -> RequestId {
+        let derived = s.strip_prefix(Self::DERIVED).is_some_and(|hex| {
+            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        });
+        if derived {
+            RequestId(s.to_owned())
+        } else {
+            RequestId::from_external(s)
+        }
+    }
+
     /// `sha256:<64 hex digits>` of `bytes` (71 characters).
     pub fn derived(bytes: &[u8]) -> RequestId {
         let digest = Sha256::digest(bytes);
@@ -123,5 +137,23 @@ mod tests {
             RequestId::from_external(&"x".repeat(129)),
             RequestId::from_external(&"x".repeat(130))
         );
+    }
+
+    #[test]
+    fn stored_ids_read_back_as_they_were_written() {
+        for written in [
+            RequestId::from_external("c0ffee"),
+            RequestId::from_external("needs a digest"),
+            RequestId::derived(b"anything"),
+        ] {
+            assert_eq!(RequestId::from_stored(written.as_str()), written);
+        }
+        // Only our own digests' form is kept; anything else claiming the
+        // prefix is still replaced.
+        for forged in ["sha256:forged", &format!("sha256:{}", "A".repeat(64))] {
+            let read = RequestId::from_stored(forged);
+            assert_ne!(read.as_str(), forged);
+            assert_eq!(read.as_str().len(), 71);
+        }
     }
 }

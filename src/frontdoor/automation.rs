@@ -276,8 +276,8 @@ pub fn answer(result: Result<Cancelled, CancelError>) -> Result<Value, CancelErr
 }
 
 /// Commands are not started with less than this left before the deadline:
-/// one command is up to three SDK calls of at most 4 s each, but usually
-/// milliseconds; one started late is cut off at the deadline anyway.
+/// one command is usually milliseconds, and one started late is cut off at
+/// the deadline anyway.
 pub const START_MARGIN: Duration = Duration::from_secs(1);
 /// At most this many commands of a standard-queue batch at once.
 pub const BATCH_CONCURRENCY: usize = 10;
@@ -353,7 +353,7 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
             let by = principal(rule.as_str(), "eventbridge");
             let origin = origin_of(&inner);
             return self
-                .run(command, id, CancelSource::EventBridge, by, origin, None)
+                .run(command, id, CancelSource::EventBridge, by, origin, deadline)
                 .await;
         }
         // An SQS batch.
@@ -391,7 +391,7 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
             let by = principal(None, INVOKE_PRINCIPAL);
             let id = RequestId::from_external(request_id);
             return self
-                .run(command, id, CancelSource::Invoke, by, None, None)
+                .run(command, id, CancelSource::Invoke, by, None, deadline)
                 .await;
         }
         Err(refuse(AutomationError::Unsupported(
@@ -399,10 +399,12 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
         )))
     }
 
-    /// Runs one command on its authority; within `deadline` when it shares
-    /// an invocation with others (an SQS batch). A lone command is bounded
-    /// by its SDK calls' own timeouts (three of at most 4 s, within the
-    /// function's 15 s), and runs whatever deadline an emulator reports.
+    /// Runs one command on its authority, within the invocation's
+    /// `deadline`: a cancel is up to five SDK calls of at most 4 s each
+    /// (the write, a claim, two sends, the clearing), more than a
+    /// function's 15 s, so the deadline, not the calls' own bounds, ends
+    /// it. One cut off is `DeadlineReached` (retryable): if its write was
+    /// made, its stop is pending, and its claim lapses within a lease.
     async fn run(
         &self,
         command: Command,
@@ -410,10 +412,10 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
         source: CancelSource,
         cancelled_by: AuditText,
         origin: Option<AuditText>,
-        deadline: Option<Instant>,
+        deadline: Instant,
     ) -> Result<Value, AutomationError> {
         let started = Instant::now();
-        if deadline.is_some_and(|d| started + START_MARGIN > d) {
+        if started + START_MARGIN > deadline {
             return Err(AutomationError::DeadlineReached);
         }
         let stamp = CancelStamp {
@@ -427,11 +429,8 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
                 origin,
             },
         };
-        let cancel = self.cancel.run(&command.key, &stamp);
-        let result = match deadline {
-            Some(d) => tokio::time::timeout_at(d.into(), cancel).await,
-            None => Ok(cancel.await),
-        };
+        let result =
+            tokio::time::timeout_at(deadline.into(), self.cancel.run(&command.key, &stamp)).await;
         let Ok(result) = result else {
             // Cut off: if the write was made, its stop is pending and the
             // redelivery (or the reconciler) sends it.
@@ -560,7 +559,7 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
             CancelSource::Sqs,
             by,
             None,
-            Some(deadline),
+            deadline,
         )
         .await
     }

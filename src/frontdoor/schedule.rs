@@ -29,12 +29,20 @@ pub struct Reconciler<P, Q> {
 impl<P: Publishes, Q: StopQueue> LambdaHandler for Reconciler<P, Q> {
     async fn call(&self, event: LambdaEvent<RawEvent>) -> Result<Value, Diagnostic> {
         let until = invocation_deadline(&event.context);
+        // One metric line per page, written as soon as the page is done: a
+        // run its deadline cuts short loses no count.
+        let metrics = self.metrics.as_ref();
         let report = reconcile(
             &self.cancel,
-            Timestamp::now(),
+            Timestamp::now,
             self.grace,
             self.batch,
             until,
+            |page| {
+                if let Some(m) = metrics {
+                    m.emit(&m.reconcile_line(page, now_ms()));
+                }
+            },
         )
         .await
         .map_err(|e| Diagnostic {
@@ -44,17 +52,16 @@ impl<P: Publishes, Q: StopQueue> LambdaHandler for Reconciler<P, Q> {
         tracing::info!(
             found = report.found,
             resent = report.resent,
+            busy = report.busy,
             failed = report.failed,
             undeliverable = report.undeliverable,
             unreadable = report.unreadable,
             cut_short = report.cut_short,
             "reconcile"
         );
-        if let Some(m) = &self.metrics {
-            m.emit(&m.reconcile_line(&report, now_ms()));
-        }
         if report.failed > 0 {
-            // Fail the invocation so the errors alarm sees it.
+            // Fail the invocation so the errors alarm sees it. Contention
+            // (`busy`) is not a failure: another attempt holds the stop.
             return Err(Diagnostic {
                 error_type: "UForge.StopsStillPending".into(),
                 error_message: format!("{} stop(s) still pending", report.failed),

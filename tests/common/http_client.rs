@@ -38,7 +38,10 @@ pub async fn try_send(
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await?;
     let cut = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "answer cut short");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(cut)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(cut)?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status = lines

@@ -321,8 +321,11 @@ async fn dynamodb_administration_drives_the_endpoint() {
 /// `publish repair` on hand-written items in moto: a legacy cancel gets its
 /// audit backfilled (with the defaults it already read as), an item with a
 /// state we do not know is listed with its key, a parked stop goes back to
-/// pending; `--dry-run` writes nothing. Messages the services would refuse
-/// are refused at the door.
+/// pending, a pending stop outside the reconciler's index (no
+/// `cancelledAt`) is brought into it; `--dry-run` writes nothing. Then the
+/// reconciler sends those stops, keyed by the items' primary keys whatever
+/// their `aid`/`itid`/`pitid` copies say. Messages the services would
+/// refuse are refused at the door.
 #[tokio::test]
 async fn publish_repair_backfills_lists_and_requeues() {
     use aws_sdk_dynamodb::types::AttributeValue;
@@ -374,6 +377,28 @@ async fn publish_repair_backfills_lists_and_requeues() {
     )
     .await;
 
+    // Pending, but never given a `cancelledAt` (by hand): not in the index.
+    put(
+        904,
+        vec![
+            (attr::CANCEL_REQUEST_ID, s("handmade")),
+            (attr::LAST_MODIFIED, n(7)),
+            (attr::STOP_PENDING, s("pending")),
+        ],
+    )
+    .await;
+    // Pending, its key's copies wrong: the primary key is the key.
+    put(
+        905,
+        vec![
+            (attr::AID, n(999)),
+            (attr::CANCEL_REQUEST_ID, s("miscopied")),
+            (attr::CANCELLED_AT, n(8)),
+            (attr::STOP_PENDING, s("pending")),
+        ],
+    )
+    .await;
+
     let before = stack.tables().await;
     let dry = admin(
         &["publish", "repair", "--dry-run", "--requeue-undeliverable"],
@@ -384,12 +409,18 @@ async fn publish_repair_backfills_lists_and_requeues() {
     assert!(dry.ok, "{}", dry.stderr);
     assert!(
         dry.stdout
-            .contains("1 legacy cancel(s) would be backfilled"),
+            .contains("3 legacy cancel(s) would be backfilled"),
         "{}",
         dry.stdout
     );
     assert!(
         dry.stdout.contains("1 parked stop(s) would be re-queued"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout
+            .contains("1 pending stop(s) would be brought into the reconciler's index"),
         "{}",
         dry.stdout
     );
@@ -416,13 +447,71 @@ async fn publish_repair_backfills_lists_and_requeues() {
         "paused",
         "an unreadable item is reported, never rewritten"
     );
+    assert_eq!(
+        stack.publish_item("alice", "1/2/904").await.unwrap()[attr::CANCELLED_AT]
+            .as_n()
+            .unwrap(),
+        "7",
+        "the stamp's time, as the record already read"
+    );
     // A second run has nothing left to do.
     let again = admin(&["publish", "repair"], "", &env).await;
     assert!(
-        again.stdout.contains("0 legacy cancel(s) backfilled"),
+        again.stdout.contains("0 legacy cancel(s) backfilled")
+            && again.stdout.contains("0 pending stop(s) brought"),
         "{}",
         again.stdout
     );
+
+    // The reconciler now sends each pending stop, to the right key, with
+    // the record's id, and clears the right item.
+    let cancel = publish_cancel::cancel::Canceller {
+        publishes: publish_cancel::adapters::dynamodb::DynamoPublishes::new(
+            stack.dynamo.clone(),
+            &stack.publishes_table,
+        ),
+        queue: publish_cancel::adapters::sqs::SqsStopQueue::new(
+            stack.sqs.clone(),
+            &stack.queue_url,
+        ),
+    };
+    let report = publish_cancel::reconcile::reconcile(
+        &cancel,
+        publish_cancel::domain::Timestamp::now,
+        std::time::Duration::from_secs(60),
+        10,
+        std::time::Instant::now() + std::time::Duration::from_secs(30),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.resent, 3, "{report:?}");
+    let mut sent: Vec<(i64, i64, String)> = stack
+        .drain()
+        .await
+        .iter()
+        .map(|m| {
+            let stop: publish_cancel::ports::StopMessage =
+                serde_json::from_str(m.body().unwrap()).unwrap();
+            (stop.aid, stop.pitid, stop.request_id)
+        })
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            (1, 903, "parked".to_owned()),
+            (1, 904, "handmade".to_owned()),
+            (1, 905, "miscopied".to_owned())
+        ]
+    );
+    for pitid in [903, 904, 905] {
+        let item = stack
+            .publish_item("alice", &format!("1/2/{pitid}"))
+            .await
+            .unwrap();
+        assert!(!item.contains_key(attr::STOP_PENDING), "{pitid}");
+    }
 
     // Texts the services refuse never get in.
     for bad in ["stop \u{ffff}", "a\u{1b}[31m", &"x".repeat(1025)] {

@@ -419,6 +419,51 @@ async fn a_batch_answers_within_its_deadline() {
     );
 }
 
+/// Issue 24 (4): a lone command (a direct invoke) is bounded by the
+/// invocation's deadline too. The repeat of a cancel whose stop is still
+/// pending is four calls (the write, a claim, the send, the clearing), each
+/// under its own timeouts but together longer than the function's: it ends
+/// with the typed, retryable `UForge.DeadlineReached` within the deadline,
+/// never with Lambda's untyped timeout.
+#[tokio::test]
+async fn a_lone_command_answers_within_its_deadline() {
+    let stack = Stack::new().await;
+    let proxy = FaultProxy::start(&common::moto::moto().endpoint).await;
+    let (runtime, _function) = automation(&stack, &proxy.url).await;
+    // Cancelled long ago, its stop never sent.
+    let mut record = PublishRecord::new(common::alice_key(730), PublishState::Publishing);
+    let stamp = publish_cancel::domain::CancelStamp {
+        request_id: "crashed".into(),
+        at: publish_cancel::domain::Timestamp(publish_cancel::domain::Timestamp::now().0 - 300),
+        audit: publish_cancel::domain::CancelAudit::http(&record.key.uid),
+    };
+    record = record
+        .cancelled(&stamp, &publish_cancel::cancel::new_attempt())
+        .unwrap();
+    stack.put_publish(&record).await;
+    // Every call slow, each within its own 2 s attempt timeout.
+    let slow = Fault::Delay(std::time::Duration::from_millis(1_900));
+    proxy.inject("DynamoDB_20120810.UpdateItem", slow.clone(), None);
+    proxy.inject("AmazonSQS.SendMessage", slow, None);
+    let timeout = std::time::Duration::from_secs(5);
+    runtime.set_timeout(timeout);
+    let answer = runtime
+        .try_invoke_timed(
+            &command(730, "x").to_string(),
+            Some(FUNCTION_ARN),
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    let Some((Outcome::Error(e), took)) = answer else {
+        panic!("expected a typed error, got {answer:?}");
+    };
+    assert_eq!(e["errorType"], "UForge.DeadlineReached", "{e}");
+    assert!(
+        took < timeout,
+        "answered after {took:?}, past its {timeout:?}"
+    );
+}
+
 /// Backend faults are the retryable error types, and a retry recovers.
 #[tokio::test]
 async fn backend_faults_are_retryable_errors_and_a_retry_recovers() {

@@ -181,3 +181,85 @@ async fn a_cancel_racing_the_worker_ends_in_exactly_one_outcome() {
         "one stop per winning cancel, none for the worker's wins"
     );
 }
+
+/// Issue 24 (1): EventBridge and standard SQS deliver at least once, and
+/// two copies can reach two instances at the same moment (the same event
+/// id, the same second), or one batch twice. Each transition has one
+/// execution answering `cancelled` and one stop. Before attempt tokens,
+/// the second copy passed for the first's own write whose answer was lost:
+/// two stops in 5 of 10 trials for the event, 10 of 10 for the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_delivery_twice_at_once_makes_one_transition_and_one_stop() {
+    use publish_cancel::adapters::dynamodb::DynamoPublishes;
+    use publish_cancel::adapters::sqs::SqsStopQueue;
+    use publish_cancel::cancel::Canceller;
+    use publish_cancel::frontdoor::automation::{Automation, Door};
+    use serde_json::{json, Value};
+
+    let stack = Arc::new(Stack::new().await);
+    let instance = || {
+        Arc::new(Automation::new(Canceller {
+            publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
+            queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
+        }))
+    };
+    let (one, two) = (instance(), instance());
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let command = |pitid: i64| {
+        json!({"type": "uforge.publish.cancel", "schemaVersion": 1, "uid": "alice", "aid": 1,
+               "itid": 2, "pitid": pitid})
+    };
+    let mut stops = std::collections::BTreeMap::<i64, usize>::new();
+    for trial in 0..10 {
+        // The same event to two instances at once.
+        let pitid = 500 + trial;
+        stack
+            .put_publish(&PublishRecord::new(
+                common::alice_key(pitid),
+                PublishState::Publishing,
+            ))
+            .await;
+        let mut detail = command(pitid);
+        detail.as_object_mut().unwrap().remove("type");
+        let event = json!({"ruleArn": "arn:aws:events:us-east-1:1:rule/b/r", "event": {
+            "id": format!("evt-{trial}"), "detail-type": "Publish Cancel Requested",
+            "source": "acme", "account": "1", "detail": detail}});
+        let (a, b) = tokio::join!(
+            one.handle(&event, Door::EventSources, "inv-a", far),
+            two.handle(&event, Door::EventSources, "inv-b", far)
+        );
+        let outcomes: Vec<Value> = [a, b]
+            .into_iter()
+            .map(|r| r.unwrap()["outcome"].clone())
+            .collect();
+        assert_eq!(
+            outcomes.iter().filter(|o| *o == "cancelled").count(),
+            1,
+            "trial {trial}: {outcomes:?}"
+        );
+        // One batch carrying the same message twice.
+        let pitid = 600 + trial;
+        stack
+            .put_publish(&PublishRecord::new(
+                common::alice_key(pitid),
+                PublishState::Queued,
+            ))
+            .await;
+        let record = json!({"messageId": format!("m-{trial}"), "body": command(pitid).to_string(),
+            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:commands",
+            "attributes": {"SenderId": "AIDASENDER"}});
+        let batch = json!({"Records": [record.clone(), record]});
+        let answer = one
+            .handle(&batch, Door::EventSources, "inv-c", far)
+            .await
+            .unwrap();
+        assert_eq!(answer["batchItemFailures"], json!([]), "trial {trial}");
+    }
+    for m in stack.drain().await {
+        let stop: publish_cancel::ports::StopMessage =
+            serde_json::from_str(m.body().unwrap()).unwrap();
+        *stops.entry(stop.pitid).or_default() += 1;
+    }
+    assert_eq!(stops.len(), 20, "{stops:?}");
+    assert!(stops.values().all(|n| *n == 1), "{stops:?}");
+}

@@ -12,8 +12,8 @@ use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers
 use publish_cancel::adapters::sqs::SqsStopQueue;
 use publish_cancel::auth::{KekSource, Sealer};
 use publish_cancel::domain::{
-    ApiKey, AuditText, CancelAudit, CancelSource, CancelStamp, Login, PublishKey, PublishRecord,
-    PublishState, Timestamp, User,
+    ApiKey, AttemptToken, AuditText, CancelAudit, CancelSource, CancelStamp, Claim, Login,
+    PublishKey, PublishRecord, PublishState, Timestamp, User,
 };
 use publish_cancel::ports::{AdminStore, CancelOutcome, Publishes, StopMessage, StopQueue, Users};
 
@@ -161,14 +161,19 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
     }
 
     // A running publish is cancelled in one step: state, time, message,
-    // stamp, a pending stop; the rest of the record is kept.
+    // stamp, a pending stop claimed by the attempt, the attempt itself;
+    // the rest of the record is kept.
+    let (a, b, c) = (attempt(1), attempt(2), attempt(3));
     let first = stamp("first", 1_000);
-    let CancelOutcome::Cancelled(after) = publishes.cancel(&running, &first).await.unwrap() else {
+    let CancelOutcome::Cancelled(after) = publishes.cancel(&running, &first, &a).await.unwrap()
+    else {
         panic!("a running publish is cancelled");
     };
     assert_eq!(after.state, PublishState::Cancelled);
     assert_eq!(after.cancel, Some(first.clone()));
+    assert_eq!(after.cancel_attempt.as_ref(), Some(&a));
     assert!(after.stop_pending);
+    assert_eq!(after.stop_claim, Some(Claim::by(&a, first.at)));
     assert_eq!(after.last_modified, Some(first.at));
     assert_eq!(
         after.message.as_deref(),
@@ -178,20 +183,26 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
         (after.percentage, after.created),
         (Some(40), Some(Timestamp(5)))
     );
+    let q = attempt(9);
     assert!(matches!(
-        publishes.cancel(&queued, &stamp("q", 1_001)).await.unwrap(),
+        publishes
+            .cancel(&queued, &stamp("q", 1_001), &q)
+            .await
+            .unwrap(),
         CancelOutcome::Cancelled(_)
     ));
 
-    // A second cancel changes nothing and reports the first one's stamp.
+    // A second cancel changes nothing and reports the first one's stamp and
+    // attempt: another attempt can tell it is not its own, the first can.
     let CancelOutcome::AlreadyCancelled(again) = publishes
-        .cancel(&running, &stamp("second", 2_000))
+        .cancel(&running, &stamp("second", 2_000), &b)
         .await
         .unwrap()
     else {
         panic!("a cancelled publish is already cancelled");
     };
     assert_eq!(again, after);
+    assert_ne!(again.cancel_attempt.as_ref(), Some(&b));
 
     // Finished publishes are reported as they are, unchanged.
     for (k, state) in [
@@ -199,7 +210,7 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
         (&failed, PublishState::Failed),
     ] {
         let CancelOutcome::Finished(record) =
-            publishes.cancel(k, &stamp("f", 3_000)).await.unwrap()
+            publishes.cancel(k, &stamp("f", 3_000), &b).await.unwrap()
         else {
             panic!("{state} is finished");
         };
@@ -215,7 +226,10 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
         key("contract-owner", 70, 80, 99),
     ] {
         assert_eq!(
-            publishes.cancel(&other, &stamp("x", 4_000)).await.unwrap(),
+            publishes
+                .cancel(&other, &stamp("x", 4_000), &b)
+                .await
+                .unwrap(),
             CancelOutcome::NotFound,
             "{other}"
         );
@@ -247,71 +261,85 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
         .all(|r| r.stop_pending && r.state == PublishState::Cancelled));
     assert!(page.unreadable.is_empty());
 
-    // Claims: the cancel's own write holds one; a second attempt gets one
-    // only once that is stale, and only one of two at the same moment.
-    assert!(!publishes
-        .claim_stop(&running, Timestamp(1_010), Timestamp(1_000))
-        .await
-        .unwrap());
-    assert!(publishes
-        .claim_stop(&running, Timestamp(1_040), Timestamp(1_001))
-        .await
-        .unwrap());
-    assert!(!publishes
-        .claim_stop(&running, Timestamp(1_040), Timestamp(1_001))
-        .await
-        .unwrap());
+    // Claims. The cancel's write holds one for its attempt: another attempt
+    // gets it only once it is stale; its own attempt again at once (a
+    // retried claim whose answer was lost); of two at one moment, one.
+    let claim = |by: &AttemptToken, at: i64| Claim::by(by, Timestamp(at));
+    let take = |k: &PublishKey, c: Claim, stale: i64| {
+        let k = k.clone();
+        async move {
+            publishes
+                .claim_stop(&k, &c, Timestamp(stale), Timestamp(1))
+                .await
+                .unwrap()
+        }
+    };
+    assert!(!take(&running, claim(&b, 1_010), 1_000).await);
+    assert!(take(&running, claim(&a, 1_010), 1_000).await, "its own");
+    assert!(take(&running, claim(&b, 1_040), 1_011).await);
+    assert!(!take(&running, claim(&c, 1_040), 1_011).await);
+    // Ending an attempt is for its holder only: a lapsed holder's late
+    // release, clearing or parking writes nothing.
+    for lapsed in [
+        publishes.release_stop(&running, &a).await.unwrap(),
+        publishes.stop_sent(&running, &a).await.unwrap(),
+        publishes
+            .stop_undeliverable(&running, &a, "late")
+            .await
+            .unwrap(),
+    ] {
+        assert!(!lapsed);
+    }
+    assert!(
+        !take(&running, claim(&c, 1_041), 1_011).await,
+        "b still holds it"
+    );
     // Released after a failed send: claimable at once.
-    publishes.release_stop(&running).await.unwrap();
-    assert!(publishes
-        .claim_stop(&running, Timestamp(1_041), Timestamp(1_001))
-        .await
-        .unwrap());
+    assert!(publishes.release_stop(&running, &b).await.unwrap());
+    assert!(take(&running, claim(&c, 1_041), 1_011).await);
     // Never for a record that is not pending, or absent.
     for k in [&published, &key("contract-owner", 70, 80, 97)] {
-        assert!(!publishes
-            .claim_stop(k, Timestamp(9_000), Timestamp(9_000))
-            .await
-            .unwrap());
+        assert!(!take(k, claim(&c, 9_000), 9_000).await);
     }
 
     // Confirming a stop clears the mark and the claim; twice, or for no
-    // record, is fine and creates nothing.
-    publishes.stop_sent(&running).await.unwrap();
-    publishes.stop_sent(&running).await.unwrap();
-    publishes
-        .stop_sent(&key("contract-owner", 70, 80, 98))
+    // record, writes and creates nothing.
+    assert!(publishes.stop_sent(&running, &c).await.unwrap());
+    assert!(!publishes.stop_sent(&running, &c).await.unwrap());
+    assert!(!publishes
+        .stop_sent(&key("contract-owner", 70, 80, 98), &c)
         .await
-        .unwrap();
+        .unwrap());
     assert_eq!(
         pending_keys(publishes, Timestamp(5_000), 10).await,
         std::slice::from_ref(&queued)
     );
     let CancelOutcome::AlreadyCancelled(cleared) = publishes
-        .cancel(&running, &stamp("third", 6_000))
+        .cancel(&running, &stamp("third", 6_000), &b)
         .await
         .unwrap()
     else {
         panic!("still cancelled");
     };
     assert!(!cleared.stop_pending);
-    assert_eq!(cleared.stop_claimed_at, None);
+    assert_eq!(cleared.stop_claim, None);
+    assert!(!take(&running, claim(&c, 9_000), 9_000).await);
+
+    // A stop the queue refuses for good is parked by its claim's holder:
+    // no longer pending, the reason kept (bounded), never claimable.
     assert!(!publishes
-        .claim_stop(&running, Timestamp(9_000), Timestamp(9_000))
+        .stop_undeliverable(&queued, &b, "not the holder")
         .await
         .unwrap());
-
-    // A stop the queue refuses for good is parked: no longer pending, the
-    // reason kept (bounded), never claimable.
-    publishes
-        .stop_undeliverable(&queued, &"refused ".repeat(200))
+    assert!(publishes
+        .stop_undeliverable(&queued, &q, &"refused ".repeat(200))
         .await
-        .unwrap();
+        .unwrap());
     assert!(pending_keys(publishes, Timestamp(5_000), 10)
         .await
         .is_empty());
     let CancelOutcome::AlreadyCancelled(parked) = publishes
-        .cancel(&queued, &stamp("fourth", 7_000))
+        .cancel(&queued, &stamp("fourth", 7_000), &b)
         .await
         .unwrap()
     else {
@@ -320,31 +348,47 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
     assert!(!parked.stop_pending);
     let why = parked.stop_undeliverable.expect("the reason");
     assert!(why.starts_with("refused") && why.chars().count() <= 512);
+    assert!(!take(&queued, claim(&c, 9_000), 9_000).await);
+    // Parking a record that is not pending changes nothing.
     assert!(!publishes
-        .claim_stop(&queued, Timestamp(9_000), Timestamp(9_000))
+        .stop_undeliverable(&running, &c, "late")
         .await
         .unwrap());
-    // Parking a record that is not pending changes nothing.
-    publishes
-        .stop_undeliverable(&running, "late")
-        .await
-        .unwrap();
     assert_eq!(
         publishes
-            .cancel(&key("contract-owner", 70, 80, 98), &stamp("y", 1))
+            .cancel(&key("contract-owner", 70, 80, 98), &stamp("y", 1), &b)
             .await
             .unwrap(),
         CancelOutcome::NotFound,
         "stop_sent and stop_undeliverable created no record"
     );
     let CancelOutcome::AlreadyCancelled(untouched) = publishes
-        .cancel(&running, &stamp("fifth", 8_000))
+        .cancel(&running, &stamp("fifth", 8_000), &b)
         .await
         .unwrap()
     else {
         panic!("still cancelled");
     };
     assert_eq!(untouched.stop_undeliverable, None);
+
+    // A pending mark on a publish that is not cancelled (only by hand) is
+    // never a stop to send: listed apart, never claimable.
+    let odd = key("contract-owner", 70, 80, 5);
+    let mut marked = PublishRecord::new(odd.clone(), PublishState::Publishing);
+    marked.cancel = Some(stamp("by-hand", 1_500));
+    marked.stop_pending = true;
+    arrange.put_publish(&marked).await;
+    let page = publishes
+        .pending_stops(Timestamp(5_000), None, 10)
+        .await
+        .unwrap();
+    assert!(page.records.is_empty(), "{:?}", page.records);
+    assert_eq!(page.unreadable.len(), 1, "{:?}", page.unreadable);
+    assert!(!take(&odd, claim(&c, 9_000), 9_000).await);
+}
+
+fn attempt(n: u8) -> AttemptToken {
+    AttemptToken::from_bytes([n; 16])
 }
 
 /// Every pending stop before `cutoff`, read `page` at a time.

@@ -225,3 +225,41 @@ async fn the_request_budget_caps_the_sum_of_slow_calls() {
         "answered after {took:?}"
     );
 }
+
+/// Issue 24 (3): a claim that DynamoDB made but whose answer was lost is
+/// its sender's on the SDK's retry (the attempt's own token), so the stop
+/// goes at once instead of after the claim's lease. Before tokens, the
+/// retry found the claim "held by another attempt" and the stop waited.
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_is_still_its_senders() {
+    let r = rig().await;
+    // A cancel whose stop was never sent (its process died), long ago.
+    let mut crashed = publish_cancel::domain::PublishRecord::new(
+        common::alice_key(4),
+        publish_cancel::domain::PublishState::Publishing,
+    );
+    let stamp = publish_cancel::domain::CancelStamp {
+        request_id: "crashed".into(),
+        at: publish_cancel::domain::Timestamp(publish_cancel::domain::Timestamp::now().0 - 300),
+        audit: publish_cancel::domain::CancelAudit::http(&crashed.key.uid),
+    };
+    crashed = crashed
+        .cancelled(&stamp, &publish_cancel::cancel::new_attempt())
+        .unwrap();
+    r.stack.put_publish(&crashed).await;
+    // The repeat's claim reaches DynamoDB; its answer is lost once.
+    r.dynamo
+        .inject_for(UPDATE, "SET #claimed = :now", Fault::LoseResponse, Some(1));
+    let resp = call(
+        &r.api,
+        &Req::delete(cancel_path("alice", 1, 2, 4)).basic("alice", "alice-password"),
+    )
+    .await;
+    assert_eq!(resp.status(), 200, "{}", body_text(&resp));
+    let msgs = r.stack.drain().await;
+    assert_eq!(msgs.len(), 1, "the stop went at once");
+    let stop: StopMessage = serde_json::from_str(msgs[0].body().unwrap()).unwrap();
+    assert_eq!(stop.request_id, "crashed");
+    let item = r.stack.publish_item("alice", "1/2/4").await.unwrap();
+    assert!(!item.contains_key(attr::STOP_PENDING));
+}

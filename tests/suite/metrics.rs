@@ -60,6 +60,7 @@ fn reconcile_lines_are_valid_emf() {
     let report = publish_cancel::reconcile::ReconcileReport {
         found: 3,
         resent: 2,
+        busy: 6,
         failed: 1,
         undeliverable: 4,
         unreadable: 5,

@@ -83,19 +83,27 @@ async fn a_crash_between_write_and_send_is_repaired_by_the_reconciler() {
     // Within the grace period nothing happens (the request might still be running).
     let early = reconcile(
         &cancel,
-        Timestamp::now(),
+        Timestamp::now,
         Duration::from_secs(3600),
         100,
         far(),
+        |_| {},
     )
     .await
     .unwrap();
     assert_eq!(early, ReconcileReport::default());
     // After it, exactly the missing stop is sent, with the crashed cancel's id.
     let later = Timestamp(Timestamp::now().0 + 120);
-    let report = reconcile(&cancel, later, Duration::from_secs(60), 100, far())
-        .await
-        .unwrap();
+    let report = reconcile(
+        &cancel,
+        || later,
+        Duration::from_secs(60),
+        100,
+        far(),
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(
         report,
         ReconcileReport {
@@ -117,9 +125,16 @@ async fn a_crash_between_write_and_send_is_repaired_by_the_reconciler() {
         .unwrap()
         .contains_key(attr::STOP_PENDING));
     // And a second run finds nothing.
-    let again = reconcile(&cancel, later, Duration::from_secs(60), 100, far())
-        .await
-        .unwrap();
+    let again = reconcile(
+        &cancel,
+        || later,
+        Duration::from_secs(60),
+        100,
+        far(),
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(again, ReconcileReport::default());
 }
 
@@ -151,10 +166,11 @@ async fn a_failed_send_answers_503_and_the_client_retry_clears_the_mark() {
     };
     let report = reconcile(
         &cancel,
-        Timestamp(Timestamp::now().0 + 120),
+        || Timestamp(Timestamp::now().0 + 120),
         Duration::from_secs(60),
         100,
         far(),
+        |_| {},
     )
     .await
     .unwrap();
@@ -243,9 +259,16 @@ async fn legacy_and_hand_written_items_never_stall_the_reconciler() {
         publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
         queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
     };
-    let report = reconcile(&cancel, Timestamp::now(), Duration::from_secs(60), 3, far())
-        .await
-        .unwrap();
+    let report = reconcile(
+        &cancel,
+        Timestamp::now,
+        Duration::from_secs(60),
+        3,
+        far(),
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(report.unreadable, 2, "{report:?}");
     assert_eq!(
         (report.resent, report.failed, report.undeliverable),
@@ -337,9 +360,16 @@ async fn undeliverable_stops_are_parked_and_do_not_hide_the_others() {
             refuse: |m| m.pitid < 400,
         },
     };
-    let report = reconcile(&cancel, Timestamp::now(), Duration::from_secs(60), 5, far())
-        .await
-        .unwrap();
+    let report = reconcile(
+        &cancel,
+        Timestamp::now,
+        Duration::from_secs(60),
+        5,
+        far(),
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (report.found, report.resent, report.undeliverable),
         (13, 1, 12),
@@ -354,8 +384,15 @@ async fn undeliverable_stops_are_parked_and_do_not_hide_the_others() {
         .as_s()
         .unwrap()
         .contains("InvalidMessageContents"));
-    let again = reconcile(&cancel, Timestamp::now(), Duration::from_secs(60), 5, far())
-        .await
-        .unwrap();
+    let again = reconcile(
+        &cancel,
+        Timestamp::now,
+        Duration::from_secs(60),
+        5,
+        far(),
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(again, ReconcileReport::default());
 }

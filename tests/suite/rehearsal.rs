@@ -622,7 +622,9 @@ async fn reconciler_repairs_a_pending_stop(
         at: Timestamp(Timestamp::now().0 - 300),
         audit: publish_cancel::domain::CancelAudit::http(&record.key.uid),
     };
-    record = record.cancelled(&stamp).expect("a running publish");
+    record = record
+        .cancelled(&stamp, &publish_cancel::cancel::new_attempt())
+        .expect("a running publish");
     stack.put_publish(&record).await;
     assert!(stack.drain().await.is_empty());
 

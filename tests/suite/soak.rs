@@ -58,7 +58,10 @@ fn params() -> Params {
         mix.rate = rate;
     }
     if let Some(weights) = var("UFORGE_SOAK_WEIGHTS") {
-        let parsed: Vec<u32> = weights.split(',').filter_map(|w| w.trim().parse().ok()).collect();
+        let parsed: Vec<u32> = weights
+            .split(',')
+            .filter_map(|w| w.trim().parse().ok())
+            .collect();
         if let Ok(w) = <[u32; 5]>::try_from(parsed) {
             mix.weights = w;
         }
@@ -294,12 +297,7 @@ fn check_alive(slot: &mut Slot, violations: &mut Vec<String>) {
     if let Some(child) = slot.child.as_mut() {
         if let Ok(Some(status)) = child.try_wait() {
             let logs = slot.logs();
-            let tail: String = logs
-                .lines()
-                .rev()
-                .take(20)
-                .collect::<Vec<_>>()
-                .join("\n");
+            let tail: String = logs.lines().rev().take(20).collect::<Vec<_>>().join("\n");
             violations.push(format!("{} died on its own ({status}):\n{tail}", slot.name));
             slot.child = None;
         }
@@ -328,7 +326,11 @@ impl Rig {
         slot.child.as_ref().and(slot.addr.clone())
     }
 
-    async fn any_killed(slots: &[Arc<tokio::sync::Mutex<Slot>>], from: Instant, to: Instant) -> bool {
+    async fn any_killed(
+        slots: &[Arc<tokio::sync::Mutex<Slot>>],
+        from: Instant,
+        to: Instant,
+    ) -> bool {
         for slot in slots {
             if slot.lock().await.killed_during(from, to) {
                 return true;
@@ -489,9 +491,9 @@ impl Rig {
                                 | "UForge.DeadlineReached"
                         );
                         if !retryable {
-                            record
-                                .violations
-                                .push(format!("{what}: error {e} is not a retryable UForge.* error"));
+                            record.violations.push(format!(
+                                "{what}: error {e} is not a retryable UForge.* error"
+                            ));
                         }
                         *record.automation.entry(kind).or_default() += 1;
                         None
@@ -507,7 +509,7 @@ impl Rig {
     async fn eventbridge_delivery(self: Arc<Self>, i: usize) {
         let n = self.next_id.fetch_add(1, Ordering::SeqCst);
         // Some ids do not fit a request id (space, length): derived ids.
-        let id = if n % 7 == 0 {
+        let id = if n.is_multiple_of(7) {
             format!("soak event {n} {}", "x".repeat(130))
         } else {
             format!("eb-{}-{n}", self.params.seed)
@@ -524,7 +526,10 @@ impl Rig {
                 );
                 (a, b)
             } else {
-                (self.invoke_automation(&event, &arn, "eventbridge").await, Some(Value::Null))
+                (
+                    self.invoke_automation(&event, &arn, "eventbridge").await,
+                    Some(Value::Null),
+                )
             };
             if a.is_some() && b.is_some() {
                 break;
@@ -533,7 +538,9 @@ impl Rig {
         }
         if again {
             tokio::time::sleep(Duration::from_secs(2 + self.dice.below(4) as u64)).await;
-            let _ = self.invoke_automation(&event, &arn, "eventbridge (later)").await;
+            let _ = self
+                .invoke_automation(&event, &arn, "eventbridge (later)")
+                .await;
         }
     }
 
@@ -544,7 +551,8 @@ impl Rig {
         let mut records: Vec<Value> = Vec::new();
         for _ in 0..size {
             let n = self.next_id.fetch_add(1, Ordering::SeqCst);
-            let record = self.sqs_record(self.dice.publish(self.params.publishes), &format!("m-{n}"));
+            let record =
+                self.sqs_record(self.dice.publish(self.params.publishes), &format!("m-{n}"));
             if self.dice.chance(0.3) {
                 records.push(record.clone());
             }
@@ -693,7 +701,12 @@ impl Rig {
         if server {
             start_server(&mut slot, &self.env, &endpoint).await;
         } else {
-            let vars = lambda_vars(&self.env, &endpoint, &self.automation_runtime.addr, "automation");
+            let vars = lambda_vars(
+                &self.env,
+                &endpoint,
+                &self.automation_runtime.addr,
+                "automation",
+            );
             start_lambda(&mut slot, Path::new(env!("CARGO_BIN_EXE_automation")), vars);
         }
         if let Some(kill) = slot.kills.last_mut() {
@@ -702,7 +715,10 @@ impl Rig {
     }
 }
 
-async fn scan(dynamo: &aws_sdk_dynamodb::Client, table: &str) -> Vec<HashMap<String, AttributeValue>> {
+async fn scan(
+    dynamo: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<HashMap<String, AttributeValue>> {
     let mut items = Vec::new();
     let mut start = None;
     loop {
@@ -817,7 +833,12 @@ async fn chaos_soak_every_cancel_stops_its_workers_once() {
     for slot in &rig.reconcilers {
         let mut slot = slot.lock().await;
         let endpoint = proxy.listener(&slot.name).await;
-        let mut vars = lambda_vars(&rig.env, &endpoint, &rig.reconciler_runtime.addr, "reconciler");
+        let mut vars = lambda_vars(
+            &rig.env,
+            &endpoint,
+            &rig.reconciler_runtime.addr,
+            "reconciler",
+        );
         vars.push(("RECONCILE_GRACE_SECONDS".into(), GRACE_SECS.to_string()));
         start_lambda(&mut slot, Path::new(env!("CARGO_BIN_EXE_reconciler")), vars);
     }
@@ -865,6 +886,12 @@ async fn chaos_soak_every_cancel_stops_its_workers_once() {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let quiesced_in = chaos_ended.elapsed();
+    // docs/guarantees.md: once the faults stop, every stop is on the queue
+    // within grace + one reconciler period + one claim lease (a claim held
+    // by a killed process lapses), plus the runs' own time.
+    let bound = Duration::from_secs(
+        GRACE_SECS + RECONCILE_EVERY.as_secs() + publish_cancel::cancel::STOP_CLAIM_LEASE as u64,
+    ) + Duration::from_secs(10);
 
     // Everything on the queue.
     let mut stops: Vec<(StopMessage, i64)> = Vec::new();
@@ -904,9 +931,24 @@ async fn chaos_soak_every_cancel_stops_its_workers_once() {
     let record = std::mem::take(&mut *rig.record.lock().unwrap());
     let mut violations = record.violations.clone();
     violations.extend(record.http_unexcused.iter().map(|v| format!("http: {v}")));
-    violations.extend(record.automation_unanswered.iter().map(|v| format!("automation: {v}")));
-    violations.extend(record.automation_late.iter().map(|v| format!("automation: {v}")));
-    for slot in rig.servers.iter().chain(&rig.automations).chain(&rig.reconcilers) {
+    violations.extend(
+        record
+            .automation_unanswered
+            .iter()
+            .map(|v| format!("automation: {v}")),
+    );
+    violations.extend(
+        record
+            .automation_late
+            .iter()
+            .map(|v| format!("automation: {v}")),
+    );
+    for slot in rig
+        .servers
+        .iter()
+        .chain(&rig.automations)
+        .chain(&rig.reconcilers)
+    {
         let mut s = slot.lock().await;
         check_alive(&mut s, &mut violations);
         if s.logs().contains("panicked") {
@@ -920,7 +962,10 @@ async fn chaos_soak_every_cancel_stops_its_workers_once() {
     }
     let mut stops_of: BTreeMap<String, Vec<&(StopMessage, i64)>> = BTreeMap::new();
     for stop in &stops {
-        let k = format!("{}/{}/{}/{}", stop.0.uid, stop.0.aid, stop.0.itid, stop.0.pitid);
+        let k = format!(
+            "{}/{}/{}/{}",
+            stop.0.uid, stop.0.aid, stop.0.itid, stop.0.pitid
+        );
         stops_of.entry(k).or_default().push(stop);
     }
     // Sends that reached the queue but whose sender could not know it: an
@@ -947,7 +992,28 @@ async fn chaos_soak_every_cancel_stops_its_workers_once() {
             *ambiguous.entry(k).or_default() += 1;
         }
     }
+    // And sends whose sender could not record them (the clearing write
+    // failed, or its claim had lapsed): it says so, with the publish.
+    for slot in rig
+        .servers
+        .iter()
+        .chain(&rig.automations)
+        .chain(&rig.reconcilers)
+    {
+        for line in slot.lock().await.logs().lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let message = v["fields"]["message"].as_str().unwrap_or("");
+            if message.starts_with("stop sent, not marked sent") {
+                if let Some(k) = v["fields"]["publish"].as_str() {
+                    *ambiguous.entry(k.to_owned()).or_default() += 1;
+                }
+            }
+        }
+    }
     let mut cancelled = 0;
+    let mut slow: Vec<String> = Vec::new();
     let mut latencies: Vec<f64> = Vec::new();
     let mut per_publish: BTreeMap<usize, usize> = BTreeMap::new();
     for (k, item) in &by_key {
@@ -985,8 +1051,14 @@ async fn chaos_soak_every_cancel_stops_its_workers_once() {
                 got.len()
             ));
         }
-        if let (Some(at), Some(first)) = (n(item, attr::CANCELLED_AT), got.iter().map(|s| s.1).min()) {
-            latencies.push((first - at * 1000) as f64 / 1000.0);
+        if let (Some(at), Some(first)) =
+            (n(item, attr::CANCELLED_AT), got.iter().map(|s| s.1).min())
+        {
+            let latency = (first - at * 1000) as f64 / 1000.0;
+            if latency > bound.as_secs_f64() {
+                slow.push(format!("{k} {latency:.1}s"));
+            }
+            latencies.push(latency);
         }
     }
     for k in stops_of.keys() {
@@ -1030,7 +1102,10 @@ async fn chaos_soak_every_cancel_stops_its_workers_once() {
     for (i, status, retry_after) in &record.http {
         *statuses.entry(*status).or_default() += 1;
         let k = format!("alice/1/2/{}", pitid(*i));
-        let state = by_key.get(&k).and_then(|item| s(item, attr::STATE)).unwrap_or_default();
+        let state = by_key
+            .get(&k)
+            .and_then(|item| s(item, attr::STATE))
+            .unwrap_or_default();
         match status {
             200 if state != "cancelled" => {
                 violations.push(format!("{k}: HTTP 200 but the publish is {state}"))
@@ -1050,13 +1125,21 @@ async fn chaos_soak_every_cancel_stops_its_workers_once() {
     }
     for i in 0..params.publishes {
         let k = format!("alice/1/2/{}", pitid(i));
-        let state = by_key.get(&k).and_then(|item| s(item, attr::STATE)).unwrap_or_default();
+        let state = by_key
+            .get(&k)
+            .and_then(|item| s(item, attr::STATE))
+            .unwrap_or_default();
         let initial = initial_state(i);
         if !initial.can_become(PublishState::Cancelled) && state != initial.as_str() {
             violations.push(format!("{k}: was {initial}, is {state}"));
         }
     }
 
+    if quiesced_in > bound {
+        violations.push(format!(
+            "stops still pending {quiesced_in:?} after the faults stopped (bound {bound:?})"
+        ));
+    }
     latencies.sort_by(f64::total_cmp);
     let mut server_kills = 0;
     for slot in &rig.servers {
@@ -1086,10 +1169,24 @@ async fn chaos_soak_every_cancel_stops_its_workers_once() {
             "max": latencies.last().copied().unwrap_or(0.0),
         },
         "quiesced_in_secs": quiesced_in.as_secs_f64().round(),
+        "bound_secs": bound.as_secs(),
         "total_secs": started.elapsed().as_secs_f64().round(),
         "violations": violations.len(),
     });
     println!("soak-figures {figures}");
+    if let Ok(dir) = std::env::var("UFORGE_SOAK_LOGS") {
+        // Everything each process printed, and the slow stops, for a look.
+        for slot in rig
+            .servers
+            .iter()
+            .chain(&rig.automations)
+            .chain(&rig.reconcilers)
+        {
+            let s = slot.lock().await;
+            let _ = std::fs::write(format!("{dir}/{}.log", s.name), s.logs());
+        }
+        let _ = std::fs::write(format!("{dir}/slow.txt"), slow.join("\n"));
+    }
     assert!(
         cancelled > 0 && !record.http.is_empty(),
         "the soak cancelled nothing: {figures}"

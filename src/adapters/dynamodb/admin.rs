@@ -17,7 +17,7 @@ use super::{
 };
 use crate::adapters::sdk_error;
 use crate::auth::KekSource;
-use crate::domain::{Login, PublishKey, PublishRecord, User};
+use crate::domain::{Login, PublishKey, PublishRecord, Timestamp, User};
 use crate::ports::{AdminError, AdminStore, UserSummary};
 
 pub struct DynamoAdmin {
@@ -176,6 +176,10 @@ pub struct RepairReport {
     pub backfilled: usize,
     /// Parked stops put back to pending, for the reconciler.
     pub requeued: usize,
+    /// Pending stops outside the reconciler's index (no numeric
+    /// `cancelledAt`, written by hand): given their stamp's time, which
+    /// brings them in.
+    pub indexed: usize,
     /// Items that cannot be read as publish records: their key and why.
     pub unreadable: Vec<(String, String)>,
 }
@@ -226,10 +230,25 @@ impl DynamoAdmin {
                         self.backfill_audit(&record).await?;
                     }
                 }
+                if item.contains_key(attr::STOP_PENDING) && !record.stop_pending {
+                    report.unreadable.push((
+                        crate::adapters::dynamodb::describe_item_key(item),
+                        crate::ports::NOT_CANCELLED.to_owned(),
+                    ));
+                    continue;
+                }
+                let at = record.cancel.as_ref().map_or(Timestamp(0), |s| s.at);
+                let indexed = matches!(item.get(attr::CANCELLED_AT), Some(AttributeValue::N(_)));
+                if record.stop_pending && !indexed {
+                    report.indexed += 1;
+                    if !dry_run {
+                        self.index_pending(&record.key, at).await?;
+                    }
+                }
                 if requeue && record.stop_undeliverable.is_some() {
                     report.requeued += 1;
                     if !dry_run {
-                        self.requeue_stop(&record.key).await?;
+                        self.requeue_stop(&record.key, at).await?;
                     }
                 }
             }
@@ -272,18 +291,46 @@ impl DynamoAdmin {
             .map_err(AdminError::Backend)
     }
 
-    async fn requeue_stop(&self, key: &PublishKey) -> Result<(), AdminError> {
+    /// Gives a pending item without `cancelledAt` its stamp's time, so
+    /// that it enters the reconciler's index.
+    async fn index_pending(&self, key: &PublishKey, at: Timestamp) -> Result<(), AdminError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.publishes_table)
             .set_key(Some(publish_item_key(key)))
-            .update_expression("SET #pending = :pending REMOVE #undeliverable, #claimed")
+            .update_expression("SET #cancelledAt = :at")
+            .condition_expression(
+                "attribute_exists(#pending) AND attribute_not_exists(#cancelledAt)",
+            )
+            .expression_attribute_names("#pending", attr::STOP_PENDING)
+            .expression_attribute_names("#cancelledAt", attr::CANCELLED_AT)
+            .expression_attribute_values(":at", AttributeValue::N(at.0.to_string()))
+            .send()
+            .await;
+        applied(result, "bringing a pending stop into the index")
+            .map(|_| ())
+            .map_err(AdminError::Backend)
+    }
+
+    async fn requeue_stop(&self, key: &PublishKey, at: Timestamp) -> Result<(), AdminError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.publishes_table)
+            .set_key(Some(publish_item_key(key)))
+            .update_expression(
+                "SET #pending = :pending, #cancelledAt = if_not_exists(#cancelledAt, :at) \
+                 REMOVE #undeliverable, #claimed, #claimedBy",
+            )
             .condition_expression("attribute_exists(#undeliverable)")
             .expression_attribute_names("#pending", attr::STOP_PENDING)
             .expression_attribute_names("#undeliverable", attr::STOP_UNDELIVERABLE)
             .expression_attribute_names("#claimed", attr::STOP_CLAIMED_AT)
+            .expression_attribute_names("#claimedBy", attr::STOP_CLAIMED_BY)
+            .expression_attribute_names("#cancelledAt", attr::CANCELLED_AT)
             .expression_attribute_values(":pending", AttributeValue::S(attr::PENDING.into()))
+            .expression_attribute_values(":at", AttributeValue::N(at.0.to_string()))
             .send()
             .await;
         applied(result, "re-queueing a parked stop")

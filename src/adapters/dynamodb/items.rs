@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::domain::{
-    ApiKey, AuditText, CancelAudit, CancelSource, CancelStamp, Login, PublishKey, PublishRecord,
-    PublishState, RequestId, Timestamp, User,
+    ApiKey, ApplianceId, AttemptToken, AuditText, CancelAudit, CancelSource, CancelStamp, Claim,
+    ImageId, Login, PublishId, PublishKey, PublishRecord, PublishState, RequestId, Timestamp, User,
 };
 use crate::ports::BackendError;
 
@@ -49,6 +49,10 @@ pub mod attr {
     pub const PENDING: &str = "pending";
     /// When the send attempt in flight for the pending stop began.
     pub const STOP_CLAIMED_AT: &str = "stopClaimedAt";
+    /// That attempt's token (`AttemptToken`).
+    pub const STOP_CLAIMED_BY: &str = "stopClaimedBy";
+    /// The token of the attempt that made the transition to `cancelled`.
+    pub const CANCEL_ATTEMPT: &str = "cancelAttempt";
     /// Why SQS refused the stop for good (then no longer pending).
     pub const STOP_UNDELIVERABLE: &str = "stopUndeliverable";
 }
@@ -137,20 +141,36 @@ pub fn user_to_item(user: &User) -> Item {
     item
 }
 
-/// The key of a publish item, from its own attributes.
+/// The key of a publish item, from its primary key (`uid`, `publishKey`),
+/// the only attributes that address it: `aid`, `itid` and `pitid` are
+/// copies for readers and may be missing or wrong in items written by
+/// hand. A `publishKey` that is not exactly how we spell a key (`01/2/3`,
+/// say) cannot be addressed by one, so it is an error too.
 pub fn key_from_item(item: &Item) -> Result<PublishKey, BackendError> {
     let uid = get_s(item, attr::UID)
         .and_then(|u| Login::parse(u).ok())
         .ok_or_else(|| BackendError::msg("publish item has no valid uid"))?;
-    let id = |name| {
-        get_n::<i64>(item, name).ok_or_else(|| BackendError::msg("publish item lacks an id"))
+    let sort = get_s(item, attr::PUBLISH_KEY)
+        .ok_or_else(|| BackendError::msg("publish item has no publishKey"))?;
+    let parsed = match sort.split('/').collect::<Vec<_>>()[..] {
+        [aid, itid, pitid] => match (
+            ApplianceId::parse(aid),
+            ImageId::parse(itid),
+            PublishId::parse(pitid),
+        ) {
+            (Ok(aid), Ok(itid), Ok(pitid)) => Some(PublishKey {
+                uid,
+                aid,
+                itid,
+                pitid,
+            }),
+            _ => None,
+        },
+        _ => None,
     };
-    Ok(PublishKey {
-        uid,
-        aid: id(attr::AID)?.into(),
-        itid: id(attr::ITID)?.into(),
-        pitid: id(attr::PITID)?.into(),
-    })
+    parsed
+        .filter(|key| publish_sort_key(key) == *sort)
+        .ok_or_else(|| BackendError::msg("publish item's publishKey is not aid/itid/pitid"))
 }
 
 pub(super) fn state_value(s: PublishState) -> AttributeValue {
@@ -204,7 +224,7 @@ fn stamp_from_item(key: &PublishKey, item: &Item) -> Option<CancelStamp> {
     }
     Some(CancelStamp {
         request_id: match id {
-            Some(id) => RequestId::from_external(id),
+            Some(id) => RequestId::from_stored(id),
             None => RequestId::derived(format!("unstamped:{key}").as_bytes()),
         },
         at: Timestamp(at.or_else(|| get_n(item, attr::LAST_MODIFIED)).unwrap_or(0)),
@@ -256,9 +276,26 @@ pub fn record_from_item(key: &PublishKey, item: &Item) -> Result<PublishRecord, 
         message: get_s(item, attr::MESSAGE).cloned(),
         error_message: get_s(item, attr::ERROR_MESSAGE).cloned(),
         cancel: stamp_from_item(key, item),
-        stop_pending: item.contains_key(attr::STOP_PENDING),
-        stop_claimed_at: get_n(item, attr::STOP_CLAIMED_AT).map(Timestamp),
+        cancel_attempt: get_s(item, attr::CANCEL_ATTEMPT).and_then(|t| AttemptToken::parse(t)),
+        // Pending: a cancelled record with the mark (docs/data.md). A mark
+        // on any other record is never acted on (the reconciler reports it).
+        stop_pending: state == PublishState::Cancelled && item.contains_key(attr::STOP_PENDING),
+        stop_claim: claim_from_item(item),
         stop_undeliverable: get_s(item, attr::STOP_UNDELIVERABLE).cloned(),
+    })
+}
+
+/// The claim on a pending stop, as stored: a claim without its time (only
+/// by hand) reads as long lapsed, one without a token as nobody's.
+fn claim_from_item(item: &Item) -> Option<Claim> {
+    let at = get_n::<i64>(item, attr::STOP_CLAIMED_AT);
+    let by = get_s(item, attr::STOP_CLAIMED_BY).and_then(|t| AttemptToken::parse(t));
+    if at.is_none() && by.is_none() {
+        return None;
+    }
+    Some(Claim {
+        at: Timestamp(at.unwrap_or(0)),
+        by,
     })
 }
 
@@ -297,6 +334,12 @@ pub fn record_to_item(r: &PublishRecord) -> Item {
     if let Some(c) = &r.cancel {
         s(attr::CANCEL_REQUEST_ID, c.request_id.to_string());
     }
+    if let Some(t) = &r.cancel_attempt {
+        s(attr::CANCEL_ATTEMPT, t.to_string());
+    }
+    if let Some(by) = r.stop_claim.as_ref().and_then(|c| c.by.as_ref()) {
+        s(attr::STOP_CLAIMED_BY, by.to_string());
+    }
     if r.stop_pending {
         s(attr::STOP_PENDING, attr::PENDING.to_owned());
     }
@@ -317,7 +360,7 @@ pub fn record_to_item(r: &PublishRecord) -> Item {
     n(attr::BYTES_LOADED, r.bytes_loaded);
     n(attr::BYTES_TOTAL, r.bytes_total);
     n(attr::CANCELLED_AT, r.cancel.as_ref().map(|c| c.at.0));
-    n(attr::STOP_CLAIMED_AT, r.stop_claimed_at.map(|t| t.0));
+    n(attr::STOP_CLAIMED_AT, r.stop_claim.as_ref().map(|c| c.at.0));
     if let Some(c) = &r.cancel {
         for (name, value) in audit_values(&c.audit) {
             item.insert(name.to_owned(), value);
@@ -345,17 +388,20 @@ mod tests {
         r.bytes_total = Some(1 << 40);
         r.message = Some("Publishing".into());
         let r = r
-            .cancelled(&CancelStamp {
-                request_id: "req-1".into(),
-                at: Timestamp(9),
-                audit: CancelAudit {
-                    source: crate::domain::CancelSource::Sqs,
-                    cancelled_by: AuditText::parse("AIDAEXAMPLE").unwrap(),
-                    reason: Some(AuditText::parse("budget exceeded").unwrap()),
-                    requested_by: Some(AuditText::parse("watchdog").unwrap()),
-                    origin: Some(AuditText::parse("account 123456789012 source acme").unwrap()),
+            .cancelled(
+                &CancelStamp {
+                    request_id: "req-1".into(),
+                    at: Timestamp(9),
+                    audit: CancelAudit {
+                        source: crate::domain::CancelSource::Sqs,
+                        cancelled_by: AuditText::parse("AIDAEXAMPLE").unwrap(),
+                        reason: Some(AuditText::parse("budget exceeded").unwrap()),
+                        requested_by: Some(AuditText::parse("watchdog").unwrap()),
+                        origin: Some(AuditText::parse("account 123456789012 source acme").unwrap()),
+                    },
                 },
-            })
+                &AttemptToken::from_bytes([7; 16]),
+            )
             .unwrap();
         let item = record_to_item(&r);
         assert_eq!(
@@ -443,6 +489,72 @@ mod tests {
                 .unwrap()
                 .request_id
         );
+    }
+
+    /// Issue 24 (6): what was written reads back the same: a derived
+    /// request id is not hashed again (its re-sent stop would carry
+    /// another id than the record), the attempt and the claim survive.
+    #[test]
+    fn ids_and_claims_survive_the_round_trip() {
+        let key = PublishKey {
+            uid: Login::parse("alice").unwrap(),
+            aid: 1.into(),
+            itid: 2.into(),
+            pitid: 3.into(),
+        };
+        let attempt = AttemptToken::from_bytes([3; 16]);
+        let stamp = CancelStamp {
+            request_id: RequestId::from_external("an EventBridge id with spaces"),
+            at: Timestamp(9),
+            audit: CancelAudit::http(&key.uid),
+        };
+        assert!(stamp.request_id.as_str().starts_with("sha256:"));
+        let r = PublishRecord::new(key.clone(), PublishState::Queued)
+            .cancelled(&stamp, &attempt)
+            .unwrap();
+        let back = record_from_item(&key, &record_to_item(&r)).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.cancel.unwrap().request_id, stamp.request_id);
+        assert_eq!(back.stop_claim, Some(Claim::by(&attempt, Timestamp(9))));
+    }
+
+    /// Issue 24 (6): the key is the primary key's, whatever the copies in
+    /// `aid`/`itid`/`pitid` say; a `publishKey` no key spells is an error.
+    #[test]
+    fn the_key_is_read_from_the_primary_key() {
+        let key = PublishKey {
+            uid: Login::parse("alice").unwrap(),
+            aid: 1.into(),
+            itid: (-2).into(),
+            pitid: 3.into(),
+        };
+        let mut item = record_to_item(&PublishRecord::new(key.clone(), PublishState::Queued));
+        item.insert(attr::AID.into(), AttributeValue::N("999".into()));
+        item.remove(attr::PITID);
+        assert_eq!(key_from_item(&item).unwrap(), key);
+        for bad in ["01/-2/3", "1/2", "1/2/3/4", "1/+2/3", "a/b/c", ""] {
+            item.insert(attr::PUBLISH_KEY.into(), AttributeValue::S(bad.into()));
+            assert!(key_from_item(&item).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A pending mark counts on a cancelled record only.
+    #[test]
+    fn pending_means_cancelled_with_the_mark() {
+        let key = PublishKey {
+            uid: Login::parse("alice").unwrap(),
+            aid: 1.into(),
+            itid: 2.into(),
+            pitid: 3.into(),
+        };
+        let mut item = record_to_item(&PublishRecord::new(key.clone(), PublishState::Publishing));
+        item.insert(
+            attr::STOP_PENDING.into(),
+            AttributeValue::S("pending".into()),
+        );
+        assert!(!record_from_item(&key, &item).unwrap().stop_pending);
+        item.insert(attr::STATE.into(), AttributeValue::S("cancelled".into()));
+        assert!(record_from_item(&key, &item).unwrap().stop_pending);
     }
 
     #[test]

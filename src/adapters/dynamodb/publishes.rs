@@ -11,10 +11,12 @@ use super::items::{
     state_value, Item, PENDING_STOPS_INDEX,
 };
 use crate::adapters::sdk_error;
-use crate::domain::{CancelStamp, PublishKey, PublishRecord, PublishState, Timestamp};
+use crate::domain::{
+    AttemptToken, CancelStamp, Claim, PublishKey, PublishRecord, PublishState, Timestamp,
+};
 use crate::ports::{
     BackendError, CancelOutcome, Cursor, PendingPage, Publishes, Unreadable,
-    MAX_UNDELIVERABLE_REASON,
+    MAX_UNDELIVERABLE_REASON, NOT_CANCELLED,
 };
 
 #[derive(Debug, Clone)]
@@ -53,6 +55,7 @@ impl Publishes for DynamoPublishes {
         &self,
         key: &PublishKey,
         stamp: &CancelStamp,
+        attempt: &AttemptToken,
     ) -> Result<CancelOutcome, BackendError> {
         // One conditional write decides everything; on failure DynamoDB hands
         // back the item as it was, so no second read is needed to tell
@@ -62,7 +65,7 @@ impl Publishes for DynamoPublishes {
         let mut update = String::from(
             "SET #state = :cancelled, #lastModified = :now, #message = :message, \
              #requestId = :requestId, #cancelledAt = :now, #pending = :pending, \
-             #claimed = :now",
+             #claimed = :now, #claimedBy = :attempt, #attempt = :attempt",
         );
         for i in 0..audit.len() {
             update.push_str(&format!(", #audit{i} = :audit{i}"));
@@ -81,11 +84,14 @@ impl Publishes for DynamoPublishes {
             .expression_attribute_names("#cancelledAt", attr::CANCELLED_AT)
             .expression_attribute_names("#pending", attr::STOP_PENDING)
             .expression_attribute_names("#claimed", attr::STOP_CLAIMED_AT)
+            .expression_attribute_names("#claimedBy", attr::STOP_CLAIMED_BY)
+            .expression_attribute_names("#attempt", attr::CANCEL_ATTEMPT)
             // First: this sets the whole map, the calls below add to it.
             .set_expression_attribute_values(Some(cancellable_values()))
             .expression_attribute_values(":pending", AttributeValue::S(attr::PENDING.into()))
             .expression_attribute_values(":cancelled", state_value(PublishState::Cancelled))
             .expression_attribute_values(":now", AttributeValue::N(stamp.at.0.to_string()))
+            .expression_attribute_values(":attempt", AttributeValue::S(attempt.to_string()))
             .expression_attribute_values(
                 ":message",
                 AttributeValue::S(PublishRecord::CANCELLED_MESSAGE.into()),
@@ -132,52 +138,100 @@ impl Publishes for DynamoPublishes {
     async fn claim_stop(
         &self,
         key: &PublishKey,
-        now: Timestamp,
+        claim: &Claim,
         stale_before: Timestamp,
+        cancelled_at: Timestamp,
     ) -> Result<bool, BackendError> {
-        let result = self
+        // Pending on a cancelled record, and nobody else's attempt began
+        // since `stale_before` (our own, whose answer was lost, may have).
+        let mut condition = String::from(
+            "#state = :cancelled AND attribute_exists(#pending) AND \
+             (attribute_not_exists(#claimed) OR #claimed < :stale",
+        );
+        let mut update = String::from(
+            "SET #claimed = :now, #cancelledAt = if_not_exists(#cancelledAt, :cancelledAt)",
+        );
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(publish_item_key(key)))
-            .update_expression("SET #claimed = :now")
-            // Pending, and nobody's attempt began since `stale_before`.
-            .condition_expression(
-                "attribute_exists(#pending) AND \
-                 (attribute_not_exists(#claimed) OR #claimed < :stale)",
-            )
+            .set_key(Some(publish_item_key(key)));
+        match &claim.by {
+            Some(by) => {
+                condition.push_str(" OR #claimedBy = :attempt)");
+                update.push_str(", #claimedBy = :attempt");
+                request = request
+                    .expression_attribute_values(":attempt", AttributeValue::S(by.to_string()));
+            }
+            None => {
+                condition.push(')');
+                update.push_str(" REMOVE #claimedBy");
+            }
+        }
+        let result = request
+            .update_expression(update)
+            .condition_expression(condition)
+            .expression_attribute_names("#state", attr::STATE)
             .expression_attribute_names("#pending", attr::STOP_PENDING)
             .expression_attribute_names("#claimed", attr::STOP_CLAIMED_AT)
-            .expression_attribute_values(":now", AttributeValue::N(now.0.to_string()))
+            .expression_attribute_names("#claimedBy", attr::STOP_CLAIMED_BY)
+            .expression_attribute_names("#cancelledAt", attr::CANCELLED_AT)
+            .expression_attribute_values(":cancelled", state_value(PublishState::Cancelled))
+            .expression_attribute_values(":now", AttributeValue::N(claim.at.0.to_string()))
             .expression_attribute_values(":stale", AttributeValue::N(stale_before.0.to_string()))
+            .expression_attribute_values(
+                ":cancelledAt",
+                AttributeValue::N(cancelled_at.0.to_string()),
+            )
             .send()
             .await;
         super::applied(result, "claiming a pending stop")
     }
 
-    async fn release_stop(&self, key: &PublishKey) -> Result<(), BackendError> {
-        self.remove_if_pending(key, "REMOVE #claimed", None, "releasing a pending stop")
-            .await
+    async fn release_stop(
+        &self,
+        key: &PublishKey,
+        attempt: &AttemptToken,
+    ) -> Result<bool, BackendError> {
+        self.end_attempt(
+            key,
+            attempt,
+            "REMOVE #claimed, #claimedBy",
+            None,
+            "releasing a pending stop",
+        )
+        .await
     }
 
-    async fn stop_sent(&self, key: &PublishKey) -> Result<(), BackendError> {
-        self.remove_if_pending(
+    async fn stop_sent(
+        &self,
+        key: &PublishKey,
+        attempt: &AttemptToken,
+    ) -> Result<bool, BackendError> {
+        self.end_attempt(
             key,
-            "REMOVE #pending, #claimed",
+            attempt,
+            "REMOVE #pending, #claimed, #claimedBy",
             None,
             "clearing a pending stop",
         )
         .await
     }
 
-    async fn stop_undeliverable(&self, key: &PublishKey, reason: &str) -> Result<(), BackendError> {
+    async fn stop_undeliverable(
+        &self,
+        key: &PublishKey,
+        attempt: &AttemptToken,
+        reason: &str,
+    ) -> Result<bool, BackendError> {
         let mut reason: String = reason.chars().take(MAX_UNDELIVERABLE_REASON).collect();
         if reason.is_empty() {
             reason.push_str("refused");
         }
-        self.remove_if_pending(
+        self.end_attempt(
             key,
-            "REMOVE #pending, #claimed SET #undeliverable = :why",
+            attempt,
+            "REMOVE #pending, #claimed, #claimedBy SET #undeliverable = :why",
             Some(AttributeValue::S(reason)),
             "parking an undeliverable stop",
         )
@@ -211,7 +265,11 @@ impl Publishes for DynamoPublishes {
         };
         for item in out.items() {
             match key_from_item(item).and_then(|key| record_from_item(&key, item)) {
-                Ok(record) => page.records.push(record),
+                Ok(record) if record.stop_pending => page.records.push(record),
+                Ok(_) => page.unreadable.push(Unreadable {
+                    item: describe_item_key(item),
+                    reason: NOT_CANCELLED.to_owned(),
+                }),
                 Err(e) => page.unreadable.push(Unreadable {
                     item: describe_item_key(item),
                     reason: crate::ErrorChain(&e).to_string(),
@@ -223,32 +281,34 @@ impl Publishes for DynamoPublishes {
 }
 
 impl DynamoPublishes {
-    /// `update` (a `REMOVE`, perhaps a `SET` of `:why`) on a record whose
-    /// stop is pending; a no-op for any other record, never creating one.
-    async fn remove_if_pending(
+    /// `update` (a `REMOVE`, perhaps a `SET` of `:why`) ending `attempt`'s
+    /// send, on a record whose stop is pending and claimed by `attempt`;
+    /// `false` (nothing written) for any other record, never creating one.
+    async fn end_attempt(
         &self,
         key: &PublishKey,
+        attempt: &AttemptToken,
         update: &str,
         why: Option<AttributeValue>,
         context: &'static str,
-    ) -> Result<(), BackendError> {
+    ) -> Result<bool, BackendError> {
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(publish_item_key(key)))
             .update_expression(update)
-            .condition_expression("attribute_exists(#pending)")
-            .expression_attribute_names("#pending", attr::STOP_PENDING);
-        if update.contains("#claimed") {
-            request = request.expression_attribute_names("#claimed", attr::STOP_CLAIMED_AT);
-        }
+            .condition_expression("attribute_exists(#pending) AND #claimedBy = :attempt")
+            .expression_attribute_names("#pending", attr::STOP_PENDING)
+            .expression_attribute_names("#claimed", attr::STOP_CLAIMED_AT)
+            .expression_attribute_names("#claimedBy", attr::STOP_CLAIMED_BY)
+            .expression_attribute_values(":attempt", AttributeValue::S(attempt.to_string()));
         if let Some(why) = why {
             request = request
                 .expression_attribute_names("#undeliverable", attr::STOP_UNDELIVERABLE)
                 .expression_attribute_values(":why", why);
         }
-        super::applied(request.send().await, context).map(|_| ())
+        super::applied(request.send().await, context)
     }
 }
 
