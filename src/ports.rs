@@ -288,8 +288,20 @@ pub enum AdminError {
     NoSuchKey(Login, String),
     #[error("{0}")]
     Invalid(String),
+    /// A conditional write found the record other than it was read (a
+    /// cancel, a claim or another operator got there first).
+    #[error("publish {0} changed since it was read; look at it again")]
+    Changed(PublishKey),
     #[error(transparent)]
     Backend(#[from] BackendError),
+}
+
+/// What an operator's put may replace: nothing (the record must be new), or
+/// the record exactly as it was read (a conditional write).
+#[derive(Debug, Clone, Copy)]
+pub enum Replacing<'a> {
+    Nothing,
+    Read(&'a PublishRecord),
 }
 
 /// What an operator sees of a user: never a hash or a secret.
@@ -344,7 +356,14 @@ pub trait AdminStore {
         public_key: &str,
     ) -> impl Future<Output = Result<(), AdminError>>;
     fn user(&self, login: &Login) -> impl Future<Output = Result<Option<UserSummary>, AdminError>>;
-    fn put_publish(&self, record: &PublishRecord) -> impl Future<Output = Result<(), AdminError>>;
+    /// Writes `record` if the stored one is still what `replacing` says
+    /// (`AdminError::Changed` otherwise). Whether it may be replaced at all
+    /// is `admin::put_publish`'s to decide.
+    fn put_publish(
+        &self,
+        record: &PublishRecord,
+        replacing: Replacing<'_>,
+    ) -> impl Future<Output = Result<(), AdminError>>;
     fn publish(
         &self,
         key: &PublishKey,

@@ -5,11 +5,18 @@ every sample event, each answer compared with events/expected.json (the
 automation function's with events/automation/expected.json); then a
 misconfigured start must come back as its init error, promptly.
 
+The environment cargo lambda gave the running function is read from /proc
+and compared with tests/fixtures/lambda-env/cargo-lambda-*.env, the exact
+variable set tests/suite/lambda_runtime.rs starts the binaries with: if
+the tool changes what it sets, this says so (and the memory backend's
+guard, config::Host, must be looked at again).
+
 Run by scripts/test after `cargo test` (the binaries are built by then).
 Exits non-zero on the first mismatch, printing what was seen."""
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +26,58 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
+FIXTURES = ROOT / "tests" / "fixtures" / "lambda-env"
+CARGO_LAMBDA_FIXTURE = FIXTURES / "cargo-lambda-1.9.2.env"
+# What a Lambda host sets, by name: the service's and the emulators' own.
+LAMBDA_NAME = re.compile(r"^(AWS_|LAMBDA_|_|TZ$|UFORGE_)")
+# Whose values config::Host decides on: they must match the fixture's.
+DECISIVE = {"AWS_LAMBDA_INITIALIZATION_TYPE", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "_HANDLER",
+            "AWS_EXECUTION_ENV", "AWS_SAM_LOCAL", "AWS_LAMBDA_LOG_STREAM_NAME", "UFORGE_BACKEND"}
+
+
+def read_env_file(path):
+    """A fixture: KEY=VALUE lines, `#` comments."""
+    pairs = {}
+    for line in Path(path).read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key] = value
+    return pairs
+
+
+def running_environments(cmdline_part, required):
+    """The environments of the processes whose command line holds
+    `cmdline_part` and whose environment has every `required` entry."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            raw = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if cmdline_part.encode() not in cmd:
+            continue
+        env = dict(e.decode(errors="replace").partition("=")[::2] for e in raw.split(b"\0") if e)
+        if all(env.get(k) == v for k, v in required.items()):
+            found.append(env)
+    return found
+
+
+def what_the_tool_set(env, inherited):
+    """The Lambda variables of `env` that were not simply inherited from
+    `inherited` (our own environment, which cargo lambda passes on)."""
+    return {k: v for k, v in env.items() if LAMBDA_NAME.match(k) and inherited.get(k) != v}
+
+
+def check_fixture(tool, env, fixture):
+    """`env` (what `tool` set) against the fixture: the same names, and the
+    same values where config::Host looks."""
+    want = {k: v for k, v in read_env_file(fixture).items() if LAMBDA_NAME.match(k)}
+    if set(env) != set(want) or any(env.get(k) != want.get(k) for k in DECISIVE):
+        got = "\n".join(f"  {k}={v}" for k, v in sorted(env.items()))
+        sys.exit(f"{tool} now sets another environment than {fixture.relative_to(ROOT)} says "
+                 f"(update the fixture, then check config::Host still tells it from the Lambda service):\n{got}")
+    print(f"{tool}: the function's environment is {fixture.relative_to(ROOT)}'s")
 # A cold `cargo lambda watch` may first build the binary.
 START_TIMEOUT = 600
 INVOKE_TIMEOUT = 120
@@ -97,6 +156,11 @@ def each_sample(function, folder, check):
             sample = str(Path(folder) / name)
             done = invoke(port, function, sample, timeout=START_TIMEOUT)
             print(f"events/{sample}: {check(sample, want, done)}")
+        if function == "publish-cancel":
+            envs = running_environments(f"/{function}", {"AWS_LAMBDA_FUNCTION_NAME": function})
+            if len(envs) != 1:
+                sys.exit(f"expected one running {function} under cargo lambda, found {len(envs)}")
+            check_fixture("cargo lambda", what_the_tool_set(envs[0], os.environ), CARGO_LAMBDA_FIXTURE)
     finally:
         stop(proc)
 

@@ -13,7 +13,10 @@ on a Docker Engine started here, with a local stand-in for the
 3. `sam local start-api`, then real HTTP requests through SAM's emulation
    of the template's routes: a Basic cancel, an API-key cancel (signed here,
    independently of the Rust code), a wrong method (405 with Allow), an
-   unknown path, a wrong password.
+   unknown path, a wrong password; and the environment SAM gave the
+   function, read from /proc, against tests/fixtures/lambda-env/
+   sam-local-*.env (the set tests/suite/lambda_runtime.rs starts the
+   binaries with).
 
 Setup, where missing (scripts/test runs this after the artefact is built):
 Docker Engine (Debian's docker.io; dockerd started here without its
@@ -48,8 +51,9 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-# One reading of the answers for both tools.
-from local_invoke import check_automation, check_http  # noqa: E402
+# One reading of the answers, and of the environment given, for both tools.
+from local_invoke import (  # noqa: E402
+    FIXTURES, check_automation, check_fixture, check_http, running_environments, what_the_tool_set)
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -312,6 +316,12 @@ def start_api(sam, template, image):
                 sys.exit(f"sam local start-api did not listen:\n{Path(log.name).read_text()}")
             time.sleep(0.5)
         api_requests(f"http://127.0.0.1:{port}")
+        # The warm container's function, as the host sees its process.
+        envs = running_environments("bootstrap", {"AWS_SAM_LOCAL": "true",
+                                                  "AWS_LAMBDA_FUNCTION_NAME": "CancelFunction"})
+        if not envs:
+            sys.exit("no running CancelFunction found under sam local start-api")
+        check_fixture("sam local", what_the_tool_set(envs[0], {}), FIXTURES / f"sam-local-{SAM_VERSION}.env")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

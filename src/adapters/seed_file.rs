@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::domain::{Login, PublishKey, PublishRecord};
-use crate::ports::{AdminError, AdminStore, UserSummary};
+use crate::ports::{AdminError, AdminStore, Replacing, UserSummary};
 use crate::seed::{Seed, SeedApiKey, SeedPublish, SeedUser};
 
 pub struct SeedFileAdmin {
@@ -151,14 +151,27 @@ impl AdminStore for SeedFileAdmin {
             }))
     }
 
-    async fn put_publish(&self, record: &PublishRecord) -> Result<(), AdminError> {
+    async fn put_publish(
+        &self,
+        record: &PublishRecord,
+        replacing: Replacing<'_>,
+    ) -> Result<(), AdminError> {
         let mut seed = self.load()?;
         let new = SeedPublish::from_record(record);
         let same = |p: &SeedPublish| {
             (p.uid.as_str(), p.aid, p.itid, p.pitid)
                 == (new.uid.as_str(), new.aid, new.itid, new.pitid)
         };
-        match seed.publishes.iter_mut().find(|p| same(p)) {
+        let stored = seed.publishes.iter_mut().find(|p| same(p));
+        let as_read = match (&stored, replacing) {
+            (None, Replacing::Nothing) => true,
+            (Some(p), Replacing::Read(old)) => p.to_record().ok().as_ref() == Some(old),
+            _ => false,
+        };
+        if !as_read {
+            return Err(AdminError::Changed(record.key.clone()));
+        }
+        match stored {
             Some(existing) => *existing = new,
             None => seed.publishes.push(new),
         }

@@ -7,7 +7,10 @@ pub use crate::adapters::dynamodb::admin::{
     create_queue, create_tables, DynamoAdmin, RepairReport, ResealReport,
 };
 pub use crate::adapters::seed_file::SeedFileAdmin;
-pub use crate::ports::{AdminError, AdminStore, UserSummary};
+pub use crate::ports::{AdminError, AdminStore, Replacing, UserSummary};
+pub use publish::{put_publish, PutReport};
+
+mod publish;
 
 /// A new API key pair: a public key (20 characters) and a secret (40), both
 /// from the OS RNG, in an alphabet that needs no URL escaping.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use publish_cancel::adapters::sqs::SqsStopQueue;
 use publish_cancel::admin::{self, AdminError, AdminStore, SeedFileAdmin};
 use publish_cancel::api::negotiate::Format;
 use publish_cancel::api::render;
@@ -119,12 +120,18 @@ struct PublishIds {
 
 #[derive(Debug, Subcommand)]
 enum PublishCmd {
-    /// Create or replace a publish record in a given state.
+    /// Create or replace a publish record in a given state (queued,
+    /// publishing, published or failed: a cancel is the service's to make).
+    /// A cancelled record is replaced only with --force.
     Put {
         #[command(flatten)]
         ids: PublishIds,
         #[arg(long)]
         state: String,
+        /// Replace a cancelled record; a stop still pending (or parked) is
+        /// sent first to STOP_QUEUE_URL, and the put refused if it cannot be.
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         percentage: Option<i32>,
         #[arg(long)]
@@ -178,10 +185,14 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Some(_) if matches!(cli.command, Command::Publish(PublishCmd::Repair { .. })) => {
             Err("repair works on the DynamoDB publishes table; a seed file is read whole, with the same defaults".into())
         }
-        Some(path) => execute(&SeedFileAdmin::new(path.clone()), cli.command).await,
+        Some(path) => execute(&SeedFileAdmin::new(path.clone()), None, cli.command).await,
         None => {
             let settings = AdminSettings::from_env(&Env::process())?;
             let sdk = config::sdk::load_sdk_config(settings.tls_roots).await;
+            let queue = settings
+                .stop_queue_url
+                .clone()
+                .map(|url| SqsStopQueue::new(aws_sdk_sqs::Client::new(&sdk), url));
             let store = publish_cancel::startup::dynamo_admin(&sdk, settings);
             if let Command::Publish(PublishCmd::Repair {
                 dry_run,
@@ -213,7 +224,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 );
                 return Ok(());
             }
-            execute(&store, cli.command).await
+            execute(&store, queue.as_ref(), cli.command).await
         }
     }
 }
@@ -271,7 +282,11 @@ fn hash_new_password() -> Result<String, BoxError> {
     Ok(password::hash(&pw).map_err(|e| format!("hashing: {e}"))?)
 }
 
-async fn execute(store: &impl AdminStore, command: Command) -> Result<(), BoxError> {
+async fn execute(
+    store: &impl AdminStore,
+    queue: Option<&SqsStopQueue>,
+    command: Command,
+) -> Result<(), BoxError> {
     match command {
         Command::User(cmd) => match cmd {
             UserCmd::Create {
@@ -372,6 +387,7 @@ async fn execute(store: &impl AdminStore, command: Command) -> Result<(), BoxErr
             PublishCmd::Put {
                 ids,
                 state,
+                force,
                 percentage,
                 message,
                 error_message,
@@ -386,7 +402,19 @@ async fn execute(store: &impl AdminStore, command: Command) -> Result<(), BoxErr
                 record.error_message = error_message
                     .map(|m| display_text("--error-message", m))
                     .transpose()?;
-                store.put_publish(&record).await?;
+                let report = admin::put_publish(store, queue, &record, force).await?;
+                if let Some(id) = &report.resent_stop {
+                    eprintln!(
+                        "uforge-admin: forced: its pending stop (request id {id}) was sent again before publish {} was replaced",
+                        record.key
+                    );
+                }
+                if let (true, Some(was)) = (force, report.replaced) {
+                    eprintln!(
+                        "uforge-admin: forced: replaced publish {} (was {was})",
+                        record.key
+                    );
+                }
                 println!("publish {} is {state}", record.key);
             }
             PublishCmd::Show { ids, json } => {

@@ -187,8 +187,8 @@ impl AwsSettings {
 /// In AWS, DynamoDB and SQS. For a local invocation (`cargo lambda watch`,
 /// `sam local`) the in-memory stores seeded from the bundled seed, when
 /// asked explicitly: `UFORGE_BACKEND=memory` (optionally `UFORGE_SEED`).
-/// Never by accident: it is not a default, and the real Lambda service
-/// (`AWS_EXECUTION_ENV=AWS_Lambda_...`) refuses it.
+/// Never by accident, and never in the Lambda service, whatever its
+/// configuration says: see `Host`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
     Aws,
@@ -198,23 +198,62 @@ pub enum Backend {
     },
 }
 
+/// Where a Lambda binary runs, told from variables the function's
+/// configuration cannot set (docs/security.md, "The memory backend
+/// never serves in AWS"; the exact variable sets of each are in
+/// tests/fixtures/lambda-env/ and tested there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// The Lambda service: it sets reserved variables that no local tool
+    /// but SAM's emulator sets, and that a configuration can neither set
+    /// nor remove.
+    LambdaService,
+    /// `sam local`: the service's variables, emulated, plus
+    /// `AWS_SAM_LOCAL=true` and a log stream named `$LATEST`, which the
+    /// service never names one (its streams are `YYYY/MM/DD/[version]id`,
+    /// and the variable is reserved).
+    SamLocal,
+    /// None of the service's marks: `cargo lambda`, the tests' Runtime
+    /// API, a shell.
+    Elsewhere,
+}
+
+/// Reserved variables the Lambda service sets for every runtime
+/// (`AWS_EXECUTION_ENV` for managed runtimes only, not `provided.al2023`).
+const SERVICE_MARKS: [&str; 5] = [
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+    "_HANDLER",
+    "AWS_EXECUTION_ENV",
+];
+
+impl Host {
+    pub fn of(env: &Env) -> Host {
+        if !SERVICE_MARKS.iter().any(|name| env.get(name).is_some()) {
+            return Host::Elsewhere;
+        }
+        let sam = env.get("AWS_SAM_LOCAL").as_deref() == Some("true")
+            && env.get("AWS_LAMBDA_LOG_STREAM_NAME").as_deref() == Some("$LATEST");
+        if sam {
+            Host::SamLocal
+        } else {
+            Host::LambdaService
+        }
+    }
+}
+
 impl Backend {
     pub fn from_env(env: &Env) -> Result<Backend, ConfigError> {
         match env.get(ENV_BACKEND).as_deref() {
             None | Some("aws") => Ok(Backend::Aws),
             Some("memory") => {
-                // The Lambda service names its execution environment; SAM's
-                // emulation says it is one (AWS_SAM_LOCAL), whatever the base
-                // image sets.
-                let in_lambda = env
-                    .get("AWS_EXECUTION_ENV")
-                    .is_some_and(|e| e.starts_with("AWS_Lambda_"));
-                let sam_local = env.get("AWS_SAM_LOCAL").as_deref() == Some("true");
-                if in_lambda && !sam_local {
+                if Host::of(env) == Host::LambdaService {
                     return Err(ConfigError::Invalid(
                         ENV_BACKEND,
-                        "memory is for local invocation only; in Lambda, remove it and give the \
-                         function its tables and queue (the SAM template does)"
+                        "memory is for local invocation only (cargo lambda, sam local) and is \
+                         refused in the Lambda service; remove it and give the function its \
+                         tables and queue (the SAM template does)"
                             .into(),
                     ));
                 }
@@ -357,6 +396,9 @@ impl SetupSettings {
 pub struct AdminSettings {
     pub users_table: String,
     pub publishes_table: String,
+    /// Where `publish put --force` sends a pending stop before replacing a
+    /// cancelled record (`STOP_QUEUE_URL`, only needed then).
+    pub stop_queue_url: Option<String>,
     pub keks: KekSetting,
     pub tls_roots: TlsRoots,
 }
@@ -366,6 +408,7 @@ impl AdminSettings {
         Ok(AdminSettings {
             users_table: env.required(ENV_USERS_TABLE)?,
             publishes_table: env.required(ENV_PUBLISHES_TABLE)?,
+            stop_queue_url: env.get(ENV_STOP_QUEUE_URL),
             keks: KekSetting::from_env(env)?,
             tls_roots: TlsRoots::from_env(env)?,
         })
@@ -404,21 +447,30 @@ mod tests {
                 seed: Some("s.json".into())
             }
         );
-        // cargo lambda sets a function name too; only the real service sets this.
-        let in_lambda = backend(&[
+        // Any one of the service's marks is enough to refuse it; saying
+        // one is SAM (AWS_SAM_LOCAL, which a configuration can set) is not.
+        for mark in SERVICE_MARKS {
+            for extra in [&[][..], &[("AWS_SAM_LOCAL", "true")][..]] {
+                let mut pairs = vec![(ENV_BACKEND, "memory"), (mark, "x")];
+                pairs.extend_from_slice(extra);
+                pairs.push((
+                    "AWS_LAMBDA_LOG_STREAM_NAME",
+                    "2026/12/06/[$LATEST]0123456789abcdef0123456789abcdef",
+                ));
+                assert!(
+                    matches!(backend(&pairs), Err(ConfigError::Invalid(ENV_BACKEND, _))),
+                    "{pairs:?}"
+                );
+            }
+        }
+        // SAM's emulator: its own marks, which the service cannot have.
+        let sam = backend(&[
             (ENV_BACKEND, "memory"),
-            ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023"),
-        ]);
-        assert!(matches!(
-            in_lambda,
-            Err(ConfigError::Invalid(ENV_BACKEND, _))
-        ));
-        let sam_local = backend(&[
-            (ENV_BACKEND, "memory"),
-            ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023"),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
             ("AWS_SAM_LOCAL", "true"),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", "$LATEST"),
         ]);
-        assert!(matches!(sam_local, Ok(Backend::Memory { .. })));
+        assert!(matches!(sam, Ok(Backend::Memory { .. })));
         assert!(backend(&[(ENV_BACKEND, "mem")])
             .unwrap_err()
             .to_string()

@@ -539,3 +539,93 @@ async fn publish_repair_backfills_lists_and_requeues() {
         );
     }
 }
+
+/// Issue 25 (2): `publish put` never undoes a cancel behind the service's
+/// back: it refuses to make a cancelled record (no stamp, no stop), refuses
+/// to replace one (its pending stop would be lost with its mark), and with
+/// `--force` first sends the stop its workers may not have had, or refuses
+/// if it cannot. Each refusal writes nothing.
+#[tokio::test]
+async fn publish_put_never_undoes_a_cancel() {
+    use publish_cancel::adapters::dynamodb::attr;
+    use publish_cancel::domain::{
+        CancelAudit, CancelStamp, PublishRecord, PublishState, Timestamp,
+    };
+
+    let stack = common::Stack::new().await;
+    let moto = &common::moto::moto().endpoint;
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("USERS_TABLE", stack.users_table.as_str()),
+        ("PUBLISHES_TABLE", stack.publishes_table.as_str()),
+    ];
+    // A cancel whose process died before its stop was sent.
+    let key = common::alice_key(4);
+    let pending = PublishRecord::new(key.clone(), PublishState::Queued)
+        .cancelled(
+            &CancelStamp {
+                request_id: "died-before-sending".into(),
+                at: Timestamp(Timestamp::now().0 - 600),
+                audit: CancelAudit::http(&key.uid),
+            },
+            &publish_cancel::cancel::new_attempt(),
+        )
+        .unwrap();
+    stack.put_publish(&pending).await;
+    let before = stack.tables().await;
+
+    let put = |pitid: &'static str, state: &'static str, force: bool| {
+        let mut args = vec!["publish", "put", "alice", "1", "2", pitid, "--state", state];
+        if force {
+            args.push("--force");
+        }
+        args
+    };
+    let refused = admin(&put("4", "publishing", false), "", &env).await;
+    assert!(
+        !refused.ok
+            && refused.stderr.contains("is cancelled")
+            && refused.stderr.contains("--force"),
+        "{}",
+        refused.stderr
+    );
+    let made = admin(&put("960", "cancelled", true), "", &env).await;
+    assert!(
+        !made.ok && made.stderr.contains("--state cancelled"),
+        "{}",
+        made.stderr
+    );
+    // Forced, but with nowhere to send the pending stop.
+    let nowhere = admin(&put("4", "publishing", true), "", &env).await;
+    assert!(
+        !nowhere.ok && nowhere.stderr.contains("STOP_QUEUE_URL"),
+        "{}",
+        nowhere.stderr
+    );
+    assert_eq!(stack.tables().await, before, "every refusal wrote nothing");
+    assert_eq!(stack.queue_depth().await, 0);
+
+    // Forced, with the queue: the stop goes first, then the record.
+    let mut with_queue = env.to_vec();
+    with_queue.push(("STOP_QUEUE_URL", stack.queue_url.as_str()));
+    let forced = admin(&put("4", "publishing", true), "", &with_queue).await;
+    assert!(forced.ok, "{}", forced.stderr);
+    assert!(
+        forced.stderr.contains("forced") && forced.stderr.contains("died-before-sending"),
+        "{}",
+        forced.stderr
+    );
+    let stops = stack.drain().await;
+    assert_eq!(stops.len(), 1);
+    assert!(stops[0].body().unwrap().contains("died-before-sending"));
+    let item = stack.publish_item("alice", "1/2/4").await.unwrap();
+    assert_eq!(item[attr::STATE].as_s().unwrap(), "publishing");
+    assert!(!item.contains_key(attr::STOP_PENDING));
+
+    // A running record is replaced as before, without --force.
+    let plain = admin(&put("3", "failed", false), "", &env).await;
+    assert!(plain.ok, "{}", plain.stderr);
+}

@@ -15,7 +15,9 @@ use publish_cancel::domain::{
     ApiKey, AttemptToken, AuditText, CancelAudit, CancelSource, CancelStamp, Claim, Login,
     PublishKey, PublishRecord, PublishState, Timestamp, User,
 };
-use publish_cancel::ports::{AdminStore, CancelOutcome, Publishes, StopMessage, StopQueue, Users};
+use publish_cancel::ports::{
+    AdminStore, CancelOutcome, Publishes, Replacing, StopMessage, StopQueue, Users,
+};
 
 use crate::common::{self, Stack};
 
@@ -555,8 +557,31 @@ async fn admin_store_contract(admin: &impl AdminStore) {
     let mut record = PublishRecord::new(k.clone(), PublishState::Publishing);
     record.percentage = Some(40);
     record.message = Some("Publishing".into());
-    admin.put_publish(&record).await.unwrap();
-    assert_eq!(admin.publish(&k).await.unwrap(), Some(record));
+    admin
+        .put_publish(&record, Replacing::Nothing)
+        .await
+        .unwrap();
+    assert_eq!(admin.publish(&k).await.unwrap(), Some(record.clone()));
+    // Conditional: a new record over an existing one, or a replacement of
+    // a record other than it was read, writes nothing.
+    let mut next = record.clone();
+    next.percentage = Some(60);
+    assert!(matches!(
+        admin.put_publish(&next, Replacing::Nothing).await,
+        Err(AdminError::Changed(_))
+    ));
+    let mut stale = record.clone();
+    stale.state = PublishState::Queued;
+    assert!(matches!(
+        admin.put_publish(&next, Replacing::Read(&stale)).await,
+        Err(AdminError::Changed(_))
+    ));
+    assert_eq!(admin.publish(&k).await.unwrap(), Some(record.clone()));
+    admin
+        .put_publish(&next, Replacing::Read(&record))
+        .await
+        .unwrap();
+    assert_eq!(admin.publish(&k).await.unwrap(), Some(next));
 }
 
 #[tokio::test]

@@ -285,3 +285,109 @@ async fn the_memory_backend_answers_every_sample_event_without_aws() {
     };
     assert_eq!(report["found"], 0, "{report}");
 }
+
+/// The exact variable sets each host gives a function
+/// (tests/fixtures/lambda-env/; local_invoke.py and sam_local.py check
+/// that the tools still set what their fixtures say).
+fn host_environment(fixture: &str, runtime: &RuntimeApi) -> Vec<(String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lambda-env/");
+    std::fs::read_to_string(format!("{path}{fixture}"))
+        .unwrap_or_else(|e| panic!("{fixture}: {e}"))
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("KEY=VALUE");
+            // Our Runtime API stands in for the host's.
+            let v = if k == "AWS_LAMBDA_RUNTIME_API" {
+                runtime.addr.as_str()
+            } else {
+                v
+            };
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+/// Issue 25 (1): the memory backend, and the bundled seed's known
+/// passwords, never serve in the Lambda service, whatever its configuration
+/// says; `cargo lambda` and `sam local` keep working. Each Lambda binary is
+/// started with exactly the variables each host sets, plus
+/// `UFORGE_BACKEND=memory`: the service's (provided.al2023 has no
+/// `AWS_EXECUTION_ENV`, which the guard used to look for) make it refuse to
+/// start, also when the configuration claims to be SAM; the local tools'
+/// make it serve.
+#[tokio::test]
+async fn the_memory_backend_serves_only_where_it_is_local() {
+    let direct = serde_json::json!({"type": "uforge.publish.cancel", "schemaVersion": 1,
+        "uid": "alice", "aid": 1, "itid": 2, "pitid": 3})
+    .to_string();
+    let http = std::fs::read_to_string(
+        common::sample_events::events_dir().join("apigw-rest-cancel-basic.json"),
+    )
+    .unwrap();
+    type Case = (&'static str, &'static [(&'static str, &'static str)], bool);
+    let cases: [Case; 6] = [
+        ("lambda-provided-al2023.env", &[], false),
+        (
+            "lambda-provided-al2023.env",
+            &[("AWS_SAM_LOCAL", "true")],
+            false,
+        ),
+        (
+            "lambda-provided-al2023.env",
+            &[("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start")],
+            false,
+        ),
+        ("sam-local-1.170.0.env", &[], true),
+        (
+            "sam-local-1.170.0.env",
+            &[
+                ("LAMBDA_TASK_ROOT", "/var/task"),
+                ("LAMBDA_RUNTIME_DIR", "/var/runtime"),
+            ],
+            true,
+        ),
+        ("cargo-lambda-1.9.2.env", &[], true),
+    ];
+    for (fixture, extra, serves) in cases {
+        for (binary, event) in [
+            ("publish-cancel", http.as_str()),
+            ("automation", direct.as_str()),
+            ("reconciler", "{}"),
+        ] {
+            let runtime = RuntimeApi::start().await;
+            let mut env = host_environment(fixture, &runtime);
+            env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            env.push(("UFORGE_BACKEND".into(), "memory".into()));
+            let mut function = LambdaProcess::spawn(&lambda_binary(binary), &env);
+            let case = format!("{binary} with {fixture} {extra:?}");
+            if serves {
+                let Outcome::Response(answer) = function.invoke(&runtime, event).await else {
+                    panic!("{case}: refused\n{}", function.logs());
+                };
+                match binary {
+                    "publish-cancel" => assert_eq!(answer["statusCode"], 200, "{case}: {answer}"),
+                    "automation" => assert_eq!(answer["outcome"], "cancelled", "{case}: {answer}"),
+                    _ => assert_eq!(answer["found"], 0, "{case}: {answer}"),
+                }
+                function.child.kill().await.ok();
+                continue;
+            }
+            let status =
+                tokio::time::timeout(std::time::Duration::from_secs(30), function.child.wait())
+                    .await
+                    .unwrap_or_else(|_| panic!("{case}: still running after 30 s"))
+                    .unwrap();
+            assert_eq!(status.code(), Some(1), "{case}\n{}", function.logs());
+            let reported = runtime
+                .init_error()
+                .unwrap_or_else(|| panic!("{case}: no init error\n{}", function.logs()));
+            assert!(
+                reported.contains("Runtime.ConfigError")
+                    && reported.contains("UFORGE_BACKEND")
+                    && reported.contains("refused in the Lambda service"),
+                "{case}: {reported}"
+            );
+        }
+    }
+}

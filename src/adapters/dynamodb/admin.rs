@@ -18,7 +18,7 @@ use super::{
 use crate::adapters::sdk_error;
 use crate::auth::KekSource;
 use crate::domain::{Login, PublishKey, PublishRecord, Timestamp, User};
-use crate::ports::{AdminError, AdminStore, UserSummary};
+use crate::ports::{AdminError, AdminStore, Replacing, UserSummary};
 
 pub struct DynamoAdmin {
     client: Client,
@@ -339,6 +339,70 @@ impl DynamoAdmin {
     }
 }
 
+/// A condition that holds while the item is still `old` in everything the
+/// service or an operator changes: its state, the transition's attempt, the
+/// pending mark, the claim, its time.
+fn unchanged_since(
+    old: &PublishRecord,
+) -> (
+    String,
+    Vec<(&'static str, &'static str)>,
+    Vec<(String, AttributeValue)>,
+) {
+    let present = |yes: bool| (yes, None);
+    let equal = |v: AttributeValue| (true, Some(v));
+    let checks = [
+        (
+            "#uid",
+            attr::UID,
+            equal(AttributeValue::S(old.key.uid.to_string())),
+        ),
+        (
+            "#state",
+            attr::STATE,
+            equal(AttributeValue::S(old.state.as_str().to_owned())),
+        ),
+        ("#pending", attr::STOP_PENDING, present(old.stop_pending)),
+        (
+            "#undeliverable",
+            attr::STOP_UNDELIVERABLE,
+            present(old.stop_undeliverable.is_some()),
+        ),
+        (
+            "#attempt",
+            attr::CANCEL_ATTEMPT,
+            old.cancel_attempt
+                .as_ref()
+                .map_or(present(false), |t| equal(AttributeValue::S(t.to_string()))),
+        ),
+        (
+            "#claimed",
+            attr::STOP_CLAIMED_AT,
+            old.stop_claim.as_ref().map_or(present(false), |c| {
+                equal(AttributeValue::N(c.at.0.to_string()))
+            }),
+        ),
+    ];
+    let mut parts = Vec::new();
+    let mut names = Vec::new();
+    let mut values = Vec::new();
+    for (name, attribute, (exists, value)) in checks {
+        if name != "#uid" {
+            names.push((name, attribute));
+        }
+        let placeholder = format!(":{}", &name[1..]);
+        parts.push(match (exists, value) {
+            (_, Some(v)) => {
+                values.push((placeholder.clone(), v));
+                format!("{name} = {placeholder}")
+            }
+            (true, None) => format!("attribute_exists({name})"),
+            (false, None) => format!("attribute_not_exists({name})"),
+        });
+    }
+    (parts.join(" AND "), names, values)
+}
+
 fn backend(context: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> AdminError {
     AdminError::Backend(sdk_error(context, e))
 }
@@ -511,15 +575,40 @@ impl AdminStore for DynamoAdmin {
         }))
     }
 
-    async fn put_publish(&self, record: &PublishRecord) -> Result<(), AdminError> {
-        self.client
+    async fn put_publish(
+        &self,
+        record: &PublishRecord,
+        replacing: Replacing<'_>,
+    ) -> Result<(), AdminError> {
+        let mut request = self
+            .client
             .put_item()
             .table_name(&self.publishes_table)
             .set_item(Some(record_to_item(record)))
-            .send()
-            .await
-            .map_err(|e| backend("writing the publishes table", e))?;
-        Ok(())
+            .expression_attribute_names("#uid", attr::UID);
+        request = match replacing {
+            Replacing::Nothing => request.condition_expression("attribute_not_exists(#uid)"),
+            Replacing::Read(old) => {
+                // What a cancel, a claim, a clearing or another operator
+                // would have changed since `old` was read.
+                let (condition, names, values) = unchanged_since(old);
+                let mut request = request.condition_expression(condition);
+                for (k, v) in names {
+                    request = request.expression_attribute_names(k, v);
+                }
+                for (k, v) in values {
+                    request = request.expression_attribute_values(k, v);
+                }
+                request
+            }
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(AdminError::Changed(record.key.clone()))
+            }
+            Err(e) => Err(backend("writing the publishes table", e)),
+        }
     }
 
     async fn publish(&self, key: &PublishKey) -> Result<Option<PublishRecord>, AdminError> {
