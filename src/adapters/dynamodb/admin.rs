@@ -342,13 +342,14 @@ impl DynamoAdmin {
 /// A condition that holds while the item is still `old` in everything the
 /// service or an operator changes: its state, the transition's attempt, the
 /// pending mark, the claim, its time.
-fn unchanged_since(
-    old: &PublishRecord,
-) -> (
+/// A condition expression with its attribute names and values.
+type Condition = (
     String,
     Vec<(&'static str, &'static str)>,
     Vec<(String, AttributeValue)>,
-) {
+);
+
+fn unchanged_since(old: &PublishRecord) -> Condition {
     let present = |yes: bool| (yes, None);
     let equal = |v: AttributeValue| (true, Some(v));
     let checks = [
