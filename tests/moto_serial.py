@@ -43,9 +43,20 @@ IAM (only matters once a test turns enforcement on, see tests/deploy/):
   every SendMessage; the tests play Lambda's poller themselves); and a
   version has a resource policy of its own (moto shared $LATEST's, so a
   permission granted on the alias showed on the function itself).
+- moto ignores most of a statement's `Condition` (and denies, rather than
+  skips, a statement whose condition does not hold); here the condition
+  keys of DynamoDB requests are evaluated as AWS documents them
+  ("Using IAM policy conditions for fine-grained access control"):
+  `dynamodb:Attributes` (the key's attributes and every attribute an
+  expression names), `dynamodb:ReturnValues` (NONE unless given) and
+  `dynamodb:LeadingKeys` (the partition key's value), with the operators
+  `StringEquals`, `StringLike` and `StringNotLike`, their `ForAllValues:`
+  and `ForAnyValue:` forms and `IfExists`; a statement whose condition does
+  not hold does not apply. Any other operator or key fails the request
+  loudly rather than being ignored.
 - With MOTO_IAM_AUDIT=<file>, every decision is appended to that file as a
-  JSON line: principal, action, resource, allowed, and the Sids of the
-  statements that allowed it.
+  JSON line: principal, action, resource, allowed, the Sids of the
+  statements that allowed it, and the request's condition keys.
 
 Usage: moto_serial.py PORT   (0: a free port, chosen when it binds; the
 port it listens on is printed as the first line on stdout either way, so a
@@ -102,6 +113,111 @@ def _iam_match(pattern, string):
     return re.match(f"^{regex}$", string, re.DOTALL)
 
 
+# The condition keys of the request being authorised (one at a time: the
+# server is serial).
+_CONTEXT = {}
+_EXPRESSIONS = ("UpdateExpression", "ConditionExpression", "KeyConditionExpression",
+                "FilterExpression", "ProjectionExpression")
+_EXPRESSION_WORDS = {"set", "remove", "add", "delete", "and", "or", "not", "in", "between",
+                     "attribute_exists", "attribute_not_exists", "attribute_type", "begins_with",
+                     "contains", "size", "if_not_exists", "list_append"}
+
+
+def _dynamodb_context(body):
+    try:
+        params = json.loads(body or b"{}")
+    except ValueError:
+        return {}
+    names = set(params.get("Key", {})) | set(params.get("Item", {}))
+    placeholders = params.get("ExpressionAttributeNames", {})
+    for field in _EXPRESSIONS:
+        text = re.sub(r"\[[0-9]+\]", "", params.get(field) or "")
+        for token in re.findall(r"#?[A-Za-z_][A-Za-z0-9_]*|:[A-Za-z0-9_]+", text):
+            if token.startswith(":") or token.lower() in _EXPRESSION_WORDS:
+                continue
+            # A top-level name: a placeholder's value, or a literal (paths
+            # `a.b` name `a`, which the regular expression stops at).
+            names.add(placeholders.get(token, token) if token.startswith("#") else token)
+    context = {"dynamodb:Attributes": sorted(names),
+               "dynamodb:ReturnValues": params.get("ReturnValues", "NONE")}
+    key = params.get("Key", {})
+    if key:
+        # The partition key is the first one of the table's schema; ours
+        # are `uid` and `login`.
+        for name in ("uid", "login"):
+            if name in key:
+                context["dynamodb:LeadingKeys"] = [next(iter(key[name].values()))]
+    return context
+
+
+def _matches(operator, value, expected):
+    if operator == "StringEquals":
+        return value == expected
+    if operator == "StringLike":
+        return _iam_match(expected, value) is not None
+    raise ValueError(f"condition operator {operator} is not evaluated here")
+
+
+def _condition_holds(conditions, context):
+    for operator, entries in conditions.items():
+        base = operator
+        if_exists = base.endswith("IfExists")
+        base = base[: -len("IfExists")] if if_exists else base
+        qualifier, _, base = base.rpartition(":")
+        negated = base == "StringNotLike"
+        base = "StringLike" if negated else base
+        for key, expected in entries.items():
+            if not key.startswith("dynamodb:"):
+                raise ValueError(f"condition key {key} is not evaluated here")
+            expected = expected if isinstance(expected, list) else [expected]
+            actual = context.get(key)
+            if actual is None:
+                # Absent: IfExists and ForAllValues hold, the rest do not.
+                if if_exists or qualifier == "ForAllValues":
+                    continue
+                return False
+            values = actual if isinstance(actual, list) else [actual]
+            hit = lambda v: any(_matches(base, v, e) for e in expected) != negated
+            if qualifier == "ForAllValues":
+                ok = all(hit(v) for v in values)
+            elif qualifier == "ForAnyValue":
+                ok = any(hit(v) for v in values)
+            elif qualifier == "":
+                ok = len(values) == 1 and hit(values[0])
+            else:
+                raise ValueError(f"condition qualifier {qualifier} is not evaluated here")
+            if not ok:
+                return False
+    return True
+
+
+def _with_conditions(is_action_permitted):
+    def permitted(self, action, resource="*", principal=None, incoming_condition_values=None):
+        conditions = self._statement.get("Condition")
+        if not conditions or principal is not None or incoming_condition_values is not None:
+            return is_action_permitted(self, action, resource, principal, incoming_condition_values)
+        bare = access_control.IAMPolicyStatement(
+            {k: v for k, v in self._statement.items() if k != "Condition"})
+        result = is_action_permitted(bare, action, resource)
+        if result == access_control.PermissionResult.NEUTRAL:
+            return result
+        if _condition_holds(conditions, _CONTEXT):
+            return result
+        return access_control.PermissionResult.NEUTRAL
+
+    return permitted
+
+
+def _with_request_context(check_action_permitted):
+    def check(self, resource):
+        _CONTEXT.clear()
+        if self._action.startswith("dynamodb:"):
+            _CONTEXT.update(_dynamodb_context(self._body))
+        return check_action_permitted(self, resource)
+
+    return check
+
+
 def _audited(original, audit_path):
     def check_action_permitted(self, resource):
         allowed = True
@@ -133,6 +249,7 @@ def _audited(original, audit_path):
                             "resource": resource,
                             "allowed": allowed,
                             "sids": sids,
+                            "context": dict(_CONTEXT),
                         }
                     )
                     + "\n"
@@ -319,10 +436,13 @@ def patch():
     SecretsManagerResponse._determine_resource = _secret_resource
     access_control.IAMPolicy.__init__ = _iam_policy_init
     access_control.IAMPolicyStatement._match = staticmethod(_iam_match)
+    statement = access_control.IAMPolicyStatement
+    statement.is_action_permitted = _with_conditions(statement.is_action_permitted)
+    base = access_control.IAMRequestBase
     audit_path = os.environ.get("MOTO_IAM_AUDIT")
     if audit_path:
-        base = access_control.IAMRequestBase
         base.check_action_permitted = _audited(base.check_action_permitted, audit_path)
+    base.check_action_permitted = _with_request_context(base.check_action_permitted)
 
 
 if __name__ == "__main__":

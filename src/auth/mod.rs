@@ -133,7 +133,7 @@ impl Authenticator {
 
     /// Counts a verification in flight, keeping the peak (tests).
     #[cfg(test)]
-    fn count_running(&self) -> impl Drop {
+    fn count_running(&self) -> impl Drop + Send + 'static {
         use std::sync::atomic::Ordering::SeqCst;
         struct Running(
             Arc<(
@@ -211,12 +211,18 @@ impl Authenticator {
         // Wait for a turn (queued, never refused: the request's own budget
         // bounds the wait), then keep Argon2's tens of ms of CPU off the
         // reactor threads.
-        let Ok(_turn) = self.verifications.clone().acquire_owned().await else {
+        let Ok(turn) = self.verifications.clone().acquire_owned().await else {
             return Err(AuthError::Denied);
         };
         #[cfg(test)]
-        let _running = self.count_running();
+        let running = self.count_running();
+        // The turn is the verification's, not the request's: a request
+        // dropped meanwhile (its budget, its connection) leaves the job
+        // running, and the job keeps its turn until it is done.
         let verified = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            #[cfg(test)]
+            let _running = running;
             let ok = password::verify(&c.password, stored.as_deref());
             if let (true, Some(cache), Some(hash)) = (ok, cache, stored) {
                 cache.remember(c.login.as_str(), &c.password, &hash);
@@ -249,17 +255,27 @@ impl Authenticator {
         let Some(keks) = &self.keks else {
             return deny(trace, Denied::ApiKeysOff);
         };
-        let Some(user) = users.get(path_uid).await? else {
-            return deny(trace, Denied::UnknownUser);
-        };
-        let Some(k) = user.api_key(&req.public_key) else {
-            return deny(trace, Denied::NoSuchKey);
-        };
+        // The KEKs first, whoever is asking: while their store fails, every
+        // API-key request is the same 503, so no answer tells which
+        // (login, public key) pairs exist. (Read once, then cached.)
+        let sealer = keks.sealer(None).await?;
+        let user = users.get(path_uid).await?;
+        let key = user.as_ref().and_then(|u| u.api_key(&req.public_key));
         trace.check = Check::Signature;
-        // The KEKs are read on the first API-key request, not at start.
+        let (Some(user), Some(k)) = (&user, key) else {
+            // The same HMAC work as a real check, so no timing tells them
+            // apart either.
+            std::hint::black_box(signed_url::verify(UNKNOWN_KEY_SECRET, &req));
+            let why = if user.is_none() {
+                Denied::UnknownUser
+            } else {
+                Denied::NoSuchKey
+            };
+            return deny(trace, why);
+        };
         let open =
             |sealer: &Sealer| sealer.open(user.login.as_str(), &k.public_key, &k.sealed_secret);
-        let secret = match open(&*keks.sealer(None).await?) {
+        let secret = match open(&sealer) {
             // Sealed under a KEK newer than ours: a rotation happened.
             Err(SealError::UnknownKey(id)) => open(&*keks.sealer(Some(id)).await?).ok(),
             opened => opened.ok(),
@@ -267,7 +283,7 @@ impl Authenticator {
         match secret {
             Some(secret) if signed_url::verify(&secret, &req) => {
                 if user.active {
-                    Ok(user)
+                    Ok(user.clone())
                 } else {
                     deny(trace, Denied::Inactive)
                 }
@@ -280,6 +296,11 @@ impl Authenticator {
         }
     }
 }
+
+/// What an API-key request for a login or key that does not exist is
+/// checked against: the work of a real check, and never a match.
+const UNKNOWN_KEY_SECRET: &[u8] =
+    b"not the secret of any key: a signature is never checked against it";
 
 /// How one request's credentials were checked: for metrics and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -404,6 +425,70 @@ mod tests {
         assert_eq!(answered, 24);
         let peak = auth.peak.1.load(std::sync::atomic::Ordering::SeqCst);
         assert!((1..=2).contains(&peak), "peak {peak}");
+    }
+
+    /// Issue 25 (4): a request dropped while its Argon2 job runs (its
+    /// budget ran out, its client went away) does not give its turn to
+    /// another while the job still runs: the bound holds for the jobs, not
+    /// only for the requests waiting on them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_dropped_request_keeps_its_verification_s_turn_until_it_ends() {
+        let users = Arc::new(bundled_users());
+        let auth = Arc::new(Authenticator::build(None, None, 2));
+        let alice = Login::parse("alice").unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..12 {
+            let (auth, users, alice) = (auth.clone(), users.clone(), alice.clone());
+            tasks.push(tokio::spawn(async move {
+                // Dropped long before Argon2 (tens of ms) is done.
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(1),
+                    auth.authenticate(&*users, basic("alice", "wrong"), &alice),
+                )
+                .await;
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // Let every detached job finish.
+        let _ = auth.verifications.acquire_many(2).await.unwrap();
+        let peak = auth.peak.1.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=2).contains(&peak), "peak {peak} verifications at once");
+    }
+
+    /// Issue 25 (3): while the KEK store fails, an API-key request is the
+    /// same `Backend` error (a 503) whether or not its login and key exist;
+    /// before, only a real (login, key) pair got that far and the others
+    /// were refused (401): an oracle for which pairs exist.
+    #[tokio::test]
+    async fn a_failing_kek_store_answers_every_api_key_request_alike() {
+        #[derive(Debug)]
+        struct Down;
+        impl KekSource for Down {
+            fn sealer(&self, _: Option<sealed::KeyId>) -> keks::KekFuture<'_> {
+                Box::pin(async { Err(BackendError::msg("the KEK store is down")) })
+            }
+        }
+        let users = bundled_users();
+        let auth = Authenticator::new(Some(Arc::new(Down)));
+        for (uid, public_key) in [
+            ("alice", "PUBKEY123"),
+            ("alice", "NOSUCHKEY"),
+            ("nobody", "PUBKEY123"),
+        ] {
+            let relative = format!("users/{uid}/appliances/1/images/2/pimages/3/cancel");
+            let query = format!("apiKey={public_key}&signature={}=", "A".repeat(27));
+            let creds = Credentials::from_request(std::iter::empty(), &relative, &query);
+            assert!(matches!(creds, Credentials::SignedUrl(_)));
+            let (result, _) = auth
+                .authenticate(&users, creds, &Login::parse(uid).unwrap())
+                .await;
+            assert!(
+                matches!(result, Err(AuthError::Backend(_))),
+                "{uid}/{public_key}: {result:?}"
+            );
+        }
     }
 
     /// A timing oracle is a difference in work between failures; this

@@ -18,6 +18,8 @@ look: what CloudFormation would actually be asked to build.
 - "Publish Cancelled" announcements go to their own bus, which only the
   pipe may write, as a fixed projection; AutomationPrincipals refuses
   wildcards.
+- Every output and parameter description says what the template does:
+  events named on the buses they travel on, outputs that exist.
 - The IAM statements of the transformed template have no wildcard either.
 
 Exits non-zero on the first failed check, printing what was found.
@@ -339,6 +341,96 @@ def check_waf_limit(template):
         check(not pattern.fullmatch(bad), f"WafRateLimit accepts {bad!r}")
 
 
+BUS_NAMES = {"AutomationBus": "automation bus", "AnnouncementBus": "announcement bus"}
+
+
+def event_buses(template):
+    """Each event this stack names, and the bus it travels on: a cancel
+    request on the bus of the rule that takes it, an announcement on the
+    bus the pipe puts it on."""
+    buses = {}
+    for rule in sam.resources_of_type(template, "AWS::Events::Rule").values():
+        props = rule["Properties"]
+        bus = props.get("EventBusName", {}).get("Ref")
+        for detail_type in props.get("EventPattern", {}).get("detail-type", []):
+            buses[detail_type] = bus
+    for pipe in sam.resources_of_type(template, "AWS::Pipes::Pipe").values():
+        props = pipe["Properties"]
+        bus = props["Target"].get("Fn::GetAtt", [None])[0]
+        detail_type = props.get("TargetParameters", {}).get("EventBridgeEventBusParameters", {}).get("DetailType")
+        if detail_type:
+            buses[detail_type] = bus
+    return buses
+
+
+def referenced(value):
+    """The logical id an output's value names (`Ref` or `GetAtt`)."""
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return value["Ref"]
+        if "Fn::GetAtt" in value:
+            return value["Fn::GetAtt"][0]
+    return None
+
+
+def check_events_alias_guard(template):
+    """What an operator attaches (or puts in an SCP) to keep principals with
+    a broad lambda:InvokeFunction off the `events` alias: one Deny, of that
+    action, on that alias, for everyone it is attached to."""
+    (policy,) = [
+        r["Properties"] for r in sam.resources_of_type(template, "AWS::IAM::ManagedPolicy").values()
+        if "events" in json.dumps(r["Properties"].get("PolicyDocument", {}))
+    ] or [{}]
+    (statement,) = policy.get("PolicyDocument", {}).get("Statement", [{}])
+    check(
+        statement.get("Effect") == "Deny"
+        and statement.get("Action") == "lambda:InvokeFunction"
+        and statement.get("Resource") == {"Fn::Sub": "${AutomationFunction.Arn}:events"}
+        and "Condition" not in statement and "Principal" not in statement,
+        f"the events alias guard is not a plain Deny of invoking the alias: {policy}",
+    )
+    scp = template.get("Outputs", {}).get("EventsAliasGuardScp", {}).get("Value", {}).get("Fn::Sub", "")
+    try:
+        check(json.loads(scp.replace("${AutomationFunction.Arn}", "arn")) ==
+              {"Sid": statement.get("Sid"), "Effect": "Deny", "Action": "lambda:InvokeFunction",
+               "Resource": "arn:events"},
+              f"output EventsAliasGuardScp is not the guard's statement: {scp}")
+    except ValueError as e:
+        check(False, f"output EventsAliasGuardScp is not JSON: {e}")
+
+
+def check_descriptions(template):
+    """What the template says of itself is what it does: every output says
+    what it is; an output's description names only events that travel on
+    the resource it gives; a description that puts an event on a bus by
+    name ("the automation bus") puts it on the bus it travels on; an output
+    a description points to exists. (The announcement bus's description
+    once still said announcements went on the automation bus.)"""
+    buses = event_buses(template)
+    check({"Publish Cancel Requested", "Publish Cancelled"} <= set(buses),
+          f"events and their buses not found: {buses}")
+    outputs = template.get("Outputs", {})
+    texts = [(f"output {n}", o.get("Description", ""), referenced(o.get("Value"))) for n, o in outputs.items()]
+    texts += [(f"parameter {n}", p.get("Description", ""), None) for n, p in template.get("Parameters", {}).items()]
+    for name, output in outputs.items():
+        check(output.get("Description"), f"output {name} has no Description")
+    for where, text, resource in texts:
+        text = " ".join(text.split())
+        events = set(re.findall(r'"([^"]+)"', text)) & set(buses)
+        if resource in BUS_NAMES:
+            for event in events:
+                check(buses[event] == resource,
+                      f"{where} speaks of \"{event}\" events, which travel on {buses[event]}, not {resource}")
+        for sentence in re.split(r"(?<=[.;])\s", text):
+            for bus, bus_name in BUS_NAMES.items():
+                if bus_name in sentence:
+                    for event in set(re.findall(r'"([^"]+)"', sentence)) & set(buses):
+                        check(buses[event] == bus,
+                              f"{where} puts \"{event}\" on the {bus_name}; it travels on {buses[event]}")
+        for named in re.findall(r"\b([A-Z][A-Za-z]+(?:Name|Url|Arn))\b", text):
+            check(named in outputs, f"{where} points to an output {named} that does not exist")
+
+
 def check_local_env(path, env_path):
     """`sam local invoke/start-api --env-vars events/local-env.json`: the
     file names functions of the template, and gives each the embedded
@@ -369,6 +461,8 @@ def main(path):
     check_functions(template)
     check_automation(template)
     check_announcements(template)
+    check_descriptions(template)
+    check_events_alias_guard(template)
     check_dashboards(template)
     check_waf_limit(template)
     check_waf(template)

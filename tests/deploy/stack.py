@@ -126,6 +126,22 @@ def tables(_args):
     return out
 
 
+def attribute_grants(_args):
+    """Each role's statements narrowed by `dynamodb:Attributes`: role ->
+    Sid -> the attributes it may name."""
+    template = sam.load(str(TEMPLATE))
+    out = {}
+    for name, role in sam.resources_of_type(template, "AWS::IAM::Role").items():
+        for policy in role["Properties"].get("Policies", []):
+            for st in policy["PolicyDocument"]["Statement"]:
+                if not isinstance(st, dict):
+                    continue
+                attrs = st.get("Condition", {}).get("ForAllValues:StringEquals", {}).get("dynamodb:Attributes")
+                if attrs:
+                    out.setdefault(name, {})[st["Sid"]] = attrs
+    return out
+
+
 def stream_records(endpoint, table):
     """Every record on `table`'s stream, oldest first, as Pipes reads them."""
     arn = client("dynamodb", endpoint).describe_table(TableName=table)["Table"]["LatestStreamArn"]
@@ -526,6 +542,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("tables")
+    sub.add_parser("attribute-grants")
     for name in ("admin", "enforce-iam"):
         sub.add_parser(name).add_argument("--endpoint", required=True)
     d = sub.add_parser("deploy")
@@ -542,6 +559,7 @@ def main():
     args = parser.parse_args()
     handler = {
         "tables": tables,
+        "attribute-grants": attribute_grants,
         "admin": admin,
         "deploy": deploy,
         "enforce-iam": enforce_iam,

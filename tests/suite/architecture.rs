@@ -152,3 +152,96 @@ fn the_aws_stores_are_composed_in_one_place() {
         ["src/startup/mod.rs"]
     );
 }
+
+/// Issue 25: each function's `UpdateItem` grant names exactly the
+/// attributes its code's writes name (`dynamodb:Attributes`), read from the
+/// code: the publishes adapter's write functions (and the audit the
+/// cancel stamps), plus the table's key. The rehearsal proves the grants
+/// suffice under enforced IAM; this proves they grant nothing more.
+#[test]
+fn the_update_grants_name_exactly_the_attributes_the_code_writes() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    // attr::NAME -> its attribute name, from the one place that says it.
+    let items = read("src/adapters/dynamodb/items.rs");
+    let module = &items[items.find("pub mod attr {").unwrap()..];
+    let module = &module[..module.find("\n}").unwrap()];
+    let mut names = BTreeMap::new();
+    for line in module.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("pub const ") {
+            let (name, value) = rest.split_once(": &str = ").unwrap();
+            names.insert(
+                name.to_owned(),
+                value.trim_end_matches(';').trim_matches('"').to_owned(),
+            );
+        }
+    }
+    // The attr:: constants a function's body names.
+    let named_in = |source: &str, function: &str| -> BTreeSet<String> {
+        let start = source
+            .find(&format!("fn {function}("))
+            .unwrap_or_else(|| panic!("no fn {function}"));
+        // To the brace that closes the function's body.
+        let body = &source[start..];
+        let open = body.find('{').unwrap();
+        let mut depth = 0;
+        let end = body[open..]
+            .char_indices()
+            .find_map(|(i, c)| {
+                depth += match c {
+                    '{' => 1,
+                    '}' => -1,
+                    _ => 0,
+                };
+                (depth == 0).then_some(open + i)
+            })
+            .unwrap();
+        let body = &body[..end];
+        body.match_indices("attr::")
+            .map(|(i, _)| {
+                let rest = &body[i + 6..];
+                let len = rest
+                    .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..len]
+            })
+            // `attr::PENDING` is the mark's value, not an attribute.
+            .filter(|name| *name != "PENDING")
+            .map(|name| names[name].clone())
+            .collect()
+    };
+    let publishes = read("src/adapters/dynamodb/publishes.rs");
+    let keys: BTreeSet<String> = ["UID", "PUBLISH_KEY"]
+        .iter()
+        .map(|k| names[*k].clone())
+        .collect();
+    let stop_writes: BTreeSet<String> = ["claim_stop", "end_attempt"]
+        .iter()
+        .flat_map(|f| named_in(&publishes, f))
+        .chain(keys.iter().cloned())
+        .collect();
+    let mut cancel_writes = stop_writes.clone();
+    cancel_writes.extend(named_in(&publishes, "cancel"));
+    cancel_writes.extend(named_in(&items, "audit_values"));
+    let grants = crate::common::template::stack_py(&["attribute-grants"]);
+    let granted = |role: &str, sid: &str| -> BTreeSet<String> {
+        grants[role][sid]
+            .as_array()
+            .unwrap_or_else(|| {
+                panic!("{role} has no {sid} narrowed by dynamodb:Attributes: {grants}")
+            })
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    for role in ["CancelFunctionRole", "AutomationFunctionRole"] {
+        assert_eq!(granted(role, "CancelPublishes"), cancel_writes, "{role}");
+    }
+    assert_eq!(
+        granted("ReconcilerFunctionRole", "ClearPendingStops"),
+        stop_writes,
+        "the reconciler claims, clears and parks"
+    );
+}

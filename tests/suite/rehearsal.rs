@@ -732,6 +732,35 @@ async fn least_privilege_refusals(s: &Deployed, endpoint: &str) {
             &what("PurgeQueue"),
             sqs.purge_queue().queue_url(stop).send().await,
         );
+        // No role writes a worker's fields (dynamodb:Attributes): not the
+        // progress, not a record's state back to running.
+        denied(
+            &what("UpdateItem of a worker's progress"),
+            ddb.update_item()
+                .table_name(publishes)
+                .set_key(Some(key("alice")))
+                .update_expression("SET #p = :p")
+                .expression_attribute_names("#p", attr::PERCENTAGE)
+                .expression_attribute_values(":p", AttributeValue::N("100".into()))
+                .send()
+                .await,
+        );
+        if function == "ReconcilerFunction" {
+            // It claims and clears stops; it never cancels or stamps.
+            denied(
+                &what("UpdateItem of a cancel's stamp"),
+                ddb.update_item()
+                    .table_name(publishes)
+                    .set_key(Some(key("alice")))
+                    .update_expression("SET #m = :m, #r = :r")
+                    .expression_attribute_names("#m", attr::MESSAGE)
+                    .expression_attribute_names("#r", attr::CANCEL_REQUEST_ID)
+                    .expression_attribute_values(":m", AttributeValue::S("x".into()))
+                    .expression_attribute_values(":r", AttributeValue::S("x".into()))
+                    .send()
+                    .await,
+            );
+        }
 
         if function != "ReconcilerFunction" {
             denied(
