@@ -82,11 +82,41 @@ pub struct Authenticator {
     /// Argon2 verifications running at once (each holds 19 MiB): a request
     /// beyond waits its turn (within its time budget), it is not refused.
     verifications: Arc<tokio::sync::Semaphore>,
-    #[cfg(test)]
-    peak: Arc<(
-        std::sync::atomic::AtomicUsize,
-        std::sync::atomic::AtomicUsize,
-    )>,
+    /// What the verifications did: how many ran, how many at once.
+    stats: Arc<VerificationStats>,
+}
+
+/// Argon2 verifications as they really ran, counted inside the blocking
+/// job around `password::verify` (not where a request decides to run one):
+/// what the cost and concurrency guarantees are about.
+#[derive(Debug, Default)]
+pub struct VerificationStats {
+    running: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    total: std::sync::atomic::AtomicU64,
+}
+
+impl VerificationStats {
+    /// Verifications completed since start.
+    pub fn total(&self) -> u64 {
+        self.total.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most that ever ran at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Runs `verify` as one counted verification.
+    fn count<T>(&self, verify: impl FnOnce() -> T) -> T {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(now, SeqCst);
+        let out = verify();
+        self.running.fetch_sub(1, SeqCst);
+        self.total.fetch_add(1, SeqCst);
+        out
+    }
 }
 
 /// The production cache: five minutes, bounded to a few thousand entries
@@ -126,29 +156,13 @@ impl Authenticator {
             keks,
             cache,
             verifications: Arc::new(tokio::sync::Semaphore::new(verifications.max(1))),
-            #[cfg(test)]
-            peak: Arc::default(),
+            stats: Arc::default(),
         }
     }
 
-    /// Counts a verification in flight, keeping the peak (tests).
-    #[cfg(test)]
-    fn count_running(&self) -> impl Drop + Send + 'static {
-        use std::sync::atomic::Ordering::SeqCst;
-        struct Running(
-            Arc<(
-                std::sync::atomic::AtomicUsize,
-                std::sync::atomic::AtomicUsize,
-            )>,
-        );
-        impl Drop for Running {
-            fn drop(&mut self) {
-                self.0 .0.fetch_sub(1, SeqCst);
-            }
-        }
-        let now = self.peak.0.fetch_add(1, SeqCst) + 1;
-        self.peak.1.fetch_max(now, SeqCst);
-        Running(self.peak.clone())
+    /// What the Argon2 verifications of this authenticator did.
+    pub fn verification_stats(&self) -> &VerificationStats {
+        &self.stats
     }
 
     /// How many verified credentials are cached (0 without a cache).
@@ -214,16 +228,13 @@ impl Authenticator {
         let Ok(turn) = self.verifications.clone().acquire_owned().await else {
             return Err(AuthError::Denied);
         };
-        #[cfg(test)]
-        let running = self.count_running();
         // The turn is the verification's, not the request's: a request
         // dropped meanwhile (its budget, its connection) leaves the job
         // running, and the job keeps its turn until it is done.
+        let stats = self.stats.clone();
         let verified = tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            #[cfg(test)]
-            let _running = running;
-            let ok = password::verify(&c.password, stored.as_deref());
+            let ok = stats.count(|| password::verify(&c.password, stored.as_deref()));
             if let (true, Some(cache), Some(hash)) = (ok, cache, stored) {
                 cache.remember(c.login.as_str(), &c.password, &hash);
             }
@@ -423,8 +434,9 @@ mod tests {
             answered += 1;
         }
         assert_eq!(answered, 24);
-        let peak = auth.peak.1.load(std::sync::atomic::Ordering::SeqCst);
-        assert!((1..=2).contains(&peak), "peak {peak}");
+        let stats = auth.verification_stats();
+        assert!((1..=2).contains(&stats.peak()), "peak {}", stats.peak());
+        assert_eq!(stats.total(), 24, "every request verified, once");
     }
 
     /// Issue 25 (4): a request dropped while its Argon2 job runs (its
@@ -453,7 +465,7 @@ mod tests {
         }
         // Let every detached job finish.
         let _ = auth.verifications.acquire_many(2).await.unwrap();
-        let peak = auth.peak.1.load(std::sync::atomic::Ordering::SeqCst);
+        let peak = auth.verification_stats().peak();
         assert!((1..=2).contains(&peak), "peak {peak} verifications at once");
     }
 
@@ -502,14 +514,18 @@ mod tests {
         let auth = Authenticator::with_cache(None);
         let alice = Login::parse("alice").unwrap();
         let run = |creds| auth.authenticate(&users, creds, &alice);
+        // Verifications that really ran (counted around password::verify,
+        // not where the trace says one will): the cost the guarantee is
+        // about. A request skipping Argon2 for some reason shows here.
+        let ran = || auth.verification_stats().total();
 
         // A success is verified once, then answered from the cache.
         let (ok, t) = run(basic("alice", "alice-password")).await;
         assert!(ok.is_ok());
-        assert_eq!(t.check, Check::Argon2);
+        assert_eq!((t.check, ran()), (Check::Argon2, 1));
         let (ok, t) = run(basic("alice", "alice-password")).await;
         assert!(ok.is_ok());
-        assert_eq!(t.check, Check::CachedPassword);
+        assert_eq!((t.check, ran()), (Check::CachedPassword, 1));
 
         let failures = [
             ("alice", "wrong", Denied::WrongPassword),
@@ -519,9 +535,15 @@ mod tests {
             ("dave", "wrong", Denied::Inactive),
         ];
         for (login, password, why) in failures {
+            let before = ran();
             let (result, t) = run(basic(login, password)).await;
             assert!(matches!(result, Err(AuthError::Denied)), "{login}");
             assert_eq!(t.check, Check::Argon2, "{login}/{password}: {t:?}");
+            assert_eq!(
+                ran(),
+                before + 1,
+                "{login}/{password}: one verification ran"
+            );
             assert_eq!(t.denied, Some(why), "{login}/{password}");
         }
 
@@ -530,9 +552,15 @@ mod tests {
         disabled.active = false;
         users.put(disabled);
         for _ in 0..2 {
+            let before = ran();
             let (result, t) = run(basic("alice", "alice-password")).await;
             assert!(result.is_err());
             assert_eq!((t.check, t.denied), (Check::Argon2, Some(Denied::Inactive)));
+            assert_eq!(
+                ran(),
+                before + 1,
+                "a disabled account: one verification ran"
+            );
         }
         // Re-enabled, the cache may serve it again (after one verification).
         let mut enabled = users.get(&alice).await.unwrap().unwrap();
@@ -559,10 +587,12 @@ mod tests {
             Credentials::from_request([ok].into_iter(), "users/alice/x", ""),
             Credentials::Basic(_)
         ));
+        let before = ran();
         let (_, t) = run(Credentials::Missing).await;
         assert_eq!(
             (t.scheme, t.check, t.denied),
             (Scheme::None, Check::None, Some(Denied::NoCredentials))
         );
+        assert_eq!(ran(), before, "nothing to verify: no verification");
     }
 }

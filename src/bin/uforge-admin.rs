@@ -189,10 +189,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         None => {
             let settings = AdminSettings::from_env(&Env::process())?;
             let sdk = config::sdk::load_sdk_config(settings.tls_roots).await;
-            let queue = settings
-                .stop_queue_url
-                .clone()
-                .map(|url| SqsStopQueue::new(aws_sdk_sqs::Client::new(&sdk), url));
+            let queue = publish_cancel::startup::admin_stop_queue(&sdk, &settings);
             let store = publish_cancel::startup::dynamo_admin(&sdk, settings);
             if let Command::Publish(PublishCmd::Repair {
                 dry_run,

@@ -118,6 +118,15 @@ pub fn dynamo_admin(sdk: &SdkConfig, settings: AdminSettings) -> DynamoAdmin {
     )
 }
 
+/// Where `uforge-admin publish put --force` sends a pending stop, when
+/// `STOP_QUEUE_URL` says.
+pub fn admin_stop_queue(sdk: &SdkConfig, settings: &AdminSettings) -> Option<SqsStopQueue> {
+    settings
+        .stop_queue_url
+        .clone()
+        .map(|url| SqsStopQueue::new(aws_sdk_sqs::Client::new(sdk), url))
+}
+
 /// The same with clients built elsewhere (e.g. each on its own endpoint).
 pub fn aws_api_from_clients(
     dynamo: aws_sdk_dynamodb::Client,
