@@ -108,16 +108,56 @@ def stop(proc):
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def wait_listening(port, proc):
-    deadline = time.time() + START_TIMEOUT
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"cargo lambda watch exited: {proc.stderr.read()}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    sys.exit(f"cargo lambda watch did not listen on {port} within {START_TIMEOUT} s")
+def listener_pid(port):
+    """The process holding the listening socket on `port` (from /proc), or None."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[1].rsplit(":", 1)[1] == f"{port:04X}" and fields[3] == "0A":  # LISTEN
+                inodes.add(fields[9])
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in {f"socket:[{i}]" for i in inodes}:
+                    return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+def in_session(pid, session):
+    try:
+        return os.getsid(pid) == session
+    except OSError:
+        return False
+
+
+def start_watch(*extra):
+    """`cargo lambda watch` on a free port: the port is picked here and
+    released before the tool binds it, so another process could take it in
+    between. Whoever listens is checked (a process of the tool's own
+    session), and a start that lost the port is tried again on another."""
+    for _ in range(5):
+        port = free_port()
+        proc = watch(port, *extra)
+        deadline = time.time() + START_TIMEOUT
+        while time.time() < deadline and proc.poll() is None:
+            holder = listener_pid(port)
+            if holder is not None:
+                if in_session(holder, proc.pid):
+                    return port, proc
+                break  # someone else took the port
+            time.sleep(0.2)
+        if proc.poll() is None and time.time() >= deadline:
+            stop(proc)
+            sys.exit(f"cargo lambda watch did not listen within {START_TIMEOUT} s")
+        stop(proc)
+    sys.exit("cargo lambda watch could not get a port in 5 tries")
 
 
 def invoke(port, function, event, timeout=INVOKE_TIMEOUT):
@@ -145,10 +185,8 @@ def each_sample(function, folder, check):
     that `folder`/expected.json lists, in name order; `check(name, want,
     done)` returns what to print, or exits on a mismatch."""
     expected = json.loads((EVENTS / folder / "expected.json").read_text())
-    port = free_port()
-    proc = watch(port)
+    port, proc = start_watch()
     try:
-        wait_listening(port, proc)
         # The first invocation builds and starts the binary.
         for name, want in sorted(expected.items()):
             if name.startswith("_"):
@@ -209,14 +247,12 @@ def automation_answer(sample, want, done):
 
 
 def a_misconfigured_start_is_an_init_error():
-    port = free_port()
     # A seed file that does not exist. (Cargo.toml's UFORGE_BACKEND=memory
     # wins over --env-var, so the AWS backend cannot be chosen from here;
     # tests/lambda_runtime.rs covers the missing tables through the
     # suite's own Runtime API.)
-    proc = watch(port, "--env-var", "UFORGE_SEED=/nonexistent/seed.json")
+    port, proc = start_watch("--env-var", "UFORGE_SEED=/nonexistent/seed.json")
     try:
-        wait_listening(port, proc)
         started = time.time()
         try:
             # Bounded: before the fix, cargo lambda waited for its own

@@ -53,7 +53,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # One reading of the answers, and of the environment given, for both tools.
 from local_invoke import (  # noqa: E402
-    FIXTURES, check_automation, check_fixture, check_http, running_environments, what_the_tool_set)
+    FIXTURES, check_automation, check_fixture, check_http, in_session, listener_pid, running_environments,
+    what_the_tool_set)
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -298,36 +299,46 @@ def automation_answer(sample, want, resp):
 
 
 def start_api(sam, template, image):
-    port = free_port()
-    step(f"sam local start-api on 127.0.0.1:{port}")
-    log = tempfile.NamedTemporaryFile(prefix="sam-start-api-", suffix=".log", delete=False)
-    proc = subprocess.Popen(
-        [sam, "local", "start-api", "--template-file", str(template), "--host", "127.0.0.1",
-         "--port", str(port), "--env-vars", str(EVENTS / "local-env.json"),
-         "--warm-containers", "EAGER", "--invoke-image", image, "--skip-pull-image"],
-        cwd=ROOT, env=SAM_ENV, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    # The port is picked here and released before SAM binds it: whoever
+    # listens is checked (a process of SAM's own session), and a start
+    # that lost the port is tried again on another.
+    for _ in range(5):
+        port = free_port()
+        step(f"sam local start-api on 127.0.0.1:{port}")
+        log = tempfile.NamedTemporaryFile(prefix="sam-start-api-", suffix=".log", delete=False)
+        proc = subprocess.Popen(
+            [sam, "local", "start-api", "--template-file", str(template), "--host", "127.0.0.1",
+             "--port", str(port), "--env-vars", str(EVENTS / "local-env.json"),
+             "--warm-containers", "EAGER", "--invoke-image", image, "--skip-pull-image"],
+            cwd=ROOT, env=SAM_ENV, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 300
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if proc.poll() is not None or time.time() > deadline:
-                sys.exit(f"sam local start-api did not listen:\n{Path(log.name).read_text()}")
-            time.sleep(0.5)
-        api_requests(f"http://127.0.0.1:{port}")
-        # The warm container's function, as the host sees its process.
-        envs = running_environments("bootstrap", {"AWS_SAM_LOCAL": "true",
-                                                  "AWS_LAMBDA_FUNCTION_NAME": "CancelFunction"})
-        if not envs:
-            sys.exit("no running CancelFunction found under sam local start-api")
-        check_fixture("sam local", what_the_tool_set(envs[0], {}), FIXTURES / f"sam-local-{SAM_VERSION}.env")
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        ours = None
+        while ours is None and proc.poll() is None and time.time() < deadline:
+            holder = listener_pid(port)
+            if holder is not None:
+                ours = in_session(holder, proc.pid)
+            else:
+                time.sleep(0.5)
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            if ours:
+                api_requests(f"http://127.0.0.1:{port}")
+                # The warm container's function, as the host sees its process.
+                envs = running_environments("bootstrap", {"AWS_SAM_LOCAL": "true",
+                                                          "AWS_LAMBDA_FUNCTION_NAME": "CancelFunction"})
+                if not envs:
+                    sys.exit("no running CancelFunction found under sam local start-api")
+                check_fixture("sam local", what_the_tool_set(envs[0], {}),
+                              FIXTURES / f"sam-local-{SAM_VERSION}.env")
+                return
+            if ours is None and (proc.poll() is None or time.time() >= deadline):
+                sys.exit(f"sam local start-api did not listen:\n{Path(log.name).read_text()}")
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    sys.exit("sam local start-api could not get a port in 5 tries")
 
 
 def request(url, method, headers=None):

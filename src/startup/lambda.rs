@@ -141,11 +141,57 @@ fn serve<H: LambdaHandler + 'static>(handler: H) -> Serving {
         let handler = &handler;
         // Boxed: the handler's future nested in the runtime's is otherwise
         // deeper than the compiler's default layout recursion limit.
-        lambda_runtime::run(service_fn(move |event: LambdaEvent<RawEvent>| {
-            Box::pin(handler.call(event))
-        }))
-        .await
+        let events = service_fn(move |event: LambdaEvent<RawEvent>| Box::pin(handler.call(event)));
+        lambda_runtime::Runtime::new(events)
+            .layer(lambda_runtime::layers::TracingLayer::new())
+            .layer(NotJsonIsNull)
+            .run()
+            .await
     })
+}
+
+/// Lambda hands a function whatever bytes it was invoked with, and the
+/// runtime crate refuses a body that is not JSON with its own error type
+/// (`&lambda_runtime::deserializer::DeserializeError`) before any of our
+/// code sees it. Such a body reaches the handler as `null` instead, which
+/// every handler refuses with its documented type (the reconciler, which
+/// reads no event, runs as scheduled). One syntax pass over the body.
+#[derive(Debug, Clone, Copy)]
+struct NotJsonIsNull;
+
+impl<S> lambda_runtime::tower::Layer<S> for NotJsonIsNull {
+    type Service = NotJsonIsNullService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        NotJsonIsNullService(inner)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct NotJsonIsNullService<S>(S);
+
+impl<S> lambda_runtime::Service<lambda_runtime::LambdaInvocation> for NotJsonIsNullService<S>
+where
+    S: lambda_runtime::Service<lambda_runtime::LambdaInvocation>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut invocation: lambda_runtime::LambdaInvocation) -> Self::Future {
+        if serde_json::from_slice::<&serde_json::value::RawValue>(&invocation.body).is_err() {
+            tracing::warn!("the event is not JSON");
+            invocation.body = bytes::Bytes::from_static(b"null");
+        }
+        self.0.call(invocation)
+    }
 }
 
 /// What the Lambda Runtime client reads from Lambda's environment (it

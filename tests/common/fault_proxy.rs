@@ -26,6 +26,35 @@ pub enum Fault {
     /// Forward (so the operation happens), then drop the connection: the
     /// client never learns that it succeeded.
     LoseResponse,
+    /// Hold the request until the gate opens, then forward it: a test puts
+    /// another write in between, by synchronisation rather than by time.
+    Hold(Arc<Gate>),
+}
+
+/// Where a held request waits. `arrived` resolves once a request is held.
+#[derive(Debug)]
+pub struct Gate {
+    held: tokio::sync::Notify,
+    open: tokio::sync::Semaphore,
+}
+
+impl Gate {
+    pub fn new() -> Arc<Gate> {
+        Arc::new(Gate {
+            held: tokio::sync::Notify::new(),
+            open: tokio::sync::Semaphore::new(0),
+        })
+    }
+
+    /// Waits until a request is held at the gate.
+    pub async fn arrived(&self) {
+        self.held.notified().await
+    }
+
+    /// Lets the held request (and any later one) through.
+    pub fn open(&self) {
+        self.open.add_permits(1_000);
+    }
 }
 
 #[derive(Default)]
@@ -145,6 +174,10 @@ impl FaultProxy {
                     .unwrap());
             }
             Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+            Some(Fault::Hold(ref gate)) => {
+                gate.held.notify_one();
+                let _ = gate.open.acquire().await;
+            }
             Some(Fault::LoseResponse) | None => {}
         }
         let response = self.forward(parts, body).await?;

@@ -274,6 +274,13 @@ pub fn catalogue() -> Vec<(String, String, Want)> {
         "{\"httpMethod\": DELETE".into(),
         Want::NotHttp,
     ));
-    texts.push(("100 000 nested arrays".into(), deep, Want::NotHttp));
+    texts.push((
+        "100 000 nested arrays, unclosed".into(),
+        deep.clone(),
+        Want::NotHttp,
+    ));
+    // Valid JSON, as deep: past serde_json's limit of 128 for a Value.
+    let closed = deep.clone() + &"]".repeat(100_000);
+    texts.push(("100 000 nested arrays".into(), closed, Want::NotHttp));
     texts
 }

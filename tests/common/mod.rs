@@ -543,3 +543,63 @@ pub fn body_text(r: &Response<Vec<u8>>) -> String {
 pub fn header<'a>(r: &'a Response<Vec<u8>>, name: &str) -> Option<&'a str> {
     r.headers().get(name).and_then(|v| v.to_str().ok())
 }
+
+/// What no log line (metric lines included), no answer body and no admin
+/// output may ever contain: every password and API secret the suite uses,
+/// their Basic tokens whole and bare (with and without padding, and the
+/// bare `login:` prefixes every token of a seed user starts with), the KEK,
+/// signatures and the SDK's signing headers.
+pub fn secrets() -> Vec<String> {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut out: Vec<String> = [
+        "alice-password",
+        "bob-password",
+        "carol-password",
+        "dave-password",
+        "not-the-password",
+        "SECRETKEY456",
+        "0CrZ0HktI7YH",
+        "signature=",
+        "Basic ",
+        "AWS4-HMAC-SHA256",
+        "x-amz-security-token",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for (login, password) in [
+        ("alice", "alice-password"),
+        ("alice", "not-the-password"),
+        ("alice", "wrong"),
+        ("bob", "bob-password"),
+        ("carol", "carol-password"),
+        ("dave", "dave-password"),
+    ] {
+        let token = b64(&format!("{login}:{password}"));
+        out.push(token.trim_end_matches('=').to_owned());
+    }
+    // Any Basic token of a seed user begins with these (base64 of
+    // `login:`, cut to whole characters).
+    for login in ["alice", "bob", "carol", "dave"] {
+        let prefix = b64(&format!("{login}:"));
+        let whole = (login.len() + 1) / 3 * 4;
+        out.push(prefix[..whole].to_owned());
+    }
+    out.push(base64::engine::general_purpose::STANDARD.encode(KEK));
+    out
+}
+
+/// Fails if `text` (what `what` printed) holds any of `secrets()` or `extra`.
+pub fn assert_no_secrets(what: &str, text: &str, extra: &[&str]) {
+    for secret in secrets()
+        .iter()
+        .map(String::as_str)
+        .chain(extra.iter().copied())
+    {
+        assert!(
+            !text.contains(secret),
+            "{what} contains {secret:?}:\n{text}"
+        );
+    }
+}

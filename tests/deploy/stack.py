@@ -126,6 +126,31 @@ def tables(_args):
     return out
 
 
+def alarm_metrics(_args):
+    """Every metric a CloudWatch alarm of the template watches: alarm,
+    namespace, metric name, dimension names (sorted)."""
+    template = sam.load(str(TEMPLATE))
+    out = []
+    for name, alarm in sam.resources_of_type(template, "AWS::CloudWatch::Alarm").items():
+        props = alarm["Properties"]
+        metrics = [props] if "MetricName" in props else [
+            m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
+        for m in metrics:
+            out.append({"alarm": name, "namespace": m.get("Namespace"), "metric": m.get("MetricName"),
+                        "dimensions": sorted(d["Name"] for d in m.get("Dimensions", []))})
+    return out
+
+
+def functions(_args):
+    """Each function's settings that the code's own bounds must fit in."""
+    template = sam.load(str(TEMPLATE))
+    out = {}
+    for name, fn in sam.resources_of_type(template, "AWS::Serverless::Function").items():
+        props = fn["Properties"]
+        out[name] = {k: props.get(k) for k in ("Timeout", "MemorySize", "Architectures", "Runtime")}
+    return out
+
+
 def attribute_grants(_args):
     """Each role's statements narrowed by `dynamodb:Attributes`: role ->
     Sid -> the attributes it may name."""
@@ -490,6 +515,7 @@ def deploy(args):
         "stack": args.stack,
         "left_out": left_out,
         "functions": functions,
+        "alarm-metrics": alarm_metrics,
         "roles": roles,
         "tables": tables_out,
         "queues": queues,
@@ -543,6 +569,8 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("tables")
     sub.add_parser("attribute-grants")
+    sub.add_parser("functions")
+    sub.add_parser("alarm-metrics")
     for name in ("admin", "enforce-iam"):
         sub.add_parser(name).add_argument("--endpoint", required=True)
     d = sub.add_parser("deploy")
@@ -560,6 +588,8 @@ def main():
     handler = {
         "tables": tables,
         "attribute-grants": attribute_grants,
+        "functions": functions,
+        "alarm-metrics": alarm_metrics,
         "admin": admin,
         "deploy": deploy,
         "enforce-iam": enforce_iam,

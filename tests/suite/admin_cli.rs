@@ -239,6 +239,12 @@ async fn dynamodb_administration_drives_the_endpoint() {
     )
     .await;
     assert!(imported.ok, "{}", imported.stderr);
+    // What was read from stdin is never printed back: not a password, not
+    // an imported secret (an issued one is shown once, by design).
+    for out in [&created, &imported] {
+        let printed = format!("{}{}", out.stdout, out.stderr);
+        common::assert_no_secrets("uforge-admin's output", &printed, &["frank-pw"]);
+    }
     assert_eq!(
         call(Req::delete(path.clone()).signed("PUBKEY123", "SECRETKEY456"))
             .await
@@ -295,10 +301,12 @@ async fn dynamodb_administration_drives_the_endpoint() {
         401
     );
     assert!(admin(&["user", "enable", "frank"], "", &env).await.ok);
-    assert!(
-        admin(&["user", "set-password", "frank"], "frank-pw-2\n", &env)
-            .await
-            .ok
+    let changed = admin(&["user", "set-password", "frank"], "frank-pw-2\n", &env).await;
+    assert!(changed.ok, "{}", changed.stderr);
+    common::assert_no_secrets(
+        "uforge-admin set-password's output",
+        &format!("{}{}", changed.stdout, changed.stderr),
+        &["frank-pw"],
     );
     assert_eq!(
         call(Req::delete(path.clone()).basic("frank", "frank-pw"))

@@ -6,14 +6,19 @@ use crate::common;
 
 use std::sync::Arc;
 
+use common::fault_proxy::{Fault, FaultProxy, Gate};
 use common::{call, cancel_path, Req, Stack, StackOptions};
 use publish_cancel::adapters::dynamodb::attr;
 use publish_cancel::auth::{BasicCredentials, Credentials};
 use publish_cancel::cancel::CancelRequest;
 use publish_cancel::domain::{Login, PublishRecord, PublishState, Timestamp};
+use publish_cancel::ports::StopMessage;
+
+const UPDATE: &str = "DynamoDB_20120810.UpdateItem";
+const SEND: &str = "AmazonSQS.SendMessage";
 
 const CONCURRENT: usize = 100;
-const TRIALS: i64 = 60;
+const TRIALS: i64 = 20;
 
 fn request(pitid: i64, id: usize) -> CancelRequest {
     CancelRequest {
@@ -28,11 +33,11 @@ fn request(pitid: i64, id: usize) -> CancelRequest {
 }
 
 /// Runs `CONCURRENT` cancels of alice's running publish at once.
-async fn stampede(stack: Arc<Stack>) -> Vec<bool> {
+async fn stampede(api: Arc<publish_cancel::startup::AwsApi>) -> Vec<bool> {
     let tasks: Vec<_> = (0..CONCURRENT)
         .map(|i| {
-            let stack = stack.clone();
-            tokio::spawn(async move { stack.api.use_case().run(request(3, i)).await })
+            let api = api.clone();
+            tokio::spawn(async move { api.use_case().run(request(3, i)).await })
         })
         .collect();
     let mut changed = Vec::new();
@@ -46,10 +51,28 @@ async fn stampede(stack: Arc<Stack>) -> Vec<bool> {
     changed
 }
 
+/// The stack's endpoint with SQS reached through a counting proxy: the
+/// sends are counted where they leave, so a FIFO queue's deduplication
+/// cannot hide a second one.
+async fn counted(stack: &Stack) -> (Arc<publish_cancel::startup::AwsApi>, FaultProxy) {
+    let moto = &common::moto::moto().endpoint;
+    let sqs = FaultProxy::start(moto).await;
+    (Arc::new(stack.api_via(moto, &sqs.url).await), sqs)
+}
+
+/// The one stop on the queue, and its request id.
+async fn the_one_stop(stack: &Stack) -> String {
+    let msgs = stack.drain().await;
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    let stop: StopMessage = serde_json::from_str(msgs[0].body().unwrap()).unwrap();
+    stop.request_id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_concurrent_cancels_make_one_transition() {
-    let stack = Arc::new(Stack::new().await);
-    let changed = stampede(stack.clone()).await;
+    let stack = Stack::new().await;
+    let (api, sqs) = counted(&stack).await;
+    let changed = stampede(api).await;
     assert_eq!(
         changed.iter().filter(|c| **c).count(),
         1,
@@ -60,9 +83,8 @@ async fn a_hundred_concurrent_cancels_make_one_transition() {
     let winner = item[attr::CANCEL_REQUEST_ID].as_s().unwrap().clone();
     // Standard queue: the transition sends; repeats see the stop claimed
     // or sent and add nothing (no amplification).
-    let msgs = stack.drain().await;
-    assert_eq!(msgs.len(), 1);
-    assert!(msgs[0].body().unwrap().contains(&winner));
+    assert_eq!(sqs.count(SEND), 1, "one SendMessage in all");
+    assert_eq!(the_one_stop(&stack).await, winner, "the winner's own id");
 }
 
 /// The first cancel's send fails (no queue yet): its stop stays pending.
@@ -90,10 +112,11 @@ async fn a_hundred_concurrent_repeats_of_a_pending_stop_send_one_message() {
         "a failed send gives its claim up"
     );
     stack.create_queue_now().await;
-    let stack = Arc::new(stack);
-    let changed = stampede(stack.clone()).await;
+    let (api, sqs) = counted(&stack).await;
+    let changed = stampede(api).await;
     assert!(changed.iter().all(|c| !c), "all repeats");
-    assert_eq!(stack.drain().await.len(), 1, "one stop for 100 repeats");
+    assert_eq!(sqs.count(SEND), 1, "one SendMessage for 100 repeats");
+    assert_eq!(the_one_stop(&stack).await, "concurrent-1000");
     assert!(!stack
         .publish_item("alice", "1/2/3")
         .await
@@ -103,83 +126,81 @@ async fn a_hundred_concurrent_repeats_of_a_pending_stop_send_one_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_a_fifo_queue_exactly_one_stop_is_delivered() {
-    let stack = Arc::new(
-        Stack::with(StackOptions {
-            fifo: true,
-            ..StackOptions::default()
-        })
-        .await,
-    );
-    let changed = stampede(stack.clone()).await;
+    let stack = Stack::with(StackOptions {
+        fifo: true,
+        ..StackOptions::default()
+    })
+    .await;
+    let (api, sqs) = counted(&stack).await;
+    let changed = stampede(api).await;
     assert_eq!(changed.iter().filter(|c| **c).count(), 1);
-    assert_eq!(
-        stack.drain().await.len(),
-        1,
-        "FIFO dedup on the winning cancel's id"
-    );
+    // Counted at the sender: the queue's deduplication would hide a second.
+    assert_eq!(sqs.count(SEND), 1, "one SendMessage");
+    let winner = stack.publish_item("alice", "1/2/3").await.unwrap()[attr::CANCEL_REQUEST_ID]
+        .as_s()
+        .unwrap()
+        .clone();
+    assert_eq!(the_one_stop(&stack).await, winner);
 }
 
+/// A cancel and the worker completing the same publish, each write put
+/// inside the other by synchronisation (the proxy holds one until the other
+/// has committed), not by sleeping: the worker's completion landing while
+/// the cancel is on its way to its write, and the worker trying while the
+/// cancel has written but not yet sent. Each ends in exactly one outcome:
+/// cancelled + 200 + one stop, or published + 409 + none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancel_racing_the_worker_ends_in_exactly_one_outcome() {
     let stack = Arc::new(Stack::new().await);
-    let worker = Arc::new(common::worker::Worker {
+    let worker = common::worker::Worker {
         dynamo: stack.dynamo.clone(),
         table: stack.publishes_table.clone(),
-    });
-    // Warm the credential cache, so a cancel is two round trips, like the
-    // worker's one, rather than Argon2 first.
-    let warm = Req::delete(cancel_path("alice", 1, 2, 4)).basic("alice", "alice-password");
-    assert_eq!(call(&stack.api, &warm).await.status(), 200);
-    stack.drain().await;
-    let mut cancelled = 0;
-    let mut published = 0;
+    };
+    let moto = &common::moto::moto().endpoint;
     for trial in 0..TRIALS {
         let pitid = 1000 + trial;
         let mut rec = PublishRecord::new(common::alice_key(pitid), PublishState::Publishing);
         rec.percentage = Some(99);
         stack.put_publish(&rec).await;
-        let cancel = {
-            let stack = stack.clone();
-            tokio::spawn(async move {
-                let req =
-                    Req::delete(cancel_path("alice", 1, 2, pitid)).basic("alice", "alice-password");
-                call(&stack.api, &req).await.status().as_u16()
-            })
+        let dynamo = FaultProxy::start(moto).await;
+        let sqs = FaultProxy::start(moto).await;
+        let gate = Gate::new();
+        let worker_first = trial % 2 == 0;
+        let (proxy, target) = if worker_first {
+            (&dynamo, UPDATE)
+        } else {
+            (&sqs, SEND)
         };
-        // The worker starts 0..TRIALS ms after the cancel: a sweep across
-        // the cancel's own latency, so both orders happen.
-        let finish = {
-            let worker = worker.clone();
-            let delay = std::time::Duration::from_millis(trial as u64);
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                worker
-                    .finish(&common::alice_key(pitid), PublishState::Published)
-                    .await
-            })
-        };
-        let (status, worker_won) = (cancel.await.unwrap(), finish.await.unwrap());
-        let item = stack
+        proxy.inject(target, Fault::Hold(gate.clone()), None);
+        let api = Arc::new(stack.api_via(&dynamo.url, &sqs.url).await);
+        let cancel = tokio::spawn(async move {
+            let req =
+                Req::delete(cancel_path("alice", 1, 2, pitid)).basic("alice", "alice-password");
+            call(&api, &req).await.status().as_u16()
+        });
+        // The cancel is held at its write (or at its send); the worker
+        // writes now; then the cancel goes on.
+        gate.arrived().await;
+        let worker_won = worker
+            .finish(&common::alice_key(pitid), PublishState::Published)
+            .await;
+        gate.open();
+        let status = cancel.await.unwrap();
+        let state = stack
             .publish_item("alice", &format!("1/2/{pitid}"))
             .await
-            .unwrap();
-        let state = item[attr::STATE].as_s().unwrap().as_str();
-        match (status, worker_won, state) {
-            (200, false, "cancelled") => cancelled += 1,
-            (409, true, "published") => published += 1,
-            other => panic!("trial {trial}: inconsistent outcome {other:?}"),
+            .unwrap()[attr::STATE]
+            .as_s()
+            .unwrap()
+            .clone();
+        let stops = stack.drain().await.len();
+        let outcome = (status, worker_won, state.as_str(), stops);
+        if worker_first {
+            assert_eq!(outcome, (409, true, "published", 0), "trial {trial}");
+        } else {
+            assert_eq!(outcome, (200, false, "cancelled", 1), "trial {trial}");
         }
     }
-    assert_eq!(cancelled + published, TRIALS);
-    eprintln!("race trials: {cancelled} cancelled, {published} published");
-    // Otherwise the sweep missed the race and proved nothing.
-    assert!(cancelled > 0 && published > 0, "only one order happened");
-    let msgs = stack.drain().await;
-    assert_eq!(
-        msgs.len(),
-        cancelled as usize,
-        "one stop per winning cancel, none for the worker's wins"
-    );
 }
 
 /// Issue 24 (1): EventBridge and standard SQS deliver at least once, and

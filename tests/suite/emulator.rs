@@ -622,16 +622,29 @@ async fn api_keys_keep_working_through_a_kek_rotation() {
 
     // Requests keep flowing while the operator rotates and re-seals.
     let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let flow = tokio::spawn({
-        let (api, stop) = (api.clone(), stop.clone());
+        let (api, stop, done) = (api.clone(), stop.clone(), done.clone());
         async move {
             let mut statuses = Vec::new();
             while !stop.load(Ordering::SeqCst) {
                 statuses.push(common::call(&api, &signed()).await.status().as_u16());
+                done.fetch_add(1, Ordering::SeqCst);
             }
             statuses
         }
     });
+    // Two more requests answered: each step is met by requests, by count
+    // rather than by a sleep.
+    let two_more = || {
+        let done = done.clone();
+        async move {
+            let from = done.load(Ordering::SeqCst);
+            while done.load(Ordering::SeqCst) < from + 2 {
+                tokio::task::yield_now().await;
+            }
+        }
+    };
     let admin = DynamoAdmin::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         stack.users_table.clone(),
@@ -667,7 +680,7 @@ async fn api_keys_keep_working_through_a_kek_rotation() {
             .send()
             .await
             .unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        two_more().await;
         let report = DynamoAdmin::new(
             aws_sdk_dynamodb::Client::new(&sdk),
             stack.users_table.clone(),
@@ -678,7 +691,7 @@ async fn api_keys_keep_working_through_a_kek_rotation() {
         .await
         .unwrap();
         assert_eq!(report.resealed, 1, "round {round}: {report:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        two_more().await;
     }
     // A second re-seal has nothing left to do.
     let again = admin.reseal_api_keys().await.unwrap();

@@ -477,3 +477,200 @@ async fn send_with_body(addr: &str, path: &str, auth: &str, body: &[u8]) -> u16 
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {text:?}"))
 }
+
+/// Issue 28 (6): nothing touches a publish record before the caller is
+/// proven to be `{uid}` with `image_publish`, through every front door, not
+/// only the use case: the HTTP layer (`Api::handle`), the Lambda event door
+/// (an API Gateway event) and the local server's socket. Each refused
+/// request leaves the publishes store's call count where it was.
+#[tokio::test]
+async fn refusals_touch_no_publish_through_any_front_door() {
+    use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
+    use publish_cancel::domain::{AttemptToken, CancelStamp, Claim, PublishKey, Timestamp};
+    use publish_cancel::ports::{BackendError, CancelOutcome, Cursor, PendingPage, Publishes};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// The bundled seed's publishes, every call counted.
+    #[derive(Clone, Default)]
+    struct Counted(MemoryPublishes, Arc<AtomicUsize>);
+    impl Counted {
+        fn tick(&self) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    impl Publishes for Counted {
+        async fn cancel(
+            &self,
+            k: &PublishKey,
+            s: &CancelStamp,
+            a: &AttemptToken,
+        ) -> Result<CancelOutcome, BackendError> {
+            self.tick();
+            self.0.cancel(k, s, a).await
+        }
+        async fn claim_stop(
+            &self,
+            k: &PublishKey,
+            c: &Claim,
+            s: Timestamp,
+            at: Timestamp,
+        ) -> Result<bool, BackendError> {
+            self.tick();
+            self.0.claim_stop(k, c, s, at).await
+        }
+        async fn release_stop(
+            &self,
+            k: &PublishKey,
+            a: &AttemptToken,
+        ) -> Result<bool, BackendError> {
+            self.tick();
+            self.0.release_stop(k, a).await
+        }
+        async fn stop_sent(&self, k: &PublishKey, a: &AttemptToken) -> Result<bool, BackendError> {
+            self.tick();
+            self.0.stop_sent(k, a).await
+        }
+        async fn stop_undeliverable(
+            &self,
+            k: &PublishKey,
+            a: &AttemptToken,
+            w: &str,
+        ) -> Result<bool, BackendError> {
+            self.tick();
+            self.0.stop_undeliverable(k, a, w).await
+        }
+        async fn pending_stops(
+            &self,
+            c: Timestamp,
+            after: Option<&Cursor>,
+            l: usize,
+        ) -> Result<PendingPage, BackendError> {
+            self.tick();
+            self.0.pending_stops(c, after, l).await
+        }
+    }
+
+    let (users, publishes) = common::seed_data();
+    let store = Counted(publishes.into_iter().collect(), Arc::default());
+    let api = Arc::new(publish_cancel::startup::service(
+        users.into_iter().collect::<MemoryUsers>(),
+        store.clone(),
+        MemoryQueue::default(),
+        Some(publish_cancel::auth::FixedKeks::shared(common::sealer())),
+        publish_cancel::startup::Options {
+            credential_cache: false,
+            ..publish_cancel::startup::Options::new("/api")
+        },
+    ));
+    let carol = |uid: &str, pitid: i64| {
+        Req::delete(cancel_path(uid, 5, 6, pitid)).basic("carol", "carol-password")
+    };
+    let cases: Vec<(&str, Req, u16)> = vec![
+        ("no credentials", Req::delete(target()), 401),
+        (
+            "a wrong password",
+            Req::delete(target()).basic("alice", "wrong"),
+            401,
+        ),
+        (
+            "an unknown login",
+            Req::delete(target()).basic("mallory", "x"),
+            401,
+        ),
+        (
+            "an inactive user",
+            Req::delete(target()).basic("dave", "dave-password"),
+            401,
+        ),
+        (
+            "another user's key",
+            Req::delete(cancel_path("bob", 10, 20, 30)).signed("PUBKEY123", "SECRETKEY456"),
+            401,
+        ),
+        ("no image_publish", carol("carol", 7), 403),
+        (
+            "another user's publish",
+            Req::delete(target()).basic("bob", "bob-password"),
+            403,
+        ),
+        (
+            "another user's absent publish",
+            Req::delete(cancel_path("alice", 1, 2, 999)).basic("bob", "bob-password"),
+            403,
+        ),
+    ];
+    let event_template: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            common::sample_events::events_dir().join("apigw-rest-cancel-basic.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let addr = common::serve_locally(api.clone()).await;
+    for (name, req, status) in cases {
+        let before = store.1.load(Ordering::SeqCst);
+        // The HTTP layer.
+        assert_eq!(common::call(&api, &req).await.status(), status, "{name}");
+        // The Lambda event door: the same request as API Gateway sends it.
+        let (path, query) = req.uri.split_once('?').unwrap_or((&req.uri, ""));
+        let mut event = event_template.clone();
+        event["path"] = serde_json::json!(path);
+        event["requestContext"]["path"] = serde_json::json!(path);
+        let mut single = serde_json::Map::new();
+        let mut multi = serde_json::Map::new();
+        for (k, v) in &req.headers {
+            let v = v.to_str().unwrap();
+            single.insert(k.as_str().to_owned(), serde_json::json!(v));
+            multi.insert(k.as_str().to_owned(), serde_json::json!([v]));
+        }
+        event["headers"] = serde_json::Value::Object(single);
+        event["multiValueHeaders"] = serde_json::Value::Object(multi);
+        let (mut qs, mut mqs) = (serde_json::Map::new(), serde_json::Map::new());
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap();
+            let v = percent_encoding::percent_decode_str(v)
+                .decode_utf8()
+                .unwrap()
+                .into_owned();
+            qs.insert(k.to_owned(), serde_json::json!(v));
+            mqs.insert(k.to_owned(), serde_json::json!([v]));
+        }
+        event["queryStringParameters"] = if qs.is_empty() {
+            serde_json::Value::Null
+        } else {
+            qs.into()
+        };
+        event["multiValueQueryStringParameters"] = if mqs.is_empty() {
+            serde_json::Value::Null
+        } else {
+            mqs.into()
+        };
+        let answer = publish_cancel::frontdoor::lambda::handle(&api, &event, "bola")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: not an HTTP event: {e:?}"));
+        assert_eq!(
+            answer["statusCode"], status,
+            "{name} (Lambda event): {answer}"
+        );
+        // The local server's socket.
+        let headers: Vec<(&str, &str)> = req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            send(&addr, "DELETE", &req.uri, &headers).await.status,
+            status,
+            "{name} (socket)"
+        );
+        assert_eq!(
+            store.1.load(Ordering::SeqCst),
+            before,
+            "{name}: a publish was touched"
+        );
+    }
+    // And the instrument sees a request that does get through.
+    assert_eq!(common::call(&api, &alice()).await.status(), 200);
+    assert!(store.1.load(Ordering::SeqCst) > 0);
+}

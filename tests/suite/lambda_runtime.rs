@@ -73,24 +73,11 @@ fn check_logs(logs: &str, kek: &str) {
         "one outcome line per invocation, got {outcome_lines}:\n{logs}"
     );
     assert_eq!(metric_lines, outcome_lines, "one metric line per request");
-    let basic =
-        |u: &str, p: &str| base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-    for secret in [
-        "alice-password".to_owned(),
-        "not-the-password".to_owned(),
-        "bob-password".to_owned(),
-        basic("alice", "alice-password"),
-        basic("alice", "not-the-password"),
-        "SECRETKEY456".to_owned(),
-        "0CrZ0HktI7YH".to_owned(),
-        "signature".to_owned(),
-        "Basic ".to_owned(),
-        // The SDK's own SigV4 signatures.
-        "AWS4-HMAC-SHA256".to_owned(),
-        kek.to_owned(),
-    ] {
-        assert!(!logs.contains(&secret), "logs contain {secret:?}");
-    }
+    check_no_secrets("the sample events' run", logs, &[kek]);
+}
+
+fn check_no_secrets(what: &str, logs: &str, extra: &[&str]) {
+    common::assert_no_secrets(what, logs, extra);
 }
 
 /// No event, of any shape or size, stops the function: each hostile event
@@ -118,10 +105,10 @@ async fn no_event_stops_the_function_or_changes_anything() {
                 assert_eq!(common::xml::check_error(body).status, status, "{name}");
             }
             (Outcome::Error(e), Want::NotHttp) => {
-                assert!(
-                    e["errorType"].is_string() && e["errorMessage"].is_string(),
-                    "{name}: {e}"
-                );
+                // Ours, by its documented type: not the runtime's own
+                // decoding error (which a deep event gave before RawEvent).
+                assert_eq!(e["errorType"], "UnsupportedEvent", "{name}: {e}");
+                assert!(e["errorMessage"].is_string(), "{name}: {e}");
             }
             _ => panic!("{name}: expected {want:?}, got {answer:?}"),
         }
@@ -145,11 +132,62 @@ async fn no_event_stops_the_function_or_changes_anything() {
     function.child.kill().await.ok();
     let logs = function.logs();
     assert!(!logs.contains("panicked"), "a panic was caught:\n{logs}");
+    // Malformed and doubled Authorization headers were refused and logged:
+    // never what they held.
+    check_no_secrets("the hostile events' run", &logs, &[]);
     // Each refusal was logged with its reason.
     assert!(
         logs.contains("unsupported event") && logs.contains("malformed request"),
         "{logs}"
     );
+}
+
+/// The same catalogue against the other two functions: the automation
+/// function refuses every one of them with its documented type
+/// (`UForge.UnsupportedEvent`: none is a cancel command, the deepest and
+/// the non-JSON ones included) and writes nothing; the reconciler reads no
+/// event (its schedule's content is not read) and answers each with a run.
+/// Neither dies.
+#[tokio::test]
+async fn no_event_stops_the_automation_function_or_the_reconciler() {
+    let stack = Stack::new().await;
+    for binary in ["automation", "reconciler"] {
+        let runtime = RuntimeApi::start().await;
+        let env: Vec<(String, String)> = stack
+            .lambda_env(&runtime.addr)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .chain([("AWS_LAMBDA_FUNCTION_NAME".to_owned(), binary.to_owned())])
+            .collect();
+        let mut function = LambdaProcess::spawn(&lambda_binary(binary), &env);
+        let before = stack.tables().await;
+        for (name, event, _) in common::hostile_events::catalogue() {
+            let answer = function.invoke(&runtime, &event).await;
+            match (binary, &answer) {
+                ("automation", Outcome::Error(e)) => {
+                    assert_eq!(
+                        e["errorType"], "UForge.UnsupportedEvent",
+                        "{binary} {name}: {e}"
+                    )
+                }
+                ("reconciler", Outcome::Response(r)) => {
+                    assert!(r["found"].is_u64(), "{binary} {name}: {r}")
+                }
+                _ => panic!("{binary} {name}: {answer:?}"),
+            }
+            assert!(
+                function.child.try_wait().expect("wait").is_none(),
+                "{binary} {name}: the function died\n{}",
+                function.logs()
+            );
+        }
+        assert_eq!(stack.tables().await, before, "{binary} changed a table");
+        assert_eq!(stack.queue_depth().await, 0, "{binary} sent a stop");
+        function.child.kill().await.ok();
+        let logs = function.logs();
+        assert!(!logs.contains("panicked"), "{binary}:\n{logs}");
+        check_no_secrets(binary, &logs, &[]);
+    }
 }
 
 /// The variables Lambda itself always sets, for a function named `name`.

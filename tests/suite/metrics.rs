@@ -81,7 +81,10 @@ fn reconcile_lines_are_valid_emf() {
 }
 
 /// Every alarm template.yaml sets on our namespace watches a metric the
-/// code writes (a renamed metric would leave an alarm that never fires).
+/// code writes, under exactly the dimensions it writes it with: a renamed
+/// metric, or one more (or one fewer) dimension on either side, would leave
+/// an alarm that never fires. CloudWatch matches a metric by its name and
+/// its whole set of dimensions.
 #[test]
 fn every_alarm_of_the_template_watches_an_emitted_metric() {
     let m = Metrics::new("f");
@@ -92,25 +95,76 @@ fn every_alarm_of_the_template_watches_an_emitted_metric() {
     };
     let emitted: Vec<Value> = vec![
         m.request_line(&facts(refused, "unauthenticated"), 1),
+        m.request_line(&facts(AuthTrace::default(), "cancelled"), 1),
         m.reconcile_line(&Default::default(), 1),
     ];
-    let template = include_str!("../../template.yaml");
-    let mut alarms = 0;
-    for block in template.split("Namespace: ").skip(1) {
-        if !block.starts_with(NAMESPACE) {
+    // (metric, sorted dimension names) as each line declares them.
+    let declared: Vec<(String, Vec<String>, &Value)> = emitted
+        .iter()
+        .flat_map(|line| {
+            line["_aws"]["CloudWatchMetrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(move |d| {
+                    let sets: Vec<Vec<String>> = d["Dimensions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|set| {
+                            let mut names: Vec<String> = set
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|n| n.as_str().unwrap().to_owned())
+                                .collect();
+                            names.sort();
+                            names
+                        })
+                        .collect();
+                    d["Metrics"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .flat_map(move |metric| {
+                            let name = metric["Name"].as_str().unwrap().to_owned();
+                            sets.clone()
+                                .into_iter()
+                                .map(move |set| (name.clone(), set, line))
+                        })
+                })
+        })
+        .collect();
+    let alarms = crate::common::template::stack_py(&["alarm-metrics"]);
+    let mut ours = 0;
+    for alarm in alarms.as_array().unwrap() {
+        if alarm["namespace"] != NAMESPACE {
             continue;
         }
-        let name = block
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("MetricName: "))
-            .expect("an alarm names its metric");
-        assert!(
-            emitted.iter().any(|line| line[name].is_number()),
-            "template.yaml alarms on {name}, which no metric line carries"
-        );
-        alarms += 1;
+        ours += 1;
+        let metric = alarm["metric"].as_str().unwrap();
+        let dimensions: Vec<String> = alarm["dimensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_owned())
+            .collect();
+        let line = declared
+            .iter()
+            .find(|(name, set, _)| name == metric && *set == dimensions)
+            .map(|(_, _, line)| *line)
+            .unwrap_or_else(|| {
+                panic!(
+                    "alarm {}: no line declares {metric} with dimensions {dimensions:?}",
+                    alarm["alarm"]
+                )
+            });
+        assert!(line[metric].is_number(), "{metric}: {line}");
+        for d in &dimensions {
+            assert!(line[d].is_string(), "{metric}: no {d} value in {line}");
+        }
     }
-    assert!(alarms >= 3, "{alarms} alarms found");
+    assert!(ours >= 4, "{ours} alarms on our metrics found");
 }
 
 #[test]

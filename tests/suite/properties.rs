@@ -395,22 +395,35 @@ mod stops_are_valid_by_construction {
             let record = Login::parse(&uid).ok().and_then(|login| automation.cancel.publishes.get(&PublishKey {
                 uid: login, aid: i64::MIN.into(), itid: i64::MAX.into(), pitid: pitid.into(),
             }));
-            match record {
-                Some(r) if r.state == PublishState::Cancelled => {
-                    // Accepted: one stop, whole, and nothing parked.
-                    prop_assert_eq!(sent.len(), 1, "{:?}", answer);
-                    prop_assert!(!sent[0].audit_omitted, "the fallback was needed: {:?}", sent[0]);
-                    prop_assert!(!r.stop_pending && r.stop_undeliverable.is_none());
-                    prop_assert_eq!(sqs_refuses(&sent[0], true), None);
-                }
-                _ => {
-                    // Refused (or no such publish): nothing sent.
-                    prop_assert!(sent.is_empty());
-                    if let Ok(answer) = &answer {
-                        if entry != 1 {
-                            prop_assert_eq!(&answer["outcome"], "notFound");
-                        }
-                    }
+            // Accepted exactly when the command is valid (a login, audit
+            // texts the type takes): not "any Err is fine", which would
+            // pass if everything were refused.
+            let valid_text = |v: &Value| match v {
+                Value::Null => true,
+                Value::String(s) => publish_cancel::domain::AuditText::parse(s).is_ok(),
+                _ => false,
+            };
+            let valid = Login::parse(&uid).is_ok() && valid_text(&reason) && valid_text(&requested_by);
+            let accepted = record.as_ref().is_some_and(|r| r.state == PublishState::Cancelled);
+            prop_assert_eq!(accepted, valid, "{:?}", answer);
+            if let Some(r) = record.filter(|_| accepted) {
+                // Accepted: one stop, whole, and nothing parked.
+                prop_assert_eq!(sent.len(), 1, "{:?}", answer);
+                prop_assert!(!sent[0].audit_omitted, "the fallback was needed: {:?}", sent[0]);
+                prop_assert!(!r.stop_pending && r.stop_undeliverable.is_none());
+                prop_assert_eq!(sqs_refuses(&sent[0], true), None);
+            } else {
+                // Refused as invalid, and nothing sent: never a backend
+                // error, never a silent success.
+                prop_assert!(sent.is_empty());
+                match (&answer, entry) {
+                    (Err(e), 0 | 2) => prop_assert_eq!(e.error_type(), "UForge.InvalidCommand"),
+                    (Ok(batch), 1) => prop_assert_eq!(
+                        batch["batchItemFailures"].as_array().map(Vec::len),
+                        Some(1),
+                        "the message is reported failed: {}", batch
+                    ),
+                    _ => prop_assert!(false, "refused how? {:?}", answer),
                 }
             }
         }

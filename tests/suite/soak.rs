@@ -951,8 +951,15 @@ async fn chaos_soak() {
     {
         let mut s = slot.lock().await;
         check_alive(&mut s, &mut violations);
-        if s.logs().contains("panicked") {
-            violations.push(format!("{} panicked:\n{}", s.name, s.logs()));
+        let logs = s.logs();
+        if logs.contains("panicked") {
+            violations.push(format!("{} panicked:\n{logs}", s.name));
+        }
+        if let Some(secret) = common::secrets()
+            .into_iter()
+            .find(|x| logs.contains(x.as_str()))
+        {
+            violations.push(format!("{} logged {secret:?}", s.name));
         }
     }
     let mut by_key: HashMap<String, &HashMap<String, AttributeValue>> = HashMap::new();
