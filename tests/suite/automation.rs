@@ -382,7 +382,7 @@ async fn a_batch_reports_exactly_its_failed_messages() {
 async fn a_batch_answers_within_its_deadline() {
     let stack = Stack::new().await;
     let proxy = FaultProxy::start(&common::moto::moto().endpoint).await;
-    let (runtime, mut function) = automation(&stack, &proxy.url).await;
+    let (runtime, function) = automation(&stack, &proxy.url).await;
     for pitid in [720, 721, 722] {
         put(&stack, pitid, PublishState::Publishing).await;
     }
