@@ -9,7 +9,7 @@ use crate::domain::{
     AttemptToken, CancelAudit, CancelStamp, Claim, PublishKey, PublishRecord, PublishState,
     Timestamp, User, IMAGE_PUBLISH,
 };
-use crate::ports::{BackendError, CancelOutcome, Publishes, StopMessage, StopQueue, Users};
+use crate::ports::{BackendError, CancelFound, CancelWrites, StopMessage, StopQueue, Users};
 
 /// How long a send attempt holds its claim on a pending stop: longer than
 /// any attempt can run (an HTTP request answers within 10 s, a Lambda
@@ -168,7 +168,7 @@ pub struct Canceller<P, Q> {
     pub queue: Q,
 }
 
-impl<P: Publishes, Q: StopQueue> Canceller<P, Q> {
+impl<P: CancelWrites, Q: StopQueue> Canceller<P, Q> {
     pub async fn run(
         &self,
         key: &PublishKey,
@@ -187,15 +187,15 @@ impl<P: Publishes, Q: StopQueue> Canceller<P, Q> {
                 }
             })?;
         let (mut record, changed) = match outcome {
-            CancelOutcome::Cancelled(r) => (r, true),
+            CancelFound::Cancelled(r) => (r, true),
             // Our own write, whose answer was lost and whose SDK retry then
             // found the record cancelled: the transition is ours.
-            CancelOutcome::AlreadyCancelled(r) if r.cancel_attempt.as_ref() == Some(&attempt) => {
+            CancelFound::AlreadyCancelled(r) if r.cancel_attempt.as_ref() == Some(&attempt) => {
                 (r, true)
             }
-            CancelOutcome::AlreadyCancelled(r) => (r, false),
-            CancelOutcome::Finished(r) => return Err(CancelError::Finished(r.state)),
-            CancelOutcome::NotFound => return Err(CancelError::NotFound),
+            CancelFound::AlreadyCancelled(r) => (r, false),
+            CancelFound::Finished(r) => return Err(CancelError::Finished(r.state)),
+            CancelFound::NotFound => return Err(CancelError::NotFound),
         };
         // The transition's write claimed the stop for this attempt. Anyone
         // else sends it only while it is still pending and after winning
@@ -361,7 +361,7 @@ pub struct UserCancel<U, P, Q> {
     pub cancel: Canceller<P, Q>,
 }
 
-impl<U: Users, P: Publishes, Q: StopQueue> UserCancel<U, P, Q> {
+impl<U: Users, P: CancelWrites, Q: StopQueue> UserCancel<U, P, Q> {
     pub async fn run(&self, req: CancelRequest) -> Result<Cancelled, CancelError> {
         self.run_traced(req).await.0
     }
@@ -377,11 +377,8 @@ impl<U: Users, P: Publishes, Q: StopQueue> UserCancel<U, P, Q> {
             .await;
         let result = match user {
             Ok(user) => {
-                let stamp = CancelStamp {
-                    request_id: req.request_id,
-                    at: req.at,
-                    audit: CancelAudit::http(&user.login),
-                };
+                let stamp =
+                    CancelStamp::new(req.request_id, req.at, CancelAudit::http(&user.login));
                 self.authorised(&user, &req.key, &stamp).await
             }
             Err(e) => Err(e.into()),
@@ -423,13 +420,13 @@ mod tests {
         calls: AtomicUsize,
     }
 
-    impl Publishes for Counting {
+    impl CancelWrites for Counting {
         async fn cancel(
             &self,
             key: &PublishKey,
             stamp: &CancelStamp,
             attempt: &AttemptToken,
-        ) -> Result<CancelOutcome, BackendError> {
+        ) -> Result<CancelFound, BackendError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             self.inner.cancel(key, stamp, attempt).await
         }
@@ -470,15 +467,6 @@ mod tests {
             why: &str,
         ) -> Result<bool, BackendError> {
             self.inner.stop_undeliverable(key, attempt, why).await
-        }
-
-        async fn pending_stops(
-            &self,
-            cutoff: Timestamp,
-            after: Option<&crate::ports::Cursor>,
-            limit: usize,
-        ) -> Result<crate::ports::PendingPage, BackendError> {
-            self.inner.pending_stops(cutoff, after, limit).await
         }
     }
 
@@ -654,14 +642,10 @@ mod tests {
         let key = request("alice", "x", "alice", (1, 2, 3)).key;
         c.publishes
             .put(PublishRecord::new(key.clone(), PublishState::Publishing));
-        let stamp = CancelStamp {
-            request_id: "evt-1".into(),
-            at: Timestamp(100),
-            audit: CancelAudit::http(&key.uid),
-        };
+        let stamp = CancelStamp::new("evt-1".into(), Timestamp(100), CancelAudit::http(&key.uid));
         // The first execution's write, its send still to come.
         let first = new_attempt();
-        let CancelOutcome::Cancelled(_) = c.publishes.cancel(&key, &stamp, &first).await.unwrap()
+        let CancelFound::Cancelled(_) = c.publishes.cancel(&key, &stamp, &first).await.unwrap()
         else {
             panic!("the first cancels");
         };
@@ -687,13 +671,13 @@ mod tests {
     #[tokio::test]
     async fn an_attempt_recognises_its_own_write_and_claim() {
         struct LostAnswer(MemoryPublishes);
-        impl Publishes for LostAnswer {
+        impl CancelWrites for LostAnswer {
             async fn cancel(
                 &self,
                 key: &PublishKey,
                 stamp: &CancelStamp,
                 attempt: &AttemptToken,
-            ) -> Result<CancelOutcome, BackendError> {
+            ) -> Result<CancelFound, BackendError> {
                 // The write commits; its answer is lost; the retry sees it.
                 self.0.cancel(key, stamp, attempt).await?;
                 self.0.cancel(key, stamp, attempt).await
@@ -730,14 +714,6 @@ mod tests {
             ) -> Result<bool, BackendError> {
                 self.0.stop_undeliverable(k, a, why).await
             }
-            async fn pending_stops(
-                &self,
-                cutoff: Timestamp,
-                after: Option<&crate::ports::Cursor>,
-                limit: usize,
-            ) -> Result<crate::ports::PendingPage, BackendError> {
-                self.0.pending_stops(cutoff, after, limit).await
-            }
         }
         let store = MemoryPublishes::default();
         let c = Canceller {
@@ -746,11 +722,7 @@ mod tests {
         };
         let key = request("alice", "x", "alice", (1, 2, 3)).key;
         store.put(PublishRecord::new(key.clone(), PublishState::Queued));
-        let stamp = CancelStamp {
-            request_id: "r".into(),
-            at: Timestamp(100),
-            audit: CancelAudit::http(&key.uid),
-        };
+        let stamp = CancelStamp::new("r".into(), Timestamp(100), CancelAudit::http(&key.uid));
         let done = c.run(&key, &stamp).await.unwrap();
         assert!(done.changed);
         assert!(!done.record.stop_pending);

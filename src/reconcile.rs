@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::cancel::{new_attempt, CancelError, Canceller};
 use crate::domain::Timestamp;
-use crate::ports::{BackendError, Cursor, Publishes, StopQueue};
+use crate::ports::{BackendError, CancelWrites, Cursor, PendingStops, StopQueue};
 
 /// What one run (or one page of it) did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -59,7 +59,7 @@ impl ReconcileReport {
 /// `until` (a record cut off there is handed back: its claim lapses
 /// within a lease). `progress` is told each page's counts as soon as the
 /// page is done, so that a run ended by its deadline loses none.
-pub async fn reconcile<P: Publishes, Q: StopQueue>(
+pub async fn reconcile<P: CancelWrites + PendingStops, Q: StopQueue>(
     cancel: &Canceller<P, Q>,
     clock: impl Fn() -> Timestamp,
     grace: Duration,
@@ -151,11 +151,11 @@ mod tests {
     }
 
     fn stamp(id: &str, at: i64) -> CancelStamp {
-        CancelStamp {
-            request_id: id.into(),
-            at: Timestamp(at),
-            audit: crate::domain::CancelAudit::http(&key(1).uid),
-        }
+        CancelStamp::new(
+            id.into(),
+            Timestamp(at),
+            crate::domain::CancelAudit::http(&key(1).uid),
+        )
     }
 
     fn later() -> Instant {

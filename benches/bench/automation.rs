@@ -2,7 +2,7 @@
 
 use super::*;
 use publish_cancel::domain::{AttemptToken, CancelStamp, Claim, PublishKey, Timestamp};
-use publish_cancel::ports::{BackendError, CancelOutcome, Publishes};
+use publish_cancel::ports::{BackendError, CancelFound, CancelWrites, PendingStops};
 
 pub(super) const AUTOMATION_RUNS: usize = 10;
 pub(super) const AUTOMATION_WARM: usize = 20;
@@ -236,13 +236,13 @@ pub(super) async fn batch_row() -> Row {
 /// A store whose every call first waits `.1`, as a network round trip.
 pub(super) struct Slow<T>(T, Duration);
 
-impl<T: Publishes> Publishes for Slow<T> {
+impl<T: CancelWrites> CancelWrites for Slow<T> {
     async fn cancel(
         &self,
         key: &PublishKey,
         stamp: &CancelStamp,
         attempt: &AttemptToken,
-    ) -> Result<CancelOutcome, BackendError> {
+    ) -> Result<CancelFound, BackendError> {
         tokio::time::sleep(self.1).await;
         self.0.cancel(key, stamp, attempt).await
     }
@@ -281,6 +281,9 @@ impl<T: Publishes> Publishes for Slow<T> {
         tokio::time::sleep(self.1).await;
         self.0.stop_undeliverable(key, attempt, why).await
     }
+}
+
+impl<T: PendingStops> PendingStops for Slow<T> {
     async fn pending_stops(
         &self,
         cutoff: Timestamp,

@@ -48,11 +48,11 @@ pub(super) async fn warm_latency(stack: &Stack, auth: &str) -> Vec<Row> {
         front.push(ms(t.elapsed()));
         assert_eq!(r.status, 200);
         let t = Instant::now();
-        let stamp = CancelStamp {
-            request_id: format!("floor-{i}").into(),
-            at: Timestamp::now(),
-            audit: publish_cancel::domain::CancelAudit::http(&alice),
-        };
+        let stamp = CancelStamp::new(
+            format!("floor-{i}").into(),
+            Timestamp::now(),
+            publish_cancel::domain::CancelAudit::http(&alice),
+        );
         users.get(&alice).await.unwrap().unwrap();
         let k = common::alice_key(20_000 + i);
         let attempt = publish_cancel::cancel::new_attempt();

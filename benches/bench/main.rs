@@ -37,7 +37,7 @@ use memory_settings::*;
 use publish_cancel::adapters::dynamodb::{DynamoPublishes, DynamoUsers};
 use publish_cancel::adapters::sqs::SqsStopQueue;
 use publish_cancel::domain::{CancelStamp, Login, PublishRecord, PublishState, Timestamp};
-use publish_cancel::ports::{Publishes, StopMessage, StopQueue, Users};
+use publish_cancel::ports::{CancelWrites, StopMessage, StopQueue, Users};
 use publish_cancel::seed::{Seed, BUNDLED};
 use stats::*;
 

@@ -10,8 +10,8 @@ use crate::domain::{
     User,
 };
 use crate::ports::{
-    BackendError, CancelOutcome, Cursor, PendingPage, Publishes, StopMessage, StopQueue,
-    Unreadable, Users, MAX_UNDELIVERABLE_REASON, NOT_CANCELLED,
+    BackendError, CancelFound, CancelWrites, Cursor, PendingPage, PendingStops, PublishReader,
+    StopMessage, StopQueue, Unreadable, Users, MAX_UNDELIVERABLE_REASON, NOT_CANCELLED,
 };
 
 /// A poisoned lock only means another request panicked mid-update; every
@@ -95,26 +95,26 @@ impl MemoryPublishes {
     }
 }
 
-impl Publishes for MemoryPublishes {
+impl CancelWrites for MemoryPublishes {
     async fn cancel(
         &self,
         key: &PublishKey,
         stamp: &CancelStamp,
         attempt: &AttemptToken,
-    ) -> Result<CancelOutcome, BackendError> {
+    ) -> Result<CancelFound, BackendError> {
         let mut records = lock(&self.records);
         let Some(current) = records.get_mut(key) else {
-            return Ok(CancelOutcome::NotFound);
+            return Ok(CancelFound::NotFound);
         };
         Ok(match current.cancelled(stamp, attempt) {
             Some(next) => {
                 *current = next.clone();
-                CancelOutcome::Cancelled(next)
+                CancelFound::Cancelled(next)
             }
             None if current.state == PublishState::Cancelled => {
-                CancelOutcome::AlreadyCancelled(current.clone())
+                CancelFound::AlreadyCancelled(current.clone())
             }
-            None => CancelOutcome::Finished(current.clone()),
+            None => CancelFound::Finished(current.clone()),
         })
     }
 
@@ -173,7 +173,9 @@ impl Publishes for MemoryPublishes {
             r.stop_undeliverable = Some(reason.chars().take(MAX_UNDELIVERABLE_REASON).collect());
         }))
     }
+}
 
+impl PendingStops for MemoryPublishes {
     async fn pending_stops(
         &self,
         cutoff: Timestamp,
@@ -219,6 +221,12 @@ impl Publishes for MemoryPublishes {
             },
             next,
         })
+    }
+}
+
+impl PublishReader for MemoryPublishes {
+    async fn read(&self, key: &PublishKey) -> Result<Option<PublishRecord>, BackendError> {
+        Ok(self.get(key))
     }
 }
 

@@ -141,11 +141,11 @@ mod tests {
         assert!(err.to_string().contains("--state cancelled"), "{err}");
         let stamped = running
             .cancelled(
-                &CancelStamp {
-                    request_id: "r".into(),
-                    at: Timestamp(5),
-                    audit: CancelAudit::http(&running.key.uid),
-                },
+                &CancelStamp::new(
+                    "r".into(),
+                    Timestamp(5),
+                    CancelAudit::http(&running.key.uid),
+                ),
                 &AttemptToken::from_bytes([1; 16]),
             )
             .unwrap();

@@ -17,7 +17,7 @@ use crate::auth::{AuthTrace, Credentials};
 use crate::cancel::{CancelError, CancelRequest, Cancelled, UserCancel};
 use crate::domain::Timestamp;
 use crate::metrics::{Metrics, RequestFacts};
-use crate::ports::{BackendError, Publishes, StopQueue, Users};
+use crate::ports::{BackendError, CancelWrites, PublishReader, StopQueue, Users};
 use error::{ApiError, RETRY_AFTER_SECS};
 use negotiate::Format;
 use render::{LocalizedErrorMsg, Parameters, UforgeError};
@@ -56,7 +56,7 @@ pub struct Api<U, P, Q> {
     metrics: Option<Metrics>,
 }
 
-impl<U: Users, P: Publishes, Q: StopQueue> Api<U, P, Q> {
+impl<U: Users, P: CancelWrites + PublishReader, Q: StopQueue> Api<U, P, Q> {
     pub fn new(cancel: UserCancel<U, P, Q>, base: &str) -> Self {
         Api {
             cancel,

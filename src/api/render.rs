@@ -211,11 +211,11 @@ mod tests {
         let mut r = PublishRecord::new(key, PublishState::Publishing);
         r.percentage = Some(40);
         r.cancelled(
-            &CancelStamp {
-                request_id: "r".into(),
-                at: Timestamp(1_795_718_847),
-                audit: crate::domain::CancelAudit::http(&r.key.uid),
-            },
+            &CancelStamp::new(
+                "r".into(),
+                Timestamp(1_795_718_847),
+                crate::domain::CancelAudit::http(&r.key.uid),
+            ),
             &crate::domain::AttemptToken::from_bytes([0; 16]),
         )
         .unwrap()

@@ -112,7 +112,7 @@ async fn serve_until_ctrl_c<U, P, Q>(
 ) -> Result<(), BoxError>
 where
     U: publish_cancel::ports::Users + 'static,
-    P: publish_cancel::ports::Publishes + 'static,
+    P: publish_cancel::ports::CancelWrites + publish_cancel::ports::PublishReader + 'static,
     Q: publish_cancel::ports::StopQueue + 'static,
 {
     tokio::select! {

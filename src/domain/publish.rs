@@ -117,6 +117,16 @@ pub struct CancelStamp {
     pub audit: super::CancelAudit,
 }
 
+impl CancelStamp {
+    pub fn new(request_id: super::RequestId, at: Timestamp, audit: super::CancelAudit) -> Self {
+        CancelStamp {
+            request_id,
+            at,
+            audit,
+        }
+    }
+}
+
 /// The stored publish: the source of truth for UForge's `status` object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishRecord {
@@ -251,11 +261,11 @@ mod tests {
         };
         let mut rec = PublishRecord::new(key, Publishing);
         rec.percentage = Some(40);
-        let stamp = CancelStamp {
-            request_id: "r1".into(),
-            at: Timestamp(10),
-            audit: crate::domain::CancelAudit::http(&rec.key.uid),
-        };
+        let stamp = CancelStamp::new(
+            "r1".into(),
+            Timestamp(10),
+            crate::domain::CancelAudit::http(&rec.key.uid),
+        );
         let attempt = crate::domain::AttemptToken::from_bytes([1; 16]);
         let done = rec.cancelled(&stamp, &attempt).unwrap();
         assert_eq!(done.state, Cancelled);

@@ -57,7 +57,7 @@ use crate::domain::{
     AuditText, CancelAudit, CancelSource, CancelStamp, Login, PublishKey, RequestId, Timestamp,
 };
 use crate::metrics::{now_ms, Metrics, RequestFacts};
-use crate::ports::{Publishes, StopQueue};
+use crate::ports::{CancelWrites, StopQueue};
 
 pub const COMMAND_TYPE: &str = "uforge.publish.cancel";
 pub const COMMAND_SCHEMA_VERSION: u64 = 1;
@@ -293,7 +293,7 @@ pub struct Automation<P, Q> {
     pub local: bool,
 }
 
-impl<P: Publishes, Q: StopQueue> super::LambdaHandler for Automation<P, Q> {
+impl<P: CancelWrites, Q: StopQueue> super::LambdaHandler for Automation<P, Q> {
     async fn call(
         &self,
         event: lambda_runtime::LambdaEvent<super::RawEvent>,
@@ -317,7 +317,7 @@ impl<P: Publishes, Q: StopQueue> super::LambdaHandler for Automation<P, Q> {
     }
 }
 
-impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
+impl<P: CancelWrites, Q: StopQueue> Automation<P, Q> {
     /// Without metrics, doors decided by the invoked ARN.
     pub fn new(cancel: Canceller<P, Q>) -> Self {
         Automation {
@@ -418,17 +418,14 @@ impl<P: Publishes, Q: StopQueue> Automation<P, Q> {
         if started + START_MARGIN > deadline {
             return Err(AutomationError::DeadlineReached);
         }
-        let stamp = CancelStamp {
-            request_id,
-            at: Timestamp::now(),
-            audit: CancelAudit {
-                source,
-                cancelled_by,
-                reason: command.reason,
-                requested_by: command.requested_by,
-                origin,
-            },
+        let audit = CancelAudit {
+            source,
+            cancelled_by,
+            reason: command.reason,
+            requested_by: command.requested_by,
+            origin,
         };
+        let stamp = CancelStamp::new(request_id, Timestamp::now(), audit);
         let result =
             tokio::time::timeout_at(deadline.into(), self.cancel.run(&command.key, &stamp)).await;
         let Ok(result) = result else {

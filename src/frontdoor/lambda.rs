@@ -41,7 +41,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
 use crate::api::{Api, ApiRequest};
-use crate::ports::{Publishes, StopQueue, Users};
+use crate::ports::{CancelWrites, PublishReader, StopQueue, Users};
 
 /// Most headers an event may carry (API Gateway allows about 10 KB of them;
 /// `HeaderMap` itself panics beyond 32 768).
@@ -397,7 +397,9 @@ fn query(multi: &QueryMap, single: &QueryMap, encode: bool) -> String {
 #[derive(Debug)]
 pub struct HttpFunction<U, P, Q>(pub Api<U, P, Q>);
 
-impl<U: Users, P: Publishes, Q: StopQueue> super::LambdaHandler for HttpFunction<U, P, Q> {
+impl<U: Users, P: CancelWrites + PublishReader, Q: StopQueue> super::LambdaHandler
+    for HttpFunction<U, P, Q>
+{
     async fn call(
         &self,
         event: lambda_runtime::LambdaEvent<super::RawEvent>,
@@ -416,7 +418,7 @@ impl<U: Users, P: Publishes, Q: StopQueue> super::LambdaHandler for HttpFunction
 }
 
 /// Serves one event: the Lambda HTTP response as JSON, or `NotHttp`.
-pub async fn handle<U: Users, P: Publishes, Q: StopQueue>(
+pub async fn handle<U: Users, P: CancelWrites + PublishReader, Q: StopQueue>(
     api: &Api<U, P, Q>,
     event: &Value,
     request_id: &str,

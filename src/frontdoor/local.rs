@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 
 use super::new_request_id;
 use crate::api::{Api, ApiRequest};
-use crate::ports::{Publishes, StopQueue, Users};
+use crate::ports::{CancelWrites, PublishReader, StopQueue, Users};
 
 /// How the server treats its connections.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +59,7 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 pub async fn serve<U, P, Q>(listener: TcpListener, api: Arc<Api<U, P, Q>>, limits: Limits)
 where
     U: Users + 'static,
-    P: Publishes + 'static,
+    P: CancelWrites + PublishReader + 'static,
     Q: StopQueue + 'static,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -104,7 +104,7 @@ where
     }
 }
 
-async fn handle<U: Users, P: Publishes, Q: StopQueue>(
+async fn handle<U: Users, P: CancelWrites + PublishReader, Q: StopQueue>(
     api: &Api<U, P, Q>,
     req: hyper::Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>> {

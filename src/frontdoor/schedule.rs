@@ -11,7 +11,7 @@ use super::{invocation_deadline, LambdaHandler, RawEvent};
 use crate::cancel::Canceller;
 use crate::domain::Timestamp;
 use crate::metrics::{now_ms, Metrics};
-use crate::ports::{Publishes, StopQueue};
+use crate::ports::{CancelWrites, PendingStops, StopQueue};
 use crate::reconcile::reconcile;
 use crate::ErrorChain;
 
@@ -26,7 +26,7 @@ pub struct Reconciler<P, Q> {
     pub metrics: Option<Metrics>,
 }
 
-impl<P: Publishes, Q: StopQueue> LambdaHandler for Reconciler<P, Q> {
+impl<P: CancelWrites + PendingStops, Q: StopQueue> LambdaHandler for Reconciler<P, Q> {
     async fn call(&self, event: LambdaEvent<RawEvent>) -> Result<Value, Diagnostic> {
         let until = invocation_deadline(&event.context);
         // One metric line per page, written as soon as the page is done: a

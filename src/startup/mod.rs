@@ -21,7 +21,7 @@ use crate::auth::{Authenticator, FixedKeks, KekSource, Sealer};
 use crate::cancel::{Canceller, UserCancel};
 use crate::config::{AdminSettings, AwsSettings, Env, KekSetting};
 use crate::metrics::Metrics;
-use crate::ports::{Publishes, StopQueue, Users};
+use crate::ports::{CancelWrites, PublishReader, StopQueue, Users};
 use crate::seed::{self, Seed};
 
 pub mod lambda;
@@ -62,7 +62,7 @@ impl Options {
 
 /// The service on any stores: the one place the use case, its
 /// authenticator and the HTTP layer are put together.
-pub fn service<U: Users, P: Publishes, Q: StopQueue>(
+pub fn service<U: Users, P: CancelWrites + PublishReader, Q: StopQueue>(
     users: U,
     publishes: P,
     queue: Q,

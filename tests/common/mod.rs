@@ -420,7 +420,7 @@ pub async fn serve_locally<U, P, Q>(
 ) -> String
 where
     U: publish_cancel::ports::Users + 'static,
-    P: publish_cancel::ports::Publishes + 'static,
+    P: publish_cancel::ports::CancelWrites + publish_cancel::ports::PublishReader + 'static,
     Q: publish_cancel::ports::StopQueue + 'static,
 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -449,7 +449,7 @@ pub fn alice_key(pitid: i64) -> publish_cancel::domain::PublishKey {
 pub async fn call<U, P, Q>(api: &publish_cancel::api::Api<U, P, Q>, req: &Req) -> Response<Vec<u8>>
 where
     U: publish_cancel::ports::Users,
-    P: publish_cancel::ports::Publishes,
+    P: publish_cancel::ports::CancelWrites + publish_cancel::ports::PublishReader,
     Q: publish_cancel::ports::StopQueue,
 {
     let (path, query) = req.uri.split_once('?').unwrap_or((&req.uri, ""));

@@ -574,11 +574,11 @@ async fn publish_put_never_undoes_a_cancel() {
     let key = common::alice_key(4);
     let pending = PublishRecord::new(key.clone(), PublishState::Queued)
         .cancelled(
-            &CancelStamp {
-                request_id: "died-before-sending".into(),
-                at: Timestamp(Timestamp::now().0 - 600),
-                audit: CancelAudit::http(&key.uid),
-            },
+            &CancelStamp::new(
+                "died-before-sending".into(),
+                Timestamp(Timestamp::now().0 - 600),
+                CancelAudit::http(&key.uid),
+            ),
             &publish_cancel::cancel::new_attempt(),
         )
         .unwrap();

@@ -432,11 +432,11 @@ async fn a_lone_command_answers_within_its_deadline() {
     let (runtime, _function) = automation(&stack, &proxy.url).await;
     // Cancelled long ago, its stop never sent.
     let mut record = PublishRecord::new(common::alice_key(730), PublishState::Publishing);
-    let stamp = publish_cancel::domain::CancelStamp {
-        request_id: "crashed".into(),
-        at: publish_cancel::domain::Timestamp(publish_cancel::domain::Timestamp::now().0 - 300),
-        audit: publish_cancel::domain::CancelAudit::http(&record.key.uid),
-    };
+    let stamp = publish_cancel::domain::CancelStamp::new(
+        "crashed".into(),
+        publish_cancel::domain::Timestamp(publish_cancel::domain::Timestamp::now().0 - 300),
+        publish_cancel::domain::CancelAudit::http(&record.key.uid),
+    );
     record = record
         .cancelled(&stamp, &publish_cancel::cancel::new_attempt())
         .unwrap();

@@ -16,7 +16,8 @@ use publish_cancel::domain::{
     PublishKey, PublishRecord, PublishState, Timestamp, User,
 };
 use publish_cancel::ports::{
-    AdminStore, CancelOutcome, Publishes, Replacing, StopMessage, StopQueue, Users,
+    AdminStore, CancelFound, CancelWrites, PendingStops, PublishReader, Replacing, StopMessage,
+    StopQueue, Users,
 };
 
 use crate::common::{self, Stack};
@@ -96,17 +97,17 @@ fn key(uid: &str, aid: i64, itid: i64, pitid: i64) -> PublishKey {
 /// A stamp whose audit uses every field, so the contract sees them kept.
 fn stamp(id: &str, at: i64) -> CancelStamp {
     let text = |t: &str| AuditText::parse(t).unwrap();
-    CancelStamp {
-        request_id: id.into(),
-        at: Timestamp(at),
-        audit: CancelAudit {
+    CancelStamp::new(
+        id.into(),
+        Timestamp(at),
+        CancelAudit {
             source: CancelSource::Sqs,
             cancelled_by: text(&format!("sender-of-{id}")),
             reason: Some(text(&format!("reason {id}"))),
             requested_by: Some(text("budget-watchdog")),
             origin: Some(text("account 123456789012 source acme.watchdog")),
         },
-    }
+    )
 }
 
 // --- the contracts ---
@@ -145,7 +146,10 @@ async fn users_contract(users: &impl Users, arrange: &impl Arrange) {
     assert!(got.api_keys.is_empty());
 }
 
-async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) {
+async fn publishes_contract(
+    publishes: &(impl CancelWrites + PendingStops + PublishReader),
+    arrange: &impl Arrange,
+) {
     let running = key("contract-owner", 70, 80, 1);
     let queued = key("contract-owner", 70, 80, 2);
     let published = key("contract-owner", 70, 80, 3);
@@ -167,7 +171,7 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
     // the rest of the record is kept.
     let (a, b, c) = (attempt(1), attempt(2), attempt(3));
     let first = stamp("first", 1_000);
-    let CancelOutcome::Cancelled(after) = publishes.cancel(&running, &first, &a).await.unwrap()
+    let CancelFound::Cancelled(after) = publishes.cancel(&running, &first, &a).await.unwrap()
     else {
         panic!("a running publish is cancelled");
     };
@@ -191,12 +195,12 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
             .cancel(&queued, &stamp("q", 1_001), &q)
             .await
             .unwrap(),
-        CancelOutcome::Cancelled(_)
+        CancelFound::Cancelled(_)
     ));
 
     // A second cancel changes nothing and reports the first one's stamp and
     // attempt: another attempt can tell it is not its own, the first can.
-    let CancelOutcome::AlreadyCancelled(again) = publishes
+    let CancelFound::AlreadyCancelled(again) = publishes
         .cancel(&running, &stamp("second", 2_000), &b)
         .await
         .unwrap()
@@ -205,13 +209,22 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
     };
     assert_eq!(again, after);
     assert_ne!(again.cancel_attempt.as_ref(), Some(&b));
+    // The status route's read: the record as stored, or none.
+    assert_eq!(publishes.read(&running).await.unwrap(), Some(after.clone()));
+    assert_eq!(
+        publishes
+            .read(&key("contract-owner", 70, 80, 99))
+            .await
+            .unwrap(),
+        None
+    );
 
     // Finished publishes are reported as they are, unchanged.
     for (k, state) in [
         (&published, PublishState::Published),
         (&failed, PublishState::Failed),
     ] {
-        let CancelOutcome::Finished(record) =
+        let CancelFound::Finished(record) =
             publishes.cancel(k, &stamp("f", 3_000), &b).await.unwrap()
         else {
             panic!("{state} is finished");
@@ -232,7 +245,7 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
                 .cancel(&other, &stamp("x", 4_000), &b)
                 .await
                 .unwrap(),
-            CancelOutcome::NotFound,
+            CancelFound::NotFound,
             "{other}"
         );
     }
@@ -316,7 +329,7 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
         pending_keys(publishes, Timestamp(5_000), 10).await,
         std::slice::from_ref(&queued)
     );
-    let CancelOutcome::AlreadyCancelled(cleared) = publishes
+    let CancelFound::AlreadyCancelled(cleared) = publishes
         .cancel(&running, &stamp("third", 6_000), &b)
         .await
         .unwrap()
@@ -340,7 +353,7 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
     assert!(pending_keys(publishes, Timestamp(5_000), 10)
         .await
         .is_empty());
-    let CancelOutcome::AlreadyCancelled(parked) = publishes
+    let CancelFound::AlreadyCancelled(parked) = publishes
         .cancel(&queued, &stamp("fourth", 7_000), &b)
         .await
         .unwrap()
@@ -361,10 +374,10 @@ async fn publishes_contract(publishes: &impl Publishes, arrange: &impl Arrange) 
             .cancel(&key("contract-owner", 70, 80, 98), &stamp("y", 1), &b)
             .await
             .unwrap(),
-        CancelOutcome::NotFound,
+        CancelFound::NotFound,
         "stop_sent and stop_undeliverable created no record"
     );
-    let CancelOutcome::AlreadyCancelled(untouched) = publishes
+    let CancelFound::AlreadyCancelled(untouched) = publishes
         .cancel(&running, &stamp("fifth", 8_000), &b)
         .await
         .unwrap()
@@ -395,7 +408,7 @@ fn attempt(n: u8) -> AttemptToken {
 
 /// Every pending stop before `cutoff`, read `page` at a time.
 async fn pending_keys(
-    publishes: &impl Publishes,
+    publishes: &impl PendingStops,
     cutoff: Timestamp,
     page: usize,
 ) -> Vec<PublishKey> {

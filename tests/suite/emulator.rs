@@ -740,11 +740,11 @@ async fn the_queue_refuses_what_sqs_refuses_and_the_adapter_calls_it_permanent()
         let queue = SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url);
         let good = StopMessage::new(
             &common::alice_key(3),
-            &publish_cancel::domain::CancelStamp {
-                request_id: "r-1".into(),
-                at: publish_cancel::domain::Timestamp(1),
-                audit: publish_cancel::domain::CancelAudit::http(&common::alice_key(3).uid),
-            },
+            &publish_cancel::domain::CancelStamp::new(
+                "r-1".into(),
+                publish_cancel::domain::Timestamp(1),
+                publish_cancel::domain::CancelAudit::http(&common::alice_key(3).uid),
+            ),
         );
         // Built by hand, past every type that would refuse it.
         let mut bad = good.clone();

@@ -264,11 +264,11 @@ async fn a_claim_whose_answer_was_lost_is_still_its_senders() {
         common::alice_key(4),
         publish_cancel::domain::PublishState::Publishing,
     );
-    let stamp = publish_cancel::domain::CancelStamp {
-        request_id: "crashed".into(),
-        at: publish_cancel::domain::Timestamp(publish_cancel::domain::Timestamp::now().0 - 300),
-        audit: publish_cancel::domain::CancelAudit::http(&crashed.key.uid),
-    };
+    let stamp = publish_cancel::domain::CancelStamp::new(
+        "crashed".into(),
+        publish_cancel::domain::Timestamp(publish_cancel::domain::Timestamp::now().0 - 300),
+        publish_cancel::domain::CancelAudit::http(&crashed.key.uid),
+    );
     crashed = crashed
         .cancelled(&stamp, &publish_cancel::cancel::new_attempt())
         .unwrap();

@@ -487,7 +487,7 @@ async fn send_with_body(addr: &str, path: &str, auth: &str, body: &[u8]) -> u16 
 async fn refusals_touch_no_publish_through_any_front_door() {
     use publish_cancel::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
     use publish_cancel::domain::{AttemptToken, CancelStamp, Claim, PublishKey, Timestamp};
-    use publish_cancel::ports::{BackendError, CancelOutcome, Cursor, PendingPage, Publishes};
+    use publish_cancel::ports::{BackendError, CancelFound, CancelWrites, PublishReader};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
@@ -499,13 +499,22 @@ async fn refusals_touch_no_publish_through_any_front_door() {
             self.1.fetch_add(1, Ordering::SeqCst);
         }
     }
-    impl Publishes for Counted {
+    impl PublishReader for Counted {
+        async fn read(
+            &self,
+            k: &PublishKey,
+        ) -> Result<Option<publish_cancel::domain::PublishRecord>, BackendError> {
+            self.tick();
+            self.0.read(k).await
+        }
+    }
+    impl CancelWrites for Counted {
         async fn cancel(
             &self,
             k: &PublishKey,
             s: &CancelStamp,
             a: &AttemptToken,
-        ) -> Result<CancelOutcome, BackendError> {
+        ) -> Result<CancelFound, BackendError> {
             self.tick();
             self.0.cancel(k, s, a).await
         }
@@ -539,15 +548,6 @@ async fn refusals_touch_no_publish_through_any_front_door() {
         ) -> Result<bool, BackendError> {
             self.tick();
             self.0.stop_undeliverable(k, a, w).await
-        }
-        async fn pending_stops(
-            &self,
-            c: Timestamp,
-            after: Option<&Cursor>,
-            l: usize,
-        ) -> Result<PendingPage, BackendError> {
-            self.tick();
-            self.0.pending_stops(c, after, l).await
         }
     }
 

@@ -440,11 +440,7 @@ mod stops_are_valid_by_construction {
             let publishes = &api.use_case().cancel.publishes;
             let key = crate::common::alice_key(3);
             publishes.put(PublishRecord::new(key.clone(), PublishState::Publishing));
-            let stamp = publish_cancel::domain::CancelStamp {
-                request_id: publish_cancel::domain::RequestId::from_external(&id),
-                at: publish_cancel::domain::Timestamp(1),
-                audit: publish_cancel::domain::CancelAudit::http(&key.uid),
-            };
+            let stamp = publish_cancel::domain::CancelStamp::new(publish_cancel::domain::RequestId::from_external(&id), publish_cancel::domain::Timestamp(1), publish_cancel::domain::CancelAudit::http(&key.uid));
             let rt = runtime();
             let done = rt.block_on(api.use_case().cancel.run(&key, &stamp));
             prop_assert!(done.is_ok(), "{:?}", done);

@@ -617,11 +617,11 @@ async fn reconciler_repairs_a_pending_stop(
 ) {
     let stack = s.stack(admin);
     let mut record = PublishRecord::new(common::alice_key(40), PublishState::Publishing);
-    let stamp = CancelStamp {
-        request_id: "crashed-cancel".into(),
-        at: Timestamp(Timestamp::now().0 - 300),
-        audit: publish_cancel::domain::CancelAudit::http(&record.key.uid),
-    };
+    let stamp = CancelStamp::new(
+        "crashed-cancel".into(),
+        Timestamp(Timestamp::now().0 - 300),
+        publish_cancel::domain::CancelAudit::http(&record.key.uid),
+    );
     record = record
         .cancelled(&stamp, &publish_cancel::cancel::new_attempt())
         .expect("a running publish");

@@ -222,14 +222,14 @@ fn stamp_from_item(key: &PublishKey, item: &Item) -> Option<CancelStamp> {
     if id.is_none() && at.is_none() && !item.contains_key(attr::STOP_PENDING) {
         return None;
     }
-    Some(CancelStamp {
-        request_id: match id {
+    Some(CancelStamp::new(
+        match id {
             Some(id) => RequestId::from_stored(id),
             None => RequestId::derived(format!("unstamped:{key}").as_bytes()),
         },
-        at: Timestamp(at.or_else(|| get_n(item, attr::LAST_MODIFIED)).unwrap_or(0)),
-        audit: audit_from_item(key, item),
-    })
+        Timestamp(at.or_else(|| get_n(item, attr::LAST_MODIFIED)).unwrap_or(0)),
+        audit_from_item(key, item),
+    ))
 }
 
 /// The attribute values that record `audit`, for the cancel's write.
@@ -389,17 +389,17 @@ mod tests {
         r.message = Some("Publishing".into());
         let r = r
             .cancelled(
-                &CancelStamp {
-                    request_id: "req-1".into(),
-                    at: Timestamp(9),
-                    audit: CancelAudit {
+                &CancelStamp::new(
+                    "req-1".into(),
+                    Timestamp(9),
+                    CancelAudit {
                         source: crate::domain::CancelSource::Sqs,
                         cancelled_by: AuditText::parse("AIDAEXAMPLE").unwrap(),
                         reason: Some(AuditText::parse("budget exceeded").unwrap()),
                         requested_by: Some(AuditText::parse("watchdog").unwrap()),
                         origin: Some(AuditText::parse("account 123456789012 source acme").unwrap()),
                     },
-                },
+                ),
                 &AttemptToken::from_bytes([7; 16]),
             )
             .unwrap();
@@ -503,11 +503,11 @@ mod tests {
             pitid: 3.into(),
         };
         let attempt = AttemptToken::from_bytes([3; 16]);
-        let stamp = CancelStamp {
-            request_id: RequestId::from_external("an EventBridge id with spaces"),
-            at: Timestamp(9),
-            audit: CancelAudit::http(&key.uid),
-        };
+        let stamp = CancelStamp::new(
+            RequestId::from_external("an EventBridge id with spaces"),
+            Timestamp(9),
+            CancelAudit::http(&key.uid),
+        );
         assert!(stamp.request_id.as_str().starts_with("sha256:"));
         let r = PublishRecord::new(key.clone(), PublishState::Queued)
             .cancelled(&stamp, &attempt)

@@ -15,8 +15,8 @@ use crate::domain::{
     AttemptToken, CancelStamp, Claim, PublishKey, PublishRecord, PublishState, Timestamp,
 };
 use crate::ports::{
-    BackendError, CancelOutcome, Cursor, PendingPage, Publishes, Unreadable,
-    MAX_UNDELIVERABLE_REASON, NOT_CANCELLED,
+    BackendError, CancelFound, CancelWrites, Cursor, PendingPage, PendingStops, PublishReader,
+    Unreadable, MAX_UNDELIVERABLE_REASON, NOT_CANCELLED,
 };
 
 #[derive(Debug, Clone)]
@@ -50,13 +50,13 @@ fn cancellable_values() -> Item {
         .collect()
 }
 
-impl Publishes for DynamoPublishes {
+impl CancelWrites for DynamoPublishes {
     async fn cancel(
         &self,
         key: &PublishKey,
         stamp: &CancelStamp,
         attempt: &AttemptToken,
-    ) -> Result<CancelOutcome, BackendError> {
+    ) -> Result<CancelFound, BackendError> {
         // One conditional write decides everything; on failure DynamoDB hands
         // back the item as it was, so no second read is needed to tell
         // "already cancelled" from "finished" from "absent".
@@ -113,19 +113,19 @@ impl Publishes for DynamoPublishes {
                 let item = out
                     .attributes
                     .ok_or_else(|| BackendError::msg("update returned no attributes"))?;
-                Ok(CancelOutcome::Cancelled(unreadable_is_permanent(
+                Ok(CancelFound::Cancelled(unreadable_is_permanent(
                     record_from_item(key, &item),
                 )?))
             }
             Err(SdkError::ServiceError(ctx)) => match ctx.into_err() {
                 UpdateItemError::ConditionalCheckFailedException(e) => match e.item {
-                    None => Ok(CancelOutcome::NotFound),
+                    None => Ok(CancelFound::NotFound),
                     Some(item) => {
                         let record = unreadable_is_permanent(record_from_item(key, &item))?;
                         Ok(if record.state == PublishState::Cancelled {
-                            CancelOutcome::AlreadyCancelled(record)
+                            CancelFound::AlreadyCancelled(record)
                         } else {
-                            CancelOutcome::Finished(record)
+                            CancelFound::Finished(record)
                         })
                     }
                 },
@@ -237,7 +237,9 @@ impl Publishes for DynamoPublishes {
         )
         .await
     }
+}
 
+impl PendingStops for DynamoPublishes {
     async fn pending_stops(
         &self,
         cutoff: Timestamp,
@@ -277,6 +279,23 @@ impl Publishes for DynamoPublishes {
             }
         }
         Ok(page)
+    }
+}
+
+impl PublishReader for DynamoPublishes {
+    async fn read(&self, key: &PublishKey) -> Result<Option<PublishRecord>, BackendError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(publish_item_key(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("reading the publishes table", e))?;
+        out.item
+            .map(|item| unreadable_is_permanent(record_from_item(key, &item)))
+            .transpose()
     }
 }
 
