@@ -1,15 +1,15 @@
-//! The use case: cancel a running publish.
-//!
-//! authenticate → entitlement → caller owns `{uid}` → one conditional write
-//! → stop message. Nothing touches the stores before the caller is proven to
-//! be `{uid}` with `image_publish`.
+//! The delivery protocol of a cancel: the one conditional write, the stop
+//! message, the claims that let exactly one attempt send it
+//! (docs/developing.md, "Stop delivery"). Whoever calls `Canceller` has
+//! decided the caller may: the HTTP cancel route after the access gate
+//! (`crate::access`), the automation function on its IAM authority, the
+//! reconciler for stops already decided.
 
-use crate::auth::{AuthError, AuthTrace, Authenticator, Credentials};
 use crate::domain::{
-    AttemptToken, CancelAudit, CancelStamp, Claim, PublishKey, PublishRecord, PublishState,
-    Timestamp, User, IMAGE_PUBLISH,
+    AttemptToken, CancelStamp, Claim, PublishKey, PublishRecord, PublishState, Timestamp,
 };
-use crate::ports::{BackendError, CancelFound, CancelWrites, StopMessage, StopQueue, Users};
+use crate::outcome::Outcome;
+use crate::ports::{BackendError, CancelFound, CancelWrites, StopMessage, StopQueue};
 
 /// How long a send attempt holds its claim on a pending stop: longer than
 /// any attempt can run (an HTTP request answers within 10 s, a Lambda
@@ -17,16 +17,11 @@ use crate::ports::{BackendError, CancelFound, CancelWrites, StopMessage, StopQue
 /// the same stop, and a claim whose holder died frees itself.
 pub const STOP_CLAIM_LEASE: i64 = 30;
 
-/// Everything that can stop a cancel. The HTTP layer maps each variant to a
-/// status and a `uforgeError` in exactly one place (`api::error`).
+/// Everything that can stop a cancel of a key. The HTTP layer maps each
+/// variant to a status and a `uforgeError` in one place (`api::error`),
+/// the automation function to its error types.
 #[derive(Debug, thiserror::Error)]
 pub enum CancelError {
-    #[error("authentication failed")]
-    Unauthenticated,
-    #[error("caller lacks the image_publish entitlement")]
-    MissingEntitlement,
-    #[error("caller is not the owner of the publish")]
-    NotOwner,
     #[error("no such publish")]
     NotFound,
     #[error("publish is already {0}")]
@@ -47,11 +42,15 @@ pub enum CancelError {
     Unreadable(#[source] BackendError),
 }
 
-impl From<AuthError> for CancelError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Denied => CancelError::Unauthenticated,
-            AuthError::Backend(b) => CancelError::Backend(b),
+impl CancelError {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            CancelError::NotFound => Outcome::NotFound,
+            CancelError::Finished(_) => Outcome::Finished,
+            CancelError::Backend(_) => Outcome::Unavailable,
+            CancelError::StopNotSent(_) => Outcome::StopNotSent,
+            CancelError::StopUndeliverable(_) => Outcome::StopUndeliverable,
+            CancelError::Unreadable(_) => Outcome::UnreadableRecord,
         }
     }
 }
@@ -65,98 +64,27 @@ pub struct Cancelled {
     pub changed: bool,
 }
 
-/// What a cancel came to, named once: the logs' and metrics' `outcome`
-/// (`as_str`) and the automation answer's (`answer_name`) are these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Cancelled,
-    AlreadyCancelled,
-    Finished,
-    NotFound,
-    Unauthenticated,
-    Forbidden,
-    Unavailable,
-    StopNotSent,
-    StopUndeliverable,
-    UnreadableRecord,
-    /// The invocation's deadline came first (automation batches only).
-    DeadlineReached,
-}
-
-impl Outcome {
-    pub fn of(result: &Result<Cancelled, CancelError>) -> Outcome {
-        match result {
-            Ok(done) => Outcome::of_done(done),
-            Err(e) => Outcome::of_error(e),
-        }
-    }
-
-    pub fn of_done(done: &Cancelled) -> Outcome {
-        if done.changed {
+impl Cancelled {
+    pub fn outcome(&self) -> Outcome {
+        if self.changed {
             Outcome::Cancelled
         } else {
             Outcome::AlreadyCancelled
         }
     }
-
-    pub fn of_error(error: &CancelError) -> Outcome {
-        match error {
-            CancelError::Unauthenticated => Outcome::Unauthenticated,
-            CancelError::MissingEntitlement | CancelError::NotOwner => Outcome::Forbidden,
-            CancelError::NotFound => Outcome::NotFound,
-            CancelError::Finished(_) => Outcome::Finished,
-            CancelError::Backend(_) => Outcome::Unavailable,
-            CancelError::StopNotSent(_) => Outcome::StopNotSent,
-            CancelError::StopUndeliverable(_) => Outcome::StopUndeliverable,
-            CancelError::Unreadable(_) => Outcome::UnreadableRecord,
-        }
-    }
-
-    /// The name in logs and metrics (a small, fixed set).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Cancelled => "cancelled",
-            Outcome::AlreadyCancelled => "already_cancelled",
-            Outcome::Finished => "finished",
-            Outcome::NotFound => "not_found",
-            Outcome::Unauthenticated => "unauthenticated",
-            Outcome::Forbidden => "forbidden",
-            Outcome::Unavailable => "unavailable",
-            Outcome::StopNotSent => "stop_not_sent",
-            Outcome::StopUndeliverable => "stop_undeliverable",
-            Outcome::UnreadableRecord => "unreadable_record",
-            Outcome::DeadlineReached => "deadline_reached",
-        }
-    }
-
-    /// The name in an automation answer, for the outcomes that are
-    /// answers rather than errors; `None` for the others.
-    pub fn answer_name(self) -> Option<&'static str> {
-        match self {
-            Outcome::Cancelled => Some("cancelled"),
-            Outcome::AlreadyCancelled => Some("alreadyCancelled"),
-            Outcome::Finished => Some("finished"),
-            Outcome::NotFound => Some("notFound"),
-            _ => None,
-        }
-    }
 }
 
-/// A cancel asked for over HTTP: the key, the caller's credentials, and the
-/// request's id and time (stamped into the record with the caller's login).
-#[derive(Debug)]
-pub struct CancelRequest {
-    pub key: PublishKey,
-    pub credentials: Credentials,
-    pub request_id: crate::domain::RequestId,
-    pub at: Timestamp,
+/// The outcome of a cancel, whichever way it went.
+pub fn outcome_of(result: &Result<Cancelled, CancelError>) -> Outcome {
+    match result {
+        Ok(done) => done.outcome(),
+        Err(e) => e.outcome(),
+    }
 }
 
 /// Cancels a publish by its key: the one conditional write, then the stop
 /// message, then clearing its pending mark; and re-sends a pending stop
-/// (repeats, the reconciler). Whoever calls it has decided the caller may:
-/// a UForge user's cancel (`UserCancel`) after authenticating, the
-/// automation function on its IAM authority.
+/// (repeats, the reconciler).
 ///
 /// Each call is one attempt with its own `AttemptToken` (docs/developing.md,
 /// "Stop delivery"): the transition and every claim carry it, so exactly
@@ -351,206 +279,57 @@ fn stale_claims(now: Timestamp) -> Timestamp {
     Timestamp(now.0.saturating_sub(STOP_CLAIM_LEASE))
 }
 
-/// A UForge user's cancel (the HTTP use case): who may cancel this key
-/// (credentials, the `image_publish` entitlement, ownership of `{uid}`),
-/// then `Canceller`.
-#[derive(Debug)]
-pub struct UserCancel<U, P, Q> {
-    pub users: U,
-    pub auth: Authenticator,
-    pub cancel: Canceller<P, Q>,
-}
-
-impl<U: Users, P: CancelWrites, Q: StopQueue> UserCancel<U, P, Q> {
-    pub async fn run(&self, req: CancelRequest) -> Result<Cancelled, CancelError> {
-        self.run_traced(req).await.0
-    }
-
-    /// `run`, also saying how the caller was authenticated (for metrics).
-    pub async fn run_traced(
-        &self,
-        req: CancelRequest,
-    ) -> (Result<Cancelled, CancelError>, AuthTrace) {
-        let (user, trace) = self
-            .auth
-            .authenticate(&self.users, req.credentials, &req.key.uid)
-            .await;
-        let result = match user {
-            Ok(user) => {
-                let stamp =
-                    CancelStamp::new(req.request_id, req.at, CancelAudit::http(&user.login));
-                self.authorised(&user, &req.key, &stamp).await
-            }
-            Err(e) => Err(e.into()),
-        };
-        (result, trace)
-    }
-
-    /// Who may cancel this key: an `image_publish` holder who is `{uid}`.
-    async fn authorised(
-        &self,
-        user: &User,
-        key: &PublishKey,
-        stamp: &CancelStamp,
-    ) -> Result<Cancelled, CancelError> {
-        if !user.has_entitlement(IMAGE_PUBLISH) {
-            return Err(CancelError::MissingEntitlement);
-        }
-        if user.login != key.uid {
-            return Err(CancelError::NotOwner);
-        }
-        self.cancel.run(key, stamp).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use super::*;
-    use crate::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
-    use crate::auth::{BasicCredentials, Sealer};
+    use crate::adapters::memory::{MemoryPublishes, ScriptedQueue};
     use crate::domain::{CancelAudit, Login};
     use crate::seed::{Seed, BUNDLED};
 
-    /// Counts calls, to prove what was (not) looked up.
-    #[derive(Default)]
-    struct Counting {
-        inner: MemoryPublishes,
-        calls: AtomicUsize,
-    }
-
-    impl CancelWrites for Counting {
-        async fn cancel(
-            &self,
-            key: &PublishKey,
-            stamp: &CancelStamp,
-            attempt: &AttemptToken,
-        ) -> Result<CancelFound, BackendError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            self.inner.cancel(key, stamp, attempt).await
-        }
-
-        async fn claim_stop(
-            &self,
-            key: &PublishKey,
-            claim: &Claim,
-            stale_before: Timestamp,
-            cancelled_at: Timestamp,
-        ) -> Result<bool, BackendError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            self.inner
-                .claim_stop(key, claim, stale_before, cancelled_at)
-                .await
-        }
-
-        async fn release_stop(
-            &self,
-            key: &PublishKey,
-            attempt: &AttemptToken,
-        ) -> Result<bool, BackendError> {
-            self.inner.release_stop(key, attempt).await
-        }
-
-        async fn stop_sent(
-            &self,
-            key: &PublishKey,
-            attempt: &AttemptToken,
-        ) -> Result<bool, BackendError> {
-            self.inner.stop_sent(key, attempt).await
-        }
-
-        async fn stop_undeliverable(
-            &self,
-            key: &PublishKey,
-            attempt: &AttemptToken,
-            why: &str,
-        ) -> Result<bool, BackendError> {
-            self.inner.stop_undeliverable(key, attempt, why).await
+    /// The bundled seed's publishes, an empty queue.
+    fn canceller() -> Canceller<MemoryPublishes, ScriptedQueue> {
+        let publishes = Seed::parse(BUNDLED)
+            .unwrap()
+            .publishes()
+            .unwrap()
+            .into_iter()
+            .collect();
+        Canceller {
+            publishes,
+            queue: ScriptedQueue::default(),
         }
     }
 
-    fn use_case() -> UserCancel<MemoryUsers, Counting, MemoryQueue> {
-        let sealer = Sealer::new(&[3; 32]);
-        let seed = Seed::parse(BUNDLED).unwrap();
-        let users = seed.users(&sealer).unwrap().into_iter().collect();
-        let publishes = seed.publishes().unwrap().into_iter().collect();
-        UserCancel {
-            users,
-            auth: Authenticator::new(Some(crate::auth::FixedKeks::shared(sealer))),
-            cancel: Canceller {
-                publishes: Counting {
-                    inner: publishes,
-                    calls: AtomicUsize::new(0),
-                },
-                queue: MemoryQueue::default(),
-            },
+    fn key(pitid: i64) -> PublishKey {
+        PublishKey {
+            uid: Login::parse("alice").unwrap(),
+            aid: 1.into(),
+            itid: 2.into(),
+            pitid: pitid.into(),
         }
     }
 
-    fn request(caller: &str, password: &str, uid: &str, ids: (i64, i64, i64)) -> CancelRequest {
-        CancelRequest {
-            key: PublishKey {
-                uid: Login::parse(uid).unwrap(),
-                aid: ids.0.into(),
-                itid: ids.1.into(),
-                pitid: ids.2.into(),
-            },
-            credentials: Credentials::Basic(BasicCredentials {
-                login: Login::parse(caller).unwrap(),
-                password: password.into(),
-            }),
-            request_id: "req".into(),
-            at: Timestamp(100),
-        }
-    }
-
-    #[tokio::test]
-    async fn nothing_is_looked_up_before_the_caller_is_proven_to_own_uid() {
-        let uc = use_case();
-        let cases = [
-            (
-                request("alice", "bad", "alice", (1, 2, 3)),
-                "Unauthenticated",
-            ),
-            (
-                request("carol", "carol-password", "carol", (5, 6, 7)),
-                "MissingEntitlement",
-            ),
-            (
-                request("bob", "bob-password", "alice", (1, 2, 3)),
-                "NotOwner",
-            ),
-            (
-                request("bob", "bob-password", "alice", (1, 2, 999)),
-                "NotOwner",
-            ),
-        ];
-        for (req, want) in cases {
-            let err = uc.run(req).await.unwrap_err();
-            assert!(format!("{err:?}").starts_with(want), "{err:?}");
-        }
-        assert_eq!(uc.cancel.publishes.calls.load(Ordering::SeqCst), 0);
-        assert!(uc.cancel.queue.sent().is_empty());
+    fn stamp(id: &str, at: i64) -> CancelStamp {
+        CancelStamp::new(
+            id.into(),
+            Timestamp(at),
+            CancelAudit::http(&Login::parse("alice").unwrap()),
+        )
     }
 
     #[tokio::test]
     async fn cancel_then_repeat() {
-        let uc = use_case();
-        let done = uc
-            .run(request("alice", "alice-password", "alice", (1, 2, 3)))
-            .await
-            .unwrap();
+        let c = canceller();
+        let done = c.run(&key(3), &stamp("req", 100)).await.unwrap();
         assert!(done.changed);
+        assert_eq!(done.outcome(), Outcome::Cancelled);
         assert_eq!(done.record.state, PublishState::Cancelled);
-        let again = uc
-            .run(request("alice", "alice-password", "alice", (1, 2, 3)))
-            .await
-            .unwrap();
+        let again = c.run(&key(3), &stamp("again", 101)).await.unwrap();
         assert!(!again.changed);
+        assert_eq!(again.outcome(), Outcome::AlreadyCancelled);
         assert_eq!(again.record, done.record);
         assert_eq!(
-            uc.cancel.queue.sent().len(),
+            c.queue.sent().len(),
             1,
             "a repeat does not re-send a stop known to be sent"
         );
@@ -558,73 +337,56 @@ mod tests {
 
     #[tokio::test]
     async fn repeats_while_pending_send_once_per_claim() {
-        let uc = use_case();
-        uc.cancel.queue.fail(true);
-        let first = uc
-            .run(request("alice", "alice-password", "alice", (1, 2, 4)))
-            .await;
+        let c = canceller();
+        c.queue.fail(true);
+        let first = c.run(&key(4), &stamp("req", 100)).await;
         assert!(matches!(first, Err(CancelError::StopNotSent(_))));
-        uc.cancel.queue.fail(false);
+        c.queue.fail(false);
         // Another attempt is in flight (a claim taken just now, not ours).
-        let key = request("alice", "x", "alice", (1, 2, 4)).key;
-        let publishes = &uc.cancel.publishes.inner;
-        assert!(publishes
+        assert!(c
+            .publishes
             .claim_stop(
-                &key,
+                &key(4),
                 &Claim::by(&new_attempt(), Timestamp(100)),
                 Timestamp(0),
                 Timestamp(100)
             )
             .await
             .unwrap());
-        let mut repeat = request("alice", "alice-password", "alice", (1, 2, 4));
-        repeat.request_id = "repeat".into();
-        let busy = uc.run(repeat).await.unwrap();
+        let busy = c.run(&key(4), &stamp("repeat", 100)).await.unwrap();
         assert!(busy.record.stop_pending);
-        assert!(
-            uc.cancel.queue.sent().is_empty(),
-            "the claim holder sends, not us"
-        );
+        assert!(c.queue.sent().is_empty(), "the claim holder sends, not us");
         // Once that claim is stale, a repeat takes over and delivers.
-        let mut late = request("alice", "alice-password", "alice", (1, 2, 4));
-        late.at = Timestamp(100 + STOP_CLAIM_LEASE + 1);
-        let done = uc.run(late).await.unwrap();
+        let late = stamp("late", 100 + STOP_CLAIM_LEASE + 1);
+        let done = c.run(&key(4), &late).await.unwrap();
         assert!(!done.record.stop_pending);
-        assert_eq!(uc.cancel.queue.sent().len(), 1);
+        assert_eq!(c.queue.sent().len(), 1);
+        assert_eq!(c.queue.sent()[0].request_id, "req", "the cancel's own id");
     }
 
     #[tokio::test]
     async fn a_refused_stop_goes_without_its_audit_then_is_parked() {
-        let uc = use_case();
+        let c = canceller();
         // Refuses any message carrying the audit's texts: the bare one goes.
-        uc.cancel.queue.refuse(|m| !m.audit_omitted);
-        let done = uc
-            .run(request("alice", "alice-password", "alice", (1, 2, 3)))
-            .await
-            .unwrap();
+        c.queue.refuse(|m| !m.audit_omitted);
+        let done = c.run(&key(3), &stamp("req", 100)).await.unwrap();
         assert!(!done.record.stop_pending);
-        let sent = uc.cancel.queue.sent();
+        let sent = c.queue.sent();
         assert_eq!(sent.len(), 1);
         assert!(sent[0].audit_omitted && sent[0].cancelled_by.is_empty());
         assert_eq!(sent[0].request_id, "req");
 
         // Refuses everything: parked, not pending, never retried in a loop.
-        uc.cancel.queue.refuse(|_| true);
-        let err = uc
-            .run(request("alice", "alice-password", "alice", (1, 2, 4)))
-            .await
-            .unwrap_err();
+        c.queue.refuse(|_| true);
+        let err = c.run(&key(4), &stamp("req", 100)).await.unwrap_err();
         assert!(matches!(err, CancelError::StopUndeliverable(_)), "{err:?}");
-        let key = request("alice", "x", "alice", (1, 2, 4)).key;
-        let parked = uc.cancel.publishes.inner.get(&key).unwrap();
+        assert_eq!(err.outcome(), Outcome::StopUndeliverable);
+        let parked = c.publishes.get(&key(4)).unwrap();
         assert!(!parked.stop_pending);
         assert!(parked.stop_undeliverable.is_some());
-        let repeat = uc
-            .run(request("alice", "alice-password", "alice", (1, 2, 4)))
-            .await
-            .unwrap();
+        let repeat = c.run(&key(4), &stamp("again", 101)).await.unwrap();
         assert!(!repeat.changed);
-        assert_eq!(uc.cancel.queue.sent().len(), 1, "nothing more was sent");
+        assert_eq!(c.queue.sent().len(), 1, "nothing more was sent");
     }
 
     /// Issue 24 (1): a redelivery of the same cancel at the same instant
@@ -637,9 +399,9 @@ mod tests {
     async fn a_redelivery_at_the_same_instant_is_not_the_transition() {
         let c = Canceller {
             publishes: MemoryPublishes::default(),
-            queue: MemoryQueue::default(),
+            queue: ScriptedQueue::default(),
         };
-        let key = request("alice", "x", "alice", (1, 2, 3)).key;
+        let key = key(3);
         c.publishes
             .put(PublishRecord::new(key.clone(), PublishState::Publishing));
         let stamp = CancelStamp::new("evt-1".into(), Timestamp(100), CancelAudit::http(&key.uid));
@@ -718,22 +480,18 @@ mod tests {
         let store = MemoryPublishes::default();
         let c = Canceller {
             publishes: LostAnswer(store.clone()),
-            queue: MemoryQueue::default(),
+            queue: ScriptedQueue::default(),
         };
-        let key = request("alice", "x", "alice", (1, 2, 3)).key;
-        store.put(PublishRecord::new(key.clone(), PublishState::Queued));
-        let stamp = CancelStamp::new("r".into(), Timestamp(100), CancelAudit::http(&key.uid));
-        let done = c.run(&key, &stamp).await.unwrap();
+        store.put(PublishRecord::new(key(3), PublishState::Queued));
+        let stamp = stamp("r", 100);
+        let done = c.run(&key(3), &stamp).await.unwrap();
         assert!(done.changed);
         assert!(!done.record.stop_pending);
         assert_eq!(c.queue.sent().len(), 1);
 
         // A claim whose answer was lost is its own attempt's at once, not
         // after a lease: the stop goes now.
-        let mut pending = PublishRecord::new(
-            request("alice", "x", "alice", (1, 2, 4)).key,
-            PublishState::Queued,
-        );
+        let mut pending = PublishRecord::new(key(4), PublishState::Queued);
         pending = pending.cancelled(&stamp, &new_attempt()).unwrap();
         pending.stop_claim = None;
         store.put(pending.clone());
@@ -748,38 +506,31 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_send_is_retryable() {
-        let uc = use_case();
-        uc.cancel.queue.fail(true);
-        let err = uc
-            .run(request("alice", "alice-password", "alice", (1, 2, 4)))
-            .await
-            .unwrap_err();
+        let c = canceller();
+        c.queue.fail(true);
+        let err = c.run(&key(4), &stamp("req", 100)).await.unwrap_err();
         assert!(matches!(err, CancelError::StopNotSent(_)), "{err:?}");
-        uc.cancel.queue.fail(false);
-        let ok = uc
-            .run(request("alice", "alice-password", "alice", (1, 2, 4)))
-            .await
-            .unwrap();
+        assert_eq!(outcome_of(&Err(err)), Outcome::StopNotSent);
+        c.queue.fail(false);
+        let ok = c.run(&key(4), &stamp("again", 101)).await.unwrap();
         assert!(!ok.changed);
-        let sent = uc.cancel.queue.sent();
+        let sent = c.queue.sent();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].pitid, 4);
     }
 
     #[tokio::test]
     async fn finished_and_missing_publishes() {
-        let uc = use_case();
-        for (ids, want) in [
-            ((1, 2, 5), "Finished(Published)"),
-            ((1, 2, 6), "Finished(Failed)"),
-            ((1, 2, 99), "NotFound"),
+        let c = canceller();
+        for (pitid, want, outcome) in [
+            (5, "Finished(Published)", Outcome::Finished),
+            (6, "Finished(Failed)", Outcome::Finished),
+            (99, "NotFound", Outcome::NotFound),
         ] {
-            let err = uc
-                .run(request("alice", "alice-password", "alice", ids))
-                .await
-                .unwrap_err();
+            let err = c.run(&key(pitid), &stamp("req", 100)).await.unwrap_err();
             assert_eq!(format!("{err:?}"), want);
+            assert_eq!(err.outcome(), outcome);
         }
-        assert!(uc.cancel.queue.sent().is_empty());
+        assert!(c.queue.sent().is_empty());
     }
 }

@@ -3,13 +3,16 @@
 //! The layout follows ports and adapters:
 //!
 //! - [`domain`]: ids, users, publishes and the publish life cycle (no I/O);
-//! - [`auth`]: HTTP Basic and API-key signed URLs;
-//! - [`cancel`]: the use case, written against the traits in [`ports`];
+//! - [`auth`]: HTTP Basic and API-key signed URLs; [`access`]: the gate
+//!   every route goes through (login, entitlement, owner);
+//! - [`cancel`]: the delivery protocol, written against the traits in
+//!   [`ports`]; [`outcome`]: what a request came to, named once;
 //! - [`adapters`]: DynamoDB/SQS and in-memory implementations of the ports;
 //! - [`api`]: HTTP request → response, shared by every front door;
 //! - [`frontdoor`]: Lambda events and the local HTTP server;
 //! - [`config`] and [`seed`]: wiring from the environment and seed files.
 
+pub mod access;
 pub mod adapters;
 pub mod admin;
 pub mod allocator;
@@ -21,6 +24,7 @@ pub mod domain;
 pub mod frontdoor;
 pub mod logging;
 pub mod metrics;
+pub mod outcome;
 pub mod ports;
 pub mod reconcile;
 pub mod seed;

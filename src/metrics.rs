@@ -4,7 +4,8 @@
 //!
 //! Every metric carries the dimension `Function` (the Lambda function's
 //! name, so two stacks in one account do not mix); breakdowns add one more
-//! dimension with a small, fixed set of values (`Outcome`, `AuthFailure`).
+//! dimension with a small, fixed set of values (`Outcome`, `Route`,
+//! `AuthFailure`).
 //! A line holds no path, login, header or query: only counts, a latency,
 //! the bounded dimension values and the Lambda request id.
 
@@ -13,6 +14,7 @@ use std::io::Write as _;
 use serde_json::{json, Map, Value};
 
 use crate::auth::{AuthTrace, Check};
+use crate::outcome::Outcome;
 
 /// The CloudWatch namespace of every metric here.
 pub const NAMESPACE: &str = "UForge/PublishCancel";
@@ -24,16 +26,14 @@ pub struct Metrics {
     function: String,
 }
 
-/// What one request did, as metrics see it.
+/// What one request (or automation command) did, as metrics see it.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestFacts<'a> {
     pub request_id: &'a str,
-    /// `ApiError::outcome` or `cancelled` / `already_cancelled`.
-    pub outcome: &'static str,
+    /// The route's name (`api::route::Route::name`), or the automation's.
+    pub route: &'static str,
+    pub outcome: Outcome,
     pub auth: AuthTrace,
-    pub stop_not_sent: bool,
-    /// The queue refused the stop for good: parked, alarmed.
-    pub stop_undeliverable: bool,
     pub latency_ms: f64,
 }
 
@@ -57,7 +57,8 @@ impl Metrics {
         let auth_failed = f.auth.denied.is_some();
         let mut members = Map::new();
         members.insert("Function".into(), json!(self.function));
-        members.insert("Outcome".into(), json!(f.outcome));
+        members.insert("Route".into(), json!(f.route));
+        members.insert("Outcome".into(), json!(f.outcome.as_str()));
         members.insert("requestId".into(), json!(f.request_id));
         let mut totals = vec![
             ("Requests", "Count", json!(1)),
@@ -73,17 +74,22 @@ impl Metrics {
                 "Count",
                 json!(flag(f.auth.check == Check::CachedPassword)),
             ),
-            ("StopNotSent", "Count", json!(flag(f.stop_not_sent))),
+            (
+                "StopNotSent",
+                "Count",
+                json!(flag(f.outcome == Outcome::StopNotSent)),
+            ),
+            // The queue refused the stop for good: parked, alarmed.
             (
                 "StopsUndeliverable",
                 "Count",
-                json!(flag(f.stop_undeliverable)),
+                json!(flag(f.outcome == Outcome::StopUndeliverable)),
             ),
         ];
         let mut directives = vec![
             directive(&[&["Function"]], &totals),
             directive(
-                &[&["Function", "Outcome"]],
+                &[&["Function", "Outcome"], &["Function", "Route"]],
                 &[("Requests", "Count", json!(1))],
             ),
         ];

@@ -137,7 +137,7 @@ pub async fn reconcile<P: CancelWrites + PendingStops, Q: StopQueue>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::memory::{MemoryPublishes, MemoryQueue};
+    use crate::adapters::memory::{MemoryPublishes, ScriptedQueue};
     use crate::domain::{CancelStamp, Login, PublishKey, PublishRecord, PublishState};
     use crate::ports::BackendError;
 
@@ -162,17 +162,17 @@ mod tests {
         Instant::now() + Duration::from_secs(60)
     }
 
-    fn cancel_key() -> Canceller<MemoryPublishes, MemoryQueue> {
+    fn cancel_key() -> Canceller<MemoryPublishes, ScriptedQueue> {
         Canceller {
             publishes: MemoryPublishes::default(),
-            queue: MemoryQueue::default(),
+            queue: ScriptedQueue::default(),
         }
     }
 
     /// A cancel whose stop was never sent (the process died after its
     /// write): pending, and its claim long expired.
     async fn crashed(
-        c: &Canceller<MemoryPublishes, MemoryQueue>,
+        c: &Canceller<MemoryPublishes, ScriptedQueue>,
         pitid: i64,
         at: i64,
     ) -> crate::domain::AttemptToken {
@@ -345,7 +345,7 @@ mod tests {
         };
         let seed = Canceller {
             publishes: store.clone(),
-            queue: MemoryQueue::default(),
+            queue: ScriptedQueue::default(),
         };
         for pitid in 1..=3 {
             crashed(&seed, pitid, 100).await;

@@ -50,10 +50,9 @@ pub(super) fn metric_line_cost() -> Vec<Row> {
             let line = m.request_line(
                 &RequestFacts {
                     request_id: "00000000-0000-4000-8000-000000000001",
-                    outcome: "unauthenticated",
+                    route: "cancel",
+                    outcome: publish_cancel::outcome::Outcome::Unauthenticated,
                     auth,
-                    stop_not_sent: false,
-                    stop_undeliverable: false,
                     latency_ms: 12.5,
                 },
                 1_795_718_847_000,

@@ -2,7 +2,6 @@
 //! tests' stores. Same semantics as the DynamoDB/SQS adapters, minus I/O.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::domain::{
@@ -230,26 +229,51 @@ impl PublishReader for MemoryPublishes {
     }
 }
 
-/// Collects stop messages. `fail(true)` makes sends fail, for tests of the
-/// 503 path; `refuse` makes it refuse some messages for good, as SQS does
-/// a message whose contents it does not accept.
+/// Collects stop messages: the local server's queue (what it "sent" is
+/// what a worker would have been told).
 #[derive(Debug, Clone, Default)]
 pub struct MemoryQueue {
     sent: Arc<Mutex<Vec<StopMessage>>>,
-    failing: Arc<AtomicBool>,
-    refused: Arc<Mutex<Option<RefuseRule>>>,
 }
-
-/// Which messages a `MemoryQueue` refuses for good.
-type RefuseRule = fn(&StopMessage) -> bool;
 
 impl MemoryQueue {
     pub fn sent(&self) -> Vec<StopMessage> {
         lock(&self.sent).clone()
     }
+}
+
+impl StopQueue for MemoryQueue {
+    async fn send(&self, stop: &StopMessage) -> Result<(), BackendError> {
+        lock(&self.sent).push(stop.clone());
+        Ok(())
+    }
+}
+
+/// A `MemoryQueue` whose sends fail or are refused as a unit test says:
+/// `fail(true)` makes sends fail (the 503 path); `refuse` makes it refuse
+/// some messages for good, as SQS does a message whose contents it does
+/// not accept. Unit tests only: never in a binary.
+#[cfg(test)]
+#[derive(Debug, Clone, Default)]
+pub struct ScriptedQueue {
+    pub inner: MemoryQueue,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    refused: Arc<Mutex<Option<RefuseRule>>>,
+}
+
+/// Which messages a `ScriptedQueue` refuses for good.
+#[cfg(test)]
+type RefuseRule = fn(&StopMessage) -> bool;
+
+#[cfg(test)]
+impl ScriptedQueue {
+    pub fn sent(&self) -> Vec<StopMessage> {
+        self.inner.sent()
+    }
 
     pub fn fail(&self, failing: bool) {
-        self.failing.store(failing, Ordering::SeqCst);
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// From now on, messages for which `rule` says `true` are refused with
@@ -259,15 +283,15 @@ impl MemoryQueue {
     }
 }
 
-impl StopQueue for MemoryQueue {
+#[cfg(test)]
+impl StopQueue for ScriptedQueue {
     async fn send(&self, stop: &StopMessage) -> Result<(), BackendError> {
-        if self.failing.load(Ordering::SeqCst) {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(BackendError::msg("memory queue set to fail"));
         }
         if lock(&self.refused).is_some_and(|rule| rule(stop)) {
             return Err(BackendError::msg("memory queue refuses this message").permanent());
         }
-        lock(&self.sent).push(stop.clone());
-        Ok(())
+        self.inner.send(stop).await
     }
 }

@@ -1,6 +1,11 @@
 //! The HTTP layer: one handler from a plain HTTP request to a plain HTTP
 //! response, shared by every front door (Lambda events, the local server).
+//! Every route goes the same way (`Api::handle`): path table (`route`),
+//! method, `Accept` (`negotiate`), the access gate (`crate::access`), its
+//! endpoint (`endpoints`), then its answer (`render`) or its refusal
+//! (`error`).
 
+pub mod endpoints;
 pub mod error;
 pub mod negotiate;
 pub mod render;
@@ -13,12 +18,14 @@ use http::header::{
 };
 use http::{HeaderMap, Method, Response, StatusCode};
 
+use crate::access::Gate;
 use crate::auth::{AuthTrace, Credentials};
-use crate::cancel::{CancelError, CancelRequest, Cancelled, UserCancel};
+use crate::cancel::Canceller;
 use crate::domain::Timestamp;
 use crate::metrics::{Metrics, RequestFacts};
-use crate::ports::{BackendError, CancelWrites, PublishReader, StopQueue, Users};
-use error::{ApiError, RETRY_AFTER_SECS};
+use crate::ports::{CancelWrites, PublishReader, StopQueue, Users};
+use endpoints::Answer;
+use error::{Refusal, Refused, RequestError, RETRY_AFTER_SECS};
 use negotiate::Format;
 use render::{LocalizedErrorMsg, Parameters, UforgeError};
 
@@ -45,10 +52,14 @@ const MAX_ECHOED_URI: usize = 256;
 /// off after its write is finished by the reconciler.
 pub const REQUEST_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The endpoint.
+/// The HTTP service: the access gate every route goes through, the
+/// stores the routes work on, and what every request shares.
 #[derive(Debug)]
 pub struct Api<U, P, Q> {
-    cancel: UserCancel<U, P, Q>,
+    gate: Gate<U>,
+    /// The cancel's delivery protocol; its publishes store is also what
+    /// the reading routes read.
+    cancel: Canceller<P, Q>,
     /// Normalised base path, e.g. `/api` (see `route::normalise_base`).
     base: String,
     budget: std::time::Duration,
@@ -57,8 +68,9 @@ pub struct Api<U, P, Q> {
 }
 
 impl<U: Users, P: CancelWrites + PublishReader, Q: StopQueue> Api<U, P, Q> {
-    pub fn new(cancel: UserCancel<U, P, Q>, base: &str) -> Self {
+    pub fn new(gate: Gate<U>, cancel: Canceller<P, Q>, base: &str) -> Self {
         Api {
+            gate,
             cancel,
             base: route::normalise_base(base),
             budget: REQUEST_BUDGET,
@@ -78,10 +90,9 @@ impl<U: Users, P: CancelWrites + PublishReader, Q: StopQueue> Api<U, P, Q> {
         self
     }
 
-    pub fn use_case(&self) -> &UserCancel<U, P, Q> {
-        &self.cancel
-    }
-
+    /// Answers one request: the route, its method, the representation,
+    /// the access gate, then the route's endpoint; logged and counted
+    /// under the route's name.
     pub async fn handle(&self, req: ApiRequest<'_>) -> Response<Vec<u8>> {
         let started = Instant::now();
         let format = negotiate::choose(
@@ -90,32 +101,32 @@ impl<U: Users, P: CancelWrites + PublishReader, Q: StopQueue> Api<U, P, Q> {
                 .iter()
                 .map(HeaderValue::as_bytes),
         );
-        let (result, auth) = self.dispatch(&req, format).await;
+        let matched = route::route(&self.base, req.path);
+        let route_name = matched.as_ref().map_or(NO_ROUTE, |m| m.route.name);
+        let (result, auth) = self.answer(&req, matched, format).await;
+        let format = format.unwrap_or(Format::Xml);
         let response = match &result {
-            Ok(done) => success(done, format.unwrap_or(Format::Xml), &req),
-            Err(e) => failure(e, format.unwrap_or(Format::Xml), &req),
+            Ok(answer) => success(answer, format, &req),
+            Err(e) => error_response(e.as_ref(), format, req.method.as_str(), req.path),
         };
         let outcome = match &result {
-            Ok(done) => crate::cancel::Outcome::of_done(done).as_str(),
+            Ok(answer) => answer.outcome,
             Err(e) => e.outcome(),
         };
-        log_outcome(&req, &result, outcome, &auth, response.status(), started);
-        self.record(RequestFacts {
+        let facts = RequestFacts {
             request_id: req.request_id,
+            route: route_name,
             outcome,
             auth,
-            stop_not_sent: matches!(result, Err(ApiError::Cancel(CancelError::StopNotSent(_)))),
-            stop_undeliverable: matches!(
-                result,
-                Err(ApiError::Cancel(CancelError::StopUndeliverable(_)))
-            ),
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-        });
+        };
+        log_outcome(&req, &result, &facts, response.status());
+        self.record(&facts);
         response
     }
 
-    /// A request a front door could not read (see `ApiError::Malformed`): a
-    /// 400 `uforgeError` in XML, logged and counted like every other
+    /// A request a front door could not read (`RequestError::Malformed`):
+    /// a 400 `uforgeError` in XML, logged and counted like every other
     /// answer. `method` and `path` are echoed as received, truncated.
     pub fn malformed(
         &self,
@@ -125,69 +136,56 @@ impl<U: Users, P: CancelWrites + PublishReader, Q: StopQueue> Api<U, P, Q> {
         request_id: &str,
     ) -> Response<Vec<u8>> {
         let started = Instant::now();
-        let e = ApiError::Malformed(reason);
+        let e = RequestError::Malformed(reason);
         let response = error_response(&e, Format::Xml, method, path);
+        let facts = RequestFacts {
+            request_id,
+            route: NO_ROUTE,
+            outcome: e.outcome(),
+            auth: AuthTrace::default(),
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        };
         tracing::info!(
             request_id,
+            route = facts.route,
             method = truncate(method, 16),
             path = truncate(path, MAX_ECHOED_URI),
             result = %e,
             status = response.status().as_u16(),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "cancel"
+            duration_ms = facts.latency_ms,
+            "{}",
+            facts.route
         );
-        self.record(RequestFacts {
-            request_id,
-            outcome: e.outcome(),
-            auth: AuthTrace::default(),
-            stop_not_sent: false,
-            stop_undeliverable: false,
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-        });
+        self.record(&facts);
         response
     }
 
-    fn record(&self, facts: RequestFacts<'_>) {
+    fn record(&self, facts: &RequestFacts<'_>) {
         if let Some(m) = &self.metrics {
-            m.emit(&m.request_line(&facts, crate::metrics::now_ms()));
-        }
-    }
-
-    async fn dispatch(
-        &self,
-        req: &ApiRequest<'_>,
-        format: Option<Format>,
-    ) -> (Result<Cancelled, ApiError>, AuthTrace) {
-        match self.route_and_run(req, format).await {
-            Ok((result, auth)) => (result.map_err(ApiError::from), auth),
-            Err(e) => (Err(e), AuthTrace::default()),
+            m.emit(&m.request_line(facts, crate::metrics::now_ms()));
         }
     }
 
     /// Everything every route shares (the path table, the method,
-    /// `Accept`), then the route's endpoint.
-    async fn route_and_run(
+    /// `Accept`, the gate), then the route's endpoint, all within the
+    /// request's time budget. The trace says how the caller was checked.
+    async fn answer(
         &self,
         req: &ApiRequest<'_>,
+        matched: Option<route::Matched<'_>>,
         format: Option<Format>,
-    ) -> Result<(Result<Cancelled, CancelError>, AuthTrace), ApiError> {
-        let matched = route::route(&self.base, req.path).ok_or(ApiError::NoRoute)?;
-        if !matched.route.methods.contains(req.method) {
-            return Err(ApiError::MethodNotAllowed(matched.route));
+    ) -> (Result<Answer, Refused>, AuthTrace) {
+        let untraced = |e: RequestError| (Err(e.into()), AuthTrace::default());
+        let Some(matched) = matched else {
+            return untraced(RequestError::NoRoute);
+        };
+        let route = matched.route;
+        if !route.methods.contains(req.method) {
+            return untraced(RequestError::MethodNotAllowed(route));
         }
-        format.ok_or(ApiError::NotAcceptable)?;
-        Ok(match matched.route.endpoint {
-            route::Endpoint::UserCancel => self.cancel_publish(req, matched).await,
-        })
-    }
-
-    /// `machineImagePublish_cancel`, the caller's credentials read from the
-    /// request, within the request's time budget.
-    async fn cancel_publish(
-        &self,
-        req: &ApiRequest<'_>,
-        matched: route::Matched<'_>,
-    ) -> (Result<Cancelled, CancelError>, AuthTrace) {
+        if format.is_none() {
+            return untraced(RequestError::NotAcceptable);
+        }
         let credentials = Credentials::from_request(
             req.headers
                 .get_all(AUTHORIZATION)
@@ -196,25 +194,28 @@ impl<U: Users, P: CancelWrites + PublishReader, Q: StopQueue> Api<U, P, Q> {
             matched.relative,
             req.query,
         );
-        let request = CancelRequest {
-            key: matched.key,
-            credentials,
-            request_id: crate::domain::RequestId::from_external(req.request_id),
-            at: Timestamp::now(),
+        let work = async {
+            let (admitted, trace) = self
+                .gate
+                .admit(credentials, matched.key, route.entitlement)
+                .await;
+            let result = match admitted {
+                Ok(admitted) => endpoints::run(self, route.endpoint, admitted, req).await,
+                Err(e) => Err(e.into()),
+            };
+            (result, trace)
         };
-        match tokio::time::timeout(self.budget, self.cancel.run_traced(request)).await {
+        match tokio::time::timeout(self.budget, work).await {
             Ok(done) => done,
-            Err(_) => (
-                Err(CancelError::Backend(BackendError::msg(
-                    "request time budget exceeded",
-                ))),
-                AuthTrace::default(),
-            ),
+            Err(_) => untraced(RequestError::OverBudget),
         }
     }
 }
 
-fn success(done: &Cancelled, format: Format, req: &ApiRequest<'_>) -> Response<Vec<u8>> {
+/// The route name of requests that match none.
+const NO_ROUTE: &str = "none";
+
+fn success(answer: &Answer, format: Format, req: &ApiRequest<'_>) -> Response<Vec<u8>> {
     let minimal = negotiate::wants_minimal(
         req.headers
             .get_all("prefer")
@@ -231,23 +232,21 @@ fn success(done: &Cancelled, format: Format, req: &ApiRequest<'_>) -> Response<V
         builder = builder
             .status(StatusCode::OK)
             .header(CONTENT_TYPE, format.content_type());
-        render::status(&done.record, format)
+        render::status(&answer.record, format)
     };
     builder.body(body).unwrap_or_else(|_| fallback())
 }
 
-fn failure(e: &ApiError, format: Format, req: &ApiRequest<'_>) -> Response<Vec<u8>> {
-    error_response(e, format, req.method.as_str(), req.path)
-}
-
-fn error_response(e: &ApiError, format: Format, method: &str, path: &str) -> Response<Vec<u8>> {
-    let status = e.status();
-    let (message_id, message, parameter) = e.public_message();
+fn error_response(e: &dyn Refusal, format: Format, method: &str, path: &str) -> Response<Vec<u8>> {
+    let public = e.public();
+    let status = public.status;
     let body = UforgeError {
         localized_error_msg: LocalizedErrorMsg {
-            message,
-            message_id,
-            parameters: Parameters { parameter },
+            message: public.message,
+            message_id: public.message_id,
+            parameters: Parameters {
+                parameter: public.parameters,
+            },
         },
         request_method: truncate(method, 16).to_owned(),
         request_uri: truncate(path, MAX_ECHOED_URI).to_owned(),
@@ -259,19 +258,14 @@ fn error_response(e: &ApiError, format: Format, method: &str, path: &str) -> Res
         .status(status)
         .header(CONTENT_TYPE, format.content_type())
         .header(CACHE_CONTROL, "no-store");
-    match status {
-        StatusCode::UNAUTHORIZED => {
-            builder = builder.header(WWW_AUTHENTICATE, "Basic realm=\"UForge\"")
-        }
-        StatusCode::METHOD_NOT_ALLOWED => {
-            if let ApiError::MethodNotAllowed(route) = e {
-                builder = builder.header(ALLOW, route.allow());
-            }
-        }
-        StatusCode::SERVICE_UNAVAILABLE => {
-            builder = builder.header("retry-after", RETRY_AFTER_SECS)
-        }
-        _ => {}
+    if status == StatusCode::UNAUTHORIZED {
+        builder = builder.header(WWW_AUTHENTICATE, "Basic realm=\"UForge\"");
+    }
+    if let Some(route) = e.allow() {
+        builder = builder.header(ALLOW, route.allow());
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        builder = builder.header("retry-after", RETRY_AFTER_SECS);
     }
     builder.body(body).unwrap_or_else(|_| fallback())
 }
@@ -295,43 +289,44 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// One line per request: what was asked, what happened, how the caller was
-/// checked, how long it took. Never the query (it holds signatures) nor any
-/// header.
+/// One line per request, its message the route's name: what was asked,
+/// what happened, how the caller was checked, how long it took. Never the
+/// query (it holds signatures) nor any header.
 fn log_outcome(
     req: &ApiRequest<'_>,
-    result: &Result<Cancelled, ApiError>,
-    outcome: &'static str,
-    auth: &AuthTrace,
+    result: &Result<Answer, Refused>,
+    facts: &RequestFacts<'_>,
     status: StatusCode,
-    started: Instant,
 ) {
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let path = truncate(req.path, MAX_ECHOED_URI);
-    let check = auth.check.as_str();
-    let auth_failure = auth.denied.map(|d| d.as_str());
+    let check = facts.auth.check.as_str();
+    let auth_failure = facts.auth.denied.map(|d| d.as_str());
+    let (route, outcome, duration_ms) = (facts.route, facts.outcome.as_str(), facts.latency_ms);
     match result {
-        Ok(done) => tracing::info!(
+        Ok(answer) => tracing::info!(
             request_id = req.request_id,
-            uid = %done.record.key.uid,
-            aid = %done.record.key.aid,
-            itid = %done.record.key.itid,
-            pitid = %done.record.key.pitid,
+            uid = %answer.record.key.uid,
+            aid = %answer.record.key.aid,
+            itid = %answer.record.key.itid,
+            pitid = %answer.record.key.pitid,
             result = outcome,
             check,
             status = status.as_u16(),
             duration_ms,
-            "cancel"
+            "{route}"
         ),
-        Err(ApiError::Cancel(e)) if status.is_server_error() => tracing::error!(
-            request_id = req.request_id,
-            path,
-            result = outcome,
-            status = status.as_u16(),
-            duration_ms,
-            error = %crate::ErrorChain(e),
-            "cancel"
-        ),
+        Err(e) if status.is_server_error() => {
+            let error: &(dyn std::error::Error + 'static) = e.as_ref();
+            tracing::error!(
+                request_id = req.request_id,
+                path,
+                result = outcome,
+                status = status.as_u16(),
+                duration_ms,
+                error = %crate::ErrorChain(error),
+                "{route}"
+            )
+        }
         Err(e) => tracing::info!(
             request_id = req.request_id,
             method = truncate(req.method.as_str(), 16),
@@ -342,7 +337,178 @@ fn log_outcome(
             auth_failure,
             status = status.as_u16(),
             duration_ms,
-            "cancel"
+            "{route}"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
+    use crate::auth::{Authenticator, Sealer};
+    use crate::domain::{AttemptToken, CancelStamp, Claim, PublishKey, PublishRecord};
+    use crate::ports::{BackendError, CancelFound};
+    use crate::seed::{Seed, BUNDLED};
+
+    /// Counts every call on the publishes, to prove none was made.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemoryPublishes,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl Counting {
+        fn count(&self) {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl CancelWrites for Counting {
+        async fn cancel(
+            &self,
+            key: &PublishKey,
+            stamp: &CancelStamp,
+            attempt: &AttemptToken,
+        ) -> Result<CancelFound, BackendError> {
+            self.count();
+            self.inner.cancel(key, stamp, attempt).await
+        }
+        async fn claim_stop(
+            &self,
+            key: &PublishKey,
+            claim: &Claim,
+            stale: Timestamp,
+            at: Timestamp,
+        ) -> Result<bool, BackendError> {
+            self.count();
+            self.inner.claim_stop(key, claim, stale, at).await
+        }
+        async fn release_stop(
+            &self,
+            key: &PublishKey,
+            attempt: &AttemptToken,
+        ) -> Result<bool, BackendError> {
+            self.count();
+            self.inner.release_stop(key, attempt).await
+        }
+        async fn stop_sent(
+            &self,
+            key: &PublishKey,
+            attempt: &AttemptToken,
+        ) -> Result<bool, BackendError> {
+            self.count();
+            self.inner.stop_sent(key, attempt).await
+        }
+        async fn stop_undeliverable(
+            &self,
+            key: &PublishKey,
+            attempt: &AttemptToken,
+            why: &str,
+        ) -> Result<bool, BackendError> {
+            self.count();
+            self.inner.stop_undeliverable(key, attempt, why).await
+        }
+    }
+
+    impl PublishReader for Counting {
+        async fn read(&self, key: &PublishKey) -> Result<Option<PublishRecord>, BackendError> {
+            self.count();
+            self.inner.read(key).await
+        }
+    }
+
+    fn basic(login: &str, password: &str) -> HeaderMap {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{login}:{password}"));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {token}")).unwrap(),
+        );
+        headers
+    }
+
+    /// Every refusal of every route, before the endpoint: not one call on
+    /// the publishes, not one stop.
+    #[tokio::test]
+    async fn nothing_of_a_publish_is_looked_at_before_the_gate_admits() {
+        let seed = Seed::parse(BUNDLED).unwrap();
+        let users: MemoryUsers = seed
+            .users(&Sealer::new(&[3; 32]))
+            .unwrap()
+            .into_iter()
+            .collect();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let publishes = Counting {
+            inner: seed.publishes().unwrap().into_iter().collect(),
+            calls: calls.clone(),
+        };
+        let queue = MemoryQueue::default();
+        let api = Api::new(
+            Gate {
+                users,
+                auth: Authenticator::new(None),
+            },
+            Canceller {
+                publishes,
+                queue: queue.clone(),
+            },
+            "/api",
+        );
+        let path = |uid: &str, pitid: i64| {
+            format!("/api/users/{uid}/appliances/1/images/2/pimages/{pitid}/cancel")
+        };
+        let cases = [
+            (Method::DELETE, path("alice", 3), basic("alice", "bad"), 401),
+            (Method::DELETE, path("alice", 3), HeaderMap::new(), 401),
+            (
+                Method::DELETE,
+                path("carol", 7),
+                basic("carol", "carol-password"),
+                403,
+            ),
+            (
+                Method::DELETE,
+                path("alice", 3),
+                basic("bob", "bob-password"),
+                403,
+            ),
+            (
+                Method::DELETE,
+                path("alice", 999),
+                basic("bob", "bob-password"),
+                403,
+            ),
+            (
+                Method::GET,
+                path("alice", 3),
+                basic("alice", "alice-password"),
+                405,
+            ),
+            (
+                Method::DELETE,
+                "/api/users/alice".into(),
+                basic("alice", "alice-password"),
+                404,
+            ),
+        ];
+        for (method, path, headers, want) in cases {
+            let resp = api
+                .handle(ApiRequest {
+                    method: &method,
+                    path: &path,
+                    query: "",
+                    headers: &headers,
+                    request_id: "r",
+                })
+                .await;
+            assert_eq!(resp.status().as_u16(), want, "{method} {path}");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "no publish was looked at");
+        assert!(queue.sent().is_empty());
     }
 }

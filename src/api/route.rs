@@ -1,27 +1,21 @@
-//! The paths this service answers: the one place that says which paths
-//! exist and which methods each takes (so the 404s, the 405's `Allow` and
-//! the status object's URIs agree). It is a table of paths, not a router:
-//! the service has one endpoint, UForge's
-//! `{base}/users/{uid}/appliances/{aid}/images/{itid}/pimages/{pitid}/cancel`,
-//! and the rest of `api` (the use case it calls, its rendering, its errors)
-//! is that endpoint's. A second endpoint would bring those too: its entry
-//! here, an `Endpoint` variant and its arm in `Api::route_and_run`, its
-//! handler, its representation and its errors. Until there is one, making
-//! entries carry handlers would be a framework for one case.
+//! The paths this service answers: the one place that says which resources
+//! exist, the methods each takes and the entitlement it asks for (so the
+//! 404s, the 405's `Allow` and the status object's URIs agree). A route's
+//! work is its `Endpoint`'s, in `api::endpoints`.
 
 use http::Method;
 use percent_encoding::percent_decode_str;
 
-use crate::domain::{ApplianceId, ImageId, Login, PublishId, PublishKey};
+use crate::domain::{ApplianceId, ImageId, Login, PublishId, PublishKey, IMAGE_PUBLISH};
 
 /// Paths longer than this are not ours (the longest valid one is ~190 bytes).
 pub const MAX_PATH_LEN: usize = 512;
 
-/// What a route leads to.
+/// What a route leads to (`api::endpoints::run`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     /// UForge's `machineImagePublish_cancel`.
-    UserCancel,
+    Cancel,
 }
 
 /// One segment of a route's path.
@@ -37,20 +31,22 @@ pub enum Segment {
 }
 
 /// A resource: its path below the base, the methods it answers (anything
-/// else is a 405 naming them in `Allow`), and its name in logs and metrics.
+/// else is a 405 naming them in `Allow`), the entitlement its caller must
+/// hold, and its name in logs and metrics.
 #[derive(Debug)]
 pub struct Route {
     pub endpoint: Endpoint,
     pub name: &'static str,
     pub path: &'static [Segment],
     pub methods: &'static [Method],
+    pub entitlement: &'static str,
 }
 
 use Segment::{Aid, Itid, Literal, Pitid, Uid};
 
 /// Every route of the service.
 pub const ROUTES: &[Route] = &[Route {
-    endpoint: Endpoint::UserCancel,
+    endpoint: Endpoint::Cancel,
     name: "cancel",
     path: &[
         Literal("users"),
@@ -64,6 +60,7 @@ pub const ROUTES: &[Route] = &[Route {
         Literal("cancel"),
     ],
     methods: &[Method::DELETE],
+    entitlement: IMAGE_PUBLISH,
 }];
 
 impl Route {
@@ -215,7 +212,7 @@ mod tests {
     fn the_table_lists_each_route_once_with_its_methods() {
         let path = format!("/api/{P}");
         let m = route("/api", &path).unwrap();
-        assert_eq!(m.route.endpoint, Endpoint::UserCancel);
+        assert_eq!(m.route.endpoint, Endpoint::Cancel);
         assert_eq!(m.route.methods, [Method::DELETE]);
         assert_eq!(m.route.allow(), "DELETE");
         assert_eq!(ROUTES.len(), 1);

@@ -165,11 +165,6 @@ impl Authenticator {
         &self.stats
     }
 
-    /// How many verified credentials are cached (0 without a cache).
-    pub fn cached_credentials(&self) -> usize {
-        self.cache.as_ref().map_or(0, |c| c.len())
-    }
-
     /// `path_uid` is the `{uid}` of the request path. The trace says how
     /// the credentials were checked (for metrics and logs, never clients).
     pub async fn authenticate(

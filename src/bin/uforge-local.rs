@@ -91,7 +91,7 @@ async fn run(args: Args, env: Env) -> Result<(), BoxError> {
     match args.backend {
         Backend::Memory => {
             let text = startup::seed_text(args.seed.as_deref())?;
-            let api = startup::memory_api(&Seed::parse(&text)?, Options::new(&base), &env)?;
+            let api = startup::memory_service(&Seed::parse(&text)?, Options::new(&base), &env)?.api;
             announce(addr, &base, "in-memory stores", args.seed.as_deref());
             serve_until_ctrl_c(listener, Arc::new(api), limits).await
         }

@@ -52,11 +52,12 @@ use serde::Deserialize as _;
 use serde_json::{json, Value};
 
 use crate::auth::AuthTrace;
-use crate::cancel::{CancelError, Cancelled, Canceller, Outcome};
+use crate::cancel::{outcome_of, CancelError, Cancelled, Canceller};
 use crate::domain::{
     AuditText, CancelAudit, CancelSource, CancelStamp, Login, PublishKey, RequestId, Timestamp,
 };
 use crate::metrics::{now_ms, Metrics, RequestFacts};
+use crate::outcome::Outcome;
 use crate::ports::{CancelWrites, StopQueue};
 
 pub const COMMAND_TYPE: &str = "uforge.publish.cancel";
@@ -65,6 +66,9 @@ pub const REQUEST_DETAIL_TYPE: &str = "Publish Cancel Requested";
 /// `cancelledBy` of a direct invocation: IAM decided who may invoke, but
 /// Lambda does not tell the function who did.
 pub const INVOKE_PRINCIPAL: &str = "lambda:invoke";
+
+/// The `Route` of the automation's metric lines.
+pub const AUTOMATION_ROUTE: &str = "automation";
 
 /// The alias the template's event sources invoke (`AutoPublishAlias`).
 pub const EVENTS_ALIAS: &str = "events";
@@ -251,7 +255,7 @@ fn origin_of(event: &EventBridgeEvent<Value>) -> Option<AuditText> {
 /// What a command did, as the caller sees it: an answer for the outcomes
 /// that are answers (`Outcome::answer_name`), else the cancel's error.
 pub fn answer(result: Result<Cancelled, CancelError>) -> Result<Value, CancelError> {
-    let Some(outcome) = Outcome::of(&result).answer_name() else {
+    let Some(outcome) = outcome_of(&result).answer_name() else {
         return result.map(|_| Value::Null);
     };
     let mut out = json!({"outcome": outcome, "state": Value::Null});
@@ -434,7 +438,7 @@ impl<P: CancelWrites, Q: StopQueue> Automation<P, Q> {
             self.record(&stamp, Outcome::DeadlineReached, started);
             return Err(AutomationError::DeadlineReached);
         };
-        let outcome = Outcome::of(&result);
+        let outcome = outcome_of(&result);
         tracing::info!(
             request_id = %stamp.request_id,
             source = %stamp.audit.source,
@@ -461,10 +465,9 @@ impl<P: CancelWrites, Q: StopQueue> Automation<P, Q> {
         if let Some(m) = &self.metrics {
             let facts = RequestFacts {
                 request_id: stamp.request_id.as_str(),
-                outcome: outcome.as_str(),
+                route: AUTOMATION_ROUTE,
+                outcome,
                 auth: AuthTrace::default(),
-                stop_not_sent: outcome == Outcome::StopNotSent,
-                stop_undeliverable: outcome == Outcome::StopUndeliverable,
                 latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             };
             m.emit(&m.request_line(&facts, now_ms()));

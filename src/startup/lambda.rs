@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 
-use super::{aws_api, canceller_aws, canceller_memory, memory_api, seed_text, BoxError, Options};
+use super::{
+    aws_api, canceller_aws, canceller_memory, memory_service, seed_text, BoxError, Options,
+};
 use crate::config::{
     sdk, AutomationSettings, CancelBackend, CancelSettings, ConfigError, Env, ReconcilerBackend,
     ReconcilerSettings,
@@ -80,7 +82,7 @@ pub fn cancel(env: &Env, metrics: Option<Metrics>) -> Result<Serving, BoxError> 
         CancelBackend::Memory { seed } => {
             warn_local();
             let seed = crate::seed::Seed::parse(&seed_text(seed.as_deref())?)?;
-            serve(HttpFunction(memory_api(&seed, options, env)?))
+            serve(HttpFunction(memory_service(&seed, options, env)?.api))
         }
     })
 }

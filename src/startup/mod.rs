@@ -1,6 +1,6 @@
 //! The composition root: how every binary, and every test, builds the
 //! service. `service` puts a use case and its HTTP layer together on any
-//! stores; `aws_api` and `memory_api` are that on DynamoDB/SQS and on the
+//! stores; `aws_api` and `memory_service` are that on DynamoDB/SQS and on the
 //! in-memory stores; `cancel_key_*` the cancel on its own authority.
 //! `lambda` runs every Lambda binary one way. The process environment is
 //! read by the binaries' `main` and passed in (`config::Env`); nothing
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 
+use crate::access::Gate;
 use crate::adapters::dynamodb::admin::DynamoAdmin;
 use crate::adapters::dynamodb::{DynamoPublishes, DynamoUsers};
 use crate::adapters::memory::{MemoryPublishes, MemoryQueue, MemoryUsers};
@@ -18,7 +19,7 @@ use crate::adapters::secrets_manager::SecretsManagerKeks;
 use crate::adapters::sqs::SqsStopQueue;
 use crate::api::{Api, REQUEST_BUDGET};
 use crate::auth::{Authenticator, FixedKeks, KekSource, Sealer};
-use crate::cancel::{Canceller, UserCancel};
+use crate::cancel::Canceller;
 use crate::config::{AdminSettings, AwsSettings, Env, KekSetting};
 use crate::metrics::Metrics;
 use crate::ports::{CancelWrites, PublishReader, StopQueue, Users};
@@ -60,8 +61,8 @@ impl Options {
     }
 }
 
-/// The service on any stores: the one place the use case, its
-/// authenticator and the HTTP layer are put together.
+/// The service on any stores: the one place the access gate, the cancel
+/// and the HTTP layer are put together.
 pub fn service<U: Users, P: CancelWrites + PublishReader, Q: StopQueue>(
     users: U,
     publishes: P,
@@ -69,17 +70,31 @@ pub fn service<U: Users, P: CancelWrites + PublishReader, Q: StopQueue>(
     keks: Option<Arc<dyn KekSource>>,
     options: Options,
 ) -> Api<U, P, Q> {
-    let auth = if options.credential_cache {
+    let auth = authenticator(keks, &options);
+    service_with(users, publishes, queue, auth, options)
+}
+
+/// The authenticator `options` ask for. A clone shares its cache and its
+/// counts.
+pub fn authenticator(keks: Option<Arc<dyn KekSource>>, options: &Options) -> Authenticator {
+    if options.credential_cache {
         Authenticator::with_cache(keks)
     } else {
         Authenticator::new(keks)
-    };
+    }
+}
+
+/// The service with an authenticator built by the caller.
+pub fn service_with<U: Users, P: CancelWrites + PublishReader, Q: StopQueue>(
+    users: U,
+    publishes: P,
+    queue: Q,
+    auth: Authenticator,
+    options: Options,
+) -> Api<U, P, Q> {
     Api::new(
-        UserCancel {
-            users,
-            auth,
-            cancel: Canceller { publishes, queue },
-        },
+        Gate { users, auth },
+        Canceller { publishes, queue },
         &options.base_path,
     )
     .with_budget(options.budget)
@@ -150,9 +165,24 @@ pub fn canceller_aws(
     sdk: &SdkConfig,
     aws: crate::config::PublishesAndQueue,
 ) -> Canceller<DynamoPublishes, SqsStopQueue> {
+    canceller_from_clients(
+        aws_sdk_dynamodb::Client::new(sdk),
+        aws_sdk_sqs::Client::new(sdk),
+        aws.publishes_table,
+        aws.stop_queue_url,
+    )
+}
+
+/// The same with clients built elsewhere.
+pub fn canceller_from_clients(
+    dynamo: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    publishes_table: String,
+    stop_queue_url: String,
+) -> Canceller<DynamoPublishes, SqsStopQueue> {
     Canceller {
-        publishes: DynamoPublishes::new(aws_sdk_dynamodb::Client::new(sdk), aws.publishes_table),
-        queue: SqsStopQueue::new(aws_sdk_sqs::Client::new(sdk), aws.stop_queue_url),
+        publishes: DynamoPublishes::new(dynamo, publishes_table),
+        queue: SqsStopQueue::new(sqs, stop_queue_url),
     }
 }
 
@@ -197,21 +227,35 @@ pub fn memory_stores(
     ))
 }
 
+/// The service on in-memory stores, and those stores: clones that share
+/// their contents, so what the service writes they show.
+#[derive(Debug)]
+pub struct MemoryService {
+    pub api: MemoryApi,
+    pub publishes: MemoryPublishes,
+    pub queue: MemoryQueue,
+}
+
 /// The service on in-memory stores holding `seed`. API secrets are sealed
 /// under `UFORGE_API_KEY_KEK` when set, else under a random per-process
 /// KEK: either way the stores hold no secret in clear. (Seeded passwords
 /// are hashed here: about 40 ms each.)
-pub fn memory_api(seed: &Seed, options: Options, env: &Env) -> Result<MemoryApi, BoxError> {
+pub fn memory_service(seed: &Seed, options: Options, env: &Env) -> Result<MemoryService, BoxError> {
     let sealer = match env.inline_kek()? {
         Some(s) => s,
         None => Sealer::random()?,
     };
     let (users, publishes) = memory_stores(seed, &sealer)?;
-    Ok(service(
-        users,
+    let queue = MemoryQueue::default();
+    Ok(MemoryService {
+        api: service(
+            users,
+            publishes.clone(),
+            queue.clone(),
+            Some(FixedKeks::shared(sealer)),
+            options,
+        ),
         publishes,
-        MemoryQueue::default(),
-        Some(FixedKeks::shared(sealer)),
-        options,
-    ))
+        queue,
+    })
 }

@@ -189,6 +189,45 @@ impl Stack {
             .await
     }
 
+    /// The cancel's delivery protocol on this stack's table and queue,
+    /// SQS reached through `sqs_endpoint` (a fault proxy): what the cancel
+    /// route runs once its caller is admitted.
+    pub async fn canceller_via(
+        &self,
+        sqs_endpoint: &str,
+    ) -> publish_cancel::cancel::Canceller<
+        publish_cancel::adapters::dynamodb::DynamoPublishes,
+        publish_cancel::adapters::sqs::SqsStopQueue,
+    > {
+        startup::canceller_from_clients(
+            self.dynamo.clone(),
+            aws_sdk_sqs::Client::new(&sdk_config_at(sqs_endpoint).await),
+            self.publishes_table.clone(),
+            self.queue_url.clone(),
+        )
+    }
+
+    /// The endpoint on this stack with the authenticator `auth` (a clone
+    /// of which the caller keeps, to watch what it verified).
+    pub fn api_with(&self, auth: publish_cancel::auth::Authenticator) -> AwsApi {
+        startup::service_with(
+            publish_cancel::adapters::dynamodb::DynamoUsers::new(
+                self.dynamo.clone(),
+                self.users_table.clone(),
+            ),
+            publish_cancel::adapters::dynamodb::DynamoPublishes::new(
+                self.dynamo.clone(),
+                self.publishes_table.clone(),
+            ),
+            publish_cancel::adapters::sqs::SqsStopQueue::new(
+                self.sqs.clone(),
+                self.queue_url.clone(),
+            ),
+            auth,
+            Options::new("/api"),
+        )
+    }
+
     /// The same with other options (a shorter time budget).
     pub async fn api_via_with(
         &self,
@@ -397,11 +436,16 @@ async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
         .expect("create queue")
 }
 
-pub use publish_cancel::startup::MemoryApi;
+pub use publish_cancel::startup::{MemoryApi, MemoryService};
 
 /// The endpoint on in-memory stores holding `seed`, API secrets sealed
 /// under the tests' KEK, built by the composition root.
 pub fn memory_api(seed: &Seed, cached: bool) -> MemoryApi {
+    memory_service(seed, cached).api
+}
+
+/// The same, with its stores.
+pub fn memory_service(seed: &Seed, cached: bool) -> MemoryService {
     use base64::Engine as _;
     let kek = base64::engine::general_purpose::STANDARD.encode(KEK);
     let env =
@@ -410,7 +454,7 @@ pub fn memory_api(seed: &Seed, cached: bool) -> MemoryApi {
         credential_cache: cached,
         ..Options::new("/api")
     };
-    startup::memory_api(seed, options, &env).expect("seed loads")
+    startup::memory_service(seed, options, &env).expect("seed loads")
 }
 
 /// Serves `api` with the local HTTP front door on a free loopback port, in

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use common::fault_proxy::{Fault, FaultProxy, Gate};
 use common::{call, cancel_path, Req, Stack, StackOptions};
 use publish_cancel::adapters::dynamodb::attr;
-use publish_cancel::auth::{BasicCredentials, Credentials};
-use publish_cancel::cancel::CancelRequest;
-use publish_cancel::domain::{Login, PublishRecord, PublishState, Timestamp};
+use publish_cancel::adapters::dynamodb::DynamoPublishes;
+use publish_cancel::adapters::sqs::SqsStopQueue;
+use publish_cancel::cancel::Canceller;
+use publish_cancel::domain::{CancelAudit, CancelStamp, PublishRecord, PublishState, Timestamp};
 use publish_cancel::ports::StopMessage;
 
 const UPDATE: &str = "DynamoDB_20120810.UpdateItem";
@@ -20,24 +21,25 @@ const SEND: &str = "AmazonSQS.SendMessage";
 const CONCURRENT: usize = 100;
 const TRIALS: i64 = 20;
 
-fn request(pitid: i64, id: usize) -> CancelRequest {
-    CancelRequest {
-        key: common::alice_key(pitid),
-        credentials: Credentials::Basic(BasicCredentials {
-            login: Login::parse("alice").unwrap(),
-            password: "alice-password".into(),
-        }),
-        request_id: format!("concurrent-{id}").into(),
-        at: Timestamp::now(),
-    }
+type AwsCanceller = Canceller<DynamoPublishes, SqsStopQueue>;
+
+/// Alice's cancel number `id`, as the cancel route stamps it once she is
+/// admitted.
+fn stamp(id: usize) -> CancelStamp {
+    let alice = common::alice_key(3).uid;
+    CancelStamp::new(
+        format!("concurrent-{id}").into(),
+        Timestamp::now(),
+        CancelAudit::http(&alice),
+    )
 }
 
 /// Runs `CONCURRENT` cancels of alice's running publish at once.
-async fn stampede(api: Arc<publish_cancel::startup::AwsApi>) -> Vec<bool> {
+async fn stampede(cancel: Arc<AwsCanceller>) -> Vec<bool> {
     let tasks: Vec<_> = (0..CONCURRENT)
         .map(|i| {
-            let api = api.clone();
-            tokio::spawn(async move { api.use_case().run(request(3, i)).await })
+            let cancel = cancel.clone();
+            tokio::spawn(async move { cancel.run(&common::alice_key(3), &stamp(i)).await })
         })
         .collect();
     let mut changed = Vec::new();
@@ -51,13 +53,13 @@ async fn stampede(api: Arc<publish_cancel::startup::AwsApi>) -> Vec<bool> {
     changed
 }
 
-/// The stack's endpoint with SQS reached through a counting proxy: the
+/// The stack's cancel with SQS reached through a counting proxy: the
 /// sends are counted where they leave, so a FIFO queue's deduplication
 /// cannot hide a second one.
-async fn counted(stack: &Stack) -> (Arc<publish_cancel::startup::AwsApi>, FaultProxy) {
+async fn counted(stack: &Stack) -> (Arc<AwsCanceller>, FaultProxy) {
     let moto = &common::moto::moto().endpoint;
     let sqs = FaultProxy::start(moto).await;
-    (Arc::new(stack.api_via(moto, &sqs.url).await), sqs)
+    (Arc::new(stack.canceller_via(&sqs.url).await), sqs)
 }
 
 /// The one stop on the queue, and its request id.
@@ -97,7 +99,11 @@ async fn a_hundred_concurrent_repeats_of_a_pending_stop_send_one_message() {
         ..StackOptions::default()
     })
     .await;
-    let first = stack.api.use_case().run(request(3, 1_000)).await;
+    let first = stack
+        .canceller_via(&common::moto::moto().endpoint)
+        .await
+        .run(&common::alice_key(3), &stamp(1_000))
+        .await;
     assert!(
         matches!(
             first,

@@ -13,8 +13,9 @@ use publish_cancel::frontdoor;
 use publish_cancel::seed::{Seed, BUNDLED};
 use publish_cancel::startup::{self, Options};
 
-/// Fresh stores per event, from users hashed once (Argon2 is deliberately slow).
-fn fresh_api() -> startup::MemoryApi {
+/// The endpoint on fresh stores per event, and those stores, from users
+/// hashed once (Argon2 is deliberately slow).
+fn fresh_api() -> (startup::MemoryApi, MemoryPublishes, MemoryQueue) {
     static SEEDED: OnceLock<(Vec<User>, Vec<PublishRecord>)> = OnceLock::new();
     let (seed_users, seed_publishes) = SEEDED.get_or_init(|| {
         let seed = Seed::parse(BUNDLED).unwrap();
@@ -30,16 +31,18 @@ fn fresh_api() -> startup::MemoryApi {
         .iter()
         .cloned()
         .for_each(|p| publishes.put(p));
-    startup::service(
+    let queue = MemoryQueue::default();
+    let api = startup::service(
         users,
-        publishes,
-        MemoryQueue::default(),
+        publishes.clone(),
+        queue.clone(),
         Some(publish_cancel::auth::FixedKeks::shared(common::sealer())),
         Options {
             credential_cache: false,
             ..Options::new("/api")
         },
-    )
+    );
+    (api, publishes, queue)
 }
 
 #[tokio::test]
@@ -55,8 +58,8 @@ async fn every_sample_event_has_its_documented_outcome() {
         let event: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap())
                 .unwrap_or_else(|e| panic!("events/{name} is not JSON: {e}"));
-        let api = fresh_api();
-        let before = api.use_case().cancel.publishes.all();
+        let (api, publishes, queue) = fresh_api();
+        let before = publishes.all();
         let resp = frontdoor::lambda::handle(&api, &event, "events-test")
             .await
             .unwrap_or_else(|e| panic!("events/{name} is not an HTTP event: {e}"));
@@ -79,24 +82,17 @@ async fn every_sample_event_has_its_documented_outcome() {
             if xml {
                 assert_eq!(check_error(&body).status, status, "events/{name}");
             }
-            assert_eq!(
-                api.use_case().cancel.publishes.all(),
-                before,
-                "events/{name} changed a record"
-            );
-            assert!(
-                api.use_case().cancel.queue.sent().is_empty(),
-                "events/{name} sent a stop"
-            );
+            assert_eq!(publishes.all(), before, "events/{name} changed a record");
+            assert!(queue.sent().is_empty(), "events/{name} sent a stop");
         } else {
             if xml {
                 assert_eq!(check_status(&body)["cancelled"], "true", "events/{name}");
             }
             // One stop for the cancel that makes the transition; none
             // for a repeat of a cancel whose stop was sent.
-            let changed = api.use_case().cancel.publishes.all() != before;
+            let changed = publishes.all() != before;
             assert_eq!(
-                api.use_case().cancel.queue.sent().len(),
+                queue.sent().len(),
                 usize::from(changed),
                 "events/{name}: one stop message per transition"
             );

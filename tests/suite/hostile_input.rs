@@ -436,14 +436,14 @@ async fn huge_and_binary_bodies_over_a_real_socket() {
     // The local server on the emulator-free default: bodies are never read,
     // and the answer depends on the credentials alone.
     let seed = publish_cancel::seed::Seed::parse(publish_cancel::seed::BUNDLED).unwrap();
-    let api = std::sync::Arc::new(common::memory_api(&seed, false));
-    let addr = common::serve_locally(api.clone()).await;
+    let service = common::memory_service(&seed, false);
+    let addr = common::serve_locally(std::sync::Arc::new(service.api)).await;
 
     let wrong = format!("Basic {}", b64(b"alice:wrong"));
     let binary: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
     let resp = send_with_body(&addr, &target(), &wrong, &binary).await;
     assert_eq!(resp, 401);
-    assert_eq!(api.use_case().cancel.queue.sent().len(), 0);
+    assert_eq!(service.queue.sent().len(), 0);
     let right = format!("Basic {}", b64(b"alice:alice-password"));
     let resp = send_with_body(&addr, &target(), &right, b"<xml>ignored</xml>").await;
     assert_eq!(resp, 200);

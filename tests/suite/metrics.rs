@@ -3,17 +3,17 @@
 
 use publish_cancel::auth::{AuthTrace, Check, Denied, Scheme};
 use publish_cancel::metrics::{Metrics, RequestFacts, NAMESPACE};
+use publish_cancel::outcome::Outcome;
 use serde_json::{json, Value};
 
 use crate::common::emf::check_emf;
 
-fn facts(auth: AuthTrace, outcome: &'static str) -> RequestFacts<'static> {
+fn facts(auth: AuthTrace, outcome: Outcome) -> RequestFacts<'static> {
     RequestFacts {
         request_id: "r-1",
+        route: "cancel",
         outcome,
         auth,
-        stop_not_sent: false,
-        stop_undeliverable: false,
         latency_ms: 12.345_678,
     }
 }
@@ -26,10 +26,11 @@ fn a_request_line_is_valid_emf_with_bounded_dimensions() {
         check: Check::CachedPassword,
         denied: None,
     };
-    let line = m.request_line(&facts(ok, "cancelled"), 1_795_718_847_000);
+    let line = m.request_line(&facts(ok, Outcome::Cancelled), 1_795_718_847_000);
     check_emf(&line).unwrap();
     assert_eq!(line["Function"], "stack-CancelFunction-ABC");
     assert_eq!(line["Outcome"], "cancelled");
+    assert_eq!(line["Route"], "cancel");
     assert_eq!(line["CredentialCacheHits"], 1);
     assert_eq!(line["Argon2Verifications"], 0);
     assert_eq!(line["Latency"], 12.346);
@@ -44,7 +45,7 @@ fn a_request_line_is_valid_emf_with_bounded_dimensions() {
         check: Check::Argon2,
         denied: Some(Denied::WrongPassword),
     };
-    let line = m.request_line(&facts(refused, "unauthenticated"), 1);
+    let line = m.request_line(&facts(refused, Outcome::Unauthenticated), 1);
     check_emf(&line).unwrap();
     assert_eq!(line["AuthFailure"], "wrong_password");
     assert_eq!(line["AuthFailures"], 1);
@@ -94,8 +95,8 @@ fn every_alarm_of_the_template_watches_an_emitted_metric() {
         denied: Some(Denied::UnknownUser),
     };
     let emitted: Vec<Value> = vec![
-        m.request_line(&facts(refused, "unauthenticated"), 1),
-        m.request_line(&facts(AuthTrace::default(), "cancelled"), 1),
+        m.request_line(&facts(refused, Outcome::Unauthenticated), 1),
+        m.request_line(&facts(AuthTrace::default(), Outcome::Cancelled), 1),
         m.reconcile_line(&Default::default(), 1),
     ];
     // (metric, sorted dimension names) as each line declares them.

@@ -430,21 +430,18 @@ mod stops_are_valid_by_construction {
 
         #[test]
         fn every_http_request_id_gives_a_stop_sqs_accepts(id in text(), fifo in any::<bool>()) {
-            let api = publish_cancel::startup::service(
-                publish_cancel::adapters::memory::MemoryUsers::default(),
-                MemoryPublishes::default(),
-                StrictSqs { fifo, ..StrictSqs::default() },
-                None,
-                publish_cancel::startup::Options::new("/api"),
-            );
-            let publishes = &api.use_case().cancel.publishes;
+            let cancel = publish_cancel::cancel::Canceller {
+                publishes: MemoryPublishes::default(),
+                queue: StrictSqs { fifo, ..StrictSqs::default() },
+            };
+            let publishes = &cancel.publishes;
             let key = crate::common::alice_key(3);
             publishes.put(PublishRecord::new(key.clone(), PublishState::Publishing));
             let stamp = publish_cancel::domain::CancelStamp::new(publish_cancel::domain::RequestId::from_external(&id), publish_cancel::domain::Timestamp(1), publish_cancel::domain::CancelAudit::http(&key.uid));
             let rt = runtime();
-            let done = rt.block_on(api.use_case().cancel.run(&key, &stamp));
+            let done = rt.block_on(cancel.run(&key, &stamp));
             prop_assert!(done.is_ok(), "{:?}", done);
-            let sent = api.use_case().cancel.queue.inner.sent();
+            let sent = cancel.queue.inner.sent();
             prop_assert_eq!(sent.len(), 1);
             prop_assert!(!sent[0].audit_omitted);
         }

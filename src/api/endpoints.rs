@@ -1,0 +1,50 @@
+//! What each route does once the access gate has let its request through.
+//! A route is its entry in `route::ROUTES`, its arm in `run` and its
+//! function here; its errors say what clients are told in `error`.
+
+use super::{Api, ApiRequest};
+use crate::access::Admitted;
+use crate::api::error::Refused;
+use crate::api::route::Endpoint;
+use crate::domain::{CancelAudit, CancelStamp, PublishRecord, RequestId, Timestamp};
+use crate::outcome::Outcome;
+use crate::ports::{CancelWrites, PublishReader, StopQueue, Users};
+
+/// What a route answers on success: every route answers with a publish's
+/// `status` (`render::status`).
+#[derive(Debug)]
+pub struct Answer {
+    pub record: PublishRecord,
+    pub outcome: Outcome,
+}
+
+/// Runs `endpoint` for a request the gate admitted.
+pub(super) async fn run<U: Users, P: CancelWrites + PublishReader, Q: StopQueue>(
+    api: &Api<U, P, Q>,
+    endpoint: Endpoint,
+    admitted: Admitted,
+    req: &ApiRequest<'_>,
+) -> Result<Answer, Refused> {
+    match endpoint {
+        Endpoint::Cancel => cancel(api, admitted, req).await,
+    }
+}
+
+/// `machineImagePublish_cancel`: stamped with the request's id, the time
+/// and the caller's login, then the delivery protocol (`crate::cancel`).
+async fn cancel<U, P: CancelWrites, Q: StopQueue>(
+    api: &Api<U, P, Q>,
+    admitted: Admitted,
+    req: &ApiRequest<'_>,
+) -> Result<Answer, Refused> {
+    let stamp = CancelStamp::new(
+        RequestId::from_external(req.request_id),
+        Timestamp::now(),
+        CancelAudit::http(&admitted.user.login),
+    );
+    let done = api.cancel.run(&admitted.key, &stamp).await?;
+    Ok(Answer {
+        outcome: done.outcome(),
+        record: done.record,
+    })
+}
