@@ -4,6 +4,11 @@ tests drive it (tests/rehearsal.rs, and the emulator fixture's tables).
 
 Subcommands, each printing one JSON document on stdout:
 
+  grants
+      What each IAM role of template.yaml may do, as "action resource"
+      pairs by logical name: what the rehearsal's refusals are the
+      complement of.
+
   tables
       The DynamoDB tables of template.yaml, as CreateTable would take them
       (attribute definitions, key schema, indexes, billing mode): the one
@@ -63,6 +68,7 @@ import zipfile
 from pathlib import Path
 
 import sam
+import template_iam
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE.parent.parent / "template.yaml"
@@ -164,6 +170,45 @@ def attribute_grants(_args):
                 attrs = st.get("Condition", {}).get("ForAllValues:StringEquals", {}).get("dynamodb:Attributes")
                 if attrs:
                     out.setdefault(name, {})[st["Sid"]] = attrs
+    return out
+
+
+def resource_name(resource):
+    """A statement's resource as the logical name of what it names:
+    `!GetAtt T.Arn` -> `T`, `!GetAtt T.StreamArn` -> `T/stream`,
+    `!Sub ${T.Arn}/index/i` -> `T/index/i`, the KEK secret -> `ApiKeyKekSecret`."""
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        target = resource["Fn::GetAtt"]
+        name, attribute = target if isinstance(target, list) else target.split(".", 1)
+        return name if attribute == "Arn" else f"{name}/{attribute.removesuffix('Arn').lower()}"
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        text = resource["Fn::Sub"]
+        text = text[0] if isinstance(text, list) else text
+        if "${ApiKeyKekSecretName}" in text:
+            return "ApiKeyKekSecret"
+        return re.sub(r"\$\{(\w+)\.Arn\}", r"\1", text)
+    return json.dumps(resource)
+
+
+def grants(_args):
+    """What each function role may do: role -> ["action resource", ...],
+    the resource by logical name (`resource_name`), whatever conditions the
+    statement adds (a statement a parameter can switch off counts as
+    granted). Logs statements are left out."""
+    template = sam.load(str(TEMPLATE))
+    out = {}
+    for name, role in sam.resources_of_type(template, "AWS::IAM::Role").items():
+        granted = out.setdefault(name, [])
+        for policy in role["Properties"].get("Policies", []):
+            for st in policy["PolicyDocument"]["Statement"]:
+                for branch in template_iam.conditional_branches(st):
+                    actions = branch.get("Action", [])
+                    resources = branch.get("Resource", [])
+                    for action in actions if isinstance(actions, list) else [actions]:
+                        if action.startswith("logs:"):
+                            continue
+                        for r in resources if isinstance(resources, list) else [resources]:
+                            granted.append(f"{action} {resource_name(r)}")
     return out
 
 
@@ -569,6 +614,7 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("tables")
     sub.add_parser("attribute-grants")
+    sub.add_parser("grants")
     sub.add_parser("functions")
     sub.add_parser("alarm-metrics")
     for name in ("admin", "enforce-iam"):
@@ -588,6 +634,7 @@ def main():
     handler = {
         "tables": tables,
         "attribute-grants": attribute_grants,
+        "grants": grants,
         "functions": functions,
         "alarm-metrics": alarm_metrics,
         "admin": admin,
