@@ -2,9 +2,11 @@
 """Checks template.yaml *after* the SAM transform, where cfn-lint does not
 look: what CloudFormation would actually be asked to build.
 
-- The REST API routes the cancel path (DELETE) and every other path and
-  method (ANY /{proxy+}) to the cancel function through Lambda proxy
-  integrations, and API Gateway may invoke the function for both.
+- The REST API routes each of the cancel function's Api events (the
+  routes of the code's path table: `--routes` prints them for the suite's
+  comparison) and every other path and method (ANY /{proxy+}) to the
+  function through Lambda proxy integrations, for exactly their methods,
+  and API Gateway may invoke the function for each.
   (An inline DefinitionBody with `paths: {}` once made SAM drop every route:
   the API deployed with no methods.)
 - API Gateway's own errors are complete uforgeError documents, in schema
@@ -34,7 +36,7 @@ import xml.etree.ElementTree as ET
 import sam
 import template_iam
 
-CANCEL_PATH = "/api/users/{uid}/appliances/{aid}/images/{itid}/pimages/{pitid}/cancel"
+CATCH_ALL = "/{proxy+}"
 UFORGE_NS = "http://www.usharesoft.com/uforge"
 ERROR_CHILDREN = ["localizedErrorMsg", "requestMethod", "requestUri", "statusCode", "timestamp"]
 # Gateway responses every deployment must have (API Gateway's own errors
@@ -67,7 +69,19 @@ def integration_targets_cancel_function(operation):
     )
 
 
-def check_routes(template):
+def api_routes(template):
+    """CancelFunction's Api events as {path: [METHOD, ...]} (before the SAM
+    transform, as the template states them)."""
+    events = template["Resources"]["CancelFunction"]["Properties"].get("Events", {})
+    routes = {}
+    for event in events.values():
+        if event.get("Type") == "Api":
+            props = event["Properties"]
+            routes.setdefault(props["Path"], []).append(props["Method"].upper())
+    return routes
+
+
+def check_routes(template, routes):
     apis = sam.resources_of_type(template, "AWS::ApiGateway::RestApi")
     if not check(len(apis) == 1, f"expected one REST API, found {sorted(apis)}"):
         return
@@ -76,15 +90,23 @@ def check_routes(template):
     check("Name" in props, "the REST API has no Name (moto and the console need one)")
     paths = props.get("Body", {}).get("paths", {})
     check(paths, "the REST API body has no paths: the API would route nothing")
-    cancel = paths.get(CANCEL_PATH, {})
-    check(
-        integration_targets_cancel_function(cancel.get("delete", {})),
-        f"DELETE {CANCEL_PATH} is not a proxy integration with CancelFunction: {cancel}",
-    )
-    check(
-        set(cancel) <= {"delete"},
-        f"the cancel path routes more than DELETE: {sorted(cancel)}",
-    )
+    # Each route of CancelFunction's Api events (the same list the suite
+    # compares with the code's path table) is a proxy integration with it
+    # for exactly its methods.
+    check(routes, "CancelFunction has no Api routes")
+    for path, methods in routes.items():
+        if path == CATCH_ALL:
+            continue
+        operations = paths.get(path, {})
+        for method in methods:
+            check(
+                integration_targets_cancel_function(operations.get(method.lower(), {})),
+                f"{method} {path} is not a proxy integration with CancelFunction: {operations}",
+            )
+        check(
+            set(operations) <= {m.lower() for m in methods},
+            f"{path} routes more than {methods}: {sorted(operations)}",
+        )
     proxy = paths.get("/{proxy+}", {})
     check(
         integration_targets_cancel_function(proxy.get("x-amazon-apigateway-any-method", {})),
@@ -118,9 +140,11 @@ def check_routes(template):
         ):
             source_arns.append(sub[0])
     wanted = [
-        "/DELETE" + re.sub(r"\{[a-z]+\}", "*", CANCEL_PATH),
-        "/*/*",
-    ]
+        f"/{method}" + re.sub(r"\{[a-z]+\}", "*", path)
+        for path, methods in routes.items()
+        if path != CATCH_ALL
+        for method in methods
+    ] + ["/*/*"]
     for suffix in wanted:
         check(
             any(s.endswith("${__Stage__}" + suffix) for s in source_arns),
@@ -454,9 +478,14 @@ def check_local_env(path, env_path):
 
 
 def main(path):
+    routes = api_routes(sam.load(path))
+    if sys.argv[2:3] == ["--routes"]:
+        json.dump(routes, sys.stdout)
+        print()
+        return 0
     check_local_env(path, str(Path(path).resolve().parent / "events" / "local-env.json"))
     template = sam.transformed(path)
-    body = check_routes(template)
+    body = check_routes(template, routes)
     check_gateway_responses(body)
     check_functions(template)
     check_automation(template)

@@ -56,6 +56,50 @@ fn the_cancellable_states_are_listed_in_one_place() {
     );
 }
 
+/// The template routes to the function exactly the path table's routes,
+/// each for exactly its methods (and everything else to its catch-all,
+/// for the 404s and 405s): a route added to one is added to the other.
+#[test]
+fn the_template_routes_exactly_the_path_table() {
+    use publish_cancel::api::route::{Segment, ROUTES};
+    let out = std::process::Command::new("python3")
+        .args([
+            "tests/deploy/check_template.py",
+            "template.yaml",
+            "--routes",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("python3 tests/deploy/check_template.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut template: std::collections::BTreeMap<String, Vec<String>> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(template.remove("/{proxy+}"), Some(vec!["ANY".to_owned()]));
+    let code: std::collections::BTreeMap<String, Vec<String>> = ROUTES
+        .iter()
+        .map(|route| {
+            let segments: Vec<&str> = route
+                .path
+                .iter()
+                .map(|s| match s {
+                    Segment::Literal(text) => text,
+                    Segment::Uid => "{uid}",
+                    Segment::Aid => "{aid}",
+                    Segment::Itid => "{itid}",
+                    Segment::Pitid => "{pitid}",
+                })
+                .collect();
+            let methods = route.methods.iter().map(|m| m.to_string()).collect();
+            (format!("/api/{}", segments.join("/")), methods)
+        })
+        .collect();
+    assert_eq!(template, code);
+}
+
 /// Which paths exist and which methods they answer is the path table's (api::route):
 /// the 405's `Allow` and message, the status object's URIs and the local
 /// server's example take it from there.
