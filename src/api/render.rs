@@ -61,7 +61,7 @@ fn status_fields(rec: &PublishRecord) -> Vec<(&'static str, Value<'_>)> {
     f
 }
 
-/// The body of a successful cancel.
+/// A publish's `status` object, what every route answers on success.
 pub fn status(rec: &PublishRecord, format: Format) -> Vec<u8> {
     let fields = status_fields(rec);
     match format {
