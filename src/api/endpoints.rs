@@ -8,7 +8,7 @@ use crate::api::error::Refused;
 use crate::api::route::Endpoint;
 use crate::domain::{CancelAudit, CancelStamp, PublishRecord, RequestId, Timestamp};
 use crate::outcome::Outcome;
-use crate::ports::{CancelWrites, PublishReader, StopQueue, Users};
+use crate::ports::{BackendError, CancelWrites, PublishReader, StopQueue, Users};
 
 /// What a route answers on success: every route answers with a publish's
 /// `status` (`render::status`).
@@ -27,6 +27,7 @@ pub(super) async fn run<U: Users, P: CancelWrites + PublishReader, Q: StopQueue>
 ) -> Result<Answer, Refused> {
     match endpoint {
         Endpoint::Cancel => cancel(api, admitted, req).await,
+        Endpoint::Status => status(api, admitted).await,
     }
 }
 
@@ -46,5 +47,35 @@ async fn cancel<U, P: CancelWrites, Q: StopQueue>(
     Ok(Answer {
         outcome: done.outcome(),
         record: done.record,
+    })
+}
+
+/// Why a publish's status could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("no such publish")]
+    NotFound,
+    #[error("the publishes table is unavailable")]
+    Backend(#[source] BackendError),
+    /// A record this release cannot read (a state it does not know).
+    #[error("the publish record cannot be read")]
+    Unreadable(#[source] BackendError),
+}
+
+/// `machineImagePublishedStatus_get`: the publish's record, read
+/// consistently, so a poll after a cancel's answer sees the cancel.
+async fn status<U, P: PublishReader, Q>(
+    api: &Api<U, P, Q>,
+    admitted: Admitted,
+) -> Result<Answer, Refused> {
+    let record = match api.cancel.publishes.read(&admitted.key).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return Err(StatusError::NotFound.into()),
+        Err(e) if e.is_permanent() => return Err(StatusError::Unreadable(e).into()),
+        Err(e) => return Err(StatusError::Backend(e).into()),
+    };
+    Ok(Answer {
+        record,
+        outcome: Outcome::StatusRead,
     })
 }

@@ -5,6 +5,7 @@
 
 use http::StatusCode;
 
+use super::endpoints::StatusError;
 use super::route::Route;
 use crate::access::AccessError;
 use crate::cancel::CancelError;
@@ -201,4 +202,26 @@ fn unreadable() -> Public {
         "error.internal",
         "The publish record cannot be read; the operators have been alerted",
     )
+}
+
+impl Refusal for StatusError {
+    fn public(&self) -> Public {
+        match self {
+            StatusError::NotFound => Public::new(
+                StatusCode::NOT_FOUND,
+                "publish.status.notFound",
+                "The publish of this machine image does not exist",
+            ),
+            StatusError::Backend(_) => unavailable(),
+            StatusError::Unreadable(_) => unreadable(),
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        match self {
+            StatusError::NotFound => Outcome::NotFound,
+            StatusError::Backend(_) => Outcome::Unavailable,
+            StatusError::Unreadable(_) => Outcome::UnreadableRecord,
+        }
+    }
 }

@@ -462,7 +462,27 @@ mod tests {
         let path = |uid: &str, pitid: i64| {
             format!("/api/users/{uid}/appliances/1/images/2/pimages/{pitid}/cancel")
         };
+        let status = |uid: &str, pitid: i64| path(uid, pitid).replace("/cancel", "/status");
         let cases = [
+            (Method::GET, status("alice", 3), basic("alice", "bad"), 401),
+            (
+                Method::GET,
+                status("carol", 7),
+                basic("carol", "carol-password"),
+                403,
+            ),
+            (
+                Method::GET,
+                status("alice", 3),
+                basic("bob", "bob-password"),
+                403,
+            ),
+            (
+                Method::DELETE,
+                status("alice", 3),
+                basic("alice", "alice-password"),
+                405,
+            ),
             (Method::DELETE, path("alice", 3), basic("alice", "bad"), 401),
             (Method::DELETE, path("alice", 3), HeaderMap::new(), 401),
             (
@@ -510,5 +530,69 @@ mod tests {
         }
         assert_eq!(calls.load(Ordering::SeqCst), 0, "no publish was looked at");
         assert!(queue.sent().is_empty());
+    }
+
+    /// What hammr polls: the status before a cancel, the cancel, the
+    /// status after; an absent publish is a 404 of its own.
+    #[tokio::test]
+    async fn the_status_route_reads_what_the_cancel_wrote() {
+        let seed = Seed::parse(BUNDLED).unwrap();
+        let api = Api::new(
+            Gate {
+                users: seed
+                    .users(&Sealer::new(&[3; 32]))
+                    .unwrap()
+                    .into_iter()
+                    .collect::<MemoryUsers>(),
+                auth: Authenticator::new(None),
+            },
+            Canceller {
+                publishes: seed
+                    .publishes()
+                    .unwrap()
+                    .into_iter()
+                    .collect::<MemoryPublishes>(),
+                queue: MemoryQueue::default(),
+            },
+            "/api",
+        );
+        let alice = basic("alice", "alice-password");
+        let call = |method: Method, what: &'static str, pitid: i64, accept: &'static str| {
+            let mut headers = alice.clone();
+            headers.insert(ACCEPT, HeaderValue::from_static(accept));
+            let api = &api;
+            async move {
+                let path = format!("/api/users/alice/appliances/1/images/2/pimages/{pitid}/{what}");
+                let resp = api
+                    .handle(ApiRequest {
+                        method: &method,
+                        path: &path,
+                        query: "",
+                        headers: &headers,
+                        request_id: "r",
+                    })
+                    .await;
+                let body = String::from_utf8(resp.body().clone()).unwrap();
+                (resp.status().as_u16(), body)
+            }
+        };
+        let (status, before) = call(Method::GET, "status", 3, "application/json").await;
+        assert_eq!(status, 200, "{before}");
+        let before: serde_json::Value = serde_json::from_str(&before).unwrap();
+        assert_eq!(before["cancelled"], false);
+        assert_eq!(
+            before["uri"],
+            "users/alice/appliances/1/images/2/pimages/3/status"
+        );
+        assert_eq!(
+            call(Method::DELETE, "cancel", 3, "application/xml").await.0,
+            200
+        );
+        let (status, after) = call(Method::GET, "status", 3, "application/xml").await;
+        assert_eq!(status, 200);
+        assert!(after.contains("<cancelled>true</cancelled>"), "{after}");
+        let (status, missing) = call(Method::GET, "status", 99, "application/xml").await;
+        assert_eq!(status, 404);
+        assert!(missing.contains("publish.status.notFound"), "{missing}");
     }
 }

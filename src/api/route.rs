@@ -16,6 +16,8 @@ pub const MAX_PATH_LEN: usize = 512;
 pub enum Endpoint {
     /// UForge's `machineImagePublish_cancel`.
     Cancel,
+    /// UForge's `machineImagePublishedStatus_get`, what clients poll.
+    Status,
 }
 
 /// One segment of a route's path.
@@ -45,23 +47,42 @@ pub struct Route {
 use Segment::{Aid, Itid, Literal, Pitid, Uid};
 
 /// Every route of the service.
-pub const ROUTES: &[Route] = &[Route {
-    endpoint: Endpoint::Cancel,
-    name: "cancel",
-    path: &[
-        Literal("users"),
-        Uid,
-        Literal("appliances"),
-        Aid,
-        Literal("images"),
-        Itid,
-        Literal("pimages"),
-        Pitid,
-        Literal("cancel"),
-    ],
-    methods: &[Method::DELETE],
-    entitlement: IMAGE_PUBLISH,
-}];
+pub const ROUTES: &[Route] = &[
+    Route {
+        endpoint: Endpoint::Cancel,
+        name: "cancel",
+        path: &[
+            Literal("users"),
+            Uid,
+            Literal("appliances"),
+            Aid,
+            Literal("images"),
+            Itid,
+            Literal("pimages"),
+            Pitid,
+            Literal("cancel"),
+        ],
+        methods: &[Method::DELETE],
+        entitlement: IMAGE_PUBLISH,
+    },
+    Route {
+        endpoint: Endpoint::Status,
+        name: "status",
+        path: &[
+            Literal("users"),
+            Uid,
+            Literal("appliances"),
+            Aid,
+            Literal("images"),
+            Itid,
+            Literal("pimages"),
+            Pitid,
+            Literal("status"),
+        ],
+        methods: &[Method::GET],
+        entitlement: IMAGE_PUBLISH,
+    },
+];
 
 impl Route {
     /// `Allow`'s value: the methods, comma-separated.
@@ -215,7 +236,11 @@ mod tests {
         assert_eq!(m.route.endpoint, Endpoint::Cancel);
         assert_eq!(m.route.methods, [Method::DELETE]);
         assert_eq!(m.route.allow(), "DELETE");
-        assert_eq!(ROUTES.len(), 1);
+        let status = path.replace("/cancel", "/status");
+        let m = route("/api", &status).unwrap();
+        assert_eq!(m.route.endpoint, Endpoint::Status);
+        assert_eq!(m.route.methods, [Method::GET]);
+        assert_eq!(ROUTES.len(), 2);
     }
 
     #[test]

@@ -26,3 +26,4 @@ mod publish_cancelled;
 mod reconciler;
 mod rehearsal;
 mod soak;
+mod uforge_sdk;
