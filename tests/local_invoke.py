@@ -180,6 +180,23 @@ def content_type(resp):
     return headers.get("content-type") or (multi.get("content-type") or [None])[0]
 
 
+def manifest():
+    """lambda-functions.txt: (logical id, binary, sample folder or None)
+    per function (shared with tests/sam_local.py)."""
+    out = []
+    for line in (ROOT / "lambda-functions.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            logical, binary, events = line.split()
+            out.append((logical, binary, None if events == "-" else events))
+    return out
+
+
+def check_answer(sample, want, resp):
+    """A function's answer against its line of expected.json: an HTTP
+    answer (`status`) or an automation one (shared with tests/sam_local.py)."""
+    return (check_http if "status" in want else check_automation)(sample, want, resp)
+
+
 def each_sample(function, folder, check):
     """Invokes `function` under one `cargo lambda watch` with every sample
     that `folder`/expected.json lists, in name order; `check(name, want,
@@ -232,18 +249,14 @@ def check_automation(sample, want, resp):
     return resp["outcome"]
 
 
-def http_answer(sample, want, done):
-    return check_http(sample, want, answer(sample, done))
-
-
-def automation_answer(sample, want, done):
+def invoke_answer(sample, want, done):
     if "errorType" in want:
         # A refused command is the invocation's error, by type.
         text = done.stdout + done.stderr
         if done.returncode == 0 or want["errorType"] not in text:
             sys.exit(f"events/{sample}: expected {want['errorType']}, got:\n{text}")
         return want["errorType"]
-    return check_automation(sample, want, answer(sample, done))
+    return check_answer(sample, want, answer(sample, done))
 
 
 def a_misconfigured_start_is_an_init_error():
@@ -269,7 +282,8 @@ def a_misconfigured_start_is_an_init_error():
 
 
 if __name__ == "__main__":
-    each_sample("publish-cancel", ".", http_answer)
-    each_sample("automation", "automation", automation_answer)
+    for _, binary, folder in manifest():
+        if folder is not None:
+            each_sample(binary, folder, invoke_answer)
     a_misconfigured_start_is_an_init_error()
     print("cargo lambda: every sample event as expected; the init error reported")

@@ -6,10 +6,10 @@ on a Docker Engine started here, with a local stand-in for the
 1. `sam build` on template.yaml (BuildMethod: makefile): each function's
    bootstrap must be byte for byte the artefact the suite tests
    (UFORGE_ARTEFACT_DIR).
-2. `sam local invoke CancelFunction` with every HTTP sample event and
-   `--env-vars events/local-env.json`, each answer as events/expected.json
-   says; `sam local invoke AutomationFunction` with every automation
-   sample, as events/automation/expected.json says.
+2. `sam local invoke <function> --env-vars events/local-env.json` for
+   each function of lambda-functions.txt that has sample events, with
+   every sample of its folder, each answer as its expected.json says
+   (CancelFunction: events/, AutomationFunction: events/automation/).
 3. `sam local start-api`, then real HTTP requests through SAM's emulation
    of the template's routes: a Basic cancel, an API-key cancel (signed here,
    independently of the Rust code), a wrong method (405 with Allow), an
@@ -53,7 +53,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # One reading of the answers, and of the environment given, for both tools.
 from local_invoke import (  # noqa: E402
-    FIXTURES, check_automation, check_fixture, check_http, in_session, listener_pid, running_environments,
+    FIXTURES, check_answer, check_fixture, in_session, listener_pid, manifest, running_environments,
     what_the_tool_set)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,11 +67,7 @@ ARM64_LIBS = Path("/usr/aarch64-linux-gnu/lib")
 LIBS = ["ld-linux-aarch64.so.1", "libc.so.6", "libm.so.6", "libgcc_s.so.1",
         "libpthread.so.0", "libdl.so.2", "librt.so.1"]
 # Each function's binary, from the one manifest of the Lambda binaries.
-FUNCTIONS = dict(
-    line.split()
-    for line in (ROOT / "lambda-functions.txt").read_text().splitlines()
-    if line.strip() and not line.startswith("#")
-)
+FUNCTIONS = {logical: binary for logical, binary, _ in manifest()}
 SAM_ENV = dict(os.environ, SAM_CLI_TELEMETRY="0", AWS_REGION="us-east-1",
                AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="local",
                AWS_SECRET_ACCESS_KEY="local")
@@ -289,13 +285,13 @@ def every_sample(sam, template, image, function, folder, check):
         print(f"  events/{sample}: {check(sample, want, sam_invoke(sam, template, image, function, sample))}")
 
 
-def automation_answer(sample, want, resp):
+def sam_answer(sample, want, resp):
     # SAM prints a function error as the answer: {"errorType": ...}.
     if "errorType" in want:
         if resp.get("errorType") != want["errorType"]:
             sys.exit(f"events/{sample}: expected {want['errorType']}, got {resp}")
         return want["errorType"]
-    return check_automation(sample, want, resp)
+    return check_answer(sample, want, resp)
 
 
 def start_api(sam, template, image):
@@ -403,10 +399,10 @@ def main():
         image = stand_in_image()
         with tempfile.TemporaryDirectory(prefix="sam-build-") as build:
             template = sam_build(sam, Path(build))
-            step("sam local invoke CancelFunction, every sample event")
-            every_sample(sam, template, image, "CancelFunction", ".", check_http)
-            step("sam local invoke AutomationFunction, every automation sample")
-            every_sample(sam, template, image, "AutomationFunction", "automation", automation_answer)
+            for logical, _, folder in manifest():
+                if folder is not None:
+                    step(f"sam local invoke {logical}, every sample of events/{folder}")
+                    every_sample(sam, template, image, logical, folder, sam_answer)
             start_api(sam, template, image)
     print("sam local: build, invoke with every sample, start-api: as expected")
 

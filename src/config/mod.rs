@@ -269,31 +269,37 @@ impl Backend {
     }
 }
 
-/// The cancel function (`publish-cancel`).
+/// Settings a Lambda function reads from the environment, whatever its
+/// stores (`startup::lambda::LambdaFunction::Settings`), and what it needs
+/// on DynamoDB and SQS (`::Resources`).
+pub trait FromEnv: Sized {
+    fn from_env(env: &Env) -> Result<Self, ConfigError>;
+}
+
+impl FromEnv for AwsSettings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        AwsSettings::from_env(env)
+    }
+}
+
+/// Nothing to read.
+impl FromEnv for () {
+    fn from_env(_: &Env) -> Result<Self, ConfigError> {
+        Ok(())
+    }
+}
+
+/// The cancel function's own settings (`publish-cancel`).
 #[derive(Debug, Clone)]
 pub struct CancelSettings {
     /// `UFORGE_BASE_PATH`, default `/api`.
     pub base_path: String,
-    pub backend: CancelBackend,
 }
 
-#[derive(Debug, Clone)]
-pub enum CancelBackend {
-    Aws(AwsSettings, TlsRoots),
-    Memory { seed: Option<PathBuf> },
-}
-
-impl CancelSettings {
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let backend = match Backend::from_env(env)? {
-            Backend::Aws => {
-                CancelBackend::Aws(AwsSettings::from_env(env)?, TlsRoots::from_env(env)?)
-            }
-            Backend::Memory { seed } => CancelBackend::Memory { seed },
-        };
+impl FromEnv for CancelSettings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(CancelSettings {
             base_path: env.base_path(),
-            backend,
         })
     }
 }
@@ -304,20 +310,18 @@ impl CancelSettings {
 pub struct PublishesAndQueue {
     pub publishes_table: String,
     pub stop_queue_url: String,
-    pub tls_roots: TlsRoots,
 }
 
-impl PublishesAndQueue {
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+impl FromEnv for PublishesAndQueue {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(PublishesAndQueue {
             publishes_table: env.resource(ENV_PUBLISHES_TABLE)?,
             stop_queue_url: env.resource(ENV_STOP_QUEUE_URL)?,
-            tls_roots: TlsRoots::from_env(env)?,
         })
     }
 }
 
-/// The reconciler (`reconciler`).
+/// The reconciler's own settings (`reconciler`).
 #[derive(Debug, Clone)]
 pub struct ReconcilerSettings {
     /// A stop may stay pending this long before it is re-sent: longer
@@ -326,45 +330,14 @@ pub struct ReconcilerSettings {
     pub grace: Duration,
     /// Stops re-sent per run at most (`RECONCILE_BATCH`, 100).
     pub batch: usize,
-    pub backend: ReconcilerBackend,
 }
 
-#[derive(Debug, Clone)]
-pub enum ReconcilerBackend {
-    Aws(PublishesAndQueue),
-    Memory,
-}
-
-impl ReconcilerSettings {
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+impl FromEnv for ReconcilerSettings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let grace = Duration::from_secs(env.number(ENV_RECONCILE_GRACE, 60)?);
         let batch = usize::try_from(env.number(ENV_RECONCILE_BATCH, 100)?)
             .map_err(|_| ConfigError::Invalid(ENV_RECONCILE_BATCH, "too large".into()))?;
-        let backend = match Backend::from_env(env)? {
-            Backend::Aws => ReconcilerBackend::Aws(PublishesAndQueue::from_env(env)?),
-            Backend::Memory { .. } => ReconcilerBackend::Memory,
-        };
-        Ok(ReconcilerSettings {
-            grace,
-            batch,
-            backend,
-        })
-    }
-}
-
-/// The automation function (`automation`): no users table, no KEK.
-#[derive(Debug, Clone)]
-pub enum AutomationSettings {
-    Aws(PublishesAndQueue),
-    Memory { seed: Option<PathBuf> },
-}
-
-impl AutomationSettings {
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Ok(match Backend::from_env(env)? {
-            Backend::Aws => AutomationSettings::Aws(PublishesAndQueue::from_env(env)?),
-            Backend::Memory { seed } => AutomationSettings::Memory { seed },
-        })
+        Ok(ReconcilerSettings { grace, batch })
     }
 }
 

@@ -1,14 +1,9 @@
-//! One way to run a Lambda binary. Each `src/bin/*` Lambda (and
-//! `main.rs`) is `run_lambda(<its start>)`: one single-threaded
-//! runtime, the logs, the checks of what Lambda must have given, the
-//! function's settings, its stores (DynamoDB/SQS, or in-memory for local
-//! invocation), then its handler (`frontdoor::LambdaHandler`) served by the
-//! Lambda runtime. A start that cannot succeed is reported: a missing or
-//! invalid setting is posted to the Runtime API's `/runtime/init/error`,
-//! naming the variable and the fix, and the process exits (Lambda shows
-//! the message in the invoke response and the logs; a local emulator does
-//! not hang). Which binary each template function runs:
-//! `lambda-functions.txt`.
+//! One way to run a Lambda binary: each declares its function
+//! (`LambdaFunction`) beside its `main`, which is `run_lambda::<It>()`. A
+//! start that cannot succeed is an init error posted to the Runtime API,
+//! naming the variable and the fix, and the process exits (Lambda shows it
+//! in the invoke response; a local emulator does not hang). Which binary
+//! each template function runs: `lambda-functions.txt`.
 
 use std::future::Future;
 use std::io::{Read as _, Write as _};
@@ -19,31 +14,51 @@ use std::time::Duration;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 
-use super::{
-    aws_api, canceller_aws, canceller_memory, memory_service, seed_text, BoxError, Options,
-};
-use crate::config::{
-    sdk, AutomationSettings, CancelBackend, CancelSettings, ConfigError, Env, ReconcilerBackend,
-    ReconcilerSettings,
-};
-use crate::frontdoor::automation::Automation;
-use crate::frontdoor::lambda::HttpFunction;
-use crate::frontdoor::schedule::Reconciler;
+use aws_config::SdkConfig;
+
+use super::BoxError;
+use crate::config::{sdk, Backend, ConfigError, Env, FromEnv, TlsRoots};
 use crate::frontdoor::{LambdaHandler, RawEvent};
 use crate::metrics::Metrics;
 
-/// How one Lambda binary starts: its settings and stores from the
-/// environment, then its handler, ready to serve. Each binary's `main`
-/// names its own (`run_lambda(startup::lambda::cancel)`), so it links only
-/// its own handler and stores.
-pub type Start = fn(&Env, Option<Metrics>) -> Result<Serving, BoxError>;
+/// A Lambda function of this crate, declared once, beside its binary's
+/// `main` (`run_lambda::<ItsFunction>()`): what it reads from the
+/// environment, what it needs on AWS, and its handler on either stores.
+/// Everything else (the checks of what Lambda gives, `UFORGE_BACKEND`, the
+/// SDK's configuration, the seed of the in-memory stores, the metrics, the
+/// runtime loop, init errors) is `run_lambda`'s, the same for each.
+pub trait LambdaFunction {
+    /// Its settings, whatever its stores.
+    type Settings: FromEnv;
+    /// What it needs on DynamoDB and SQS (`UFORGE_BACKEND=aws`).
+    type Resources: FromEnv;
+    /// Its handler on DynamoDB and SQS.
+    type OnAws: LambdaHandler + 'static;
+    /// Its handler on in-memory stores (local invocation only).
+    type InMemory: LambdaHandler + 'static;
+
+    fn on_aws(
+        settings: Self::Settings,
+        resources: Self::Resources,
+        sdk: &SdkConfig,
+        metrics: Option<Metrics>,
+    ) -> Result<Self::OnAws, BoxError>;
+
+    /// `seed`: the seed file's text (`UFORGE_SEED`, or the bundled one).
+    fn in_memory(
+        settings: Self::Settings,
+        seed: &str,
+        env: &Env,
+        metrics: Option<Metrics>,
+    ) -> Result<Self::InMemory, BoxError>;
+}
 
 /// What a start yields: the future that serves events.
-pub type Serving = Pin<Box<dyn Future<Output = Result<(), BoxError>>>>;
+type Serving = Pin<Box<dyn Future<Output = Result<(), BoxError>>>>;
 
-/// Runs a Lambda binary as Lambda (or an emulator of it) asks; the exit
-/// code says whether its start or its serving failed.
-pub fn run_lambda(start: Start) -> ExitCode {
+/// Runs the Lambda function `F` as Lambda (or an emulator of it) asks;
+/// the exit code says whether its start or its serving failed.
+pub fn run_lambda<F: LambdaFunction>() -> ExitCode {
     let env = Env::process();
     // Lambda sends one event at a time: a single-threaded runtime starts
     // faster and holds less; Argon2 still runs on a blocking thread.
@@ -55,84 +70,26 @@ pub fn run_lambda(start: Start) -> ExitCode {
             crate::logging::init(&env);
             let serving = check_lambda_environment(&env)
                 .map_err(BoxError::from)
-                .and_then(|()| start(&env, Metrics::from_env(&env)));
+                .and_then(|()| start::<F>(&env, Metrics::from_env(&env)));
             run(serving, &env).await
         }),
         Err(e) => init_failed(&e, &env),
     }
 }
 
-/// Said when a Lambda binary runs on the in-memory stores.
-fn warn_local() {
-    tracing::warn!("in-memory stores (UFORGE_BACKEND=memory): local invocation only");
-}
-
-/// `publish-cancel`: UForge's HTTP endpoint behind API Gateway.
-pub fn cancel(env: &Env, metrics: Option<Metrics>) -> Result<Serving, BoxError> {
-    let settings = CancelSettings::from_env(env)?;
-    let options = Options {
-        metrics,
-        ..Options::new(&settings.base_path)
-    };
-    Ok(match settings.backend {
-        CancelBackend::Aws(aws, roots) => {
-            let sdk = sdk::lambda_sdk_config(roots, env)?;
-            serve(HttpFunction(aws_api(&sdk, aws, options)))
+/// `F`'s settings, its stores (`UFORGE_BACKEND`), then its handler.
+fn start<F: LambdaFunction>(env: &Env, metrics: Option<Metrics>) -> Result<Serving, BoxError> {
+    let settings = F::Settings::from_env(env)?;
+    Ok(match Backend::from_env(env)? {
+        Backend::Aws => {
+            let resources = F::Resources::from_env(env)?;
+            let sdk = sdk::lambda_sdk_config(TlsRoots::from_env(env)?, env)?;
+            serve(F::on_aws(settings, resources, &sdk, metrics)?)
         }
-        CancelBackend::Memory { seed } => {
-            warn_local();
-            let seed = crate::seed::Seed::parse(&seed_text(seed.as_deref())?)?;
-            serve(HttpFunction(memory_service(&seed, options, env)?.api))
-        }
-    })
-}
-
-/// `automation`: cancels on IAM authority (EventBridge, SQS, invoke).
-pub fn automation(env: &Env, metrics: Option<Metrics>) -> Result<Serving, BoxError> {
-    Ok(match AutomationSettings::from_env(env)? {
-        AutomationSettings::Aws(aws) => {
-            let sdk = sdk::lambda_sdk_config(aws.tls_roots, env)?;
-            serve(Automation {
-                cancel: canceller_aws(&sdk, aws),
-                metrics,
-                local: false,
-            })
-        }
-        AutomationSettings::Memory { seed } => {
-            warn_local();
-            serve(Automation {
-                cancel: canceller_memory(&seed_text(seed.as_deref())?)?,
-                metrics,
-                local: true,
-            })
-        }
-    })
-}
-
-/// `reconciler`: re-sends stops a cancel could not confirm.
-pub fn reconciler(env: &Env, metrics: Option<Metrics>) -> Result<Serving, BoxError> {
-    let settings = ReconcilerSettings::from_env(env)?;
-    let (grace, batch) = (settings.grace, settings.batch);
-    Ok(match settings.backend {
-        ReconcilerBackend::Aws(aws) => {
-            let sdk = sdk::lambda_sdk_config(aws.tls_roots, env)?;
-            serve(Reconciler {
-                cancel: canceller_aws(&sdk, aws),
-                grace,
-                batch,
-                metrics,
-            })
-        }
-        // Nothing is ever pending in fresh stores, but the invocation path
-        // is the real one.
-        ReconcilerBackend::Memory => {
-            warn_local();
-            serve(Reconciler {
-                cancel: super::canceller_empty(),
-                grace,
-                batch,
-                metrics,
-            })
+        Backend::Memory { seed } => {
+            tracing::warn!("in-memory stores (UFORGE_BACKEND=memory): local invocation only");
+            let seed = super::seed_text(seed.as_deref())?;
+            serve(F::in_memory(settings, &seed, env, metrics)?)
         }
     })
 }

@@ -27,7 +27,7 @@ use crate::seed::{self, Seed};
 
 pub mod lambda;
 
-pub use lambda::run_lambda;
+pub use lambda::{run_lambda, LambdaFunction};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -196,14 +196,6 @@ pub fn canceller_memory(seed: &str) -> Result<Canceller<MemoryPublishes, MemoryQ
         publishes,
         queue: MemoryQueue::default(),
     })
-}
-
-/// The same on empty in-memory stores.
-pub fn canceller_empty() -> Canceller<MemoryPublishes, MemoryQueue> {
-    Canceller {
-        publishes: MemoryPublishes::default(),
-        queue: MemoryQueue::default(),
-    }
 }
 
 /// The seed file's text: `path`, or the bundled `seed/local.json`.

@@ -25,14 +25,27 @@ pub struct LambdaProcess {
 /// lambda-functions.txt: each Lambda function's logical id in the
 /// template and the Cargo binary it runs, in the manifest's order.
 pub fn lambda_functions() -> Vec<(String, String)> {
+    manifest()
+        .into_iter()
+        .map(|(logical, binary, _)| (logical, binary))
+        .collect()
+}
+
+/// lambda-functions.txt, whole: logical id, binary, and the folder of its
+/// sample events under events/ (`None` for "-").
+pub fn manifest() -> Vec<(String, String, Option<String>)> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/lambda-functions.txt");
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{path}: {e}"))
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
-            [logical, binary] => (logical.to_owned(), binary.to_owned()),
-            _ => panic!("lambda-functions.txt: not `<logical id> <binary>`: {l:?}"),
+            [logical, binary, events] => (
+                logical.to_owned(),
+                binary.to_owned(),
+                (events != "-").then(|| events.to_owned()),
+            ),
+            _ => panic!("lambda-functions.txt: not `<logical id> <binary> <events>`: {l:?}"),
         })
         .collect()
 }

@@ -459,7 +459,8 @@ def check_local_env(path, env_path):
     """`sam local invoke/start-api --env-vars events/local-env.json`: the
     file names functions of the template, and gives each the embedded
     in-memory backend (tests/sam_local.py then runs sam local with it)."""
-    functions = sam.resources_of_type(sam.load(path), "AWS::Serverless::Function")
+    # After the transform: what the template's Globals give each function too.
+    functions = sam.resources_of_type(sam.transformed(path), "AWS::Lambda::Function")
     try:
         env = json.loads(open(env_path).read())
     except (OSError, ValueError) as e:

@@ -4,7 +4,8 @@ offline: the shared first step of the template checks and the rehearsal.
 - `load(path)`: the template as plain JSON data, read with cfn-lint's own
   decoder (so !Ref, !GetAtt and !Sub parse as they do for the linter).
 - `package(template, code_uri)`: what `sam package` does to it: every
-  function's local `CodeUri` becomes an S3 URI.
+  function's local `CodeUri` (its own or the template's Globals') becomes
+  an S3 URI.
 - `transform(template)`: the SAM transform (PyPI aws-sam-translator), with a
   managed-policy loader that knows no policies: the template must not need
   any (least privilege is written out in full).
@@ -35,11 +36,15 @@ def load(path):
 
 def package(template, code_uri=DEFAULT_CODE_URI):
     out = copy.deepcopy(template)
-    for resource in out.get("Resources", {}).values():
-        props = resource.get("Properties", {})
-        if resource.get("Type") == "AWS::Serverless::Function" and isinstance(
-            props.get("CodeUri"), str
-        ) and not props["CodeUri"].startswith("s3://"):
+    functions = [
+        resource.get("Properties", {})
+        for resource in out.get("Resources", {}).values()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    ]
+    # A CodeUri in Globals is the default of every function.
+    functions.append(out.get("Globals", {}).get("Function", {}))
+    for props in functions:
+        if isinstance(props.get("CodeUri"), str) and not props["CodeUri"].startswith("s3://"):
             props["CodeUri"] = code_uri
     return out
 

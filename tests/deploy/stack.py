@@ -148,10 +148,11 @@ def alarm_metrics(_args):
 
 
 def functions(_args):
-    """Each function's settings that the code's own bounds must fit in."""
-    template = sam.load(str(TEMPLATE))
+    """Each function's settings that the code's own bounds must fit in
+    (after the transform: with what the template's Globals give it)."""
+    template = sam.transformed(str(TEMPLATE))
     out = {}
-    for name, fn in sam.resources_of_type(template, "AWS::Serverless::Function").items():
+    for name, fn in sam.resources_of_type(template, "AWS::Lambda::Function").items():
         props = fn["Properties"]
         out[name] = {k: props.get(k) for k in ("Timeout", "MemorySize", "Architectures", "Runtime")}
     return out

@@ -169,6 +169,12 @@ fn the_lambda_binaries_are_listed_in_one_place() {
         functions.len(),
         "a function of the template is missing from lambda-functions.txt"
     );
+    for (logical, _, events) in crate::common::sample_events::manifest() {
+        if let Some(folder) = events {
+            let expected = root.join("events").join(&folder).join("expected.json");
+            assert!(expected.is_file(), "{logical}: no {}", expected.display());
+        }
+    }
     for file in ["Makefile", "scripts/build-arm64", "scripts/test"] {
         let text = read(file);
         for (logical, binary) in &functions {

@@ -6,7 +6,7 @@
 //! to one table, and exactly the committed transitions to `cancelled` are
 //! announced, once each, with every field the template promises.
 
-use publish_cancel::config::{PublishesAndQueue, TlsRoots};
+use publish_cancel::config::PublishesAndQueue;
 use publish_cancel::domain::{PublishRecord, PublishState};
 use publish_cancel::frontdoor::automation;
 use serde_json::{json, Value};
@@ -39,7 +39,6 @@ async fn each_committed_cancel_is_announced_once_and_nothing_else() {
         PublishesAndQueue {
             publishes_table: stack.publishes_table.clone(),
             stop_queue_url: stack.queue_url.clone(),
-            tls_roots: TlsRoots::Amazon,
         },
     );
     let command = json!({"type": "uforge.publish.cancel", "schemaVersion": 1, "uid": "alice",

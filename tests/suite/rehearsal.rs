@@ -993,11 +993,8 @@ async fn the_template_deployed_runs_every_binary_under_its_own_role() {
     // every non-logs statement of each role was needed by at least one.
     let before_refusals = decisions(&audit);
     for s in &stacks {
-        for (function, role) in [
-            ("CancelFunction", "CancelFunctionRole"),
-            ("ReconcilerFunction", "ReconcilerFunctionRole"),
-            ("AutomationFunction", "AutomationFunctionRole"),
-        ] {
+        for (function, _) in lambda_functions() {
+            let role = &format!("{function}Role");
             let principal = format!("assumed-role/{}/", s.role_name(role));
             let mine: Vec<&Decision> = before_refusals
                 .iter()
