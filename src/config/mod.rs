@@ -452,31 +452,26 @@ mod tests {
 
     #[test]
     fn each_binary_s_settings_name_what_is_missing() {
-        let err = CancelSettings::from_env(&Env::from_pairs(&[])).unwrap_err();
+        let err = <AwsSettings as FromEnv>::from_env(&Env::from_pairs(&[])).unwrap_err();
         assert!(
             matches!(err, ConfigError::MissingResource(ENV_USERS_TABLE)),
             "{err}"
         );
         assert!(err.to_string().contains("UFORGE_BACKEND=memory"));
-        let memory =
-            CancelSettings::from_env(&Env::from_pairs(&[(ENV_BACKEND, "memory")])).unwrap();
-        assert!(matches!(
-            memory.backend,
-            CancelBackend::Memory { seed: None }
-        ));
-        assert_eq!(memory.base_path, "/api");
-        let err = ReconcilerSettings::from_env(&Env::from_pairs(&[])).unwrap_err();
+        let cancel = CancelSettings::from_env(&Env::from_pairs(&[])).unwrap();
+        assert_eq!(cancel.base_path, "/api");
+        let err = PublishesAndQueue::from_env(&Env::from_pairs(&[])).unwrap_err();
         assert!(
             matches!(err, ConfigError::MissingResource(ENV_PUBLISHES_TABLE)),
             "{err}"
         );
-        let r = ReconcilerSettings::from_env(&Env::from_pairs(&[
-            (ENV_BACKEND, "memory"),
-            (ENV_RECONCILE_GRACE, "5"),
-        ]))
-        .unwrap();
+        let r =
+            ReconcilerSettings::from_env(&Env::from_pairs(&[(ENV_RECONCILE_GRACE, "5")])).unwrap();
         assert_eq!(r.grace, Duration::from_secs(5));
         assert_eq!(r.batch, 100);
+        assert!(
+            ReconcilerSettings::from_env(&Env::from_pairs(&[(ENV_RECONCILE_BATCH, "x")])).is_err()
+        );
         let err = AdminSettings::from_env(&Env::from_pairs(&[])).unwrap_err();
         assert!(
             matches!(err, ConfigError::Missing(ENV_USERS_TABLE)),
