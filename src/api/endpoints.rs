@@ -1,10 +1,13 @@
 //! What each route does once the access gate has let its request through.
 //! A route is its entry in `route::ROUTES`, its arm in `run` and its
-//! function here; its errors say what clients are told in `error`.
+//! function here, with what clients are told of its own errors
+//! (`error::Refusal`).
+
+use http::StatusCode;
 
 use super::{Api, ApiRequest};
 use crate::access::Admitted;
-use crate::api::error::Refused;
+use crate::api::error::{self, Public, Refusal, Refused};
 use crate::api::route::Endpoint;
 use crate::domain::{CancelAudit, CancelStamp, PublishRecord, RequestId, Timestamp};
 use crate::outcome::Outcome;
@@ -78,4 +81,26 @@ async fn status<U, P: PublishReader, Q>(
         record,
         outcome: Outcome::StatusRead,
     })
+}
+
+impl Refusal for StatusError {
+    fn public(&self) -> Public {
+        match self {
+            StatusError::NotFound => Public::new(
+                StatusCode::NOT_FOUND,
+                "publish.status.notFound",
+                "The publish of this machine image does not exist",
+            ),
+            StatusError::Backend(_) => error::unavailable(),
+            StatusError::Unreadable(_) => error::unreadable(),
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        match self {
+            StatusError::NotFound => Outcome::NotFound,
+            StatusError::Backend(_) => Outcome::Unavailable,
+            StatusError::Unreadable(_) => Outcome::UnreadableRecord,
+        }
+    }
 }

@@ -1,11 +1,11 @@
-//! The one mapping from everything that can go wrong to an HTTP status and
-//! a `uforgeError`: each error type a route can meet says here, once, what
-//! a client is told (`Refusal`). Messages are for API users: they never
-//! carry a source error, a credential or an internal name.
+//! What a client is told of a refused request (`Refusal`): said once per
+//! error type, here for the pipeline's, the gate's and the cancel's, beside
+//! its route's endpoint for an error of one route's own. Messages are for
+//! API users: they never carry a source error, a credential or an internal
+//! name.
 
 use http::StatusCode;
 
-use super::endpoints::StatusError;
 use super::route::Route;
 use crate::access::AccessError;
 use crate::cancel::CancelError;
@@ -25,7 +25,7 @@ pub struct Public {
 }
 
 impl Public {
-    fn new(status: StatusCode, message_id: &'static str, message: impl Into<String>) -> Public {
+    pub fn new(status: StatusCode, message_id: &'static str, message: impl Into<String>) -> Public {
         Public {
             status,
             message_id,
@@ -81,7 +81,8 @@ pub enum RequestError {
     OverBudget,
 }
 
-fn unavailable() -> Public {
+/// The 503 of a store that is unavailable (retryable).
+pub fn unavailable() -> Public {
     Public::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "error.unavailable",
@@ -196,32 +197,11 @@ impl Refusal for CancelError {
     }
 }
 
-fn unreadable() -> Public {
+/// The 500 of a record this release cannot read (alarmed).
+pub fn unreadable() -> Public {
     Public::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "error.internal",
         "The publish record cannot be read; the operators have been alerted",
     )
-}
-
-impl Refusal for StatusError {
-    fn public(&self) -> Public {
-        match self {
-            StatusError::NotFound => Public::new(
-                StatusCode::NOT_FOUND,
-                "publish.status.notFound",
-                "The publish of this machine image does not exist",
-            ),
-            StatusError::Backend(_) => unavailable(),
-            StatusError::Unreadable(_) => unreadable(),
-        }
-    }
-
-    fn outcome(&self) -> Outcome {
-        match self {
-            StatusError::NotFound => Outcome::NotFound,
-            StatusError::Backend(_) => Outcome::Unavailable,
-            StatusError::Unreadable(_) => Outcome::UnreadableRecord,
-        }
-    }
 }
