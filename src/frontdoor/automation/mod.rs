@@ -1,68 +1,37 @@
 //! The automation function's events: cancels asked for on IAM authority by
-//! other AWS services, not by UForge users. Three shapes, each accepted
-//! only through its own door; anything else (an HTTP event included) is
-//! refused and changes nothing:
-//!
-//! - **EventBridge**: a `Publish Cancel Requested` event on the automation
-//!   bus, delivered by the template's rule wrapped as
-//!   `{"ruleArn": <the rule>, "event": <the event>}` (its input transformer
-//!   adds the rule, the principal the service can name). The event's `id`
-//!   is the cancel's request id: a retried delivery is the same cancel.
-//!   The event's `account` and `source` are recorded beside the rule.
-//! - **SQS**: a batch from the command queue; each body is a bare command or
-//!   an EventBridge envelope. Failed messages are reported
-//!   (`batchItemFailures`) so one bad message does not fail its batch; on a
-//!   FIFO queue processing stops at the first failure and reports the rest,
-//!   to keep the order. The message id is the request id (stable across
-//!   redeliveries), the queue's `SenderId` the principal.
-//! - **Direct invoke / Step Functions**: a bare command, answered with its
-//!   result; `finished` and `notFound` are results, not errors.
-//!
-//! The door is what Lambda says was invoked (`Door::of`), never the
-//! payload: the rule and the queue's mapping invoke the `events` alias,
-//! which nobody else is granted, and direct callers are granted the
-//! function itself. So a direct invoker who writes an EventBridge or SQS
-//! shape is refused (`UForge.UnsupportedEvent`) rather than recorded as the
-//! rule or a queue sender. Local tools cannot invoke an alias: on the
-//! in-memory stores (`Door::Local`) every shape is taken.
-//!
-//! A command: `{"type": "uforge.publish.cancel", "schemaVersion": 1, "uid",
-//! "aid", "itid", "pitid", "reason"?, "requestedBy"?}` (in an EventBridge
-//! event the `detail`, without `type`). Errors carry a stable type a Step
-//! Functions `Retry`/`Catch` can match: `UForge.BackendUnavailable` and
-//! `UForge.StopNotSent` are worth retrying; `UForge.InvalidCommand`,
-//! `UForge.UnsupportedEvent`, `UForge.StopUndeliverable` and
-//! `UForge.UnreadableRecord` are not.
-//!
-//! Request ids from outside (an event `id`, a `messageId`, the invocation's
-//! id) become `RequestId`s: kept when they fit SQS's deduplication ids,
-//! else replaced by a digest of themselves. An SQS batch runs within the
-//! invocation's deadline: no command starts when too little time is left,
-//! none runs past it, and those are reported as failed items (redelivered).
-//! A standard queue's commands run concurrently; a FIFO queue's in order
-//! within each message group.
+//! other AWS services (EventBridge, an SQS command queue, a direct invoke or
+//! Step Functions), each shape taken only through its own door (`Door`,
+//! from the invoked ARN, never the payload), anything else refused with
+//! nothing changed. The shapes, the command, the answers and the errors:
+//! docs/automation.md. Here: the doors and running one command within the
+//! invocation's deadline; `command` is the wire format, `batch` the SQS
+//! batch scheduler, `error` the error contract.
 
-use std::collections::BTreeMap;
+mod batch;
+pub mod command;
+pub mod error;
+
+pub use command::{
+    answer, parse_command, Command, COMMAND_SCHEMA_VERSION, COMMAND_TYPE, REQUEST_DETAIL_TYPE,
+};
+pub use error::AutomationError;
+
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use futures_util::stream::{self, StreamExt as _};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde::Deserialize as _;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::auth::AuthTrace;
-use crate::cancel::{outcome_of, CancelError, Cancelled, Canceller};
-use crate::domain::{
-    AuditText, CancelAudit, CancelSource, CancelStamp, Login, PublishKey, RequestId, Timestamp,
-};
+use crate::cancel::{outcome_of, CancelError, Canceller};
+use crate::domain::{AuditText, CancelAudit, CancelSource, CancelStamp, RequestId, Timestamp};
 use crate::metrics::{now_ms, Metrics, RequestFacts};
 use crate::outcome::Outcome;
 use crate::ports::{CancelWrites, StopQueue};
+use command::{eventbridge_event, from_eventbridge};
+use error::invalid;
 
-pub const COMMAND_TYPE: &str = "uforge.publish.cancel";
-pub const COMMAND_SCHEMA_VERSION: u64 = 1;
-pub const REQUEST_DETAIL_TYPE: &str = "Publish Cancel Requested";
 /// `cancelledBy` of a direct invocation: IAM decided who may invoke, but
 /// Lambda does not tell the function who did.
 pub const INVOKE_PRINCIPAL: &str = "lambda:invoke";
@@ -99,134 +68,6 @@ impl Door {
     }
 }
 
-/// Why an automation event failed; `error_type` is what callers match on.
-#[derive(Debug, thiserror::Error)]
-pub enum AutomationError {
-    /// Not an event of this function (an HTTP event, an unknown shape).
-    #[error("unsupported event: {0}")]
-    Unsupported(&'static str),
-    /// An event of this function whose command is not valid.
-    #[error("invalid cancel command: {0}")]
-    Invalid(String),
-    #[error("the publishes table is unavailable; retry")]
-    BackendUnavailable(#[source] CancelError),
-    #[error("the publish is cancelled but its stop message was not sent; retry to send it")]
-    StopNotSent(#[source] CancelError),
-    #[error(
-        "the publish is cancelled but the queue refuses its stop message; parked for the operators"
-    )]
-    StopUndeliverable(#[source] CancelError),
-    #[error("the publish record cannot be read; reported to the operators")]
-    UnreadableRecord(#[source] CancelError),
-    /// The invocation's deadline came before the command could run or end.
-    #[error("the invocation's deadline came first; retry")]
-    DeadlineReached,
-}
-
-impl AutomationError {
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            AutomationError::Unsupported(_) => "UForge.UnsupportedEvent",
-            AutomationError::Invalid(_) => "UForge.InvalidCommand",
-            AutomationError::BackendUnavailable(_) => "UForge.BackendUnavailable",
-            AutomationError::StopNotSent(_) => "UForge.StopNotSent",
-            AutomationError::StopUndeliverable(_) => "UForge.StopUndeliverable",
-            AutomationError::UnreadableRecord(_) => "UForge.UnreadableRecord",
-            AutomationError::DeadlineReached => "UForge.DeadlineReached",
-        }
-    }
-
-    /// Worth retrying as it is.
-    pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            AutomationError::BackendUnavailable(_)
-                | AutomationError::StopNotSent(_)
-                | AutomationError::DeadlineReached
-        )
-    }
-}
-
-/// A validated cancel command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
-    pub key: PublishKey,
-    pub reason: Option<AuditText>,
-    pub requested_by: Option<AuditText>,
-}
-
-fn invalid(why: impl Into<String>) -> AutomationError {
-    AutomationError::Invalid(why.into())
-}
-
-/// Reads a command; `typed`: it must say `"type": "uforge.publish.cancel"`
-/// (bare commands do; an EventBridge event's `detail-type` says it instead).
-pub fn parse_command(v: &Value, typed: bool) -> Result<Command, AutomationError> {
-    if !v.is_object() {
-        return Err(invalid("a command is a JSON object"));
-    }
-    if typed && v.get("type").and_then(Value::as_str) != Some(COMMAND_TYPE) {
-        return Err(invalid(format!("\"type\" must be \"{COMMAND_TYPE}\"")));
-    }
-    match v.get("schemaVersion").and_then(Value::as_u64) {
-        Some(COMMAND_SCHEMA_VERSION) => {}
-        _ => return Err(invalid("\"schemaVersion\" must be 1")),
-    }
-    let uid = v
-        .get("uid")
-        .and_then(Value::as_str)
-        .and_then(|u| Login::parse(u).ok())
-        .ok_or_else(|| invalid("\"uid\" must be a UForge login"))?;
-    let id = |name: &'static str| {
-        v.get(name)
-            .and_then(Value::as_i64)
-            .ok_or_else(|| invalid(format!("\"{name}\" must be an integer (xs:long)")))
-    };
-    let text = |name: &'static str| match v.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => AuditText::parse(s)
-            .map(Some)
-            .map_err(|e| invalid(format!("\"{name}\": {e}"))),
-        Some(_) => Err(invalid(format!("\"{name}\" must be a string"))),
-    };
-    Ok(Command {
-        key: PublishKey {
-            uid,
-            aid: id("aid")?.into(),
-            itid: id("itid")?.into(),
-            pitid: id("pitid")?.into(),
-        },
-        reason: text("reason")?,
-        requested_by: text("requestedBy")?,
-    })
-}
-
-/// The command inside an EventBridge event (`detail-type` must be the
-/// request's), and its id.
-fn from_eventbridge(
-    event: &EventBridgeEvent<Value>,
-) -> Result<(Command, RequestId), AutomationError> {
-    if event.detail_type != REQUEST_DETAIL_TYPE {
-        return Err(invalid(format!(
-            "an EventBridge event here must have detail-type \"{REQUEST_DETAIL_TYPE}\""
-        )));
-    }
-    let id = event
-        .id
-        .as_deref()
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| invalid("an EventBridge event without an id"))?;
-    Ok((
-        parse_command(&event.detail, false)?,
-        RequestId::from_external(id),
-    ))
-}
-
-/// An EventBridge event, typed (`aws_lambda_events`).
-fn eventbridge_event(v: &Value) -> Result<EventBridgeEvent<Value>, AutomationError> {
-    EventBridgeEvent::deserialize(v).map_err(|e| invalid(format!("not an EventBridge event: {e}")))
-}
-
 /// A direct invoker wrote an EventBridge or SQS shape: refused, never
 /// recorded as the rule or a queue's sender.
 const NOT_DIRECT: AutomationError = AutomationError::Unsupported(
@@ -250,33 +91,6 @@ fn origin_of(event: &EventBridgeEvent<Value>) -> Option<AuditText> {
         &event.source
     };
     AuditText::lossy(&format!("account {account} source {source}"))
-}
-
-/// What a command did, as the caller sees it: an answer for the outcomes
-/// that are answers (`Outcome::answer_name`), else the cancel's error.
-pub fn answer(result: Result<Cancelled, CancelError>) -> Result<Value, CancelError> {
-    let Some(outcome) = outcome_of(&result).answer_name() else {
-        return result.map(|_| Value::Null);
-    };
-    let mut out = json!({"outcome": outcome, "state": Value::Null});
-    match result {
-        Ok(done) => {
-            out["state"] = json!(done.record.state.as_str());
-            if let Some(stamp) = &done.record.cancel {
-                out["cancelRequestId"] = json!(stamp.request_id.as_str());
-                out["cancelledAt"] = json!(stamp.at.to_rfc3339());
-                out["cancelSource"] = json!(stamp.audit.source.as_str());
-                out["cancelledBy"] = json!(stamp.audit.cancelled_by.as_str());
-                let text = |t: &Option<AuditText>| json!(t.as_ref().map(AuditText::as_str));
-                out["reason"] = text(&stamp.audit.reason);
-                out["requestedBy"] = text(&stamp.audit.requested_by);
-                out["origin"] = text(&stamp.audit.origin);
-            }
-        }
-        Err(CancelError::Finished(state)) => out["state"] = json!(state.as_str()),
-        Err(_) => {}
-    }
-    Ok(out)
 }
 
 /// Commands are not started with less than this left before the deadline:
@@ -474,61 +288,18 @@ impl<P: CancelWrites, Q: StopQueue> Automation<P, Q> {
         }
     }
 
-    /// One SQS batch: each message is a command; the answer lists the
-    /// failed ones (`ReportBatchItemFailures`). A standard queue's commands
-    /// run concurrently; a FIFO queue's run in order within each message
-    /// group (a failure fails the rest of its group), groups concurrently.
+    /// One SQS batch: each message is a command (`batch::run`); the
+    /// answer lists the failed ones, to be redelivered.
     async fn sqs_batch(&self, records: &[SqsMessage], deadline: Instant) -> SqsBatchResponse {
-        let fifo = records.iter().any(|r| {
-            r.event_source_arn
-                .as_deref()
-                .is_some_and(|a| a.ends_with(".fifo"))
-        });
-        // Lanes: each runs its messages in order; lanes run concurrently.
-        let mut lanes: BTreeMap<String, Vec<&SqsMessage>> = BTreeMap::new();
-        for (i, record) in records.iter().enumerate() {
-            let lane = if fifo {
-                record
-                    .attributes
-                    .get("MessageGroupId")
-                    .cloned()
-                    .unwrap_or_default()
-            } else {
-                format!("{i:05}")
-            };
-            lanes.entry(lane).or_default().push(record);
-        }
-        let failed: Vec<String> = stream::iter(lanes.into_values())
-            .map(|lane| self.sqs_lane(lane, deadline))
-            .buffer_unordered(BATCH_CONCURRENCY)
-            .flat_map(stream::iter)
-            .collect()
-            .await;
-        let mut answer = SqsBatchResponse::default();
-        answer.batch_item_failures = failed
-            .into_iter()
-            .map(|id| {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                failure
-            })
-            .collect();
-        answer
-    }
-
-    /// Messages in order; the ids of the failed one and all after it.
-    async fn sqs_lane(&self, lane: Vec<&SqsMessage>, deadline: Instant) -> Vec<String> {
-        for (i, record) in lane.iter().enumerate() {
-            if let Err(e) = self.sqs_message(record, deadline).await {
+        batch::run(records, BATCH_CONCURRENCY, |record| async move {
+            let done = self.sqs_message(record, deadline).await;
+            if let Err(e) = &done {
                 tracing::warn!(message_id = record.message_id.as_deref().unwrap_or_default(),
                     error = %e, retryable = e.retryable(), "command message failed");
-                return lane[i..]
-                    .iter()
-                    .map(|r| r.message_id.clone().unwrap_or_default())
-                    .collect();
             }
-        }
-        Vec::new()
+            done.is_ok()
+        })
+        .await
     }
 
     async fn sqs_message(
@@ -567,68 +338,10 @@ impl<P: CancelWrites, Q: StopQueue> Automation<P, Q> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
-    use crate::domain::PublishState;
-
-    fn command() -> Value {
-        json!({"type": COMMAND_TYPE, "schemaVersion": 1, "uid": "alice", "aid": 1, "itid": 2, "pitid": 3,
-               "reason": "budget exceeded", "requestedBy": "watchdog"})
-    }
-
-    #[test]
-    fn commands_are_validated_field_by_field() {
-        let c = parse_command(&command(), true).unwrap();
-        assert_eq!(c.key.to_string(), "alice/1/2/3");
-        assert_eq!(c.reason.unwrap().as_str(), "budget exceeded");
-        let mut no_type = command();
-        no_type.as_object_mut().unwrap().remove("type");
-        assert!(parse_command(&no_type, true).is_err());
-        assert!(
-            parse_command(&no_type, false).is_ok(),
-            "an EventBridge detail has no type"
-        );
-        for (field, bad) in [
-            ("schemaVersion", json!(2)),
-            ("schemaVersion", json!("1")),
-            ("uid", json!("al ice")),
-            ("uid", json!(7)),
-            ("aid", json!("1")),
-            ("pitid", json!(1.5)),
-            ("pitid", json!(null)),
-            ("reason", json!("a\nb")),
-            ("reason", json!("x".repeat(300))),
-            ("requestedBy", json!(["x"])),
-        ] {
-            let mut c = command();
-            c[field] = bad.clone();
-            let err = parse_command(&c, true).unwrap_err();
-            assert_eq!(err.error_type(), "UForge.InvalidCommand", "{field} {bad}");
-            assert!(!err.retryable());
-        }
-        assert!(parse_command(&json!([1]), true).is_err());
-    }
-
-    #[test]
-    fn eventbridge_events_must_be_cancel_requests() {
-        let event = json!({"id": "e-1", "detail-type": REQUEST_DETAIL_TYPE, "source": "acme.watchdog",
-                           "detail": {"schemaVersion": 1, "uid": "bob", "aid": 10, "itid": 20, "pitid": 30}});
-        let typed = |e: &Value| eventbridge_event(e).unwrap();
-        let (c, id) = from_eventbridge(&typed(&event)).unwrap();
-        assert_eq!(
-            (c.key.to_string(), id.as_str()),
-            ("bob/10/20/30".to_owned(), "e-1")
-        );
-        let mut long = event.clone();
-        long["id"] = json!("\u{ffff}".repeat(200));
-        let (_, id) = from_eventbridge(&typed(&long)).unwrap();
-        assert!(id.as_str().starts_with("sha256:"), "mapped to a valid id");
-        let mut other = event.clone();
-        other["detail-type"] = json!("Publish Cancelled");
-        assert!(
-            from_eventbridge(&typed(&other)).is_err(),
-            "our own outbound events are not requests"
-        );
-    }
+    use crate::domain::{Login, PublishKey, PublishState};
 
     #[test]
     fn the_door_is_the_invoked_qualifier() {
@@ -718,23 +431,5 @@ mod tests {
             }
             assert_eq!(sent.len(), 1);
         }
-    }
-
-    #[test]
-    fn error_types_are_stable_and_say_what_to_retry() {
-        let backend = AutomationError::BackendUnavailable(CancelError::NotFound);
-        assert_eq!(backend.error_type(), "UForge.BackendUnavailable");
-        assert!(backend.retryable());
-        let unsupported = AutomationError::Unsupported("x");
-        assert_eq!(unsupported.error_type(), "UForge.UnsupportedEvent");
-        assert!(!unsupported.retryable());
-        assert_eq!(
-            answer(Err(CancelError::Finished(PublishState::Published))).ok(),
-            Some(json!({"outcome": "finished", "state": "published"}))
-        );
-        assert_eq!(
-            answer(Err(CancelError::NotFound)).ok(),
-            Some(json!({"outcome": "notFound", "state": null}))
-        );
     }
 }
