@@ -86,3 +86,19 @@ fn refuses_contents(e: &SdkError<SendMessageError>) -> bool {
         _ => false,
     }
 }
+
+/// Creates the stop queue (FIFO when the name ends in `.fifo`); returns its URL.
+pub async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    queue_name: &str,
+) -> Result<String, crate::ports::AdminError> {
+    let mut queue = sqs.create_queue().queue_name(queue_name);
+    if queue_name.ends_with(".fifo") {
+        queue = queue.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
+    }
+    let out = queue.send().await.map_err(|e| {
+        crate::ports::AdminError::Backend(super::sdk_error("creating the stop queue", e))
+    })?;
+    out.queue_url
+        .ok_or_else(|| crate::ports::AdminError::Invalid("CreateQueue returned no URL".into()))
+}

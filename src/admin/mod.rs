@@ -3,10 +3,10 @@
 //! DynamoDB (`adapters::dynamodb::admin`) or on a local server's seed file
 //! (`adapters::seed_file`). Secrets are generated here and shown once.
 
-pub use crate::adapters::dynamodb::admin::{
-    create_queue, create_tables, DynamoAdmin, RepairReport, ResealReport,
-};
+pub use crate::adapters::dynamodb::admin::{DynamoAdmin, RepairReport, ResealReport};
+pub use crate::adapters::dynamodb::provision::create_tables;
 pub use crate::adapters::seed_file::SeedFileAdmin;
+pub use crate::adapters::sqs::create_queue;
 pub use crate::ports::{AdminError, AdminStore, Replacing, UserSummary};
 pub use publish::{put_publish, PutReport};
 

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod items;
+pub mod provision;
 mod publishes;
 mod users;
 
