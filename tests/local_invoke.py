@@ -262,7 +262,7 @@ def invoke_answer(sample, want, done):
 def a_misconfigured_start_is_an_init_error():
     # A seed file that does not exist. (Cargo.toml's UFORGE_BACKEND=memory
     # wins over --env-var, so the AWS backend cannot be chosen from here;
-    # tests/lambda_runtime.rs covers the missing tables through the
+    # tests/suite/lambda_runtime.rs covers the missing tables through the
     # suite's own Runtime API.)
     port, proc = start_watch("--env-var", "UFORGE_SEED=/nonexistent/seed.json")
     try:

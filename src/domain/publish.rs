@@ -155,7 +155,7 @@ pub struct PublishRecord {
     pub stop_claim: Option<super::Claim>,
     /// SQS refused this record's stop for good (why, as SQS said it): no
     /// retry can cure it, so it is no longer pending; alarmed, and
-    /// re-queued by an operator (`uforge-admin publishes repair`).
+    /// re-queued by an operator (`uforge-admin publish repair`).
     pub stop_undeliverable: Option<String>,
 }
 

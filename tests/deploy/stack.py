@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """template.yaml deployed as `sam deploy` would, against moto; the Rust
-tests drive it (tests/rehearsal.rs, and the emulator fixture's tables).
+tests drive it (tests/suite/rehearsal.rs, and the emulator fixture's tables).
 
 Subcommands, each printing one JSON document on stdout:
 

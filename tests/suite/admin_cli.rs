@@ -15,7 +15,7 @@ struct Out {
     stderr: String,
 }
 
-/// Runs `uforge-admin args` with `stdin` and `env`.
+/// Runs uforge-admin with `args`, `stdin` and `env`.
 async fn admin(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Out {
     let mut child = Command::new(env!("CARGO_BIN_EXE_uforge-admin"))
         .args(args)

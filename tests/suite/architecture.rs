@@ -145,13 +145,15 @@ fn the_lambda_binaries_are_listed_in_one_place() {
     let template = read("template.yaml");
     for (logical, binary) in &functions {
         assert!(
-            cargo.contains(&format!("[[bin]]\nname = \"{binary}\"")) || {
-                // A comment may sit between the header and the name.
-                cargo
-                    .split("[[bin]]")
-                    .any(|section| section.contains(&format!("\nname = \"{binary}\"")))
-            },
-            "{binary} is not a [[bin]] of Cargo.toml"
+            root.join(format!("src/bin/{binary}.rs")).is_file()
+                || cargo.contains(&format!("[[bin]]\nname = \"{binary}\""))
+                || {
+                    // A comment may sit between the header and the name.
+                    cargo
+                        .split("[[bin]]")
+                        .any(|section| section.contains(&format!("\nname = \"{binary}\"")))
+                },
+            "{binary} is neither src/bin/{binary}.rs nor a [[bin]] of Cargo.toml"
         );
         let resource = template
             .split_once(&format!(

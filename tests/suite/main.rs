@@ -24,6 +24,7 @@ mod metrics;
 mod properties;
 mod publish_cancelled;
 mod reconciler;
+mod references;
 mod rehearsal;
 mod soak;
 mod uforge_sdk;

@@ -1,4 +1,4 @@
-//! `uforge-admin publishes repair`: the publishes table scanned for items
+//! `uforge-admin publish repair`: the publishes table scanned for items
 //! older releases or hands wrote (docs/data.md), each fixed by a
 //! conditional write that never overwrites.
 
