@@ -1,32 +1,12 @@
 //! Lambda events in, Lambda HTTP responses out: API Gateway REST APIs
 //! (payload 1.0), HTTP APIs and function URLs (payload 2.0), and ALB target
-//! groups, in `lambda_http`'s types.
-//!
-//! Three steps, so that no event can panic or end the process:
-//!
-//! 1. `precheck`, on the event's JSON: which origin it comes from (decided
-//!    on explicit fields only), and the limits `lambda_http`'s types do not
-//!    keep: at most `MAX_HEADERS` header values (`HeaderMap` panics past
-//!    32 768), header names and values and the method that `http` accepts,
-//!    no header name twice in a single-value `headers` map (the typed map
-//!    keeps only the last, and two `Authorization` values must authenticate
-//!    nobody), no query parameter with an empty list of values
-//!    (`query_map`'s iterator indexes the first value of each). Anything
-//!    else is not an HTTP event, or a malformed one (a 400 `uforgeError`).
-//! 2. The crate's typed event (`LambdaRequest`: `ApiGatewayProxyRequest`,
-//!    `ApiGatewayV2httpRequest`, `AlbTargetGroupRequest`), deserialised for
-//!    the origin step 1 found.
-//! 3. Our own mapping from the typed event to the handler's request: not
-//!    `lambda_http`'s `From<LambdaRequest> for http::Request`, which builds
-//!    a URL from `Host`/`X-Forwarded-Proto`, the path and the query and
-//!    decodes a body flagged base64, and panics (`expect`, `unwrap`) when
-//!    any of those is not what it wants. This resource takes no body and
-//!    needs no URL.
-//!
-//! The response is the origin's response type from the crate's
-//! `aws_lambda_events` (multi-value headers for REST, cookies for HTTP
-//! APIs, a status description for ALB), as `lambda_http`'s own (private)
-//! `LambdaResponse` wraps them.
+//! groups, in `lambda_http`'s types. So that no event can panic or end the
+//! process: `precheck` first (the origin, from explicit fields only, and
+//! the limits the typed events do not keep), then the crate's typed event,
+//! then our own mapping to the handler's request, never the crate's
+//! `http::Request` conversion, which panics on what an attacker can send
+//! (docs/developing.md, "Crates, and what each is for", says which calls
+//! and why). Responses are the origin's own response types.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use lambda_http::aws_lambda_events::alb::{AlbTargetGroupRequest, AlbTargetGroupResponse};
