@@ -14,6 +14,7 @@ mod baseline;
 mod cpu;
 mod footprint;
 mod init;
+mod instructions;
 mod latency;
 mod memory_settings;
 mod stats;
@@ -32,6 +33,7 @@ use common::{cancel_path, Req, Stack};
 use cpu::*;
 use footprint::*;
 use init::*;
+use instructions::*;
 use latency::*;
 use memory_settings::*;
 use publish_cancel::adapters::dynamodb::{DynamoPublishes, DynamoUsers};
@@ -79,6 +81,9 @@ async fn main() {
             .is_none_or(|o| o.split(',').any(|s| s == section))
     };
     let mut rows = Vec::new();
+    if run("side") {
+        rows.extend(side_by_side(&stack, &event).await);
+    }
     if run("init") {
         rows.extend(init_and_first_request(&stack, &event).await);
     }
