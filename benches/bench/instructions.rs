@@ -175,7 +175,21 @@ pub(super) async fn side_by_side(stack: &Stack, event: &str) -> Vec<Row> {
         rss_after(stack, &typical, event).await,
     );
     let m = |n: f64| format!("{:.2} M", n / 1e6);
-    vec![
+    let mut rows = Vec::new();
+    // The same figures of another build's binary (a before/after).
+    if let Some(dir) = std::env::var_os("UFORGE_BENCH_BASELINE") {
+        let before = Path::new(&dir).join("publish-cancel");
+        let (before_event, before_init) = (
+            per_event(stack, &before, event).await,
+            init(stack, &before).await,
+        );
+        rows.push(Row(
+            format!("instructions per warm repeat cancel / init: this build vs {}", before.display()),
+            format!("{} / {} vs {} / {}", m(ours_event), m(ours_init as f64), m(before_event), m(before_init as f64)),
+            format!("{:.3}× / {:.3}×", ours_event / before_event, ours_init as f64 / before_init as f64),
+        ));
+    }
+    rows.extend([
         Row(
             "instructions per warm repeat cancel: ours / typical lambda_http".into(),
             format!("{} / {}", m(ours_event), m(typical_event)),
@@ -210,5 +224,6 @@ pub(super) async fn side_by_side(stack: &Stack, event: &str) -> Vec<Row> {
             format!("{ours_rss:.1} / {typical_rss:.1} MB"),
             format!("{:.2}× the typical function", ours_rss / typical_rss),
         ),
-    ]
+    ]);
+    rows
 }

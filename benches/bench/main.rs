@@ -109,7 +109,7 @@ async fn main() {
     if run("automation") {
         rows.extend(automation_beside_http(&stack, &event).await);
     }
-    if let Some(baseline) = std::env::var_os("UFORGE_BENCH_BASELINE") {
+    if let Some(baseline) = std::env::var_os("UFORGE_BENCH_BASELINE").filter(|_| run("baseline")) {
         rows.extend(against_baseline(Path::new(&baseline)).await);
     }
     let settings = if run("memory") {
