@@ -43,7 +43,8 @@ async fn counted(
 ) -> u64 {
     static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = RUN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let out = std::env::temp_dir().join(format!("uforge-bench-{}-{n}.callgrind", std::process::id()));
+    let out =
+        std::env::temp_dir().join(format!("uforge-bench-{}-{n}.callgrind", std::process::id()));
     let mut command = tokio::process::Command::new("valgrind");
     command
         .args(["--tool=callgrind", "--quiet"])
@@ -71,7 +72,10 @@ async fn counted(
     let text = std::fs::read_to_string(&out).unwrap_or_default();
     let _ = std::fs::remove_file(&out);
     text.lines()
-        .find_map(|l| l.strip_prefix("summary:").or_else(|| l.strip_prefix("totals:")))
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
         .and_then(|n| n.trim().split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("{}: no callgrind counts", bin.display()))
 }
@@ -128,8 +132,8 @@ async fn rss_after(stack: &Stack, bin: &Path, event: &str) -> f64 {
     for _ in 0..RSS_EVENTS {
         let _ = runtime.invoke(event).await;
     }
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id().unwrap_or(0))).unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id().unwrap_or(0)))
+        .unwrap_or_default();
     child.kill().await.ok();
     status
         .lines()
@@ -144,12 +148,19 @@ fn size_mb(bin: &Path) -> f64 {
 
 /// The side-by-side table, as rows.
 pub(super) async fn side_by_side(stack: &Stack, event: &str) -> Vec<Row> {
-    let (ours, typical, hello) = (release("publish-cancel"), anchor(), release("examples/hello_lambda"));
+    let (ours, typical, hello) = (
+        release("publish-cancel"),
+        anchor(),
+        release("examples/hello_lambda"),
+    );
     if !typical.exists() {
         return vec![Row(
             "side by side with a typical lambda_http function".into(),
             "not measured".into(),
-            format!("{} is not built (scripts/bench builds it)", typical.display()),
+            format!(
+                "{} is not built (scripts/bench builds it)",
+                typical.display()
+            ),
         )];
     }
     // Alice's publish cancelled first: every event after is the warm
@@ -184,20 +195,42 @@ pub(super) async fn side_by_side(stack: &Stack, event: &str) -> Vec<Row> {
             init(stack, &before).await,
         );
         rows.push(Row(
-            format!("instructions per warm repeat cancel / init: this build vs {}", before.display()),
-            format!("{} / {} vs {} / {}", m(ours_event), m(ours_init as f64), m(before_event), m(before_init as f64)),
-            format!("{:.3}× / {:.3}×", ours_event / before_event, ours_init as f64 / before_init as f64),
+            format!(
+                "instructions per warm repeat cancel / init: this build vs {}",
+                before.display()
+            ),
+            format!(
+                "{} / {} vs {} / {}",
+                m(ours_event),
+                m(ours_init as f64),
+                m(before_event),
+                m(before_init as f64)
+            ),
+            format!(
+                "{:.3}× / {:.3}×",
+                ours_event / before_event,
+                ours_init as f64 / before_init as f64
+            ),
         ));
     }
     rows.extend([
         Row(
             "instructions per warm repeat cancel: ours / typical lambda_http".into(),
             format!("{} / {}", m(ours_event), m(typical_event)),
-            format!("{:.2}× the typical function; target ≤ 1.0×", ours_event / typical_event),
+            format!(
+                "{:.2}× the typical function; target ≤ 1.0×",
+                ours_event / typical_event
+            ),
         ),
         Row(
-            "instructions start → exit on a closed runtime port: ours / typical / hello-world".into(),
-            format!("{} / {} / {}", m(ours_init as f64), m(typical_init as f64), m(hello_init as f64)),
+            "instructions start → exit on a closed runtime port: ours / typical / hello-world"
+                .into(),
+            format!(
+                "{} / {} / {}",
+                m(ours_init as f64),
+                m(typical_init as f64),
+                m(hello_init as f64)
+            ),
             format!(
                 "{:.2}× hello-world (typical: {:.1}×); target ≤ 2×",
                 ours_init as f64 / hello_init as f64,
@@ -217,7 +250,10 @@ pub(super) async fn side_by_side(stack: &Stack, event: &str) -> Vec<Row> {
                 size_mb(&typical),
                 size_mb(&hello)
             ),
-            format!("{:.2}× the typical function", size_mb(&ours) / size_mb(&typical)),
+            format!(
+                "{:.2}× the typical function",
+                size_mb(&ours) / size_mb(&typical)
+            ),
         ),
         Row(
             format!("RSS after {RSS_EVENTS} warm events: ours / typical"),

@@ -278,3 +278,40 @@ fn every_uforge_admin_command_named_exists() {
         "uforge-admin does not take: {unknown:?}"
     );
 }
+
+/// Every test the guarantees and the contract cite by its function name
+/// (`snake_case_words`) exists, in Rust or in a Python check: a renamed or
+/// deleted test is not left cited as a proof. Names cut short with `…`
+/// match by their beginning.
+#[test]
+fn every_test_named_in_the_docs_exists() {
+    let mut functions = String::new();
+    for (file, text) in texts() {
+        if file.ends_with(".rs") || file.ends_with(".py") {
+            functions.push_str(&text);
+        }
+    }
+    let mut missing = BTreeSet::new();
+    for (file, text) in texts() {
+        if !["docs/guarantees.md", "docs/CONTRACT.md"].contains(&file.as_str()) {
+            continue;
+        }
+        for word in text.split('`').skip(1).step_by(2) {
+            let name = word.trim_end_matches('…');
+            let looks_like_a_test = name.matches('_').count() >= 3
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            let defined = functions.contains(&format!("fn {name}"))
+                || functions.contains(&format!("def {name}"));
+            if looks_like_a_test && !defined {
+                missing.insert(format!("{file}: {word}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "tests named but not there:\n{}",
+        Vec::from_iter(missing).join("\n")
+    );
+}
