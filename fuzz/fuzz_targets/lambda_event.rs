@@ -11,14 +11,16 @@ use libfuzzer_sys::fuzz_target;
 use publish_cancel::frontdoor::lambda;
 use publish_cancel::config::Env;
 use publish_cancel::seed::{Seed, BUNDLED};
-use publish_cancel::startup::{memory_api, MemoryApi, Options};
+use publish_cancel::startup::{memory_service, MemoryApi, Options};
 
 fn setup() -> &'static (tokio::runtime::Runtime, MemoryApi) {
     static SETUP: OnceLock<(tokio::runtime::Runtime, MemoryApi)> = OnceLock::new();
     SETUP.get_or_init(|| {
         // The composition root's in-memory service, as the local server.
         let seed = Seed::parse(BUNDLED).unwrap();
-        let api = memory_api(&seed, Options::new("/api"), &Env::from_pairs(&[])).unwrap();
+        let api = memory_service(&seed, Options::new("/api"), &Env::from_pairs(&[]))
+            .unwrap()
+            .api;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         (rt, api)
     })
