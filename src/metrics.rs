@@ -51,63 +51,50 @@ impl Metrics {
         }
     }
 
-    /// The EMF line of one request.
-    pub fn request_line(&self, f: &RequestFacts<'_>, timestamp_ms: u64) -> Value {
-        let flag = |b: bool| u8::from(b);
-        let auth_failed = f.auth.denied.is_some();
-        let mut members = Map::new();
-        members.insert("Function".into(), json!(self.function));
-        members.insert("Route".into(), json!(f.route));
-        members.insert("Outcome".into(), json!(f.outcome.as_str()));
-        members.insert("requestId".into(), json!(f.request_id));
-        let mut totals = vec![
-            ("Requests", "Count", json!(1)),
-            ("Latency", "Milliseconds", json!(round(f.latency_ms))),
-            ("AuthFailures", "Count", json!(flag(auth_failed))),
-            (
-                "Argon2Verifications",
-                "Count",
-                json!(flag(f.auth.check == Check::Argon2)),
-            ),
-            (
-                "CredentialCacheHits",
-                "Count",
-                json!(flag(f.auth.check == Check::CachedPassword)),
-            ),
-            (
-                "StopNotSent",
-                "Count",
-                json!(flag(f.outcome == Outcome::StopNotSent)),
-            ),
-            // The queue refused the stop for good: parked, alarmed.
-            (
-                "StopsUndeliverable",
-                "Count",
-                json!(flag(f.outcome == Outcome::StopUndeliverable)),
-            ),
-        ];
-        let mut directives = vec![
-            directive(&[&["Function"]], &totals),
-            directive(
-                &[&["Function", "Outcome"], &["Function", "Route"]],
-                &[("Requests", "Count", json!(1))],
-            ),
-        ];
+    /// The EMF line of one request, as JSON text (no newline). Written
+    /// straight into one buffer: it is on every request's path, and a
+    /// `Value` tree of it cost more than the rest of the metrics put together.
+    pub fn request_line(&self, f: &RequestFacts<'_>, timestamp_ms: u64) -> String {
+        use std::fmt::Write as _;
+        let flag = |b: bool| if b { '1' } else { '0' };
+        let mut out = String::with_capacity(REQUEST_DIRECTIVES_WITH_AUTH.len() + 384);
+        out.push_str("{\"Function\":");
+        push_json_str(&mut out, &self.function);
+        out.push_str(",\"Route\":");
+        push_json_str(&mut out, f.route);
+        out.push_str(",\"Outcome\":\"");
+        out.push_str(f.outcome.as_str());
+        out.push_str("\",\"requestId\":");
+        push_json_str(&mut out, f.request_id);
         if let Some(denied) = f.auth.denied {
-            members.insert("AuthFailure".into(), json!(denied.as_str()));
-            directives.push(directive(
-                &[&["Function", "AuthFailure"]],
-                &[("AuthFailures", "Count", json!(1))],
-            ));
+            out.push_str(",\"AuthFailure\":\"");
+            out.push_str(denied.as_str());
+            out.push('"');
         }
-        for (name, _, value) in totals.drain(..) {
-            members.insert(name.into(), value);
-        }
-        members.insert(
-            "_aws".into(),
-            json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": directives}),
+        let latency = if f.latency_ms.is_finite() {
+            f.latency_ms.max(0.0)
+        } else {
+            0.0
+        };
+        let _ = write!(
+            out,
+            ",\"Requests\":1,\"Latency\":{latency:.3},\"AuthFailures\":{},\"Argon2Verifications\":{},\
+             \"CredentialCacheHits\":{},\"StopNotSent\":{},\"StopsUndeliverable\":{},\
+             \"_aws\":{{\"Timestamp\":{timestamp_ms},\"CloudWatchMetrics\":",
+            flag(f.auth.denied.is_some()),
+            flag(f.auth.check == Check::Argon2),
+            flag(f.auth.check == Check::CachedPassword),
+            flag(f.outcome == Outcome::StopNotSent),
+            // The queue refused the stop for good: parked, alarmed.
+            flag(f.outcome == Outcome::StopUndeliverable),
         );
-        Value::Object(members)
+        out.push_str(if f.auth.denied.is_some() {
+            REQUEST_DIRECTIVES_WITH_AUTH
+        } else {
+            REQUEST_DIRECTIVES
+        });
+        out.push_str("}}");
+        out
     }
 
     /// The EMF line of one page of a reconciler run (its counts).
@@ -136,14 +123,66 @@ impl Metrics {
         Value::Object(members)
     }
 
-    /// Writes `line` to stdout as one line.
-    pub fn emit(&self, line: &Value) {
-        let mut text = line.to_string();
-        text.push('\n');
+    /// Writes `line` (JSON text) to stdout as one line.
+    pub fn emit(&self, mut line: String) {
+        line.push('\n');
         // One write per line, so lines from concurrent requests cannot
         // interleave; a closed stdout loses metrics, never a request.
-        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
     }
+}
+
+/// The metric declarations of a request line (`_aws.CloudWatchMetrics`):
+/// totals by `Function`, `Requests` by `Outcome` and by `Route`. Constant,
+/// so written as text once (`the_request_directives_are_what_the_metrics_say`).
+const REQUEST_DIRECTIVES: &str = concat!(
+    r#"[{"Namespace":"UForge/PublishCancel","Dimensions":[["Function"]],"Metrics":["#,
+    r#"{"Name":"Requests","Unit":"Count"},{"Name":"Latency","Unit":"Milliseconds"},"#,
+    r#"{"Name":"AuthFailures","Unit":"Count"},{"Name":"Argon2Verifications","Unit":"Count"},"#,
+    r#"{"Name":"CredentialCacheHits","Unit":"Count"},{"Name":"StopNotSent","Unit":"Count"},"#,
+    r#"{"Name":"StopsUndeliverable","Unit":"Count"}]},"#,
+    r#"{"Namespace":"UForge/PublishCancel","Dimensions":[["Function","Outcome"],["Function","Route"]],"#,
+    r#""Metrics":[{"Name":"Requests","Unit":"Count"}]}]"#
+);
+
+/// The same, and `AuthFailures` by `AuthFailure` (a refused caller).
+const REQUEST_DIRECTIVES_WITH_AUTH: &str = concat!(
+    r#"[{"Namespace":"UForge/PublishCancel","Dimensions":[["Function"]],"Metrics":["#,
+    r#"{"Name":"Requests","Unit":"Count"},{"Name":"Latency","Unit":"Milliseconds"},"#,
+    r#"{"Name":"AuthFailures","Unit":"Count"},{"Name":"Argon2Verifications","Unit":"Count"},"#,
+    r#"{"Name":"CredentialCacheHits","Unit":"Count"},{"Name":"StopNotSent","Unit":"Count"},"#,
+    r#"{"Name":"StopsUndeliverable","Unit":"Count"}]},"#,
+    r#"{"Namespace":"UForge/PublishCancel","Dimensions":[["Function","Outcome"],["Function","Route"]],"#,
+    r#""Metrics":[{"Name":"Requests","Unit":"Count"}]},"#,
+    r#"{"Namespace":"UForge/PublishCancel","Dimensions":[["Function","AuthFailure"]],"#,
+    r#""Metrics":[{"Name":"AuthFailures","Unit":"Count"}]}]"#
+);
+
+/// `s` as a JSON string, escaped, appended to `out`.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let escaped = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if (c as u32) < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escaped.is_empty() {
+            use std::fmt::Write as _;
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push_str(escaped);
+        }
+        start = i + c.len_utf8();
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 fn directive(dimensions: &[&[&str]], metrics: &[(&str, &str, Value)]) -> Value {
@@ -157,13 +196,68 @@ fn directive(dimensions: &[&[&str]], metrics: &[(&str, &str, Value)]) -> Value {
     })
 }
 
-fn round(ms: f64) -> f64 {
-    (ms * 1000.0).round() / 1000.0
-}
-
 /// Milliseconds since the Unix epoch, for `_aws.Timestamp`.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request line's constant declarations say what the line holds:
+    /// the namespace, each total by `Function`, `Requests` by `Outcome`
+    /// and by `Route`, `AuthFailures` by `AuthFailure` when refused.
+    #[test]
+    fn the_request_directives_are_what_the_metrics_say() {
+        let totals = [
+            ("Requests", "Count"),
+            ("Latency", "Milliseconds"),
+            ("AuthFailures", "Count"),
+            ("Argon2Verifications", "Count"),
+            ("CredentialCacheHits", "Count"),
+            ("StopNotSent", "Count"),
+            ("StopsUndeliverable", "Count"),
+        ];
+        let metrics = |names: &[(&str, &str)]| -> Vec<Value> {
+            names
+                .iter()
+                .map(|(n, u)| json!({"Name": n, "Unit": u}))
+                .collect()
+        };
+        let declare = |dimensions: Value, names: &[(&str, &str)]| json!({"Namespace": NAMESPACE, "Dimensions": dimensions, "Metrics": metrics(names)});
+        let ok = json!([
+            declare(json!([["Function"]]), &totals),
+            declare(
+                json!([["Function", "Outcome"], ["Function", "Route"]]),
+                &[("Requests", "Count")]
+            ),
+        ]);
+        let mut refused = ok.clone();
+        refused.as_array_mut().unwrap().push(declare(
+            json!([["Function", "AuthFailure"]]),
+            &[("AuthFailures", "Count")],
+        ));
+        let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+        assert_eq!(parse(REQUEST_DIRECTIVES), ok);
+        assert_eq!(parse(REQUEST_DIRECTIVES_WITH_AUTH), refused);
+    }
+
+    #[test]
+    fn strings_are_escaped_as_json_does() {
+        for s in [
+            "plain",
+            "q\"uote",
+            "back\\slash",
+            "new\nline\ttab\r",
+            "\u{1}\u{1f}",
+            "é€😀",
+        ] {
+            let mut out = String::new();
+            push_json_str(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
 }

@@ -57,7 +57,7 @@ pub(super) fn metric_line_cost() -> Vec<Row> {
                 },
                 1_795_718_847_000,
             );
-            bytes += line.to_string().len();
+            bytes += line.len();
         }
         let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
         rows.push(Row(

@@ -70,13 +70,25 @@ async fn counted(
     }
     let _ = tokio::time::timeout(Duration::from_secs(120), child.wait()).await;
     let text = std::fs::read_to_string(&out).unwrap_or_default();
-    let _ = std::fs::remove_file(&out);
+    // UFORGE_BENCH_CALLGRIND_DIR keeps every profile, for callgrind_annotate.
+    match std::env::var_os("UFORGE_BENCH_CALLGRIND_DIR") {
+        Some(dir) => {
+            let name = format!(
+                "{}-{events}-{n}.callgrind",
+                bin.file_name().unwrap_or_default().to_string_lossy()
+            );
+            let _ = std::fs::rename(&out, Path::new(&dir).join(name));
+        }
+        None => {
+            let _ = std::fs::remove_file(&out);
+        }
+    }
     text.lines()
         .find_map(|l| {
             l.strip_prefix("summary:")
                 .or_else(|| l.strip_prefix("totals:"))
         })
-        .and_then(|n| n.trim().split_whitespace().next()?.parse().ok())
+        .and_then(|n| n.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("{}: no callgrind counts", bin.display()))
 }
 

@@ -162,7 +162,7 @@ impl<U: Users, P: CancelWrites + PublishReader, Q: StopQueue> Api<U, P, Q> {
 
     fn record(&self, facts: &RequestFacts<'_>) {
         if let Some(m) = &self.metrics {
-            m.emit(&m.request_line(facts, crate::metrics::now_ms()));
+            m.emit(m.request_line(facts, crate::metrics::now_ms()));
         }
     }
 

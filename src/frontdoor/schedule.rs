@@ -40,7 +40,7 @@ impl<P: CancelWrites + PendingStops, Q: StopQueue> LambdaHandler for Reconciler<
             until,
             |page| {
                 if let Some(m) = metrics {
-                    m.emit(&m.reconcile_line(page, now_ms()));
+                    m.emit(m.reconcile_line(page, now_ms()).to_string());
                 }
             },
         )

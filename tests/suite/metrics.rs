@@ -18,6 +18,12 @@ fn facts(auth: AuthTrace, outcome: Outcome) -> RequestFacts<'static> {
     }
 }
 
+/// A line as CloudWatch reads it: one JSON document.
+fn parse(line: String) -> Value {
+    assert!(!line.contains('\n'), "one line: {line}");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
 #[test]
 fn a_request_line_is_valid_emf_with_bounded_dimensions() {
     let m = Metrics::new("stack-CancelFunction-ABC");
@@ -26,7 +32,7 @@ fn a_request_line_is_valid_emf_with_bounded_dimensions() {
         check: Check::CachedPassword,
         denied: None,
     };
-    let line = m.request_line(&facts(ok, Outcome::Cancelled), 1_795_718_847_000);
+    let line = parse(m.request_line(&facts(ok, Outcome::Cancelled), 1_795_718_847_000));
     check_emf(&line).unwrap();
     assert_eq!(line["Function"], "stack-CancelFunction-ABC");
     assert_eq!(line["Outcome"], "cancelled");
@@ -35,6 +41,13 @@ fn a_request_line_is_valid_emf_with_bounded_dimensions() {
     assert_eq!(line["Argon2Verifications"], 0);
     assert_eq!(line["Latency"], 12.346);
     assert!(line.get("AuthFailure").is_none());
+    assert_eq!(line["requestId"], "r-1");
+    // Whatever the function's name holds, the line stays JSON.
+    let odd = Metrics::new("f\"n\\\n");
+    assert_eq!(
+        parse(odd.request_line(&facts(ok, Outcome::Cancelled), 1))["Function"],
+        "f\"n\\\n"
+    );
     assert_eq!(
         line["_aws"]["CloudWatchMetrics"].as_array().unwrap().len(),
         2
@@ -45,7 +58,7 @@ fn a_request_line_is_valid_emf_with_bounded_dimensions() {
         check: Check::Argon2,
         denied: Some(Denied::WrongPassword),
     };
-    let line = m.request_line(&facts(refused, Outcome::Unauthenticated), 1);
+    let line = parse(m.request_line(&facts(refused, Outcome::Unauthenticated), 1));
     check_emf(&line).unwrap();
     assert_eq!(line["AuthFailure"], "wrong_password");
     assert_eq!(line["AuthFailures"], 1);
@@ -95,8 +108,8 @@ fn every_alarm_of_the_template_watches_an_emitted_metric() {
         denied: Some(Denied::UnknownUser),
     };
     let emitted: Vec<Value> = vec![
-        m.request_line(&facts(refused, Outcome::Unauthenticated), 1),
-        m.request_line(&facts(AuthTrace::default(), Outcome::Cancelled), 1),
+        parse(m.request_line(&facts(refused, Outcome::Unauthenticated), 1)),
+        parse(m.request_line(&facts(AuthTrace::default(), Outcome::Cancelled), 1)),
         m.reconcile_line(&Default::default(), 1),
     ];
     // (metric, sorted dimension names) as each line declares them.

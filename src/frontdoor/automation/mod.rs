@@ -284,7 +284,7 @@ impl<P: CancelWrites, Q: StopQueue> Automation<P, Q> {
                 auth: AuthTrace::default(),
                 latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             };
-            m.emit(&m.request_line(&facts, now_ms()));
+            m.emit(m.request_line(&facts, now_ms()));
         }
     }
 
