@@ -20,7 +20,8 @@ pub const MAX_TTL: Duration = Duration::from_secs(300);
 type Tag = [u8; 32];
 
 pub struct VerifiedCache {
-    key: [u8; 32],
+    /// HMAC-SHA256 keyed once (the key's pads hashed once, not per tag).
+    mac: Hmac<Sha256>,
     ttl: Duration,
     capacity: usize,
     entries: Mutex<HashMap<Tag, Instant>>,
@@ -41,8 +42,9 @@ impl VerifiedCache {
     pub fn new(ttl: Duration, capacity: usize) -> Option<Self> {
         let mut key = [0u8; 32];
         getrandom::getrandom(&mut key).ok()?;
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).ok()?;
         Some(VerifiedCache {
-            key,
+            mac,
             ttl: ttl.min(MAX_TTL),
             capacity,
             entries: Mutex::new(HashMap::new()),
@@ -50,8 +52,7 @@ impl VerifiedCache {
     }
 
     fn tag(&self, login: &str, password: &str, stored_hash: &str) -> Tag {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+        let mut mac = self.mac.clone();
         // Length-prefixed, so no two triples share an encoding.
         for part in [login, password, stored_hash] {
             mac.update(&(part.len() as u64).to_be_bytes());
