@@ -380,10 +380,12 @@ pub struct HttpFunction<U, P, Q>(pub Api<U, P, Q>);
 impl<U: Users, P: CancelWrites + PublishReader, Q: StopQueue> super::LambdaHandler
     for HttpFunction<U, P, Q>
 {
+    type Answer = HttpAnswer;
+
     async fn call(
         &self,
         event: lambda_runtime::LambdaEvent<super::RawEvent>,
-    ) -> Result<Value, lambda_runtime::Diagnostic> {
+    ) -> Result<HttpAnswer, lambda_runtime::Diagnostic> {
         let payload = event
             .payload
             .json()
@@ -397,12 +399,30 @@ impl<U: Users, P: CancelWrites + PublishReader, Q: StopQueue> super::LambdaHandl
     }
 }
 
-/// Serves one event: the Lambda HTTP response as JSON, or `NotHttp`.
+/// A Lambda HTTP response: the response type of the event's origin,
+/// serialised as it is (untagged).
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum HttpAnswer {
+    Rest(ApiGatewayProxyResponse),
+    Http(ApiGatewayV2httpResponse),
+    Alb(AlbTargetGroupResponse),
+}
+
+impl HttpAnswer {
+    /// As JSON, as Lambda receives it.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self)
+            .unwrap_or_else(|_| json!({"statusCode": 500, "body": null, "isBase64Encoded": false}))
+    }
+}
+
+/// Serves one event: the Lambda HTTP response, or `NotHttp`.
 pub async fn handle<U: Users, P: CancelWrites + PublishReader, Q: StopQueue>(
     api: &Api<U, P, Q>,
     event: &Value,
     request_id: &str,
-) -> Result<Value, NotHttp> {
+) -> Result<HttpAnswer, NotHttp> {
     let (shape, response) = match parse(event) {
         Ok(req) => {
             let response = api
@@ -425,12 +445,12 @@ pub async fn handle<U: Users, P: CancelWrites + PublishReader, Q: StopQueue>(
             api.malformed(m.reason, &m.method, &m.path, request_id),
         ),
     };
-    Ok(response_json(shape, response))
+    Ok(answer(shape, response))
 }
 
 /// The response in the shape the event's source expects: that origin's
 /// response type.
-pub fn response_json(shape: Shape, response: http::Response<Vec<u8>>) -> Value {
+pub fn answer(shape: Shape, response: http::Response<Vec<u8>>) -> HttpAnswer {
     let (parts, body) = response.into_parts();
     let (body, is_base64_encoded) = if body.is_empty() {
         (None, false)
@@ -447,7 +467,7 @@ pub fn response_json(shape: Shape, response: http::Response<Vec<u8>>) -> Value {
     let response = match shape {
         // Only multiValueHeaders: API Gateway merges both fields, which
         // would send every header twice.
-        Shape::RestV1 => serde_json::to_value({
+        Shape::RestV1 => HttpAnswer::Rest({
             let mut r = ApiGatewayProxyResponse::default();
             r.status_code = i64::from(status.as_u16());
             r.multi_value_headers = headers;
@@ -455,7 +475,7 @@ pub fn response_json(shape: Shape, response: http::Response<Vec<u8>>) -> Value {
             r.is_base64_encoded = is_base64_encoded;
             r
         }),
-        Shape::HttpV2 => serde_json::to_value({
+        Shape::HttpV2 => HttpAnswer::Http({
             let mut r = ApiGatewayV2httpResponse::default();
             r.status_code = i64::from(status.as_u16());
             r.headers = headers;
@@ -464,7 +484,7 @@ pub fn response_json(shape: Shape, response: http::Response<Vec<u8>>) -> Value {
             r
         }),
         // ALB reads the field matching its multi-value setting.
-        Shape::Alb { multi } => serde_json::to_value({
+        Shape::Alb { multi } => HttpAnswer::Alb({
             let mut r = AlbTargetGroupResponse::default();
             r.status_code = i64::from(status.as_u16());
             r.status_description = Some(format!(
@@ -482,9 +502,7 @@ pub fn response_json(shape: Shape, response: http::Response<Vec<u8>>) -> Value {
             r
         }),
     };
-    // Our headers are ASCII and the body a string: this serialises; if it
-    // ever did not, a bare 500 still answers the request.
-    response.unwrap_or_else(|_| json!({"statusCode": 500, "body": null, "isBase64Encoded": false}))
+    response
 }
 
 #[cfg(test)]
@@ -669,25 +687,26 @@ mod tests {
                 .body(b"<x/>".to_vec())
                 .unwrap()
         };
-        let v1 = response_json(Shape::RestV1, resp());
+        let v1 = answer(Shape::RestV1, resp()).to_json();
         assert_eq!(
             v1["multiValueHeaders"]["content-type"],
             json!(["application/xml"])
         );
         assert_eq!(v1["headers"], json!({}));
         assert_eq!(v1["body"], "<x/>");
-        let v2 = response_json(Shape::HttpV2, resp());
+        let v2 = answer(Shape::HttpV2, resp()).to_json();
         assert_eq!(v2["headers"]["content-type"], "application/xml");
-        let alb = response_json(Shape::Alb { multi: false }, resp());
+        let alb = answer(Shape::Alb { multi: false }, resp()).to_json();
         assert_eq!(alb["statusDescription"], "401 Unauthorized");
         assert_eq!(alb["headers"]["content-type"], "application/xml");
-        let empty = response_json(
+        let empty = answer(
             Shape::RestV1,
             http::Response::builder()
                 .status(204)
                 .body(Vec::new())
                 .unwrap(),
-        );
+        )
+        .to_json();
         assert_eq!(empty["body"], Value::Null);
         assert_eq!(empty["isBase64Encoded"], false);
     }

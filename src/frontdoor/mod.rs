@@ -21,8 +21,13 @@ use serde_json::Value;
 /// What a Lambda binary does with one event: its answer, or an error
 /// whose `error_type` callers can match.
 pub trait LambdaHandler {
-    fn call(&self, event: LambdaEvent<RawEvent>)
-        -> impl Future<Output = Result<Value, Diagnostic>>;
+    /// The answer, serialised once by the runtime (no `Value` in between).
+    type Answer: serde::Serialize;
+
+    fn call(
+        &self,
+        event: LambdaEvent<RawEvent>,
+    ) -> impl Future<Output = Result<Self::Answer, Diagnostic>>;
 }
 
 /// The error for an event a handler cannot even read as JSON.

@@ -27,6 +27,8 @@ pub struct Reconciler<P, Q> {
 }
 
 impl<P: CancelWrites + PendingStops, Q: StopQueue> LambdaHandler for Reconciler<P, Q> {
+    type Answer = Value;
+
     async fn call(&self, event: LambdaEvent<RawEvent>) -> Result<Value, Diagnostic> {
         let until = invocation_deadline(&event.context);
         // One metric line per page, written as soon as the page is done: a

@@ -62,7 +62,8 @@ async fn every_sample_event_has_its_documented_outcome() {
         let before = publishes.all();
         let resp = frontdoor::lambda::handle(&api, &event, "events-test")
             .await
-            .unwrap_or_else(|e| panic!("events/{name} is not an HTTP event: {e}"));
+            .unwrap_or_else(|e| panic!("events/{name} is not an HTTP event: {e}"))
+            .to_json();
         let status = resp["statusCode"].as_u64().expect("a status") as u16;
         assert_eq!(
             u64::from(status),

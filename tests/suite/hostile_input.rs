@@ -283,7 +283,8 @@ fn catalogue() -> Vec<(&'static str, Req, u16)> {
             raw("/apix/users/alice/appliances/1/images/2/pimages/3/cancel".into()),
             404,
         ),
-        ("status resource instead", raw(p("3/status")), 404),
+        // The status route takes GET only: a DELETE there cancels nothing.
+        ("DELETE on the status resource", raw(p("3/status")), 405),
         ("unknown pitid", raw(p("999/cancel")), 404),
         (
             "pitid under another image",
@@ -648,7 +649,8 @@ async fn refusals_touch_no_publish_through_any_front_door() {
         };
         let answer = publish_cancel::frontdoor::lambda::handle(&api, &event, "bola")
             .await
-            .unwrap_or_else(|e| panic!("{name}: not an HTTP event: {e:?}"));
+            .unwrap_or_else(|e| panic!("{name}: not an HTTP event: {e:?}"))
+            .to_json();
         assert_eq!(
             answer["statusCode"], status,
             "{name} (Lambda event): {answer}"

@@ -223,6 +223,7 @@ mod lambda_events {
         match runtime().block_on(lambda::handle(api(), event, "prop")) {
             Err(lambda::NotHttp(_)) => Ok(()),
             Ok(resp) => {
+                let resp = resp.to_json();
                 let status = resp["statusCode"].as_u64().unwrap_or(0);
                 prop_assert!(
                     (200..500).contains(&status),

@@ -112,6 +112,8 @@ pub struct Automation<P, Q> {
 }
 
 impl<P: CancelWrites, Q: StopQueue> super::LambdaHandler for Automation<P, Q> {
+    type Answer = Value;
+
     async fn call(
         &self,
         event: lambda_runtime::LambdaEvent<super::RawEvent>,
