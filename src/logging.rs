@@ -25,7 +25,9 @@ pub fn init(env: &crate::config::Env) {
         .with_writer(std::io::stdout);
     // A second call (tests start several servers in one process) keeps the first.
     let _ = if json {
-        builder.json().try_init()
+        // The current span (the runtime's, with the request id) but not
+        // the list of every span: one copy of the same fields per line.
+        builder.json().with_span_list(false).try_init()
     } else {
         builder.try_init()
     };

@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (rt, api) = setup();
-    if let Ok(resp) = rt.block_on(lambda::handle(api, &event, "fuzz")) {
+    if let Ok(resp) = rt.block_on(lambda::handle(api, event, "fuzz")) {
         let status = resp.to_json()["statusCode"].as_u64().unwrap_or(0);
         assert!((200..500).contains(&status), "{status}");
     }

@@ -66,9 +66,20 @@ pub fn status(rec: &PublishRecord, format: Format) -> Vec<u8> {
     let fields = status_fields(rec);
     match format {
         Format::Xml => {
+            // One buffer: each value written into it, no string per field.
             let mut out = open_root("status");
             for (name, value) in &fields {
-                element(&mut out, name, &value_text(value));
+                match value {
+                    Value::Str(s) => element(&mut out, name, s),
+                    Value::Owned(s) => element(&mut out, name, s),
+                    Value::Bool(b) => {
+                        let _ = write!(out, "<{name}>{b}</{name}>");
+                    }
+                    Value::Long(n) => {
+                        let _ = write!(out, "<{name}>{n}</{name}>");
+                    }
+                    Value::Time(t) => element(&mut out, name, &t.to_rfc3339()),
+                }
             }
             close_root(&mut out, "status");
             out.into_bytes()
@@ -93,16 +104,6 @@ pub fn status(rec: &PublishRecord, format: Format) -> Vec<u8> {
             debug_assert!(written.is_ok());
             out
         }
-    }
-}
-
-fn value_text(v: &Value<'_>) -> String {
-    match v {
-        Value::Str(s) => (*s).to_owned(),
-        Value::Owned(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Long(n) => n.to_string(),
-        Value::Time(t) => t.to_rfc3339(),
     }
 }
 
@@ -189,7 +190,13 @@ fn element(out: &mut String, name: &str, text: &str) {
     } else {
         std::borrow::Cow::Borrowed(text)
     };
-    let _ = write!(out, "<{name}>{}</{name}>", escape(&*text));
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+    out.push_str(&escape(&*text));
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
 }
 
 fn not_xml_char(c: char) -> bool {

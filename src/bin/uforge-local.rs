@@ -92,7 +92,7 @@ async fn run(args: Args, env: Env) -> Result<(), BoxError> {
         Backend::Memory => {
             let text = startup::seed_text(args.seed.as_deref())?;
             let api = startup::memory_service(&Seed::parse(&text)?, Options::new(&base), &env)?.api;
-            announce(addr, &base, "in-memory stores", args.seed.as_deref());
+            announce(addr, &base, "in-memory stores", Some(args.seed.as_deref()));
             serve_until_ctrl_c(listener, Arc::new(api), limits).await
         }
         Backend::Aws => {
@@ -124,14 +124,23 @@ where
     }
 }
 
-fn announce(addr: SocketAddr, base: &str, stores: &str, seed: Option<&std::path::Path>) {
+/// `seed` is `Some(None)` for the bundled seed, `Some(Some(path))` for a seed
+/// file and `None` for the AWS stores. Only the bundled seed's password is
+/// public, so only its hint names one: an operator's own password never goes
+/// to a log (the suite searches every log for the seed's passwords too).
+#[allow(clippy::option_option)]
+fn announce(addr: SocketAddr, base: &str, stores: &str, seed: Option<Option<&std::path::Path>>) {
     use publish_cancel::api::route::{cancel_route, normalise_base};
     let base = normalise_base(base);
-    let seed = seed.map_or_else(
-        || "bundled seed/local.json".to_owned(),
-        |p| p.display().to_string(),
-    );
-    println!("uforge-local listening on http://{addr}{base} ({stores}; {seed})");
+    let (source, credentials) = match seed {
+        Some(None) => (
+            "; bundled seed/local.json".to_owned(),
+            "alice:alice-password",
+        ),
+        Some(Some(path)) => (format!("; {}", path.display()), "LOGIN:PASSWORD"),
+        None => (String::new(), "LOGIN:PASSWORD"),
+    };
+    println!("uforge-local listening on http://{addr}{base} ({stores}{source})");
     // The bundled seed's running publish.
     let example = publish_cancel::domain::PublishKey {
         uid: publish_cancel::domain::Login::parse("alice").unwrap_or_else(|_| unreachable!()),
@@ -141,7 +150,7 @@ fn announce(addr: SocketAddr, base: &str, stores: &str, seed: Option<&std::path:
     };
     let route = cancel_route();
     println!(
-        "try: curl -i -X {} -u alice:alice-password -H 'Accept: application/xml' \
+        "try: curl -i -X {} -u {credentials} -H 'Accept: application/xml' \
          http://{addr}{base}/{}",
         route.methods[0],
         route.path_for(&example)

@@ -98,33 +98,25 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 /// Reads an HTTP event: `precheck`, the typed event, our mapping.
 /// `Err(Ok(..))`: not an HTTP event; `Err(Err(..))`: an HTTP event that is
 /// not a valid request.
-pub fn parse(event: &Value) -> Result<HttpEvent, Result<NotHttp, Malformed>> {
-    let shape = precheck(event)?;
+pub fn parse(mut event: Value) -> Result<HttpEvent, Result<NotHttp, Malformed>> {
+    let shape = precheck(&event)?;
     // A header whose value is null is absent (the typed maps take strings).
-    let cleaned = without_null_headers(event);
-    let typed = typed(shape, cleaned.as_ref().unwrap_or(event))
-        .map_err(|reason| Err(malformed(event, shape, reason)))?;
+    drop_null_headers(&mut event);
+    // What a 400 may echo, kept before the event moves into its type.
+    let echo = malformed(&event, shape, "event fields");
+    let typed = typed(shape, event).map_err(|_| Err(echo))?;
     Ok(request(shape, typed))
 }
 
-/// The event without its null header values, when it has any.
-fn without_null_headers(event: &Value) -> Option<Value> {
-    let has_null = ["headers", "multiValueHeaders"].iter().any(|field| {
-        event
-            .get(field)
-            .and_then(Value::as_object)
-            .is_some_and(|m| m.values().any(Value::is_null))
-    });
-    if !has_null {
-        return None;
-    }
-    let mut cleaned = event.clone();
+/// Removes the event's null header values, in place.
+fn drop_null_headers(event: &mut Value) {
     for field in ["headers", "multiValueHeaders"] {
-        if let Some(map) = cleaned.get_mut(field).and_then(Value::as_object_mut) {
-            map.retain(|_, v| !v.is_null());
+        if let Some(map) = event.get_mut(field).and_then(Value::as_object_mut) {
+            if map.values().any(Value::is_null) {
+                map.retain(|_, v| !v.is_null());
+            }
         }
     }
-    Some(cleaned)
 }
 
 /// What of an HTTP event can be echoed, from its JSON.
@@ -229,8 +221,9 @@ fn check_headers(event: &Value, shape: Shape) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Step 2: the crate's typed event for `shape`'s origin.
-fn typed(shape: Shape, event: &Value) -> Result<LambdaRequest, &'static str> {
+/// Step 2: the crate's typed event for `shape`'s origin, its strings moved
+/// out of the event (not copied).
+fn typed(shape: Shape, event: Value) -> Result<LambdaRequest, &'static str> {
     let invalid = |_| "event fields";
     Ok(match shape {
         Shape::RestV1 => LambdaRequest::ApiGatewayV1(
@@ -390,7 +383,7 @@ impl<U: Users, P: CancelWrites + PublishReader, Q: StopQueue> super::LambdaHandl
             .payload
             .json()
             .ok_or_else(|| super::unreadable("UnsupportedEvent"))?;
-        handle(&self.0, &payload, &event.context.request_id)
+        handle(&self.0, payload, &event.context.request_id)
             .await
             .map_err(|e| lambda_runtime::Diagnostic {
                 error_type: "UnsupportedEvent".into(),
@@ -420,7 +413,7 @@ impl HttpAnswer {
 /// Serves one event: the Lambda HTTP response, or `NotHttp`.
 pub async fn handle<U: Users, P: CancelWrites + PublishReader, Q: StopQueue>(
     api: &Api<U, P, Q>,
-    event: &Value,
+    event: Value,
     request_id: &str,
 ) -> Result<HttpAnswer, NotHttp> {
     let (shape, response) = match parse(event) {
@@ -562,7 +555,7 @@ mod tests {
             "headers": {"Authorization": "Basic b", "Accept": "application/xml"},
             "multiValueHeaders": {"Authorization": ["Basic a", "Basic b"]},
         }));
-        let req = parse(&e).unwrap();
+        let req = parse(e.clone()).unwrap();
         let auth: Vec<_> = req.headers.get_all("authorization").iter().collect();
         assert_eq!(auth, ["Basic a", "Basic b"]);
         // A header only in `headers` is still read.
@@ -582,14 +575,14 @@ mod tests {
                 "header value",
             ),
         ] {
-            match parse(&e) {
+            match parse(e.clone()) {
                 Err(Err(m)) => assert_eq!(m.reason, reason, "{e}"),
                 other => panic!("{e}: {other:?}"),
             }
         }
         let many: serde_json::Map<String, Value> =
             (0..40_000).map(|i| (format!("h{i}"), json!("v"))).collect();
-        match parse(&rest(json!({"headers": many}))) {
+        match parse(rest(json!({"headers": many})).clone()) {
             Err(Err(m)) => assert_eq!(m.reason, "too many headers"),
             other => panic!("{other:?}"),
         }
@@ -604,13 +597,13 @@ mod tests {
             "headers": {"Authorization": "Basic a", "authorization": "Basic b"},
             "requestContext": {"http": {"method": "DELETE"}},
         });
-        match parse(&v2) {
+        match parse(v2.clone()) {
             Err(Err(m)) => assert_eq!(m.reason, "repeated header name"),
             other => panic!("{other:?}"),
         }
         // An empty list of values: `QueryMap::iter` would index past it.
         let e = rest(json!({"multiValueQueryStringParameters": {"a": []}}));
-        match parse(&e) {
+        match parse(e.clone()) {
             Err(Err(m)) => assert_eq!(m.reason, "query parameter without a value"),
             other => panic!("{other:?}"),
         }
@@ -619,9 +612,12 @@ mod tests {
             json!({"headers": {"host": null, "accept": "application/xml"},
                             "multiValueHeaders": {"host": null}}),
         );
-        assert_eq!(parse(&e).unwrap().headers["accept"], "application/xml");
+        assert_eq!(
+            parse(e.clone()).unwrap().headers["accept"],
+            "application/xml"
+        );
         // A field of the wrong type for the crate's type: malformed.
-        match parse(&rest(json!({"path": 7}))) {
+        match parse(rest(json!({"path": 7})).clone()) {
             Err(Err(m)) => assert_eq!(m.reason, "event fields"),
             other => panic!("{other:?}"),
         }
@@ -631,13 +627,13 @@ mod tests {
     fn alb_events_must_carry_multi_value_headers() {
         let single = json!({"httpMethod": "DELETE", "path": "/x", "requestContext": {"elb": {}},
                             "headers": {"authorization": "Basic b"}});
-        match parse(&single) {
+        match parse(single.clone()) {
             Err(Err(m)) => assert_eq!(m.reason, "ALB target group without multi-value headers"),
             other => panic!("{other:?}"),
         }
         let multi = json!({"httpMethod": "DELETE", "path": "/x", "requestContext": {"elb": {}},
                            "multiValueHeaders": {"authorization": ["Basic a", "Basic b"]}});
-        let req = parse(&multi).unwrap();
+        let req = parse(multi.clone()).unwrap();
         assert_eq!(req.headers.get_all("authorization").iter().count(), 2);
     }
 
@@ -654,7 +650,7 @@ mod tests {
             "body": "!!! not base64",
             "isBase64Encoded": true,
         });
-        let req = parse(&e).unwrap();
+        let req = parse(e.clone()).unwrap();
         assert_eq!(req.query, "a=b c&\u{7f}");
         assert_eq!(req.method, Method::DELETE);
     }
@@ -666,7 +662,7 @@ mod tests {
             "multiValueQueryStringParameters": {"signature": ["a/b+c="], "apiKey": ["PUB"]},
         }));
         assert_eq!(
-            parse(&e).unwrap().query,
+            parse(e.clone()).unwrap().query,
             "apiKey=PUB&signature=a%2Fb%2Bc%3D"
         );
         let alb = json!({
@@ -674,7 +670,10 @@ mod tests {
             "multiValueHeaders": {},
             "multiValueQueryStringParameters": {"apiKey": ["PUB"], "signature": ["a%2Fb"]},
         });
-        assert_eq!(parse(&alb).unwrap().query, "apiKey=PUB&signature=a%2Fb");
+        assert_eq!(
+            parse(alb.clone()).unwrap().query,
+            "apiKey=PUB&signature=a%2Fb"
+        );
     }
 
     #[test]

@@ -60,7 +60,7 @@ async fn every_sample_event_has_its_documented_outcome() {
                 .unwrap_or_else(|e| panic!("events/{name} is not JSON: {e}"));
         let (api, publishes, queue) = fresh_api();
         let before = publishes.all();
-        let resp = frontdoor::lambda::handle(&api, &event, "events-test")
+        let resp = frontdoor::lambda::handle(&api, event, "events-test")
             .await
             .unwrap_or_else(|e| panic!("events/{name} is not an HTTP event: {e}"))
             .to_json();

@@ -46,7 +46,9 @@ fn texts() -> Vec<(String, String)> {
         .into_iter()
         .filter(|p| {
             let name = p.to_string_lossy();
-            !name.contains("/fixtures/") && !name.contains("proptest-regressions")
+            !name.contains("/fixtures/")
+                && !name.contains("proptest-regressions")
+                && !name.contains("/target/")
         })
         .filter_map(|p| {
             let text = std::fs::read_to_string(&p).ok()?;
