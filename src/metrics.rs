@@ -26,6 +26,11 @@ pub struct Metrics {
     function: String,
 }
 
+/// Milliseconds since `started`: the latency every request line reports.
+pub fn millis_since(started: std::time::Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
 /// What one request (or automation command) did, as metrics see it.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestFacts<'a> {
@@ -206,6 +211,16 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_is_in_milliseconds() {
+        let now = std::time::Instant::now();
+        let Some(started) = now.checked_sub(std::time::Duration::from_millis(1500)) else {
+            return; // a clock younger than 1.5 s: nothing to measure against
+        };
+        let ms = millis_since(started);
+        assert!((1500.0..1_500_000.0).contains(&ms), "{ms}");
+    }
 
     /// The request line's constant declarations say what the line holds:
     /// the namespace, each total by `Function`, `Requests` by `Outcome`

@@ -118,7 +118,7 @@ impl<U: Users, P: CancelWrites + PublishReader, Q: StopQueue> Api<U, P, Q> {
             route: route_name,
             outcome,
             auth,
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms: crate::metrics::millis_since(started),
         };
         log_outcome(&req, &result, &facts, response.status());
         self.record(&facts);
@@ -143,7 +143,7 @@ impl<U: Users, P: CancelWrites + PublishReader, Q: StopQueue> Api<U, P, Q> {
             route: NO_ROUTE,
             outcome: e.outcome(),
             auth: AuthTrace::default(),
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms: crate::metrics::millis_since(started),
         };
         tracing::info!(
             request_id,
@@ -594,5 +594,38 @@ mod tests {
         let (status, missing) = call(Method::GET, "status", 99, "application/xml").await;
         assert_eq!(status, 404);
         assert!(missing.contains("publish.status.notFound"), "{missing}");
+    }
+
+    /// The challenge goes with a 401 only; `Retry-After` with a 503 only.
+    #[test]
+    fn each_status_carries_its_own_headers() {
+        use crate::access::AccessError;
+        let cases: [(AccessError, StatusCode); 3] = [
+            (AccessError::Unauthenticated, StatusCode::UNAUTHORIZED),
+            (AccessError::NotOwner, StatusCode::FORBIDDEN),
+            (
+                AccessError::Backend(BackendError::msg("down")),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+        ];
+        for (error, status) in cases {
+            let r = error_response(&error, Format::Xml, "DELETE", "/x");
+            assert_eq!(r.status(), status);
+            let has = |h: &str| r.headers().contains_key(h);
+            assert_eq!(has("www-authenticate"), status == StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                has("retry-after"),
+                status == StatusCode::SERVICE_UNAVAILABLE
+            );
+        }
+    }
+
+    /// Echoed texts are cut on a character boundary, never past the limit.
+    #[test]
+    fn truncation_stays_within_the_limit_on_a_boundary() {
+        assert_eq!(truncate("ééé", 3), "é");
+        assert_eq!(truncate("ééé", 4), "éé");
+        assert_eq!(truncate("abc", 3), "abc");
+        assert_eq!(truncate("abcd", 3), "abc");
     }
 }

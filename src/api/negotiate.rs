@@ -163,6 +163,16 @@ mod tests {
             (&["application/xml;q=abc, application/json"], Some(Json)),
             (&["text/plain", "application/json"], Some(Json)),
             (&["*/json"], None),
+            (&["application/xml;q=1, application/json;q=0.9"], Some(Xml)),
+            (
+                &["application/xml;q=1.000, application/json;q=0.9"],
+                Some(Xml),
+            ),
+            (
+                &["application/xml;q=1.5, application/json;q=0.9"],
+                Some(Json),
+            ),
+            (&["application/xml;q=0.1234, application/json"], Some(Json)),
         ];
         for (values, want) in table {
             assert_eq!(pick(values), *want, "{values:?}");

@@ -145,6 +145,20 @@ mod tests {
     }
 
     #[test]
+    fn a_full_cache_of_expired_entries_makes_room() {
+        let c = VerifiedCache::new(Duration::from_millis(20), 2).unwrap();
+        c.remember("u0", "pw", "$h");
+        c.remember("u1", "pw", "$h");
+        std::thread::sleep(Duration::from_millis(40));
+        c.remember("u2", "pw", "$h");
+        assert_eq!(
+            c.len(),
+            1,
+            "the expired entries were purged for the new one"
+        );
+    }
+
+    #[test]
     fn debug_shows_no_key() {
         let c = VerifiedCache::new(Duration::from_secs(1), 1).unwrap();
         let text = format!("{c:?}");

@@ -464,6 +464,45 @@ mod tests {
         assert!((1..=2).contains(&peak), "peak {peak} verifications at once");
     }
 
+    /// Only the key's own signature opens the door: the right signature, the
+    /// key's secret over another path, a wrong secret, another user's key.
+    #[tokio::test]
+    async fn an_api_key_request_passes_only_with_its_own_signature() {
+        let users = bundled_users();
+        let auth = Authenticator::new(Some(keks::FixedKeks::shared(Sealer::new(&[1; 32]))));
+        let path = "users/alice/appliances/1/images/2/pimages/3/cancel";
+        let signed = |secret: &[u8], text: &str| {
+            let sig = signed_url::sign(secret, text);
+            let sig: String = sig
+                .chars()
+                .map(|c| match c {
+                    '+' => "%2B".to_owned(),
+                    '/' => "%2F".to_owned(),
+                    '=' => "%3D".to_owned(),
+                    c => c.to_string(),
+                })
+                .collect();
+            format!("apiKey=PUBKEY123&signature={sig}")
+        };
+        let alice = Login::parse("alice").unwrap();
+        let good = signed(b"SECRETKEY456", &format!("{path}?apiKey=PUBKEY123"));
+        let other_path = signed(
+            b"SECRETKEY456",
+            "users/alice/appliances/1/images/2/pimages/4/cancel?apiKey=PUBKEY123",
+        );
+        let wrong_secret = signed(b"SECRETKEY457", &format!("{path}?apiKey=PUBKEY123"));
+        for (query, ok) in [(&good, true), (&other_path, false), (&wrong_secret, false)] {
+            let creds = Credentials::from_request(std::iter::empty(), path, query);
+            let (result, _) = auth.authenticate(&users, creds, &alice).await;
+            assert_eq!(result.is_ok(), ok, "{query}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn verifications_at_once_are_between_two_and_eight() {
+        assert!((2..=8).contains(&max_concurrent_verifications()));
+    }
+
     /// Issue 25 (3): while the KEK store fails, an API-key request is the
     /// same `Backend` error (a 503) whether or not its login and key exist;
     /// before, only a real (login, key) pair got that far and the others

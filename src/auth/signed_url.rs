@@ -165,6 +165,8 @@ mod tests {
     fn no_api_key_means_another_scheme() {
         assert_eq!(parse(PATH, ""), Ok(None));
         assert_eq!(parse(PATH, "x=1&y"), Ok(None));
+        // The length limit is inclusive.
+        assert_eq!(parse(PATH, &"x".repeat(MAX_QUERY_LEN)), Ok(None));
     }
 
     #[test]
@@ -185,6 +187,7 @@ mod tests {
                 "apiKey=PUB&signature={sig}&pad={}",
                 "x".repeat(MAX_QUERY_LEN)
             ),
+            "x".repeat(MAX_QUERY_LEN + 1),
         ] {
             assert_eq!(parse(PATH, &q), Err(Malformed), "{q}");
         }

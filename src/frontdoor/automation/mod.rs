@@ -284,7 +284,7 @@ impl<P: CancelWrites, Q: StopQueue> Automation<P, Q> {
                 route: AUTOMATION_ROUTE,
                 outcome,
                 auth: AuthTrace::default(),
-                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                latency_ms: crate::metrics::millis_since(started),
             };
             m.emit(m.request_line(&facts, now_ms()));
         }
