@@ -71,3 +71,43 @@ impl std::fmt::Display for Outcome {
         f.write_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Logs, metrics' `Outcome` dimension and automation answers use these
+    /// names (docs/operating.md, docs/automation.md): dashboards, alarms and
+    /// callers match on them, so they are pinned here.
+    #[test]
+    fn the_names_are_the_documented_ones() {
+        use Outcome::*;
+        let all = [
+            (Cancelled, "cancelled", Some("cancelled")),
+            (
+                AlreadyCancelled,
+                "already_cancelled",
+                Some("alreadyCancelled"),
+            ),
+            (StatusRead, "status_read", None),
+            (Finished, "finished", Some("finished")),
+            (NotFound, "not_found", Some("notFound")),
+            (Unauthenticated, "unauthenticated", None),
+            (Forbidden, "forbidden", None),
+            (Unavailable, "unavailable", None),
+            (StopNotSent, "stop_not_sent", None),
+            (StopUndeliverable, "stop_undeliverable", None),
+            (UnreadableRecord, "unreadable_record", None),
+            (DeadlineReached, "deadline_reached", None),
+            (BadRequest, "bad_request", None),
+            (NoRoute, "no_route", None),
+            (MethodNotAllowed, "method_not_allowed", None),
+            (NotAcceptable, "not_acceptable", None),
+        ];
+        for (outcome, name, answer) in all {
+            assert_eq!(outcome.as_str(), name);
+            assert_eq!(outcome.to_string(), name);
+            assert_eq!(outcome.answer_name(), answer, "{name}");
+        }
+    }
+}

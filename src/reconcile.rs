@@ -410,6 +410,25 @@ mod tests {
         assert!(cut.len() == 1 && cut[0].cut_short, "{cut:?}");
     }
 
+    /// A run's report is the sum of its pages', field by field.
+    #[test]
+    fn a_run_adds_up_its_pages() {
+        let page = |n: usize, cut_short: bool| ReconcileReport {
+            found: n,
+            resent: 2 * n,
+            busy: 3 * n,
+            failed: 4 * n,
+            undeliverable: 5 * n,
+            unreadable: 6 * n,
+            cut_short,
+        };
+        let mut run = ReconcileReport::default();
+        run.add(&page(1, false));
+        run.add(&page(2, true));
+        run.add(&page(4, false));
+        assert_eq!(run, page(7, true));
+    }
+
     #[tokio::test]
     async fn a_run_stops_at_its_deadline() {
         let c = cancel_key();

@@ -596,6 +596,35 @@ mod tests {
         assert!(missing.contains("publish.status.notFound"), "{missing}");
     }
 
+    /// What a front door could not read is a 400 `uforgeError` in XML that
+    /// echoes the method and path it got.
+    #[test]
+    fn a_malformed_request_is_a_400_uforge_error() {
+        let api = Api::new(
+            Gate {
+                users: MemoryUsers::default(),
+                auth: Authenticator::new(None),
+            },
+            Canceller {
+                publishes: MemoryPublishes::default(),
+                queue: MemoryQueue::default(),
+            },
+            "/api",
+        );
+        let r = api.malformed("header value", "DELETE", "/api/users/alice/x", "r");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let body = String::from_utf8(r.body().clone()).unwrap();
+        assert!(body.contains("<statusCode>400</statusCode>"), "{body}");
+        assert!(
+            body.contains("<requestUri>/api/users/alice/x</requestUri>"),
+            "{body}"
+        );
+        assert!(
+            body.contains("<requestMethod>DELETE</requestMethod>"),
+            "{body}"
+        );
+    }
+
     /// The challenge goes with a 401 only; `Retry-After` with a 503 only.
     #[test]
     fn each_status_carries_its_own_headers() {
