@@ -646,7 +646,18 @@ mod tests {
                 has("retry-after"),
                 status == StatusCode::SERVICE_UNAVAILABLE
             );
+            assert!(!has("allow"));
         }
+        // A 405 says which methods the resource answers.
+        let route = route::cancel_route();
+        let r = error_response(
+            &RequestError::MethodNotAllowed(route),
+            Format::Xml,
+            "GET",
+            "/x",
+        );
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()["allow"], route.allow());
     }
 
     /// Echoed texts are cut on a character boundary, never past the limit.

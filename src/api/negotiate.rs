@@ -173,10 +173,32 @@ mod tests {
                 Some(Json),
             ),
             (&["application/xml;q=0.1234, application/json"], Some(Json)),
+            // Of equally specific ranges, the first counts.
+            (
+                &["application/json;q=0.1, application/json, application/xml;q=0.5"],
+                Some(Xml),
+            ),
         ];
         for (values, want) in table {
             assert_eq!(pick(values), *want, "{values:?}");
         }
+    }
+
+    /// The UForge SDK compares the XML one as a string.
+    #[test]
+    fn content_types_are_exact() {
+        assert_eq!(Format::Xml.content_type(), "application/xml");
+        assert_eq!(Format::Json.content_type(), "application/json");
+    }
+
+    /// An `Accept` value up to the limit is read; a longer one is absent.
+    #[test]
+    fn the_accept_length_limit_is_inclusive() {
+        let at_limit = format!("application/json;{}", " ".repeat(MAX_ACCEPT_LEN - 17));
+        assert_eq!(at_limit.len(), MAX_ACCEPT_LEN);
+        assert_eq!(pick(&[&at_limit]), Some(Format::Json));
+        let over = format!("{at_limit} ");
+        assert_eq!(pick(&[&over]), Some(Format::Xml));
     }
 
     #[test]
