@@ -156,7 +156,7 @@ pub fn publish_uri(key: &PublishKey) -> String {
 }
 
 /// A path that names a resource of `ROUTES`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Matched<'a> {
     pub route: &'static Route,
     pub key: PublishKey,
@@ -164,14 +164,6 @@ pub struct Matched<'a> {
     /// what API-key signatures are computed over.
     pub relative: &'a str,
 }
-
-impl PartialEq for Route {
-    fn eq(&self, other: &Self) -> bool {
-        self.endpoint == other.endpoint
-    }
-}
-
-impl Eq for Route {}
 
 /// Normalises the configured base: `""`, `"/"`, `"api"`, `"/api/"` → `""`
 /// or `"/api"`.
@@ -296,7 +288,7 @@ mod tests {
             "users/alice/appliances/1/images/2/pimages/3/cancel",
             &format!("/api/users/alice/appliances/{long}/images/2/pimages/3/cancel"),
         ] {
-            assert_eq!(route("/api", path), None, "{path}");
+            assert!(route("/api", path).is_none(), "{path}");
         }
     }
 }

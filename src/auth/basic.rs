@@ -74,6 +74,22 @@ mod tests {
         assert_eq!(parse(h.as_bytes()).unwrap().password, "");
     }
 
+    /// Both limits are inclusive: a 512-byte password in a 1024-byte value.
+    #[test]
+    fn the_limits_are_inclusive() {
+        let token = b64(format!("alice:{}", "x".repeat(MAX_PASSWORD_LEN)).as_bytes());
+        let value = format!("Basic {token}");
+        let value = format!("{value}{}", " ".repeat(MAX_HEADER_LEN - value.len()));
+        assert_eq!(value.len(), MAX_HEADER_LEN);
+        assert_eq!(
+            parse(value.as_bytes()).unwrap().password.len(),
+            MAX_PASSWORD_LEN
+        );
+        assert!(parse(format!("{value} ").as_bytes()).is_err());
+        let longer = b64(format!("alice:{}", "x".repeat(MAX_PASSWORD_LEN + 1)).as_bytes());
+        assert!(parse(format!("Basic {longer}").as_bytes()).is_err());
+    }
+
     #[test]
     fn refuses_malformed_values() {
         let long = format!(

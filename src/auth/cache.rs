@@ -126,6 +126,7 @@ mod tests {
         let c = VerifiedCache::new(Duration::from_millis(20), 10).unwrap();
         c.remember("alice", "pw", "$h");
         assert!(c.hit("alice", "pw", "$h"));
+        assert!(!c.is_empty());
         std::thread::sleep(Duration::from_millis(40));
         assert!(!c.hit("alice", "pw", "$h"));
         assert!(c.is_empty(), "expired entry removed");
@@ -163,5 +164,6 @@ mod tests {
         let c = VerifiedCache::new(Duration::from_secs(1), 1).unwrap();
         let text = format!("{c:?}");
         assert!(!text.contains("key"), "{text}");
+        assert!(text.contains("VerifiedCache"), "{text}");
     }
 }

@@ -290,7 +290,9 @@ mod tests {
         for bad in ["", "0011223", "001122334", "zz112233", "ééé"] {
             assert_eq!(KeyId::parse(bad), None, "{bad}");
         }
-        assert!(!format!("{:?}", Sealer::new(&[1; 32])).contains("[1"));
+        let text = format!("{:?}", Sealer::new(&[1; 32]));
+        assert!(!text.contains("[1"), "{text}");
+        assert_eq!(text, format!("Sealer(current {a})"));
     }
 
     #[test]
