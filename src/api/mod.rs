@@ -647,6 +647,12 @@ mod tests {
                 status == StatusCode::SERVICE_UNAVAILABLE
             );
             assert!(!has("allow"));
+            // No parameters, no empty parameter list, in either format.
+            for format in [Format::Xml, Format::Json] {
+                let body = error_response(&error, format, "DELETE", "/x").into_body();
+                let body = String::from_utf8(body).unwrap();
+                assert!(!body.contains("parameter"), "{body}");
+            }
         }
         // A 405 says which methods the resource answers.
         let route = route::cancel_route();

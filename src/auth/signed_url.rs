@@ -165,8 +165,13 @@ mod tests {
     fn no_api_key_means_another_scheme() {
         assert_eq!(parse(PATH, ""), Ok(None));
         assert_eq!(parse(PATH, "x=1&y"), Ok(None));
-        // The length limit is inclusive.
+        // The length limits are inclusive.
         assert_eq!(parse(PATH, &"x".repeat(MAX_QUERY_LEN)), Ok(None));
+        let longest_key = format!(
+            "apiKey={}&signature=0CrZ0HktI7YH%2FOb65tZrApx9Z8M%3D",
+            "k".repeat(MAX_PUBLIC_KEY_LEN)
+        );
+        assert!(matches!(parse(PATH, &longest_key), Ok(Some(_))));
     }
 
     #[test]

@@ -15,3 +15,34 @@ pub use ids::{ApplianceId, ImageId, InvalidId, InvalidLogin, Login, PublishId, P
 pub use publish::{CancelStamp, PublishRecord, PublishState, Timestamp, UnknownState};
 pub use request_id::{InvalidRequestId, RequestId};
 pub use user::{ApiKey, User, IMAGE_PUBLISH};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What logs and error messages show of each type: the names the docs
+    /// use, the values a reader needs, never an API key's sealed secret.
+    #[test]
+    fn display_and_debug_forms() {
+        for state in PublishState::ALL {
+            assert_eq!(state.to_string(), state.as_str());
+        }
+        for source in CancelSource::ALL {
+            assert_eq!(source.to_string(), source.as_str());
+        }
+        let alice = Login::parse("alice").unwrap();
+        assert_eq!(format!("{alice:?}"), "Login(alice)");
+        assert_eq!(
+            format!("{:?}", RequestId::from_stored("r-1")),
+            "RequestId(r-1)"
+        );
+        let attempt = AttemptToken::from_bytes([0xab; 16]);
+        assert_eq!(format!("{attempt:?}"), format!("AttemptToken({attempt})"));
+        let key = ApiKey {
+            public_key: "PUB".into(),
+            sealed_secret: "SEALED".into(),
+        };
+        let text = format!("{key:?}");
+        assert!(text.contains("PUB") && !text.contains("SEALED"), "{text}");
+    }
+}

@@ -261,6 +261,8 @@ mod tests {
         };
         let mut rec = PublishRecord::new(key, Publishing);
         rec.percentage = Some(40);
+        // A mark left by hand on a running publish does not survive a cancel.
+        rec.stop_undeliverable = Some("stale".into());
         let stamp = CancelStamp::new(
             "r1".into(),
             Timestamp(10),
@@ -274,6 +276,7 @@ mod tests {
         assert_eq!(done.cancel, Some(stamp.clone()));
         assert_eq!(done.cancel_attempt.as_ref(), Some(&attempt));
         assert!(done.stop_pending);
+        assert_eq!(done.stop_undeliverable, None);
         assert!(done
             .stop_claim
             .as_ref()
