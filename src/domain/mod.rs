@@ -44,5 +44,19 @@ mod tests {
         };
         let text = format!("{key:?}");
         assert!(text.contains("PUB") && !text.contains("SEALED"), "{text}");
+        let user = User {
+            login: alice,
+            password_hash: Some("$argon2id$HASH".into()),
+            active: true,
+            entitlements: vec![IMAGE_PUBLISH.into()],
+            api_keys: vec![key],
+        };
+        let text = format!("{user:?}");
+        assert!(
+            text.contains("alice") && text.contains(IMAGE_PUBLISH),
+            "{text}"
+        );
+        assert!(!text.contains("HASH") && !text.contains("SEALED"), "{text}");
+        assert!(user.api_key("PUB").is_some() && user.api_key("PUBX").is_none());
     }
 }
