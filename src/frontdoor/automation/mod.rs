@@ -434,4 +434,55 @@ mod tests {
             assert_eq!(sent.len(), 1);
         }
     }
+
+    /// A command is not started with less than `START_MARGIN` left, and
+    /// what stops a started one comes back as its own typed error.
+    #[tokio::test]
+    async fn the_start_margin_and_typed_failures() {
+        use crate::adapters::memory::{MemoryPublishes, ScriptedQueue};
+        use crate::domain::PublishRecord;
+        let key = PublishKey {
+            uid: Login::parse("alice").unwrap(),
+            aid: 1.into(),
+            itid: 2.into(),
+            pitid: 3.into(),
+        };
+        let command = json!({"type": COMMAND_TYPE, "schemaVersion": 1, "uid": "alice",
+            "aid": 1, "itid": 2, "pitid": 3});
+        let automation = || {
+            let publishes = MemoryPublishes::default();
+            publishes.put(PublishRecord::new(key.clone(), PublishState::Publishing));
+            Automation::new(Canceller {
+                publishes,
+                queue: ScriptedQueue::default(),
+            })
+        };
+        let far = Instant::now() + Duration::from_secs(30);
+
+        let late = automation();
+        let soon = Instant::now() + START_MARGIN / 2;
+        let err = late
+            .handle(&command, Door::Direct, "inv-1", soon)
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "UForge.DeadlineReached");
+        let record = late.cancel.publishes.get(&key).unwrap();
+        assert_eq!(record.state, PublishState::Publishing, "not started");
+
+        let failing = automation();
+        failing.cancel.queue.fail(true);
+        let err = failing
+            .handle(&command, Door::Direct, "inv-2", far)
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "UForge.StopNotSent");
+
+        let refusing = automation();
+        refusing.cancel.queue.refuse(|_| true);
+        let err = refusing
+            .handle(&command, Door::Direct, "inv-3", far)
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "UForge.StopUndeliverable");
+    }
 }
