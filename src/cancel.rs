@@ -283,7 +283,7 @@ fn stale_claims(now: Timestamp) -> Timestamp {
 mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryPublishes, ScriptedQueue};
-    use crate::domain::{CancelAudit, Login};
+    use crate::domain::CancelAudit;
     use crate::seed::{Seed, BUNDLED};
 
     /// The bundled seed's publishes, an empty queue.
@@ -300,22 +300,7 @@ mod tests {
         }
     }
 
-    fn key(pitid: i64) -> PublishKey {
-        PublishKey {
-            uid: Login::parse("alice").unwrap(),
-            aid: 1.into(),
-            itid: 2.into(),
-            pitid: pitid.into(),
-        }
-    }
-
-    fn stamp(id: &str, at: i64) -> CancelStamp {
-        CancelStamp::new(
-            id.into(),
-            Timestamp(at),
-            CancelAudit::http(&Login::parse("alice").unwrap()),
-        )
-    }
+    use crate::domain::fixtures::{alice_key as key, alice_stamp as stamp};
 
     #[tokio::test]
     async fn cancel_then_repeat() {

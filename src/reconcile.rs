@@ -138,25 +138,10 @@ pub async fn reconcile<P: CancelWrites + PendingStops, Q: StopQueue>(
 mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryPublishes, ScriptedQueue};
-    use crate::domain::{CancelStamp, Login, PublishKey, PublishRecord, PublishState};
+    use crate::domain::{PublishRecord, PublishState};
     use crate::ports::BackendError;
 
-    fn key(pitid: i64) -> PublishKey {
-        PublishKey {
-            uid: Login::parse("alice").unwrap(),
-            aid: 1.into(),
-            itid: 2.into(),
-            pitid: pitid.into(),
-        }
-    }
-
-    fn stamp(id: &str, at: i64) -> CancelStamp {
-        CancelStamp::new(
-            id.into(),
-            Timestamp(at),
-            crate::domain::CancelAudit::http(&key(1).uid),
-        )
-    }
+    use crate::domain::fixtures::{alice_key as key, alice_stamp as stamp};
 
     fn later() -> Instant {
         Instant::now() + Duration::from_secs(60)

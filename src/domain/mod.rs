@@ -16,6 +16,31 @@ pub use publish::{CancelStamp, PublishRecord, PublishState, Timestamp, UnknownSt
 pub use request_id::{InvalidRequestId, RequestId};
 pub use user::{ApiKey, User, IMAGE_PUBLISH};
 
+/// What the unit tests of several modules share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// Alice's publish `1/2/{pitid}`.
+    pub(crate) fn alice_key(pitid: i64) -> PublishKey {
+        PublishKey {
+            uid: Login::parse("alice").unwrap_or_else(|_| unreachable!()),
+            aid: 1.into(),
+            itid: 2.into(),
+            pitid: pitid.into(),
+        }
+    }
+
+    /// An HTTP cancel by alice, request id `id`, at `at` (seconds).
+    pub(crate) fn alice_stamp(id: &str, at: i64) -> CancelStamp {
+        CancelStamp::new(
+            id.into(),
+            Timestamp(at),
+            CancelAudit::http(&alice_key(0).uid),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

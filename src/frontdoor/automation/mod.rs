@@ -343,7 +343,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::domain::{Login, PublishKey, PublishState};
+    use crate::domain::PublishState;
 
     #[test]
     fn the_door_is_the_invoked_qualifier() {
@@ -365,13 +365,8 @@ mod tests {
     #[tokio::test]
     async fn shapes_are_taken_only_through_their_door() {
         use crate::adapters::memory::{MemoryPublishes, MemoryQueue};
+        use crate::domain::fixtures::alice_key as key;
         use crate::domain::PublishRecord;
-        let key = |pitid: i64| PublishKey {
-            uid: Login::parse("alice").unwrap(),
-            aid: 1.into(),
-            itid: 2.into(),
-            pitid: pitid.into(),
-        };
         let detail = json!({"schemaVersion": 1, "uid": "alice", "aid": 1, "itid": 2, "pitid": 3});
         let rule = "arn:aws:events:us-east-1:123456789012:rule/bus/cancel";
         let eventbridge = json!({"ruleArn": rule, "event": {"id": "e-1",
@@ -441,12 +436,7 @@ mod tests {
     async fn the_start_margin_and_typed_failures() {
         use crate::adapters::memory::{MemoryPublishes, ScriptedQueue};
         use crate::domain::PublishRecord;
-        let key = PublishKey {
-            uid: Login::parse("alice").unwrap(),
-            aid: 1.into(),
-            itid: 2.into(),
-            pitid: 3.into(),
-        };
+        let key = crate::domain::fixtures::alice_key(3);
         let command = json!({"type": COMMAND_TYPE, "schemaVersion": 1, "uid": "alice",
             "aid": 1, "itid": 2, "pitid": 3});
         let automation = || {
