@@ -92,14 +92,24 @@ async fn run(args: Args, env: Env) -> Result<(), BoxError> {
         Backend::Memory => {
             let text = startup::seed_text(args.seed.as_deref())?;
             let api = startup::memory_service(&Seed::parse(&text)?, Options::new(&base), &env)?.api;
-            announce(addr, &base, "in-memory stores", Some(args.seed.as_deref()));
+            let stores = match args.seed.as_deref() {
+                None => "in-memory stores; bundled seed/local.json".to_owned(),
+                Some(path) => format!("in-memory stores; {}", path.display()),
+            };
+            // Only the bundled seed's password is public, so only its hint
+            // names one: an operator's own never goes to a log.
+            let credentials = match args.seed {
+                None => "alice:alice-password",
+                Some(_) => "LOGIN:PASSWORD",
+            };
+            announce(addr, &base, &stores, credentials);
             serve_until_ctrl_c(listener, Arc::new(api), limits).await
         }
         Backend::Aws => {
             let settings = AwsSettings::from_env(&env)?;
             let sdk = config::sdk::load_sdk_config(TlsRoots::from_env(&env)?).await;
             let api = startup::aws_api(&sdk, settings, Options::new(&base));
-            announce(addr, &base, "DynamoDB + SQS", None);
+            announce(addr, &base, "DynamoDB + SQS", "LOGIN:PASSWORD");
             serve_until_ctrl_c(listener, Arc::new(api), limits).await
         }
     }
@@ -124,23 +134,11 @@ where
     }
 }
 
-/// `seed` is `Some(None)` for the bundled seed, `Some(Some(path))` for a seed
-/// file and `None` for the AWS stores. Only the bundled seed's password is
-/// public, so only its hint names one: an operator's own password never goes
-/// to a log (the suite searches every log for the seed's passwords too).
-#[allow(clippy::option_option)]
-fn announce(addr: SocketAddr, base: &str, stores: &str, seed: Option<Option<&std::path::Path>>) {
+/// Where it listens, and a curl line to try with `credentials`.
+fn announce(addr: SocketAddr, base: &str, stores: &str, credentials: &str) {
     use publish_cancel::api::route::{cancel_route, normalise_base};
     let base = normalise_base(base);
-    let (source, credentials) = match seed {
-        Some(None) => (
-            "; bundled seed/local.json".to_owned(),
-            "alice:alice-password",
-        ),
-        Some(Some(path)) => (format!("; {}", path.display()), "LOGIN:PASSWORD"),
-        None => (String::new(), "LOGIN:PASSWORD"),
-    };
-    println!("uforge-local listening on http://{addr}{base} ({stores}{source})");
+    println!("uforge-local listening on http://{addr}{base} ({stores})");
     // The bundled seed's running publish.
     let example = publish_cancel::domain::PublishKey {
         uid: publish_cancel::domain::Login::parse("alice").unwrap_or_else(|_| unreachable!()),
