@@ -40,12 +40,7 @@ pub(super) async fn against_baseline(baseline: &Path) -> Vec<Row> {
                     .stderr(Stdio::null())
                     .spawn()
                     .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
-                while runtime.first_next().is_none() {
-                    tokio::time::sleep(Duration::from_micros(200)).await;
-                }
-                figures[i]
-                    .0
-                    .push(ms(runtime.first_next().unwrap() - started));
+                figures[i].0.push(ms(runtime.first_next().await - started));
                 let pid = child.id().unwrap_or(0);
                 // One event to warm up, then the measured ones.
                 let _ = runtime.invoke(event).await;

@@ -23,10 +23,7 @@ pub(super) async fn init_and_first_request(stack: &Stack, event: &str) -> Vec<Ro
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("run `scripts/bench`, which builds the release binaries first");
-            while runtime.first_next().is_none() {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
-            let init = ms(runtime.first_next().unwrap() - started);
+            let init = ms(runtime.first_next().await - started);
             if reference {
                 hello.push(init);
             } else if roots == "system" {
@@ -106,10 +103,7 @@ pub(super) async fn kek_costs(stack: &Stack) -> Vec<Row> {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            while runtime.first_next().is_none() {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
-            init.push(ms(runtime.first_next().unwrap() - started));
+            init.push(ms(runtime.first_next().await - started));
             let sent = Instant::now();
             let Outcome::Response(r) = runtime.invoke(&event).await else {
                 panic!("invocation error")

@@ -183,8 +183,5 @@ pub(super) async fn start_lambda(
         spawned
     };
     tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
-    while runtime.first_next().is_none() {
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
-    Ok((child, ms(runtime.first_next().unwrap() - started)))
+    Ok((child, ms(runtime.first_next().await - started)))
 }

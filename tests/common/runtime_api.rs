@@ -161,11 +161,16 @@ impl RuntimeApi {
             .map(|r| r.expect("answer"))
     }
 
-    /// When the function first asked for work (its init was done): the
-    /// benchmark's measure of init.
+    /// When the function first asked for work (its init was done), once
+    /// it has: the benchmark's measure of init.
     #[allow(dead_code)]
-    pub fn first_next(&self) -> Option<Instant> {
-        *self.shared.first_next.lock().unwrap()
+    pub async fn first_next(&self) -> Instant {
+        loop {
+            if let Some(at) = *self.shared.first_next.lock().unwrap() {
+                return at;
+            }
+            tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+        }
     }
 
     pub fn init_error(&self) -> Option<String> {
