@@ -30,6 +30,10 @@ pub mod reconcile;
 pub mod seed;
 pub mod startup;
 
+/// Every binary and test of the crate allocates through [`allocator::Allocator`].
+#[global_allocator]
+static ALLOCATOR: allocator::Allocator = allocator::Allocator;
+
 /// Displays an error with its whole `source()` chain, `a: b: c`, for logs.
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 

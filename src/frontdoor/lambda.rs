@@ -1,12 +1,14 @@
 //! Lambda events in, Lambda HTTP responses out: API Gateway REST APIs
 //! (payload 1.0), HTTP APIs and function URLs (payload 2.0), and ALB target
-//! groups, in `lambda_http`'s types. So that no event can panic or end the
-//! process: `precheck` first (the origin, from explicit fields only, and
-//! the limits the typed events do not keep), then the crate's typed event,
-//! then our own mapping to the handler's request, never the crate's
-//! `http::Request` conversion, which panics on what an attacker can send
-//! (docs/developing.md, "Crates, and what each is for", says which calls
-//! and why). Responses are the origin's own response types.
+//! groups, in `lambda_http`'s types. One pass over the event's text keeps
+//! the fields this function reads (`http_fields`; the rest is skipped
+//! unread). So that no event can panic or end the process: `precheck`
+//! first (the origin, from explicit fields only, and the limits the typed
+//! events do not keep), then the crate's typed event, then our own mapping
+//! to the handler's request, never the crate's `http::Request` conversion,
+//! which panics on what an attacker can send (docs/developing.md, "Crates,
+//! and what each is for", says which calls and why). Responses are the
+//! origin's own response types.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use lambda_http::aws_lambda_events::alb::{AlbTargetGroupRequest, AlbTargetGroupResponse};
@@ -93,6 +95,114 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter()
         .try_fold(v, |v, key| v.get(key))
         .and_then(Value::as_str)
+}
+
+/// The top-level fields of an event this module reads: `Shape::of`,
+/// `precheck`, `malformed`, `request`, and what the typed events require.
+const READ: &[&str] = &[
+    "version",
+    "httpMethod",
+    "path",
+    "rawPath",
+    "rawQueryString",
+    "headers",
+    "multiValueHeaders",
+    "queryStringParameters",
+    "multiValueQueryStringParameters",
+];
+/// The one object read in part, and the fields of it that are read.
+const CONTEXT: &str = "requestContext";
+const CONTEXT_READ: &[&str] = &["elb", "http", "stage", "httpMethod"];
+
+/// The event's text as JSON, keeping only the fields this module reads
+/// ([`READ`], and [`CONTEXT_READ`] of `requestContext`); every other field
+/// (identity, authorizer, body, ...) is skipped unread: no allocation, no
+/// type check, no depth limit. What is kept reads as it would in the whole
+/// event (a repeated key: the last one), and anything but an object reads
+/// as `null`, which no origin is told by. `None` when the text is not JSON,
+/// or a kept field is nested deeper than `serde_json`'s limit of 128.
+pub fn http_fields(text: &str) -> Option<Value> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let fields = serde::de::DeserializeSeed::deserialize(Kept(READ), &mut de).ok()?;
+    de.end().ok()?;
+    Some(fields)
+}
+
+/// `http_fields`' reader of one object, keeping the fields named.
+#[derive(Clone, Copy)]
+struct Kept(&'static [&'static str]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Kept {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// A key as it is in the text (borrowed unless it holds an escape).
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(s.into()))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(s.to_owned().into()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Anything but an object: none of it is read, so it is skipped.
+macro_rules! skipped {
+    ($($name:ident($($t:ty)?)),*) => {$(
+        fn $name<E: serde::de::Error>(self $(, _: $t)?) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+    )*};
+}
+
+impl<'de> serde::de::Visitor<'de> for Kept {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    skipped!(
+        visit_bool(bool),
+        visit_i64(i64),
+        visit_u64(u64),
+        visit_f64(f64),
+        visit_str(&str),
+        visit_unit(),
+        visit_none()
+    );
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Value::Null)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut kept = serde_json::Map::new();
+        while let Some(Key(key)) = map.next_key()? {
+            let value = if self.0.contains(&key.as_ref()) {
+                map.next_value()?
+            } else if self.0 == READ && key == CONTEXT {
+                map.next_value_seed(Kept(CONTEXT_READ))?
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            };
+            kept.insert(key.into_owned(), value);
+        }
+        Ok(Value::Object(kept))
+    }
 }
 
 /// Reads an HTTP event: `precheck`, the typed event, our mapping.
@@ -379,11 +489,7 @@ impl<U: Users, P: CancelWrites + PublishReader, Q: StopQueue> super::LambdaHandl
         &self,
         event: lambda_runtime::LambdaEvent<super::RawEvent>,
     ) -> Result<HttpAnswer, lambda_runtime::Diagnostic> {
-        let payload = event
-            .payload
-            .json()
-            .ok_or_else(|| super::unreadable("UnsupportedEvent"))?;
-        handle(&self.0, payload, &event.context.request_id)
+        handle(&self.0, event.payload.text(), &event.context.request_id)
             .await
             .map_err(|e| lambda_runtime::Diagnostic {
                 error_type: "UnsupportedEvent".into(),
@@ -410,12 +516,18 @@ impl HttpAnswer {
     }
 }
 
-/// Serves one event: the Lambda HTTP response, or `NotHttp`.
+/// Serves one event, its text as Lambda delivered it: the Lambda HTTP
+/// response, or `NotHttp`.
 pub async fn handle<U: Users, P: CancelWrites + PublishReader, Q: StopQueue>(
     api: &Api<U, P, Q>,
-    event: Value,
+    event: &str,
     request_id: &str,
 ) -> Result<HttpAnswer, NotHttp> {
+    let Some(event) = http_fields(event) else {
+        let not_http = NotHttp("the event is not JSON this function can read");
+        tracing::warn!(request_id, error = %not_http, "refused event");
+        return Err(not_http);
+    };
     let (shape, response) = match parse(event) {
         Ok(req) => {
             let response = api
@@ -501,6 +613,88 @@ pub fn answer(shape: Shape, response: http::Response<Vec<u8>>) -> HttpAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `parse` as the handler reaches it: through `http_fields`.
+    fn parse(event: Value) -> Result<HttpEvent, Result<NotHttp, Malformed>> {
+        super::parse(http_fields(&event.to_string()).expect("JSON"))
+    }
+
+    /// Every sample event reads the same from its kept fields as from the
+    /// whole event: nothing `parse` looks at is dropped.
+    #[test]
+    fn the_kept_fields_read_as_the_whole_event() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
+        let mut read = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.starts_with("apigw")
+                && !name.starts_with("alb")
+                && !name.starts_with("function-url")
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let whole: Value = serde_json::from_str(&text).unwrap();
+            let kept = http_fields(&text).unwrap();
+            assert!(
+                kept.to_string().len() < whole.to_string().len(),
+                "{name}: nothing skipped"
+            );
+            assert_eq!(
+                format!("{:?}", super::parse(kept)),
+                format!("{:?}", super::parse(whole)),
+                "{name}"
+            );
+            read += 1;
+        }
+        assert!(read >= 20, "sample events went missing: {read}");
+    }
+
+    #[test]
+    fn skipped_fields_are_not_read_and_kept_ones_are_as_in_the_whole_event() {
+        // Whatever the fields this function does not read hold, however
+        // deep: never allocated, never checked.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let text = format!(
+            r#"{{"httpMethod": "GET", "path": "/a", "body": {deep},
+                "requestContext": {{"httpMethod": "GET", "identity": {deep}, "requestTimeEpoch": "x"}},
+                "pathParameters": 7}}"#
+        );
+        let kept = http_fields(&text).unwrap();
+        assert_eq!(
+            kept,
+            json!({"httpMethod": "GET", "path": "/a", "requestContext": {"httpMethod": "GET"}})
+        );
+        assert_eq!(super::parse(kept).unwrap().path, "/a");
+        // A repeated key reads as in a whole `Value`: the last one.
+        let twice = r#"{"httpMethod": "GET", "httpMethod": "DELETE", "requestContext": {"stage": "a", "stage": "b"}}"#;
+        assert_eq!(
+            http_fields(twice).unwrap(),
+            json!({"httpMethod": "DELETE", "requestContext": {"stage": "b"}})
+        );
+        // Escaped keys are the keys they spell.
+        assert_eq!(
+            http_fields(r#"{"p\u0061th": "/x"}"#).unwrap(),
+            json!({"path": "/x"})
+        );
+        // Anything but an object is no origin's event.
+        for not_object in [
+            "null",
+            "[1, {\"httpMethod\": \"GET\"}]",
+            "\"GET /\"",
+            "42",
+            "true",
+        ] {
+            assert_eq!(http_fields(not_object), Some(Value::Null), "{not_object}");
+            assert!(matches!(super::parse(Value::Null), Err(Ok(_))));
+        }
+        // Not JSON, or a kept field deeper than serde_json follows: unread.
+        let deep_header = format!(r#"{{"headers": {{"a": {deep}}}}}"#);
+        for unreadable in ["", "{", "{} {}", "{\"path\": }", deep_header.as_str()] {
+            assert_eq!(http_fields(unreadable), None, "{unreadable:.40}");
+        }
+    }
 
     fn rest(extra: Value) -> Value {
         let mut e = json!({

@@ -48,6 +48,11 @@ fn unreadable(error_type: &str) -> Diagnostic {
 pub struct RawEvent(Box<RawValue>);
 
 impl RawEvent {
+    /// The event's text, as delivered.
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
     /// The event as a JSON value; `None` when `serde_json` will not build
     /// one (nested deeper than its limit of 128).
     pub fn json(&self) -> Option<Value> {
