@@ -141,7 +141,8 @@ mod tests {
     /// the bytes with it.
     #[test]
     fn every_alignment_is_kept() {
-        let aligned = |ptr: *mut u8, align: usize| !ptr.is_null() && ptr as usize % align == 0;
+        let aligned =
+            |ptr: *mut u8, align: usize| !ptr.is_null() && (ptr as usize).is_multiple_of(align);
         for align in [1, 2, 4, 8, 16, 32, 64, 4096] {
             for size in [1, 7, 8, 24, 100, 4096, LARGE - 1, LARGE] {
                 let layout = Layout::from_size_align(size, align).unwrap();

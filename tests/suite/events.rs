@@ -56,7 +56,7 @@ async fn every_sample_event_has_its_documented_outcome() {
             .get(name.as_ref())
             .unwrap_or_else(|| panic!("events/{name} has no entry in events/expected.json"));
         let text = std::fs::read_to_string(path).unwrap();
-        let event: serde_json::Value = serde_json::from_str(&text)
+        serde_json::from_str::<serde_json::Value>(&text)
             .unwrap_or_else(|e| panic!("events/{name} is not JSON: {e}"));
         let (api, publishes, queue) = fresh_api();
         let before = publishes.all();
