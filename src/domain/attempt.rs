@@ -18,11 +18,12 @@ pub struct AttemptToken(String);
 impl AttemptToken {
     /// The token of these random bytes (the caller draws them).
     pub fn from_bytes(bytes: [u8; 16]) -> AttemptToken {
-        use std::fmt::Write as _;
-        let mut hex = String::with_capacity(32);
-        for b in bytes {
-            let _ = write!(hex, "{b:02x}");
-        }
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let hex = bytes
+            .iter()
+            .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]])
+            .map(char::from)
+            .collect();
         AttemptToken(hex)
     }
 
@@ -79,6 +80,14 @@ mod tests {
 
     #[test]
     fn tokens_are_32_hex_digits_and_parse_back() {
+        let every_digit = [
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54,
+            0x32, 0x10,
+        ];
+        assert_eq!(
+            AttemptToken::from_bytes(every_digit).as_str(),
+            "0123456789abcdeffedcba9876543210"
+        );
         let t = AttemptToken::from_bytes([0xab; 16]);
         assert_eq!(t.as_str(), "ab".repeat(16));
         assert_eq!(AttemptToken::parse(t.as_str()), Some(t.clone()));

@@ -114,25 +114,64 @@ const READ: &[&str] = &[
 const CONTEXT: &str = "requestContext";
 const CONTEXT_READ: &[&str] = &["elb", "http", "stage", "httpMethod"];
 
-/// The event's text as JSON, keeping only the fields this module reads
-/// ([`READ`], and [`CONTEXT_READ`] of `requestContext`); every other field
+/// How deep a kept field may nest (headers nest two levels): deeper, the
+/// event is not read, and serde_json's own limit of 128 is never reached,
+/// which would fail the runtime's reading of the event.
+const KEPT_DEPTH: usize = 16;
+
+/// An HTTP event as this module reads it, in one pass over its text: only
+/// the fields this module reads ([`READ`], and [`CONTEXT_READ`] of
+/// `requestContext`) are kept, as JSON values; every other field
 /// (identity, authorizer, body, ...) is skipped unread: no allocation, no
 /// type check, no depth limit. What is kept reads as it would in the whole
 /// event (a repeated key: the last one), and anything but an object reads
-/// as `null`, which no origin is told by. `None` when the text is not JSON,
-/// or a kept field is nested deeper than `serde_json`'s limit of 128.
-pub fn http_fields(text: &str) -> Option<Value> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let fields = serde::de::DeserializeSeed::deserialize(Kept(READ), &mut de).ok()?;
-    de.end().ok()?;
-    Some(fields)
+/// as `null`, which no origin is told by. Reading it never fails on JSON:
+/// a kept field nested deeper than [`KEPT_DEPTH`] leaves it unread (`None`).
+/// (The runtime reads the event as a `RawEvent` first: reading this type
+/// itself through the runtime's path-tracking deserializer cost more than
+/// the second pass.)
+#[derive(Debug)]
+struct HttpFields(Option<Value>);
+
+impl<'de> serde::Deserialize<'de> for HttpFields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let too_deep = std::cell::Cell::new(false);
+        let kept = d.deserialize_any(Kept {
+            fields: READ,
+            too_deep: &too_deep,
+        })?;
+        Ok(HttpFields((!too_deep.get()).then_some(kept)))
+    }
 }
 
-/// `http_fields`' reader of one object, keeping the fields named.
-#[derive(Clone, Copy)]
-struct Kept(&'static [&'static str]);
+/// `HttpFields` of an event's text; `None` when the text is not JSON or a
+/// kept field is too deep.
+pub fn http_fields(text: &str) -> Option<Value> {
+    serde_json::from_str::<HttpFields>(text).ok()?.0
+}
 
-impl<'de> serde::de::DeserializeSeed<'de> for Kept {
+/// `HttpFields`' reader of one object, keeping the fields named.
+#[derive(Clone, Copy)]
+struct Kept<'a> {
+    fields: &'static [&'static str],
+    too_deep: &'a std::cell::Cell<bool>,
+}
+
+/// A kept field's value, as `Value` reads it, to `depth` levels.
+#[derive(Clone, Copy)]
+struct Bounded<'a> {
+    depth: usize,
+    too_deep: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Kept<'_> {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Bounded<'_> {
     type Value = Value;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
@@ -161,29 +200,30 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
     }
 }
 
-/// Anything but an object: none of it is read, so it is skipped.
-macro_rules! skipped {
-    ($($name:ident($($t:ty)?)),*) => {$(
-        fn $name<E: serde::de::Error>(self $(, _: $t)?) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-    )*};
-}
-
-impl<'de> serde::de::Visitor<'de> for Kept {
+impl<'de> serde::de::Visitor<'de> for Kept<'_> {
     type Value = Value;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("JSON")
     }
-    skipped!(
-        visit_bool(bool),
-        visit_i64(i64),
-        visit_u64(u64),
-        visit_f64(f64),
-        visit_str(&str),
-        visit_unit(),
-        visit_none()
-    );
+    // Anything but an object is not read: skipped.
+    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
         Ok(Value::Null)
@@ -191,10 +231,16 @@ impl<'de> serde::de::Visitor<'de> for Kept {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut kept = serde_json::Map::new();
         while let Some(Key(key)) = map.next_key()? {
-            let value = if self.0.contains(&key.as_ref()) {
-                map.next_value()?
-            } else if self.0 == READ && key == CONTEXT {
-                map.next_value_seed(Kept(CONTEXT_READ))?
+            let value = if self.fields.contains(&key.as_ref()) {
+                map.next_value_seed(Bounded {
+                    depth: KEPT_DEPTH,
+                    too_deep: self.too_deep,
+                })?
+            } else if self.fields == READ && key == CONTEXT {
+                map.next_value_seed(Kept {
+                    fields: CONTEXT_READ,
+                    ..self
+                })?
             } else {
                 map.next_value::<serde::de::IgnoredAny>()?;
                 continue;
@@ -202,6 +248,72 @@ impl<'de> serde::de::Visitor<'de> for Kept {
             kept.insert(key.into_owned(), value);
         }
         Ok(Value::Object(kept))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Bounded<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    // As `Value` reads them.
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let Some(depth) = self.deeper() else {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            return Ok(Value::Null);
+        };
+        let mut values = Vec::new();
+        while let Some(v) = seq.next_element_seed(Bounded { depth, ..self })? {
+            values.push(v);
+        }
+        Ok(Value::Array(values))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let Some(depth) = self.deeper() else {
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            return Ok(Value::Null);
+        };
+        let mut values = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            values.insert(key, map.next_value_seed(Bounded { depth, ..self })?);
+        }
+        Ok(Value::Object(values))
+    }
+}
+
+impl Bounded<'_> {
+    /// The depth left inside this list or object; `None` (and the event
+    /// marked too deep) when there is none.
+    fn deeper(self) -> Option<usize> {
+        let depth = self.depth.checked_sub(1);
+        if depth.is_none() {
+            self.too_deep.set(true);
+        }
+        depth
     }
 }
 
@@ -804,7 +916,19 @@ mod tests {
             assert_eq!(http_fields(not_object), Some(Value::Null), "{not_object}");
             assert!(matches!(super::parse(Value::Null), Err(Ok(_))));
         }
-        // Not JSON, or a kept field deeper than serde_json follows: unread.
+        // A kept field is read to KEPT_DEPTH levels (the headers' object is
+        // one of them), never to serde_json's own limit.
+        let nested = |n: usize| {
+            format!(
+                r#"{{"headers": {{"x": {}{}}}}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert!(http_fields(&nested(KEPT_DEPTH - 1)).is_some());
+        assert_eq!(http_fields(&nested(KEPT_DEPTH)), None);
+        assert!(serde_json::from_str::<HttpFields>(&nested(200)).is_ok());
+        // Not JSON, or a kept field too deep: unread.
         let deep_header = format!(r#"{{"headers": {{"a": {deep}}}}}"#);
         for unreadable in ["", "{", "{} {}", "{\"path\": }", deep_header.as_str()] {
             assert_eq!(http_fields(unreadable), None, "{unreadable:.40}");

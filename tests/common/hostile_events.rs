@@ -281,6 +281,22 @@ pub fn catalogue() -> Vec<(String, String, Want)> {
     ));
     // Valid JSON, as deep: past serde_json's limit of 128 for a Value.
     let closed = deep.clone() + &"]".repeat(100_000);
+    // An HTTP event with one more field (the last of a repeated key wins),
+    // as text: no `Value` holds it.
+    let with_last = |field: &str, value: &str| {
+        let event = rest().to_string();
+        format!("{}, \"{field}\": {value}}}", &event[..event.len() - 1])
+    };
+    texts.push((
+        "rest: a body nested 100 000 deep (a field the function does not read)".into(),
+        with_last("body", &closed),
+        Want::Status(401),
+    ));
+    texts.push((
+        "rest: a header nested 100 000 deep".into(),
+        with_last("headers", &format!("{{\"x\": {closed}}}")),
+        Want::NotHttp,
+    ));
     texts.push(("100 000 nested arrays".into(), closed, Want::NotHttp));
     texts
 }

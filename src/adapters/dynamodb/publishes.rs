@@ -34,21 +34,31 @@ impl DynamoPublishes {
     }
 }
 
-/// `#state IN (:cancellable0, :cancellable1, ...)`: the states
-/// `PublishState::cancellable` lists, never a list of our own.
-fn cancellable_condition() -> String {
+/// `#state IN (:cancellable0, :cancellable1, ...)` and its values: the
+/// states `PublishState::cancellable` lists, never a list of our own.
+/// Written once per process, not per request.
+static CANCELLABLE: std::sync::LazyLock<(String, Item)> = std::sync::LazyLock::new(|| {
     let names: Vec<String> = (0..PublishState::cancellable().count())
         .map(|i| format!(":cancellable{i}"))
         .collect();
-    format!("#state IN ({})", names.join(", "))
-}
+    let values = names
+        .iter()
+        .cloned()
+        .zip(PublishState::cancellable().map(state_value));
+    (
+        format!("#state IN ({})", names.join(", ")),
+        values.collect(),
+    )
+});
 
-fn cancellable_values() -> Item {
-    PublishState::cancellable()
-        .enumerate()
-        .map(|(i, s)| (format!(":cancellable{i}"), state_value(s)))
-        .collect()
-}
+/// `#auditN` and `:auditN`, for each audit field a cancel may write.
+const AUDIT_PLACEHOLDERS: [(&str, &str); 5] = [
+    ("#audit0", ":audit0"),
+    ("#audit1", ":audit1"),
+    ("#audit2", ":audit2"),
+    ("#audit3", ":audit3"),
+    ("#audit4", ":audit4"),
+];
 
 impl CancelWrites for DynamoPublishes {
     async fn cancel(
@@ -62,21 +72,25 @@ impl CancelWrites for DynamoPublishes {
         // "already cancelled" from "finished" from "absent".
         // The audit goes in the same write: the first cancel's stays.
         let audit = audit_values(&stamp.audit);
-        let mut update = String::from(
+        let mut update = String::with_capacity(256);
+        update.push_str(
             "SET #state = :cancelled, #lastModified = :now, #message = :message, \
              #requestId = :requestId, #cancelledAt = :now, #pending = :pending, \
              #claimed = :now, #claimedBy = :attempt, #attempt = :attempt",
         );
-        for i in 0..audit.len() {
-            update.push_str(&format!(", #audit{i} = :audit{i}"));
+        for (name, value) in AUDIT_PLACEHOLDERS.iter().take(audit.len()) {
+            for part in [", ", name, " = ", value] {
+                update.push_str(part);
+            }
         }
+        let (cancellable, cancellable_values) = &*CANCELLABLE;
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(publish_item_key(key)))
             .update_expression(update)
-            .condition_expression(cancellable_condition())
+            .condition_expression(cancellable.as_str())
             .expression_attribute_names("#state", attr::STATE)
             .expression_attribute_names("#lastModified", attr::LAST_MODIFIED)
             .expression_attribute_names("#message", attr::MESSAGE)
@@ -87,25 +101,25 @@ impl CancelWrites for DynamoPublishes {
             .expression_attribute_names("#claimedBy", attr::STOP_CLAIMED_BY)
             .expression_attribute_names("#attempt", attr::CANCEL_ATTEMPT)
             // First: this sets the whole map, the calls below add to it.
-            .set_expression_attribute_values(Some(cancellable_values()))
+            .set_expression_attribute_values(Some(cancellable_values.clone()))
             .expression_attribute_values(":pending", AttributeValue::S(attr::PENDING.into()))
             .expression_attribute_values(":cancelled", state_value(PublishState::Cancelled))
             .expression_attribute_values(":now", AttributeValue::N(stamp.at.0.to_string()))
-            .expression_attribute_values(":attempt", AttributeValue::S(attempt.to_string()))
+            .expression_attribute_values(":attempt", AttributeValue::S(attempt.as_str().into()))
             .expression_attribute_values(
                 ":message",
                 AttributeValue::S(PublishRecord::CANCELLED_MESSAGE.into()),
             )
             .expression_attribute_values(
                 ":requestId",
-                AttributeValue::S(stamp.request_id.to_string()),
+                AttributeValue::S(stamp.request_id.as_str().into()),
             )
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        for (i, (name, value)) in audit.into_iter().enumerate() {
+        for ((name, value), (name_at, value_at)) in audit.into_iter().zip(AUDIT_PLACEHOLDERS) {
             request = request
-                .expression_attribute_names(format!("#audit{i}"), name)
-                .expression_attribute_values(format!(":audit{i}"), value);
+                .expression_attribute_names(name_at, name)
+                .expression_attribute_values(value_at, value);
         }
         let result = request.send().await;
         match result {
@@ -384,9 +398,24 @@ mod tests {
         assert_eq!(cursor_to_key(&Cursor("garbage".into())), None);
     }
 
+    /// Every audit field a cancel may write has its placeholders.
+    #[test]
+    fn a_full_audit_has_a_placeholder_for_every_field() {
+        use crate::domain::{AuditText, CancelAudit, CancelSource};
+        let text = || Some(AuditText::parse("x").unwrap());
+        let full = CancelAudit {
+            source: CancelSource::Http,
+            cancelled_by: AuditText::parse("alice").unwrap(),
+            reason: text(),
+            requested_by: text(),
+            origin: text(),
+        };
+        assert_eq!(audit_values(&full).len(), AUDIT_PLACEHOLDERS.len());
+    }
+
     #[test]
     fn the_cancel_condition_is_the_domain_s_list_of_cancellable_states() {
-        let values = super::cancellable_values();
+        let (condition, values) = &*CANCELLABLE;
         let listed: Vec<&str> = values
             .values()
             .map(|v| v.as_s().unwrap().as_str())
@@ -398,7 +427,6 @@ mod tests {
             .collect();
         domain.sort();
         assert_eq!(listed, domain);
-        let condition = super::cancellable_condition();
         for name in values.keys() {
             assert!(condition.contains(name.as_str()), "{condition}");
         }
