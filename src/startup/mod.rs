@@ -105,7 +105,7 @@ pub fn service_with<U: Users, P: CancelWrites + PublishReader, Q: StopQueue>(
 pub fn aws_api(sdk: &SdkConfig, settings: AwsSettings, options: Options) -> AwsApi {
     let keks = kek_source(&settings.keks, sdk);
     aws_api_from_clients(
-        aws_sdk_dynamodb::Client::new(sdk),
+        crate::adapters::dynamodb::client(sdk),
         aws_sdk_sqs::Client::new(sdk),
         keks,
         settings,
@@ -126,7 +126,7 @@ pub fn kek_source(setting: &KekSetting, sdk: &SdkConfig) -> Option<Arc<dyn KekSo
 /// The operator's store on DynamoDB (`uforge-admin` without `--seed`).
 pub fn dynamo_admin(sdk: &SdkConfig, settings: AdminSettings) -> DynamoAdmin {
     DynamoAdmin::new(
-        aws_sdk_dynamodb::Client::new(sdk),
+        crate::adapters::dynamodb::client(sdk),
         settings.users_table,
         settings.publishes_table,
         kek_source(&settings.keks, sdk),
@@ -166,7 +166,7 @@ pub fn canceller_aws(
     aws: crate::config::PublishesAndQueue,
 ) -> Canceller<DynamoPublishes, SqsStopQueue> {
     canceller_from_clients(
-        aws_sdk_dynamodb::Client::new(sdk),
+        crate::adapters::dynamodb::client(sdk),
         aws_sdk_sqs::Client::new(sdk),
         aws.publishes_table,
         aws.stop_queue_url,

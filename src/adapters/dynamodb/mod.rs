@@ -2,11 +2,13 @@
 //! items to domain values, `users` and `publishes` implement the ports.
 
 pub mod admin;
+mod endpoint;
 pub mod items;
 pub mod provision;
 mod publishes;
 mod users;
 
+pub use endpoint::client;
 pub use items::{
     attr, describe_item_key, key_from_item, publish_item_key, publish_sort_key, record_from_item,
     record_to_item, user_from_item, user_to_item, PENDING_STOPS_INDEX,
