@@ -1,14 +1,18 @@
 //! A cache of recently verified passwords, as httpd's `mod_authn_socache`:
 //! warm invocations skip Argon2 for credentials that verified moments ago.
 //!
-//! - The key is HMAC-SHA256 over (login, password, stored hash) under a
-//!   random per-process key: the cache holds no password or hash, and a new
-//!   password hash in the table makes old entries unreachable.
+//! - The key is HMAC-SHA256 over (login, password) under a random
+//!   per-process key, and each entry holds a 64-bit fingerprint of the
+//!   stored hash it verified against (SipHash under another random key):
+//!   the cache holds no password or hash, and a new password hash in the
+//!   table makes old entries miss. (The hash was in the HMAC before: three
+//!   SHA-256 blocks a request instead of one.)
 //! - Only successes are cached; entries live at most `MAX_TTL`.
 //! - The user record is still read on every request, so disabling a user or
 //!   revoking an entitlement takes effect at once.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,12 +23,21 @@ pub const MAX_TTL: Duration = Duration::from_secs(300);
 
 type Tag = [u8; 32];
 
+/// A verified (login, password): until when, and against which stored hash.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    expires: Instant,
+    stored_hash: u64,
+}
+
 pub struct VerifiedCache {
     /// HMAC-SHA256 keyed once (the key's pads hashed once, not per tag).
     mac: Hmac<Sha256>,
+    /// The stored hashes' fingerprints: SipHash under a random key.
+    fingerprint: RandomState,
     ttl: Duration,
     capacity: usize,
-    entries: Mutex<HashMap<Tag, Instant>>,
+    entries: Mutex<HashMap<Tag, Entry>>,
 }
 
 // Never print the key.
@@ -45,34 +58,35 @@ impl VerifiedCache {
         let mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).ok()?;
         Some(VerifiedCache {
             mac,
+            fingerprint: RandomState::new(),
             ttl: ttl.min(MAX_TTL),
             capacity,
             entries: Mutex::new(HashMap::new()),
         })
     }
 
-    fn tag(&self, login: &str, password: &str, stored_hash: &str) -> Tag {
+    fn tag(&self, login: &str, password: &str) -> Tag {
         let mut mac = self.mac.clone();
-        // Length-prefixed, so no two triples share an encoding.
-        for part in [login, password, stored_hash] {
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part.as_bytes());
-        }
+        // The login length-prefixed, so no two pairs share an encoding.
+        mac.update(&(login.len() as u64).to_be_bytes());
+        mac.update(login.as_bytes());
+        mac.update(password.as_bytes());
         mac.finalize().into_bytes().into()
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Tag, Instant>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Tag, Entry>> {
         // Entries are plain values: a panic elsewhere cannot corrupt them.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Did these exact credentials verify against this exact hash recently?
     pub fn hit(&self, login: &str, password: &str, stored_hash: &str) -> bool {
-        let tag = self.tag(login, password, stored_hash);
+        let tag = self.tag(login, password);
+        let stored_hash = self.fingerprint.hash_one(stored_hash);
         let now = Instant::now();
         let mut entries = self.entries();
         match entries.get(&tag) {
-            Some(expires) if *expires > now => true,
+            Some(e) if e.expires > now => e.stored_hash == stored_hash,
             Some(_) => {
                 entries.remove(&tag);
                 false
@@ -83,16 +97,21 @@ impl VerifiedCache {
 
     /// Records a successful verification.
     pub fn remember(&self, login: &str, password: &str, stored_hash: &str) {
-        let tag = self.tag(login, password, stored_hash);
+        let tag = self.tag(login, password);
+        let entry = Entry {
+            expires: Instant::now() + self.ttl,
+            stored_hash: self.fingerprint.hash_one(stored_hash),
+        };
         let now = Instant::now();
         let mut entries = self.entries();
-        if entries.len() >= self.capacity {
-            entries.retain(|_, expires| *expires > now);
+        if entries.len() >= self.capacity && !entries.contains_key(&tag) {
+            entries.retain(|_, e| e.expires > now);
         }
         // Still full of live entries: keep the bound rather than evict
         // someone's warm entry; this one simply pays Argon2 next time.
-        if entries.len() < self.capacity {
-            entries.insert(tag, now + self.ttl);
+        // Its own entry (a new stored hash) is replaced in place.
+        if entries.len() < self.capacity || entries.contains_key(&tag) {
+            entries.insert(tag, entry);
         }
     }
 
@@ -117,6 +136,12 @@ mod tests {
         assert!(c.hit("alice", "pw", "$h1"));
         assert!(!c.hit("alice", "pw2", "$h1"), "another password");
         assert!(!c.hit("alice", "pw", "$h2"), "the stored hash changed");
+        // The same password under a new hash (a new salt): remembered anew,
+        // and the old hash no longer hits.
+        c.remember("alice", "pw", "$h2");
+        assert!(c.hit("alice", "pw", "$h2"));
+        assert!(!c.hit("alice", "pw", "$h1"), "the old stored hash");
+        assert_eq!(c.len(), 1);
         assert!(!c.hit("bob", "pw", "$h1"), "another login");
         assert!(!c.hit("alic", "epw", "$h1"), "no ambiguous encodings");
     }

@@ -321,80 +321,11 @@ impl Bounded<'_> {
 /// `Err(Ok(..))`: not an HTTP event; `Err(Err(..))`: an HTTP event that is
 /// not a valid request.
 pub fn parse(mut event: Value) -> Result<HttpEvent, Result<NotHttp, Malformed>> {
-    let shape = precheck(&event)?;
-    // A header whose value is null is absent (the typed maps take strings).
-    drop_null_headers(&mut event);
+    let (shape, headers) = precheck(&mut event)?;
     // What a 400 may echo, kept before the event moves into its type.
     let echo = malformed(&event, shape, "event fields");
-    let Some(headers) = take_headers(&mut event, shape) else {
-        return Err(Err(echo));
-    };
     let typed = typed(shape, event).map_err(|_| Err(echo))?;
     Ok(request(shape, typed, headers))
-}
-
-/// An event's header maps, `headers` and `multiValueHeaders`.
-#[derive(Debug, Default)]
-struct Headers {
-    single: HeaderMap,
-    multi: HeaderMap,
-}
-
-/// Takes the header fields out of the event and builds their maps as the
-/// typed events would from fields `precheck` has checked (each name
-/// valid, each value a valid header string, or in a multi-value map a
-/// list of them; nulls dropped): a string is inserted, each of a list
-/// appended. Built here because the typed events read each value through
-/// an untagged enum that tries its forms in turn, a third of the cost of
-/// reading an event. `None` for what `precheck` lets through and no map
-/// can hold (nothing known).
-fn take_headers(event: &mut Value, shape: Shape) -> Option<Headers> {
-    let fields = event.as_object_mut()?;
-    let single = header_map(fields.remove("headers"))?;
-    let multi = match fields.remove("multiValueHeaders") {
-        // Not a field of a 2.0 event: its type ignores it.
-        Some(_) if shape == Shape::HttpV2 => HeaderMap::new(),
-        multi => header_map(multi)?,
-    };
-    Some(Headers { single, multi })
-}
-
-fn header_map(field: Option<Value>) -> Option<HeaderMap> {
-    let mut map = HeaderMap::new();
-    let fields = match field {
-        None | Some(Value::Null) => return Some(map),
-        Some(Value::Object(fields)) => fields,
-        Some(_) => return None,
-    };
-    let value = |v: Value| match v {
-        Value::String(v) => HeaderValue::try_from(v).ok(),
-        _ => None,
-    };
-    for (name, values) in fields {
-        let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
-        match values {
-            Value::Array(values) => {
-                for v in values {
-                    map.append(&name, value(v)?);
-                }
-            }
-            v => {
-                map.insert(name, value(v)?);
-            }
-        }
-    }
-    Some(map)
-}
-
-/// Removes the event's null header values, in place.
-fn drop_null_headers(event: &mut Value) {
-    for field in ["headers", "multiValueHeaders"] {
-        if let Some(map) = event.get_mut(field).and_then(Value::as_object_mut) {
-            if map.values().any(Value::is_null) {
-                map.retain(|_, v| !v.is_null());
-            }
-        }
-    }
 }
 
 /// What of an HTTP event can be echoed, from its JSON.
@@ -422,22 +353,31 @@ fn malformed(event: &Value, shape: Shape, reason: &'static str) -> Malformed {
 
 /// Step 1: the origin, and every limit the typed event does not keep
 /// (module doc). Total: any JSON value gives an answer, never a panic.
-pub fn precheck(event: &Value) -> Result<Shape, Result<NotHttp, Malformed>> {
+/// The header fields go out of the event into their maps (`read_headers`).
+fn precheck(event: &mut Value) -> Result<(Shape, Headers), Result<NotHttp, Malformed>> {
     let shape = Shape::of(event).map_err(Ok)?;
-    let refuse = |reason| Err(malformed(event, shape, reason));
+    let refuse = |event: &Value, reason| Err(malformed(event, shape, reason));
     if shape == (Shape::Alb { multi: false }) {
         // Without multi-value headers ALB passes one value per name, so a
         // second Authorization could not be seen (and refused): this
         // function requires the target group attribute
         // lambda.multi_value_headers.enabled (README, docs/local-invocation.md, template).
-        return Err(refuse("ALB target group without multi-value headers"));
+        return Err(refuse(
+            event,
+            "ALB target group without multi-value headers",
+        ));
     }
     let method = match shape {
         Shape::HttpV2 => str_at(event, &["requestContext", "http", "method"]),
         Shape::RestV1 | Shape::Alb { .. } => str_at(event, &["httpMethod"]),
     };
-    Method::from_bytes(method.unwrap_or_default().as_bytes()).map_err(|_| refuse("method"))?;
-    check_headers(event, shape).map_err(refuse)?;
+    if Method::from_bytes(method.unwrap_or_default().as_bytes()).is_err() {
+        return Err(refuse(event, "method"));
+    }
+    let headers = match read_headers(event, shape) {
+        Ok(headers) => headers,
+        Err(reason) => return Err(refuse(event, reason)),
+    };
     for field in ["queryStringParameters", "multiValueQueryStringParameters"] {
         let params = event.get(field).and_then(Value::as_object);
         if params
@@ -445,58 +385,74 @@ pub fn precheck(event: &Value) -> Result<Shape, Result<NotHttp, Malformed>> {
             .flatten()
             .any(|(_, v)| v.as_array().is_some_and(Vec::is_empty))
         {
-            return Err(refuse("query parameter without a value"));
+            return Err(refuse(event, "query parameter without a value"));
         }
     }
-    Ok(shape)
+    Ok((shape, headers))
 }
 
-/// The header fields the typed event will read: each value a valid header
-/// value under a valid name, at most `MAX_HEADERS` in all, and no name
-/// twice (in any case) within a single-value map.
-fn check_headers(event: &Value, shape: Shape) -> Result<(), &'static str> {
+/// An event's header maps, `headers` and `multiValueHeaders`.
+#[derive(Debug, Default)]
+struct Headers {
+    single: HeaderMap,
+    multi: HeaderMap,
+}
+
+/// Takes the header fields out of the event into their maps, as the typed
+/// events build them (a string inserted, each of a list appended; a null
+/// value is an absent header), refusing what they would get wrong or panic
+/// on: each value a valid header value under a valid name, at most
+/// `MAX_HEADERS` in all, and no name twice (in any case) within a
+/// single-value map. A field that is no map is what the typed events
+/// refused: "event fields". (Read here rather than by the typed events,
+/// whose untagged value type tries its forms in turn: a third of the cost
+/// of reading an event.)
+fn read_headers(event: &mut Value, shape: Shape) -> Result<Headers, &'static str> {
+    let fields = event.as_object_mut().ok_or("event fields")?;
+    let (single, multi) = (fields.remove("headers"), fields.remove("multiValueHeaders"));
     let mut count = 0usize;
-    let mut check = |name: &str, value: &Value| -> Result<(), &'static str> {
-        count += 1;
-        if count > MAX_HEADERS {
-            return Err("too many headers");
-        }
-        HeaderName::from_bytes(name.as_bytes()).map_err(|_| "header name")?;
-        let value = value.as_str().ok_or("header value")?;
-        HeaderValue::from_str(value).map_err(|_| "header value")?;
-        Ok(())
-    };
-    for field in ["headers", "multiValueHeaders"] {
-        let Some(map) = event.get(field).and_then(Value::as_object) else {
-            continue;
+    let mut read = |field: Option<Value>, multi: bool| -> Result<HeaderMap, &'static str> {
+        let mut map = HeaderMap::new();
+        let entries = match field {
+            None | Some(Value::Null) => return Ok(map),
+            Some(Value::Object(entries)) => entries,
+            Some(_) => return Err("event fields"),
         };
-        let multi = field == "multiValueHeaders";
-        if multi && shape == Shape::HttpV2 {
-            continue; // not a field of that event; ignored by its type
-        }
-        let mut names: Vec<String> = Vec::with_capacity(map.len());
-        for (name, values) in map {
-            if multi {
-                match values {
-                    Value::Array(values) => {
-                        for value in values {
-                            check(name, value)?;
-                        }
-                    }
-                    Value::Null => {}
-                    other => check(name, other)?,
+        for (name, values) in entries {
+            let (values, list) = match values {
+                Value::Null => continue,
+                Value::Array(values) if multi => (values, true),
+                one => (vec![one], false),
+            };
+            let name = HeaderName::from_bytes(name.as_bytes());
+            for value in values {
+                count += 1;
+                if count > MAX_HEADERS {
+                    return Err("too many headers");
                 }
-            } else if !values.is_null() {
-                check(name, values)?;
-                names.push(name.to_ascii_lowercase());
+                let name = name.as_ref().map_err(|_| "header name")?;
+                let value = match value {
+                    Value::String(v) => HeaderValue::try_from(v).map_err(|_| "header value")?,
+                    _ => return Err("header value"),
+                };
+                if list {
+                    map.append(name, value);
+                } else if !multi && map.contains_key(name) {
+                    return Err("repeated header name");
+                } else {
+                    map.insert(name.clone(), value);
+                }
             }
         }
-        names.sort_unstable();
-        if names.windows(2).any(|w| w[0] == w[1]) {
-            return Err("repeated header name");
-        }
-    }
-    Ok(())
+        Ok(map)
+    };
+    let single = read(single, false)?;
+    let multi = match multi {
+        // Not a field of a 2.0 event: its type ignores it.
+        Some(_) if shape == Shape::HttpV2 => HeaderMap::new(),
+        multi => read(multi, true)?,
+    };
+    Ok(Headers { single, multi })
 }
 
 /// Step 2: the crate's typed event for `shape`'s origin, its strings moved
@@ -825,8 +781,13 @@ mod tests {
     #[test]
     fn headers_are_the_typed_events_headers() {
         let typed_headers = |event: &Value| {
+            // As the typed events read them, null values dropped first.
             let mut event = event.clone();
-            drop_null_headers(&mut event);
+            for field in ["headers", "multiValueHeaders"] {
+                if let Some(map) = event.get_mut(field).and_then(Value::as_object_mut) {
+                    map.retain(|_, v| !v.is_null());
+                }
+            }
             match typed(Shape::of(&event).unwrap(), event).unwrap() {
                 LambdaRequest::ApiGatewayV1(e) => every_value(e.multi_value_headers, e.headers),
                 LambdaRequest::ApiGatewayV2(e) => e.headers,
