@@ -72,11 +72,15 @@ pub fn status(rec: &PublishRecord, format: Format) -> Vec<u8> {
                 match value {
                     Value::Str(s) => element(&mut out, name, s),
                     Value::Owned(s) => element(&mut out, name, s),
-                    Value::Bool(b) => {
-                        let _ = write!(out, "<{name}>{b}</{name}>");
-                    }
+                    Value::Bool(b) => element(&mut out, name, if *b { "true" } else { "false" }),
                     Value::Long(n) => {
-                        let _ = write!(out, "<{name}>{n}</{name}>");
+                        for part in ["<", name, ">"] {
+                            out.push_str(part);
+                        }
+                        let _ = write!(out, "{n}");
+                        for part in ["</", name, ">"] {
+                            out.push_str(part);
+                        }
                     }
                     Value::Time(t) => element(&mut out, name, &t.to_rfc3339()),
                 }
