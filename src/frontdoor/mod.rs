@@ -6,6 +6,7 @@
 //! `LambdaHandler`, served by `startup::run_lambda`.
 
 pub mod automation;
+mod http_fields;
 pub mod lambda;
 pub mod local;
 pub mod schedule;
