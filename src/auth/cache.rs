@@ -98,19 +98,20 @@ impl VerifiedCache {
     /// Records a successful verification.
     pub fn remember(&self, login: &str, password: &str, stored_hash: &str) {
         let tag = self.tag(login, password);
+        let now = Instant::now();
         let entry = Entry {
-            expires: Instant::now() + self.ttl,
+            expires: now + self.ttl,
             stored_hash: self.fingerprint.hash_one(stored_hash),
         };
-        let now = Instant::now();
         let mut entries = self.entries();
-        if entries.len() >= self.capacity && !entries.contains_key(&tag) {
+        // Its own entry (a new stored hash) is replaced in place.
+        let replacing = entries.contains_key(&tag);
+        if !replacing && entries.len() >= self.capacity {
             entries.retain(|_, e| e.expires > now);
         }
         // Still full of live entries: keep the bound rather than evict
         // someone's warm entry; this one simply pays Argon2 next time.
-        // Its own entry (a new stored hash) is replaced in place.
-        if entries.len() < self.capacity || entries.contains_key(&tag) {
+        if replacing || entries.len() < self.capacity {
             entries.insert(tag, entry);
         }
     }

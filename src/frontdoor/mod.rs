@@ -31,11 +31,14 @@ pub trait LambdaHandler {
     ) -> impl Future<Output = Result<Self::Answer, Diagnostic>>;
 }
 
+/// What an event a handler cannot even read as JSON is told.
+const UNREADABLE: &str = "the event is not JSON this function can read";
+
 /// The error for an event a handler cannot even read as JSON.
 fn unreadable(error_type: &str) -> Diagnostic {
     Diagnostic {
         error_type: error_type.into(),
-        error_message: "the event is not JSON this function can read".into(),
+        error_message: UNREADABLE.into(),
     }
 }
 
