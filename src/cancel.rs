@@ -154,33 +154,71 @@ impl<P: CancelWrites, Q: StopQueue> Canceller<P, Q> {
         attempt: &AttemptToken,
         now: Timestamp,
     ) -> Result<bool, CancelError> {
+        let claimed = self.claim(record, attempt, now).await?;
+        if claimed {
+            self.deliver_stop(record, attempt).await?;
+        }
+        Ok(claimed)
+    }
+
+    /// Takes the claim on `record`'s pending stop for `attempt`, stamped
+    /// `now`: `true` when taken (then only `attempt` sends it, through
+    /// `deliver_stop` or `settle`), `false` when another attempt holds it.
+    pub async fn claim(
+        &self,
+        record: &mut PublishRecord,
+        attempt: &AttemptToken,
+        now: Timestamp,
+    ) -> Result<bool, CancelError> {
         let claim = Claim::by(attempt, now);
         let cancelled_at = record.cancel.as_ref().map_or(now, |s| s.at);
         let claimed = self
             .publishes
             .claim_stop(&record.key, &claim, stale_claims(now), cancelled_at)
             .await;
-        let claimed = match claimed {
-            Ok(claimed) => claimed,
+        match claimed {
+            Ok(true) => {
+                record.stop_claim = Some(claim);
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
             Err(e) => {
                 // The claim may have been written all the same: give it
                 // back, so that nobody waits out its lease.
                 let _ = self.publishes.release_stop(&record.key, attempt).await;
-                return Err(CancelError::StopNotSent(e));
+                Err(CancelError::StopNotSent(e))
             }
-        };
-        if claimed {
-            record.stop_claim = Some(claim);
-            self.deliver_stop(record, attempt).await?;
         }
-        Ok(claimed)
     }
 
     /// Sends the stop of `record`, a cancelled record whose pending stop
-    /// `attempt` has claimed (`Publishes::claim_stop`, or the cancel's own
-    /// write), and records how it went: the one way a stop is sent, by a
-    /// cancel, a repeat or the reconciler. Every record of the outcome is
-    /// conditioned on `attempt` still holding the claim.
+    /// `attempt` has claimed (`claim`, or the cancel's own write), and
+    /// records how it went: the one way a stop is sent alone, by a
+    /// cancel, a repeat or the reconciler (which sends in batches and
+    /// hands each entry's result to `settle`).
+    pub async fn deliver_stop(
+        &self,
+        record: &mut PublishRecord,
+        attempt: &AttemptToken,
+    ) -> Result<(), CancelError> {
+        let full = self.stop_of(record)?;
+        let sent = self.queue.send(&full).await;
+        self.settle(record, attempt, &full, sent).await
+    }
+
+    /// The stop message of a claimed record.
+    pub fn stop_of(&self, record: &PublishRecord) -> Result<StopMessage, CancelError> {
+        match &record.cancel {
+            Some(stamp) => Ok(StopMessage::new(&record.key, stamp)),
+            None => Err(CancelError::Unreadable(BackendError::msg(
+                "a pending stop without its cancel stamp",
+            ))),
+        }
+    }
+
+    /// Records how the send of `full` (`record`'s stop, claimed by
+    /// `attempt`) went. Every record of the outcome is conditioned on
+    /// `attempt` still holding the claim.
     ///
     /// - sent: the pending mark is cleared;
     /// - refused for its contents: sent again without the audit's texts
@@ -188,18 +226,13 @@ impl<P: CancelWrites, Q: StopQueue> Canceller<P, Q> {
     ///   the record is parked as undeliverable (`StopUndeliverable`);
     /// - any other failure: the claim is given up and the stop stays
     ///   pending, for the next repeat or reconciler run (`StopNotSent`).
-    pub async fn deliver_stop(
+    pub async fn settle(
         &self,
         record: &mut PublishRecord,
         attempt: &AttemptToken,
+        full: &StopMessage,
+        mut sent: Result<(), BackendError>,
     ) -> Result<(), CancelError> {
-        let Some(stamp) = &record.cancel else {
-            return Err(CancelError::Unreadable(BackendError::msg(
-                "a pending stop without its cancel stamp",
-            )));
-        };
-        let full = StopMessage::new(&record.key, stamp);
-        let mut sent = self.queue.send(&full).await;
         if let Err(e) = &sent {
             if e.is_permanent() {
                 tracing::warn!(publish = %record.key, error = %crate::ErrorChain(e),

@@ -284,14 +284,19 @@ impl<T: CancelWrites> CancelWrites for Slow<T> {
 }
 
 impl<T: PendingStops> PendingStops for Slow<T> {
+    fn shards(&self) -> Vec<publish_cancel::domain::Shard> {
+        self.0.shards()
+    }
+
     async fn pending_stops(
         &self,
+        shard: publish_cancel::domain::Shard,
         cutoff: Timestamp,
         after: Option<&publish_cancel::ports::Cursor>,
         limit: usize,
     ) -> Result<publish_cancel::ports::PendingPage, BackendError> {
         tokio::time::sleep(self.1).await;
-        self.0.pending_stops(cutoff, after, limit).await
+        self.0.pending_stops(shard, cutoff, after, limit).await
     }
 }
 

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::domain::{
-    AttemptToken, CancelStamp, Claim, Login, PublishKey, PublishRecord, PublishState, Timestamp,
-    User,
+    AttemptToken, CancelStamp, Claim, Login, PendingShards, PublishKey, PublishRecord,
+    PublishState, Shard, Timestamp, User,
 };
 use crate::ports::{
     BackendError, CancelFound, CancelWrites, Cursor, PendingPage, PendingStops, PublishReader,
@@ -47,9 +47,20 @@ impl Users for MemoryUsers {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryPublishes {
     records: Arc<Mutex<BTreeMap<PublishKey, PublishRecord>>>,
+    /// Which shard of the pending index each record's mark is in, as the
+    /// DynamoDB adapter spreads them.
+    shards: PendingShards,
 }
 
 impl MemoryPublishes {
+    /// An empty store whose pending stops spread over `shards`.
+    pub fn with_shards(shards: PendingShards) -> Self {
+        MemoryPublishes {
+            shards,
+            ..MemoryPublishes::default()
+        }
+    }
+
     pub fn put(&self, record: PublishRecord) {
         lock(&self.records).insert(record.key.clone(), record);
     }
@@ -175,20 +186,31 @@ impl CancelWrites for MemoryPublishes {
 }
 
 impl PendingStops for MemoryPublishes {
+    fn shards(&self) -> Vec<Shard> {
+        self.shards.all().collect()
+    }
+
     async fn pending_stops(
         &self,
+        shard: Shard,
         cutoff: Timestamp,
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<PendingPage, BackendError> {
-        // Oldest first, as the DynamoDB index sorts them; the cursor is the
-        // position of the last record returned.
+        // Oldest first, as the DynamoDB index sorts them; the cursor names
+        // the last record returned, and the next page starts after it
+        // whether or not it is still pending (as DynamoDB's
+        // `ExclusiveStartKey` does).
         let mut unreadable = Vec::new();
-        let mut pending: Vec<(Timestamp, PublishRecord)> = Vec::new();
-        for r in lock(&self.records).values().filter(|r| r.stop_pending) {
+        let mut pending: Vec<((Timestamp, String), PublishRecord)> = Vec::new();
+        let records = lock(&self.records);
+        let in_shard = records
+            .values()
+            .filter(|r| r.stop_pending && self.shards.of(&r.key) == shard);
+        for r in in_shard {
             match (&r.cancel, r.state) {
                 (Some(stamp), PublishState::Cancelled) if stamp.at < cutoff => {
-                    pending.push((stamp.at, r.clone()))
+                    pending.push(((stamp.at, r.key.to_string()), r.clone()))
                 }
                 (Some(_), PublishState::Cancelled) => {}
                 _ => unreadable.push(Unreadable {
@@ -197,18 +219,18 @@ impl PendingStops for MemoryPublishes {
                 }),
             }
         }
-        pending.sort_by(|a, b| (a.0, &a.1.key).cmp(&(b.0, &b.1.key)));
-        let position = |(at, r): &(Timestamp, PublishRecord)| format!("{}\t{}", at.0, r.key);
-        let start = match after {
+        drop(records);
+        pending.sort_by(|a, b| a.0.cmp(&b.0));
+        let start = match after.and_then(memory_cursor) {
             None => 0,
-            Some(Cursor(c)) => pending
-                .iter()
-                .position(|p| position(p) == *c)
-                .map_or(0, |i| i + 1),
+            Some(position) => pending.partition_point(|(p, _)| *p <= position),
         };
         let page: Vec<_> = pending.iter().skip(start).take(limit).collect();
         let next = (start + page.len() < pending.len())
-            .then(|| page.last().map(|p| Cursor(position(p))))
+            .then(|| {
+                page.last()
+                    .map(|((at, key), _)| Cursor(format!("{}\t{key}", at.0)))
+            })
             .flatten();
         Ok(PendingPage {
             records: page.into_iter().map(|(_, r)| r.clone()).collect(),
@@ -221,6 +243,12 @@ impl PendingStops for MemoryPublishes {
             next,
         })
     }
+}
+
+/// A memory cursor's position: the (time, key) of the last record of a page.
+fn memory_cursor(cursor: &Cursor) -> Option<(Timestamp, String)> {
+    let (at, key) = cursor.0.split_once('\t')?;
+    Some((Timestamp(at.parse().ok()?), key.to_owned()))
 }
 
 impl PublishReader for MemoryPublishes {

@@ -2,6 +2,7 @@
 //! production and the emulator, in-memory for the local server and tests,
 //! and the seed file for the operator's tooling on a local server.
 
+pub mod breaker;
 pub mod dynamodb;
 pub mod memory;
 pub mod secrets_manager;

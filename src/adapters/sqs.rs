@@ -2,11 +2,15 @@
 
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::operation::send_message::SendMessageError;
-use aws_sdk_sqs::types::MessageAttributeValue;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use aws_sdk_sqs::Client;
 
+use super::breaker::Breaker;
 use super::sdk_error;
-use crate::ports::{BackendError, StopMessage, StopQueue};
+use crate::ports::{BackendError, StopMessage, StopQueue, MAX_BATCH};
 
 /// Message attribute names, so workers can filter without parsing bodies.
 pub const ATTR_TYPE: &str = "type";
@@ -18,6 +22,8 @@ pub struct SqsStopQueue {
     queue_url: String,
     /// FIFO queues (URL ending in `.fifo`) need a group and a dedup id.
     fifo: bool,
+    /// Shared by every clone: while SQS is down, sends fail fast.
+    breaker: Arc<Breaker>,
 }
 
 impl SqsStopQueue {
@@ -27,12 +33,20 @@ impl SqsStopQueue {
             fifo: queue_url.ends_with(".fifo"),
             client,
             queue_url,
+            breaker: Arc::new(Breaker::new("sqs")),
         }
     }
-}
 
-impl StopQueue for SqsStopQueue {
-    async fn send(&self, stop: &StopMessage) -> Result<(), BackendError> {
+    /// The same queue behind `breaker` (tests and benches set its timing).
+    pub fn with_breaker(mut self, breaker: Breaker) -> Self {
+        self.breaker = Arc::new(breaker);
+        self
+    }
+
+    /// The message attributes every stop carries.
+    fn attributes(
+        stop: &StopMessage,
+    ) -> Result<HashMap<String, MessageAttributeValue>, BackendError> {
         let attribute = |data_type: &str, value: String| {
             MessageAttributeValue::builder()
                 .data_type(data_type)
@@ -40,16 +54,27 @@ impl StopQueue for SqsStopQueue {
                 .build()
                 .map_err(|e| BackendError::new("building a message attribute", e))
         };
+        Ok(HashMap::from([
+            (
+                ATTR_TYPE.to_owned(),
+                attribute("String", stop.kind.clone())?,
+            ),
+            (
+                ATTR_SCHEMA_VERSION.to_owned(),
+                attribute("Number", stop.schema_version.to_string())?,
+            ),
+        ]))
+    }
+}
+
+impl StopQueue for SqsStopQueue {
+    async fn send(&self, stop: &StopMessage) -> Result<(), BackendError> {
         let mut send = self
             .client
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(stop.to_json())
-            .message_attributes(ATTR_TYPE, attribute("String", stop.kind.clone())?)
-            .message_attributes(
-                ATTR_SCHEMA_VERSION,
-                attribute("Number", stop.schema_version.to_string())?,
-            );
+            .set_message_attributes(Some(Self::attributes(stop)?));
         if self.fifo {
             // One group per publish; the dedup id is the id of the cancel
             // that made the transition, so concurrent or retried cancels of
@@ -58,7 +83,7 @@ impl StopQueue for SqsStopQueue {
                 .message_group_id(stop.group_id())
                 .message_deduplication_id(&stop.request_id);
         }
-        match send.send().await {
+        match self.breaker.call(send.send()).await? {
             Ok(_) => Ok(()),
             Err(e) => {
                 let permanent = refuses_contents(&e);
@@ -66,6 +91,121 @@ impl StopQueue for SqsStopQueue {
                 Err(if permanent { error.permanent() } else { error })
             }
         }
+    }
+
+    /// One `SendMessageBatch` of up to ten stops (entry ids are their
+    /// positions). SQS answers per entry: an entry refused for its
+    /// contents (`SenderFault`) is a permanent failure of that stop only,
+    /// any other failed entry a transient one; a failed call fails every
+    /// entry, transiently.
+    async fn send_batch<'a>(&'a self, stops: &'a [StopMessage]) -> Vec<Result<(), BackendError>> {
+        let mut entries = Vec::with_capacity(stops.len());
+        let mut results: Vec<Option<Result<(), BackendError>>> =
+            stops.iter().map(|_| None).collect();
+        for (i, stop) in stops.iter().enumerate().take(MAX_BATCH) {
+            let attributes = match Self::attributes(stop) {
+                Ok(a) => a,
+                Err(e) => {
+                    results[i] = Some(Err(e.permanent()));
+                    continue;
+                }
+            };
+            let mut entry = SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(stop.to_json())
+                .set_message_attributes(Some(attributes));
+            if self.fifo {
+                entry = entry
+                    .message_group_id(stop.group_id())
+                    .message_deduplication_id(&stop.request_id);
+            }
+            match entry.build() {
+                Ok(e) => entries.push(e),
+                Err(e) => {
+                    results[i] = Some(Err(
+                        BackendError::new("building a batch entry", e).permanent()
+                    ))
+                }
+            }
+        }
+        for extra in results.iter_mut().skip(MAX_BATCH) {
+            *extra = Some(Err(BackendError::msg("more stops than one batch takes")));
+        }
+        if !entries.is_empty() {
+            let call = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send();
+            match self.breaker.call(call).await {
+                Err(_) => fill(&mut results, || Err(self.breaker.fast_failure())),
+                Ok(Err(e)) => {
+                    let text =
+                        crate::ErrorChain(&sdk_error("sending a batch of stops", e)).to_string();
+                    fill(&mut results, || {
+                        Err(BackendError::new("sending a batch of stops", text.clone()))
+                    })
+                }
+                Ok(Ok(out)) => {
+                    for ok in out.successful() {
+                        if let Some(slot) = slot(&mut results, ok.id()) {
+                            *slot = Some(Ok(()));
+                        }
+                    }
+                    for failed in out.failed() {
+                        if let Some(slot) = slot(&mut results, failed.id()) {
+                            let error = BackendError::new(
+                                "sending a stop in a batch",
+                                format!(
+                                    "{}: {}",
+                                    failed.code(),
+                                    failed.message().unwrap_or("refused")
+                                ),
+                            );
+                            let permanent = failed.sender_fault()
+                                && matches!(
+                                    failed.code(),
+                                    "InvalidMessageContents"
+                                        | "InvalidParameterValue"
+                                        | "MessageTooLong"
+                                );
+                            *slot = Some(Err(if permanent { error.permanent() } else { error }));
+                        }
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(BackendError::msg("SQS did not report on this batch entry"))
+                })
+            })
+            .collect()
+    }
+
+    fn available(&self) -> bool {
+        self.breaker.would_admit()
+    }
+}
+
+/// The result slot of the batch entry `id` (its position).
+fn slot<'r>(
+    results: &'r mut [Option<Result<(), BackendError>>],
+    id: &str,
+) -> Option<&'r mut Option<Result<(), BackendError>>> {
+    id.parse::<usize>().ok().and_then(|i| results.get_mut(i))
+}
+
+/// Every entry not decided yet gets `error()`.
+fn fill(
+    results: &mut [Option<Result<(), BackendError>>],
+    error: impl Fn() -> Result<(), BackendError>,
+) {
+    for r in results.iter_mut().filter(|r| r.is_none()) {
+        *r = Some(error());
     }
 }
 

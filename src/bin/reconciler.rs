@@ -28,8 +28,8 @@ impl LambdaFunction for ReconcilerFunction {
     ) -> Result<Self::OnAws, BoxError> {
         Ok(Reconciler {
             cancel: startup::canceller_aws(sdk, aws),
-            grace: settings.grace,
-            batch: settings.batch,
+            plan: settings.plan(),
+            resume: Default::default(),
             metrics,
         })
     }
@@ -44,8 +44,8 @@ impl LambdaFunction for ReconcilerFunction {
     ) -> Result<Self::InMemory, BoxError> {
         Ok(Reconciler {
             cancel: startup::canceller_memory(seed)?,
-            grace: settings.grace,
-            batch: settings.batch,
+            plan: settings.plan(),
+            resume: Default::default(),
             metrics,
         })
     }

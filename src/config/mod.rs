@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Sealer;
+use crate::domain::PendingShards;
 pub use sdk::TlsRoots;
 
 pub const ENV_BACKEND: &str = "UFORGE_BACKEND";
@@ -23,6 +24,8 @@ pub const ENV_API_KEY_KEK_SECRET: &str = "UFORGE_API_KEY_KEK_SECRET";
 pub const ENV_TLS_ROOTS: &str = "UFORGE_TLS_ROOTS";
 pub const ENV_RECONCILE_GRACE: &str = "RECONCILE_GRACE_SECONDS";
 pub const ENV_RECONCILE_BATCH: &str = "RECONCILE_BATCH";
+pub const ENV_RECONCILE_IN_FLIGHT: &str = "RECONCILE_IN_FLIGHT";
+pub const ENV_PENDING_SHARDS: &str = "PENDING_SHARDS";
 pub const DEFAULT_BASE_PATH: &str = "/api";
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +120,14 @@ impl Env {
         }
     }
 
+    /// `PENDING_SHARDS`: how the pending-stop index's marks are spread
+    /// (every writer and the reconciler must agree; the template sets it
+    /// for all), default 16.
+    pub fn pending_shards(&self) -> Result<PendingShards, ConfigError> {
+        let n = self.number(ENV_PENDING_SHARDS, u64::from(PendingShards::DEFAULT.get()))?;
+        PendingShards::new(n).map_err(|e| ConfigError::Invalid(ENV_PENDING_SHARDS, e.to_string()))
+    }
+
     /// `UFORGE_BASE_PATH`, default `/api`.
     pub fn base_path(&self) -> String {
         self.get(ENV_BASE_PATH)
@@ -169,6 +180,7 @@ pub struct AwsSettings {
     pub publishes_table: String,
     pub stop_queue_url: String,
     pub keks: KekSetting,
+    pub pending_shards: PendingShards,
 }
 
 impl AwsSettings {
@@ -178,6 +190,7 @@ impl AwsSettings {
             publishes_table: env.resource(ENV_PUBLISHES_TABLE)?,
             stop_queue_url: env.resource(ENV_STOP_QUEUE_URL)?,
             keks: KekSetting::from_env(env)?,
+            pending_shards: env.pending_shards()?,
         })
     }
 }
@@ -310,6 +323,7 @@ impl FromEnv for CancelSettings {
 pub struct PublishesAndQueue {
     pub publishes_table: String,
     pub stop_queue_url: String,
+    pub pending_shards: PendingShards,
 }
 
 impl FromEnv for PublishesAndQueue {
@@ -317,6 +331,7 @@ impl FromEnv for PublishesAndQueue {
         Ok(PublishesAndQueue {
             publishes_table: env.resource(ENV_PUBLISHES_TABLE)?,
             stop_queue_url: env.resource(ENV_STOP_QUEUE_URL)?,
+            pending_shards: env.pending_shards()?,
         })
     }
 }
@@ -328,16 +343,47 @@ pub struct ReconcilerSettings {
     /// than a cancel's own bounded send, so in-flight requests are left
     /// alone (`RECONCILE_GRACE_SECONDS`, 60).
     pub grace: Duration,
-    /// Stops re-sent per run at most (`RECONCILE_BATCH`, 100).
+    /// Records read per query of one shard (`RECONCILE_BATCH`, 100).
     pub batch: usize,
+    /// Records claimed, sent or settled at once over every shard
+    /// (`RECONCILE_IN_FLIGHT`, 64).
+    pub in_flight: usize,
+}
+
+impl ReconcilerSettings {
+    /// How each run works.
+    pub fn plan(&self) -> crate::reconcile::Plan {
+        crate::reconcile::Plan {
+            grace: self.grace,
+            page: self.batch,
+            in_flight: self.in_flight,
+        }
+    }
 }
 
 impl FromEnv for ReconcilerSettings {
     fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let grace = Duration::from_secs(env.number(ENV_RECONCILE_GRACE, 60)?);
-        let batch = usize::try_from(env.number(ENV_RECONCILE_BATCH, 100)?)
-            .map_err(|_| ConfigError::Invalid(ENV_RECONCILE_BATCH, "too large".into()))?;
-        Ok(ReconcilerSettings { grace, batch })
+        let count = |name, default, max: u64| {
+            let n = env.number(name, default)?;
+            if (1..=max).contains(&n) {
+                Ok(n as usize)
+            } else {
+                Err(ConfigError::Invalid(name, format!("{n} (1 to {max})")))
+            }
+        };
+        // A DynamoDB query returns at most 1 MB, whatever the limit.
+        let batch = count(ENV_RECONCILE_BATCH, 100, 1_000)?;
+        let in_flight = count(
+            ENV_RECONCILE_IN_FLIGHT,
+            crate::reconcile::Plan::DEFAULT_IN_FLIGHT as u64,
+            4_096,
+        )?;
+        Ok(ReconcilerSettings {
+            grace,
+            batch,
+            in_flight,
+        })
     }
 }
 
@@ -374,6 +420,7 @@ pub struct AdminSettings {
     pub stop_queue_url: Option<String>,
     pub keks: KekSetting,
     pub tls_roots: TlsRoots,
+    pub pending_shards: PendingShards,
 }
 
 impl AdminSettings {
@@ -384,6 +431,7 @@ impl AdminSettings {
             stop_queue_url: env.get(ENV_STOP_QUEUE_URL),
             keks: KekSetting::from_env(env)?,
             tls_roots: TlsRoots::from_env(env)?,
+            pending_shards: env.pending_shards()?,
         })
     }
 }

@@ -5,6 +5,7 @@ mod audit;
 mod ids;
 mod publish;
 mod request_id;
+mod shard;
 mod user;
 
 pub use attempt::{AttemptToken, Claim};
@@ -14,6 +15,7 @@ pub use audit::{
 pub use ids::{ApplianceId, ImageId, InvalidId, InvalidLogin, Login, PublishId, PublishKey};
 pub use publish::{CancelStamp, PublishRecord, PublishState, Timestamp, UnknownState};
 pub use request_id::{InvalidRequestId, RequestId};
+pub use shard::{InvalidShards, PendingShards, Shard};
 pub use user::{ApiKey, User, IMAGE_PUBLISH};
 
 /// What the unit tests of several modules share.

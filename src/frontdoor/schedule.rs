@@ -2,8 +2,6 @@
 //! or a schedule rule; its content is not read) runs one reconcile pass
 //! within the invocation's deadline (`crate::reconcile`).
 
-use std::time::Duration;
-
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 
@@ -12,17 +10,17 @@ use crate::cancel::Canceller;
 use crate::domain::Timestamp;
 use crate::metrics::{now_ms, Metrics};
 use crate::ports::{CancelWrites, PendingStops, StopQueue};
-use crate::reconcile::reconcile;
+use crate::reconcile::{reconcile, Plan, Resume};
 use crate::ErrorChain;
 
 /// The reconciler function's handler.
 #[derive(Debug)]
 pub struct Reconciler<P, Q> {
     pub cancel: Canceller<P, Q>,
-    /// A stop may stay pending this long before it is re-sent.
-    pub grace: Duration,
-    /// Stops re-sent per run at most.
-    pub batch: usize,
+    /// How each run goes about its work.
+    pub plan: Plan,
+    /// Where this process's last run stopped in each shard.
+    pub resume: Resume,
     pub metrics: Option<Metrics>,
 }
 
@@ -37,9 +35,9 @@ impl<P: CancelWrites + PendingStops, Q: StopQueue> LambdaHandler for Reconciler<
         let report = reconcile(
             &self.cancel,
             Timestamp::now,
-            self.grace,
-            self.batch,
+            self.plan,
             until,
+            &self.resume,
             |page| {
                 if let Some(m) = metrics {
                     m.emit(m.reconcile_line(page, now_ms()).to_string());

@@ -15,7 +15,7 @@ pub use publishes::{
     CancelFound, CancelWrites, Cursor, PendingPage, PendingStops, PublishReader, Unreadable,
     MAX_UNDELIVERABLE_REASON, NOT_CANCELLED,
 };
-pub use queue::{StopMessage, StopQueue};
+pub use queue::{StopMessage, StopQueue, MAX_BATCH};
 pub use users::Users;
 
 /// A failure of a backing store or queue, kept with its source chain for the

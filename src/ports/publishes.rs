@@ -7,7 +7,9 @@
 use std::future::Future;
 
 use super::BackendError;
-use crate::domain::{AttemptToken, CancelStamp, Claim, PublishKey, PublishRecord, Timestamp};
+use crate::domain::{
+    AttemptToken, CancelStamp, Claim, PublishKey, PublishRecord, Shard, Timestamp,
+};
 
 /// What a conditional cancel found, decided in one write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,15 +86,23 @@ pub trait CancelWrites: Send + Sync {
     ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 }
 
-/// The reconciler's queue of work: the stops still pending, oldest first.
+/// The reconciler's queue of work: the stops still pending, oldest first
+/// within each shard of the index (`domain::PendingShards`).
 pub trait PendingStops: Send + Sync {
-    /// Cancelled publishes whose stop is still pending, cancelled before
-    /// `cutoff`, oldest first, at most `limit` from `after` on (for the
-    /// reconciler, which pages through them all). Items that cannot be read
-    /// (or carry a pending mark on a publish that is not cancelled) are
-    /// listed apart, never an error of the page.
+    /// The shards a reconciler reads to see every pending stop this
+    /// adapter's writers mark: the legacy one, then `0..N`.
+    fn shards(&self) -> Vec<Shard>;
+
+    /// Cancelled publishes whose stop is still pending in `shard`,
+    /// cancelled before `cutoff`, oldest first, at most `limit` from
+    /// `after` on (for the reconciler, which pages through them all). A
+    /// page continues after the record its cursor names, even when that
+    /// record has left the index since. Items that cannot be read (or
+    /// carry a pending mark on a publish that is not cancelled) are listed
+    /// apart, never an error of the page.
     fn pending_stops(
         &self,
+        shard: Shard,
         cutoff: Timestamp,
         after: Option<&Cursor>,
         limit: usize,

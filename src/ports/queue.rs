@@ -8,7 +8,33 @@ use crate::domain::{CancelStamp, PublishKey};
 /// The queue the publish workers listen on.
 pub trait StopQueue: Send + Sync {
     fn send(&self, stop: &StopMessage) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Sends up to `MAX_BATCH` stops at once; one result per stop, in
+    /// order, so that each entry's failure is handled as its own send's
+    /// would be. By default, one send after the other.
+    fn send_batch<'a>(
+        &'a self,
+        stops: &'a [StopMessage],
+    ) -> impl Future<Output = Vec<Result<(), BackendError>>> + Send + 'a {
+        async move {
+            let mut results = Vec::with_capacity(stops.len());
+            for stop in stops {
+                results.push(self.send(stop).await);
+            }
+            results
+        }
+    }
+
+    /// `false` while the queue is known to be down (its sends fail fast,
+    /// `adapters::breaker`): a reconciler then claims nothing it could
+    /// not send. A hint, never a promise: a send may still fail.
+    fn available(&self) -> bool {
+        true
+    }
 }
+
+/// The most stops one `send_batch` takes (SQS's `SendMessageBatch` limit).
+pub const MAX_BATCH: usize = 10;
 
 /// The message that tells a worker to stop a publish. Its JSON form is a
 /// versioned public schema (docs/data.md); change `SCHEMA_VERSION` with it.

@@ -131,6 +131,7 @@ pub fn dynamo_admin(sdk: &SdkConfig, settings: AdminSettings) -> DynamoAdmin {
         settings.publishes_table,
         kek_source(&settings.keks, sdk),
     )
+    .with_shards(settings.pending_shards)
 }
 
 /// Where `uforge-admin publish put --force` sends a pending stop, when
@@ -152,7 +153,7 @@ pub fn aws_api_from_clients(
 ) -> AwsApi {
     service(
         DynamoUsers::new(dynamo.clone(), settings.users_table),
-        DynamoPublishes::new(dynamo, settings.publishes_table),
+        DynamoPublishes::new(dynamo, settings.publishes_table).with_shards(settings.pending_shards),
         SqsStopQueue::new(sqs, settings.stop_queue_url),
         keks,
         options,
@@ -165,12 +166,14 @@ pub fn canceller_aws(
     sdk: &SdkConfig,
     aws: crate::config::PublishesAndQueue,
 ) -> Canceller<DynamoPublishes, SqsStopQueue> {
-    canceller_from_clients(
+    let mut canceller = canceller_from_clients(
         crate::adapters::dynamodb::client(sdk),
         aws_sdk_sqs::Client::new(sdk),
         aws.publishes_table,
         aws.stop_queue_url,
-    )
+    );
+    canceller.publishes = canceller.publishes.with_shards(aws.pending_shards);
+    canceller
 }
 
 /// The same with clients built elsewhere.

@@ -51,6 +51,7 @@ pub fn aws_settings(users_table: &str, publishes_table: &str, queue_url: &str) -
         publishes_table: publishes_table.to_owned(),
         stop_queue_url: queue_url.to_owned(),
         keks: config::KekSetting::Inline(std::sync::Arc::new(sealer())),
+        pending_shards: Default::default(),
     }
 }
 
@@ -424,7 +425,7 @@ async fn put_publish(dynamo: &aws_sdk_dynamodb::Client, table: &str, rec: &Publi
     dynamo
         .put_item()
         .table_name(table)
-        .set_item(Some(record_to_item(rec)))
+        .set_item(Some(record_to_item(rec, Default::default())))
         .send()
         .await
         .expect("put publish");

@@ -486,9 +486,13 @@ async fn publish_repair_backfills_lists_and_requeues() {
     let report = publish_cancel::reconcile::reconcile(
         &cancel,
         publish_cancel::domain::Timestamp::now,
-        std::time::Duration::from_secs(60),
-        10,
+        publish_cancel::reconcile::Plan {
+            grace: std::time::Duration::from_secs(60),
+            page: 10,
+            in_flight: 64,
+        },
         std::time::Instant::now() + std::time::Duration::from_secs(30),
+        &Default::default(),
         |_| {},
     )
     .await

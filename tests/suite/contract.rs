@@ -266,10 +266,7 @@ async fn publishes_contract(
         [running.clone(), queued.clone()],
         "pages of one reach every pending stop, in order"
     );
-    let page = publishes
-        .pending_stops(Timestamp(5_000), None, 10)
-        .await
-        .unwrap();
+    let page = every_shard(publishes, Timestamp(5_000)).await;
     assert!(page
         .records
         .iter()
@@ -393,10 +390,7 @@ async fn publishes_contract(
     marked.cancel = Some(stamp("by-hand", 1_500));
     marked.stop_pending = true;
     arrange.put_publish(&marked).await;
-    let page = publishes
-        .pending_stops(Timestamp(5_000), None, 10)
-        .await
-        .unwrap();
+    let page = every_shard(publishes, Timestamp(5_000)).await;
     assert!(page.records.is_empty(), "{:?}", page.records);
     assert_eq!(page.unreadable.len(), 1, "{:?}", page.unreadable);
     assert!(!take(&odd, claim(&c, 9_000), 9_000).await);
@@ -406,27 +400,58 @@ fn attempt(n: u8) -> AttemptToken {
     AttemptToken::from_bytes([n; 16])
 }
 
-/// Every pending stop before `cutoff`, read `page` at a time.
+/// Every pending stop before `cutoff`, each shard read `page` at a time,
+/// oldest first over all shards (each shard is oldest first: checked).
 async fn pending_keys(
     publishes: &impl PendingStops,
     cutoff: Timestamp,
     page: usize,
 ) -> Vec<PublishKey> {
-    let mut keys = Vec::new();
-    let mut cursor = None;
-    for _ in 0..100 {
-        let got = publishes
-            .pending_stops(cutoff, cursor.as_ref(), page)
+    let mut records = Vec::new();
+    for shard in publishes.shards() {
+        let mut cursor = None;
+        let mut shard_records: Vec<PublishRecord> = Vec::new();
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            assert!(pages < 100, "pending_stops never reached its last page");
+            let got = publishes
+                .pending_stops(shard, cutoff, cursor.as_ref(), page)
+                .await
+                .unwrap();
+            assert!(got.records.len() <= page);
+            shard_records.extend(got.records);
+            match got.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let times: Vec<i64> = shard_records
+            .iter()
+            .map(|r| r.cancel.as_ref().map_or(0, |s| s.at.0))
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{shard}: {times:?}");
+        records.extend(shard_records);
+    }
+    records.sort_by_key(|r| r.cancel.as_ref().map_or(0, |s| s.at.0));
+    records.into_iter().map(|r| r.key).collect()
+}
+
+/// One page of every shard before `cutoff`, merged.
+async fn every_shard(
+    publishes: &impl PendingStops,
+    cutoff: Timestamp,
+) -> publish_cancel::ports::PendingPage {
+    let mut all = publish_cancel::ports::PendingPage::default();
+    for shard in publishes.shards() {
+        let page = publishes
+            .pending_stops(shard, cutoff, None, 100)
             .await
             .unwrap();
-        assert!(got.records.len() <= page);
-        keys.extend(got.records.into_iter().map(|r| r.key));
-        match got.next {
-            Some(next) => cursor = Some(next),
-            None => return keys,
-        }
+        all.records.extend(page.records);
+        all.unreadable.extend(page.unreadable);
     }
-    panic!("pending_stops never reached its last page");
+    all
 }
 
 async fn stop_queue_contract(queue: &impl StopQueue, arrange: &impl Arrange) {

@@ -39,6 +39,7 @@ async fn each_committed_cancel_is_announced_once_and_nothing_else() {
         PublishesAndQueue {
             publishes_table: stack.publishes_table.clone(),
             stop_queue_url: stack.queue_url.clone(),
+            pending_shards: Default::default(),
         },
     );
     let command = json!({"type": "uforge.publish.cancel", "schemaVersion": 1, "uid": "alice",

@@ -84,9 +84,13 @@ async fn a_crash_between_write_and_send_is_repaired_by_the_reconciler() {
     let early = reconcile(
         &cancel,
         Timestamp::now,
-        Duration::from_secs(3600),
-        100,
+        publish_cancel::reconcile::Plan {
+            grace: Duration::from_secs(3600),
+            page: 100,
+            in_flight: 64,
+        },
         far(),
+        &Default::default(),
         |_| {},
     )
     .await
@@ -97,9 +101,13 @@ async fn a_crash_between_write_and_send_is_repaired_by_the_reconciler() {
     let report = reconcile(
         &cancel,
         || later,
-        Duration::from_secs(60),
-        100,
+        publish_cancel::reconcile::Plan {
+            grace: Duration::from_secs(60),
+            page: 100,
+            in_flight: 64,
+        },
         far(),
+        &Default::default(),
         |_| {},
     )
     .await
@@ -128,9 +136,13 @@ async fn a_crash_between_write_and_send_is_repaired_by_the_reconciler() {
     let again = reconcile(
         &cancel,
         || later,
-        Duration::from_secs(60),
-        100,
+        publish_cancel::reconcile::Plan {
+            grace: Duration::from_secs(60),
+            page: 100,
+            in_flight: 64,
+        },
         far(),
+        &Default::default(),
         |_| {},
     )
     .await
@@ -167,9 +179,13 @@ async fn a_failed_send_answers_503_and_the_client_retry_clears_the_mark() {
     let report = reconcile(
         &cancel,
         || Timestamp(Timestamp::now().0 + 120),
-        Duration::from_secs(60),
-        100,
+        publish_cancel::reconcile::Plan {
+            grace: Duration::from_secs(60),
+            page: 100,
+            in_flight: 64,
+        },
         far(),
+        &Default::default(),
         |_| {},
     )
     .await
@@ -202,7 +218,7 @@ async fn put_pending(
         (attr::PITID, n(pitid)),
         (attr::STATE, s("cancelled")),
         (attr::CANCELLED_AT, n(at)),
-        (attr::STOP_PENDING, s(attr::PENDING)),
+        (attr::STOP_PENDING, s(publish_cancel::domain::Shard::LEGACY)),
     ];
     attrs.extend(extra.iter().cloned());
     stack.put_raw_publish(&attrs).await;
@@ -262,9 +278,13 @@ async fn legacy_and_hand_written_items_never_stall_the_reconciler() {
     let report = reconcile(
         &cancel,
         Timestamp::now,
-        Duration::from_secs(60),
-        3,
+        publish_cancel::reconcile::Plan {
+            grace: Duration::from_secs(60),
+            page: 3,
+            in_flight: 64,
+        },
         far(),
+        &Default::default(),
         |_| {},
     )
     .await
@@ -363,9 +383,13 @@ async fn undeliverable_stops_are_parked_and_do_not_hide_the_others() {
     let report = reconcile(
         &cancel,
         Timestamp::now,
-        Duration::from_secs(60),
-        5,
+        publish_cancel::reconcile::Plan {
+            grace: Duration::from_secs(60),
+            page: 5,
+            in_flight: 64,
+        },
         far(),
+        &Default::default(),
         |_| {},
     )
     .await
@@ -387,9 +411,13 @@ async fn undeliverable_stops_are_parked_and_do_not_hide_the_others() {
     let again = reconcile(
         &cancel,
         Timestamp::now,
-        Duration::from_secs(60),
-        5,
+        publish_cancel::reconcile::Plan {
+            grace: Duration::from_secs(60),
+            page: 5,
+            in_flight: 64,
+        },
         far(),
+        &Default::default(),
         |_| {},
     )
     .await

@@ -787,7 +787,10 @@ async fn attempt(
                 .index_name(PENDING_STOPS_INDEX)
                 .key_condition_expression("#p = :p")
                 .expression_attribute_names("#p", attr::STOP_PENDING)
-                .expression_attribute_values(":p", AttributeValue::S(attr::PENDING.into()))
+                .expression_attribute_values(
+                    ":p",
+                    AttributeValue::S(publish_cancel::domain::Shard::Numbered(0).value()),
+                )
                 .send()
                 .await,
         ),

@@ -794,7 +794,7 @@ async fn chaos_soak() {
         dynamo
             .put_item()
             .table_name(&env.publishes_table)
-            .set_item(Some(record_to_item(&record)))
+            .set_item(Some(record_to_item(&record, Default::default())))
             .send()
             .await
             .expect("put publish");

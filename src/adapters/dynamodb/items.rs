@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::domain::{
     ApiKey, ApplianceId, AttemptToken, AuditText, CancelAudit, CancelSource, CancelStamp, Claim,
-    ImageId, Login, PublishId, PublishKey, PublishRecord, PublishState, RequestId, Timestamp, User,
+    ImageId, Login, PendingShards, PublishId, PublishKey, PublishRecord, PublishState, RequestId,
+    Timestamp, User,
 };
 use crate::ports::BackendError;
 
@@ -44,9 +45,10 @@ pub mod attr {
     pub const CANCEL_REASON: &str = "cancelReason";
     pub const CANCEL_REQUESTED_BY: &str = "cancelRequestedBy";
     pub const CANCEL_ORIGIN: &str = "cancelOrigin";
-    /// Present (value `PENDING`) while a cancel's stop is unconfirmed.
+    /// Present while a cancel's stop is unconfirmed; its value is the
+    /// mark's shard of the index (`domain::Shard`: `pending-{n}`, or
+    /// `pending` as releases before sharding wrote it).
     pub const STOP_PENDING: &str = "stopPending";
-    pub const PENDING: &str = "pending";
     /// When the send attempt in flight for the pending stop began.
     pub const STOP_CLAIMED_AT: &str = "stopClaimedAt";
     /// That attempt's token (`AttemptToken`).
@@ -58,7 +60,8 @@ pub mod attr {
 }
 
 /// The sparse GSI of the publishes table: only records with `stopPending`
-/// appear, keyed by (`stopPending`, `cancelledAt`).
+/// appear, keyed by (`stopPending`, `cancelledAt`): one partition key
+/// value per shard (`domain::PendingShards`).
 pub const PENDING_STOPS_INDEX: &str = "pendingStops";
 
 /// The sort key of a publish under its user: `{aid}/{itid}/{pitid}`.
@@ -316,8 +319,9 @@ pub fn describe_item_key(item: &Item) -> String {
     )
 }
 
-/// The item for a publish, as workers, the operator tooling and tests write it.
-pub fn record_to_item(r: &PublishRecord) -> Item {
+/// The item for a publish, as workers, the operator tooling and tests
+/// write it; a pending stop's mark goes to its shard of `shards`.
+pub fn record_to_item(r: &PublishRecord, shards: PendingShards) -> Item {
     let mut item = Item::new();
     let mut s = |k: &str, v: String| {
         item.insert(k.to_owned(), AttributeValue::S(v));
@@ -341,7 +345,7 @@ pub fn record_to_item(r: &PublishRecord) -> Item {
         s(attr::STOP_CLAIMED_BY, by.to_string());
     }
     if r.stop_pending {
-        s(attr::STOP_PENDING, attr::PENDING.to_owned());
+        s(attr::STOP_PENDING, shards.of(&r.key).value());
     }
     if let Some(why) = &r.stop_undeliverable {
         s(attr::STOP_UNDELIVERABLE, why.clone());
@@ -403,7 +407,7 @@ mod tests {
                 &AttemptToken::from_bytes([7; 16]),
             )
             .unwrap();
-        let item = record_to_item(&r);
+        let item = record_to_item(&r, PendingShards::DEFAULT);
         assert_eq!(
             item[attr::PUBLISH_KEY].as_s().unwrap(),
             "1/-2/9223372036854775807"
@@ -420,7 +424,10 @@ mod tests {
             pitid: 3.into(),
         };
         let base = || {
-            let mut item = record_to_item(&PublishRecord::new(key.clone(), PublishState::Queued));
+            let mut item = record_to_item(
+                &PublishRecord::new(key.clone(), PublishState::Queued),
+                PendingShards::DEFAULT,
+            );
             item.insert(attr::STATE.into(), AttributeValue::S("cancelled".into()));
             item
         };
@@ -512,7 +519,7 @@ mod tests {
         let r = PublishRecord::new(key.clone(), PublishState::Queued)
             .cancelled(&stamp, &attempt)
             .unwrap();
-        let back = record_from_item(&key, &record_to_item(&r)).unwrap();
+        let back = record_from_item(&key, &record_to_item(&r, PendingShards::DEFAULT)).unwrap();
         assert_eq!(back, r);
         assert_eq!(back.cancel.unwrap().request_id, stamp.request_id);
         assert_eq!(back.stop_claim, Some(Claim::by(&attempt, Timestamp(9))));
@@ -528,7 +535,10 @@ mod tests {
             itid: (-2).into(),
             pitid: 3.into(),
         };
-        let mut item = record_to_item(&PublishRecord::new(key.clone(), PublishState::Queued));
+        let mut item = record_to_item(
+            &PublishRecord::new(key.clone(), PublishState::Queued),
+            PendingShards::DEFAULT,
+        );
         item.insert(attr::AID.into(), AttributeValue::N("999".into()));
         item.remove(attr::PITID);
         assert_eq!(key_from_item(&item).unwrap(), key);
@@ -547,7 +557,10 @@ mod tests {
             itid: 2.into(),
             pitid: 3.into(),
         };
-        let mut item = record_to_item(&PublishRecord::new(key.clone(), PublishState::Publishing));
+        let mut item = record_to_item(
+            &PublishRecord::new(key.clone(), PublishState::Publishing),
+            PendingShards::DEFAULT,
+        );
         item.insert(
             attr::STOP_PENDING.into(),
             AttributeValue::S("pending".into()),
@@ -565,7 +578,10 @@ mod tests {
             itid: 2.into(),
             pitid: 3.into(),
         };
-        let mut item = record_to_item(&PublishRecord::new(key.clone(), PublishState::Queued));
+        let mut item = record_to_item(
+            &PublishRecord::new(key.clone(), PublishState::Queued),
+            PendingShards::DEFAULT,
+        );
         item.insert(attr::STATE.into(), AttributeValue::S("paused".into()));
         assert!(record_from_item(&key, &item).is_err());
         item.remove(attr::STATE);

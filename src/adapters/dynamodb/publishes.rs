@@ -12,7 +12,8 @@ use super::items::{
 };
 use crate::adapters::sdk_error;
 use crate::domain::{
-    AttemptToken, CancelStamp, Claim, PublishKey, PublishRecord, PublishState, Timestamp,
+    AttemptToken, CancelStamp, Claim, PendingShards, PublishKey, PublishRecord, PublishState,
+    Shard, Timestamp,
 };
 use crate::ports::{
     BackendError, CancelFound, CancelWrites, Cursor, PendingPage, PendingStops, PublishReader,
@@ -23,14 +24,25 @@ use crate::ports::{
 pub struct DynamoPublishes {
     client: Client,
     table: String,
+    /// How the pending index's marks are spread (`PENDING_SHARDS`).
+    shards: PendingShards,
 }
 
 impl DynamoPublishes {
+    /// The publishes table `table`, its marks spread over the default
+    /// shard count.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoPublishes {
             client,
             table: table.into(),
+            shards: PendingShards::DEFAULT,
         }
+    }
+
+    /// The same, its marks spread over `shards` (the deployment's setting).
+    pub fn with_shards(mut self, shards: PendingShards) -> Self {
+        self.shards = shards;
+        self
     }
 }
 
@@ -102,7 +114,7 @@ impl CancelWrites for DynamoPublishes {
             .expression_attribute_names("#attempt", attr::CANCEL_ATTEMPT)
             // First: this sets the whole map, the calls below add to it.
             .set_expression_attribute_values(Some(cancellable_values.clone()))
-            .expression_attribute_values(":pending", AttributeValue::S(attr::PENDING.into()))
+            .expression_attribute_values(":pending", AttributeValue::S(self.shards.of(key).value()))
             .expression_attribute_values(":cancelled", state_value(PublishState::Cancelled))
             .expression_attribute_values(":now", AttributeValue::N(stamp.at.0.to_string()))
             .expression_attribute_values(":attempt", AttributeValue::S(attempt.as_str().into()))
@@ -254,8 +266,13 @@ impl CancelWrites for DynamoPublishes {
 }
 
 impl PendingStops for DynamoPublishes {
+    fn shards(&self) -> Vec<Shard> {
+        self.shards.all().collect()
+    }
+
     async fn pending_stops(
         &self,
+        shard: Shard,
         cutoff: Timestamp,
         after: Option<&Cursor>,
         limit: usize,
@@ -268,7 +285,7 @@ impl PendingStops for DynamoPublishes {
             .key_condition_expression("#pending = :pending AND #cancelledAt < :cutoff")
             .expression_attribute_names("#pending", attr::STOP_PENDING)
             .expression_attribute_names("#cancelledAt", attr::CANCELLED_AT)
-            .expression_attribute_values(":pending", AttributeValue::S(attr::PENDING.into()))
+            .expression_attribute_values(":pending", AttributeValue::S(shard.value()))
             .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.0.to_string()))
             .set_exclusive_start_key(after.and_then(cursor_to_key))
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))

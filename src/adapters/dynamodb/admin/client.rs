@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::Client;
 use crate::adapters::dynamodb::attr;
 use crate::adapters::sdk_error;
 use crate::auth::KekSource;
-use crate::domain::Login;
+use crate::domain::{Login, PendingShards};
 use crate::ports::AdminError;
 
 pub struct DynamoAdmin {
@@ -20,6 +20,8 @@ pub struct DynamoAdmin {
     pub(super) publishes_table: String,
     /// Needed only to seal API secrets (issue, import, re-seal).
     pub(super) keks: Option<Arc<dyn KekSource>>,
+    /// Where pending marks go (`PENDING_SHARDS`, as the functions have it).
+    pub(super) shards: PendingShards,
 }
 
 impl DynamoAdmin {
@@ -34,7 +36,14 @@ impl DynamoAdmin {
             users_table,
             publishes_table,
             keks,
+            shards: PendingShards::DEFAULT,
         }
+    }
+
+    /// The same, writing and repairing pending marks over `shards`.
+    pub fn with_shards(mut self, shards: PendingShards) -> Self {
+        self.shards = shards;
+        self
     }
 
     /// The KEKs (read from their store on first use: each run of the CLI

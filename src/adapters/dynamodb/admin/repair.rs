@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::client::{backend, DynamoAdmin};
 use crate::adapters::dynamodb::{applied, attr, publish_item_key, record_from_item};
-use crate::domain::{PublishKey, PublishRecord, Timestamp};
+use crate::domain::{PublishKey, PublishRecord, Shard, Timestamp};
 use crate::ports::AdminError;
 
 /// What `repair_publishes` found and did.
@@ -19,6 +19,10 @@ pub struct RepairReport {
     pub backfilled: usize,
     /// Parked stops put back to pending, for the reconciler.
     pub requeued: usize,
+    /// Pending marks in no shard the reconciler reads (a value written by
+    /// hand or foreign tooling, or a shard beyond a lowered
+    /// `PENDING_SHARDS`): moved to their key's shard.
+    pub resharded: usize,
     /// Pending stops outside the reconciler's index (no numeric
     /// `cancelledAt`, written by hand): given their stamp's time, which
     /// brings them in.
@@ -81,6 +85,24 @@ impl DynamoAdmin {
                     continue;
                 }
                 let at = record.cancel.as_ref().map_or(Timestamp(0), |s| s.at);
+                if let Some(AttributeValue::S(mark)) = item.get(attr::STOP_PENDING) {
+                    let read = Shard::parse(mark).is_some_and(|s| self.shards.contains(s));
+                    if record.stop_pending && !read {
+                        report.resharded += 1;
+                        if !dry_run {
+                            self.reshard(&record.key, item.get(attr::STOP_PENDING))
+                                .await?;
+                        }
+                    }
+                } else if record.stop_pending {
+                    // A mark of another type (a number, a boolean): no
+                    // index holds it either.
+                    report.resharded += 1;
+                    if !dry_run {
+                        self.reshard(&record.key, item.get(attr::STOP_PENDING))
+                            .await?;
+                    }
+                }
                 let indexed = matches!(item.get(attr::CANCELLED_AT), Some(AttributeValue::N(_)));
                 if record.stop_pending && !indexed {
                     report.indexed += 1;
@@ -156,6 +178,33 @@ impl DynamoAdmin {
             .map_err(AdminError::Backend)
     }
 
+    /// Moves a pending mark the reconciler cannot see (`was`, as read) to
+    /// its key's shard; nothing if the mark changed since it was read.
+    async fn reshard(
+        &self,
+        key: &PublishKey,
+        was: Option<&AttributeValue>,
+    ) -> Result<(), AdminError> {
+        let Some(was) = was else {
+            return Ok(());
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.publishes_table)
+            .set_key(Some(publish_item_key(key)))
+            .update_expression("SET #pending = :pending")
+            .condition_expression("#pending = :was")
+            .expression_attribute_names("#pending", attr::STOP_PENDING)
+            .expression_attribute_values(":pending", AttributeValue::S(self.shards.of(key).value()))
+            .expression_attribute_values(":was", was.clone())
+            .send()
+            .await;
+        applied(result, "moving a pending mark to its shard")
+            .map(|_| ())
+            .map_err(AdminError::Backend)
+    }
+
     async fn requeue_stop(&self, key: &PublishKey, at: Timestamp) -> Result<(), AdminError> {
         let result = self
             .client
@@ -172,7 +221,7 @@ impl DynamoAdmin {
             .expression_attribute_names("#claimed", attr::STOP_CLAIMED_AT)
             .expression_attribute_names("#claimedBy", attr::STOP_CLAIMED_BY)
             .expression_attribute_names("#cancelledAt", attr::CANCELLED_AT)
-            .expression_attribute_values(":pending", AttributeValue::S(attr::PENDING.into()))
+            .expression_attribute_values(":pending", AttributeValue::S(self.shards.of(key).value()))
             .expression_attribute_values(":at", AttributeValue::N(at.0.to_string()))
             .send()
             .await;

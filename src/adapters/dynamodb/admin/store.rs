@@ -181,7 +181,7 @@ impl AdminStore for DynamoAdmin {
             .client
             .put_item()
             .table_name(&self.publishes_table)
-            .set_item(Some(record_to_item(record)))
+            .set_item(Some(record_to_item(record, self.shards)))
             .expression_attribute_names("#uid", attr::UID);
         request = match replacing {
             Replacing::Nothing => request.condition_expression("attribute_not_exists(#uid)"),
