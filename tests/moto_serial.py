@@ -33,7 +33,9 @@ IAM (only matters once a test turns enforcement on, see tests/deploy/):
   #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF` (InvalidMessageContents),
   and a FIFO MessageGroupId or MessageDeduplicationId that is not 1-128
   characters of letters, digits and ASCII punctuation
-  (InvalidParameterValue), as the SendMessage reference says.
+  (InvalidParameterValue), as the SendMessage reference says; and
+  SendMessageBatch fails such an entry alone (SenderFault, the same code)
+  and sends the rest, as SQS does (moto failed the whole batch).
 - CloudFormation's `AWS::Lambda::Version` answers `Ref` with the version's
   ARN and `GetAtt Version` with its number, and `AWS::Lambda::Alias` is
   created (moto had no model for it), as SAM's `AutoPublishAlias` needs;
@@ -43,6 +45,9 @@ IAM (only matters once a test turns enforcement on, see tests/deploy/):
   every SendMessage; the tests play Lambda's poller themselves); and a
   version has a resource policy of its own (moto shared $LATEST's, so a
   permission granted on the alias showed on the function itself).
+- SQS's batch calls (SendMessageBatch, DeleteMessageBatch,
+  ChangeMessageVisibilityBatch) are authorised as their single forms, as
+  in AWS, where IAM has no batch actions (moto asked for sqs:...Batch).
 - moto ignores most of a statement's `Condition` (and denies, rather than
   skips, a statement whose condition does not hold); here the condition
   keys of DynamoDB requests are evaluated as AWS documents them
@@ -208,8 +213,19 @@ def _with_conditions(is_action_permitted):
     return permitted
 
 
+# SQS's batch calls are authorised as their single forms: IAM has no
+# sqs:SendMessageBatch action (the SQS API reference: "the permission for
+# the batch actions is the same as for the non-batch action").
+_SQS_BATCH_ACTIONS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
 def _with_request_context(check_action_permitted):
     def check(self, resource):
+        self._action = _SQS_BATCH_ACTIONS.get(self._action, self._action)
         _CONTEXT.clear()
         if self._action.startswith("dynamodb:"):
             _CONTEXT.update(_dynamodb_context(self._body))
@@ -319,6 +335,55 @@ def _strict_attributes(validate):
     return check
 
 
+def _strict_batches(send_message_batch):
+    """SendMessageBatch answers per entry, as SQS does: an entry whose body,
+    String attribute, group id or deduplication id SQS would refuse fails
+    alone (SenderFault, with SendMessage's code), and the rest are sent.
+    moto validated every entry first and failed the whole call."""
+    def refusal(entry, fifo):
+        body = entry.get("MessageBody") or ""
+        if not _SQS_CHARS.match(body):
+            return ("InvalidMessageContents", "Invalid binary character in the message body")
+        for name, value in (entry.get("MessageAttributes") or {}).items():
+            text = value.get("StringValue") if isinstance(value, dict) else None
+            if text is not None and not _SQS_CHARS.match(text):
+                return ("InvalidParameterValue", f"Message attribute {name} has invalid characters.")
+        if fifo:
+            for name in ("MessageGroupId", "MessageDeduplicationId"):
+                value = entry.get(name)
+                if value is not None and not _SQS_ID.match(value):
+                    return ("InvalidParameterValue", f"Value {value!r} for parameter {name} is invalid.")
+        return None
+
+    def send(self):
+        entries = self._get_param("Entries", [])
+        queue = self.sqs_backend.get_queue(self._get_queue_name())
+        refused = []
+        kept = []
+        for entry in entries:
+            why = refusal(entry, queue.fifo_queue)
+            if why is None:
+                kept.append(entry)
+            else:
+                refused.append({"Id": entry.get("Id"), "SenderFault": True,
+                                "Code": why[0], "Message": why[1]})
+        if not refused:
+            return send_message_batch(self)
+        if kept:
+            original = self._get_param
+            self._get_param = lambda name, default=None: kept if name == "Entries" else original(name, default)
+            try:
+                result = send_message_batch(self)
+            finally:
+                self._get_param = original
+            result.result["Failed"].extend(refused)
+            return result
+        from moto.core.responses import ActionResult
+        return ActionResult({"Successful": [], "Failed": refused})
+
+    return send
+
+
 def _iso_time(parse):
     """An input template sees the event's `time` as the ISO 8601 string AWS
     sends, not moto's epoch seconds (moto's own SQS and logs targets
@@ -423,6 +488,9 @@ def patch():
     from moto.sqs import responses as sqs_responses
 
     sqs_models.SQSBackend._validate_message = _strict_sqs(sqs_models.SQSBackend._validate_message)
+    sqs_responses.SQSResponse.send_message_batch = _strict_batches(
+        sqs_responses.SQSResponse.send_message_batch
+    )
     sqs_responses.validate_message_attributes = _strict_attributes(
         sqs_responses.validate_message_attributes
     )

@@ -11,6 +11,7 @@ mod common;
 
 mod automation;
 mod baseline;
+mod capacity;
 mod cpu;
 mod footprint;
 mod init;
@@ -60,7 +61,11 @@ async fn main() {
     if std::env::args().any(|a| a == ARGON2_CHILD) {
         return argon2_child();
     }
-    if std::env::args().any(|a| a == "--test") || !release("publish-cancel").exists() {
+    // The capacity simulation drives the library, not the binaries.
+    let binaries_needed = std::env::var("UFORGE_BENCH_ONLY").map_or(true, |o| o != "capacity");
+    if std::env::args().any(|a| a == "--test")
+        || (binaries_needed && !release("publish-cancel").exists())
+    {
         eprintln!("the benchmark needs the release binaries: run scripts/bench");
         return;
     }
@@ -105,6 +110,9 @@ async fn main() {
     }
     if run("rss") {
         rows.extend(local_server_rss(&auth).await);
+    }
+    if run("capacity") {
+        rows.extend(capacity::capacity().await);
     }
     if run("automation") {
         rows.extend(automation_beside_http(&stack, &event).await);

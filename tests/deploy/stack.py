@@ -92,19 +92,28 @@ def client(service, endpoint, key="testing", secret="testing", token=None):
     )
 
 
+def condition_holds(template, condition):
+    """A condition of the form `Fn::Equals [Ref P, x]` or `Fn::Not` of one,
+    as the parameters' defaults decide it."""
+    if set(condition) == {"Fn::Not"}:
+        return not condition_holds(template, condition["Fn::Not"][0])
+    (left, right) = condition["Fn::Equals"]
+    default = template["Parameters"][left["Ref"]]["Default"]
+    return str(default) == str(right)
+
+
 def with_defaults(template, value):
     """`value` with every `Fn::If` decided as the template's parameter
-    defaults decide it (conditions of the form `Fn::Equals [Ref P, x]`),
-    and `AWS::NoValue` branches dropped."""
+    defaults decide it (`condition_holds`), and `AWS::NoValue` branches
+    dropped."""
     if isinstance(value, list):
         return [with_defaults(template, v) for v in value]
     if not isinstance(value, dict):
         return value
     if set(value) == {"Fn::If"}:
         condition, yes, no = value["Fn::If"]
-        (left, right) = template["Conditions"][condition]["Fn::Equals"]
-        default = template["Parameters"][left["Ref"]]["Default"]
-        return with_defaults(template, yes if str(default) == str(right) else no)
+        holds = condition_holds(template, template["Conditions"][condition])
+        return with_defaults(template, yes if holds else no)
     out = {}
     for k, v in value.items():
         v = with_defaults(template, v)

@@ -778,3 +778,52 @@ async fn the_queue_refuses_what_sqs_refuses_and_the_adapter_calls_it_permanent()
         assert_eq!(stack.drain().await.len(), 1);
     }
 }
+
+/// Issue 32: `SendMessageBatch` answers per entry, and so does the
+/// adapter: an entry SQS refuses for its contents is a permanent failure
+/// of that stop only (the emulator refuses it as SQS does,
+/// tests/moto_serial.py), and the others are on the queue.
+#[tokio::test]
+async fn a_batch_fails_only_the_entries_sqs_refuses() {
+    use publish_cancel::adapters::sqs::SqsStopQueue;
+    use publish_cancel::ports::StopQueue;
+
+    for fifo in [false, true] {
+        let stack = Stack::with(StackOptions {
+            fifo,
+            ..Default::default()
+        })
+        .await;
+        let queue = SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url);
+        let stop = |pitid: i64| {
+            StopMessage::new(
+                &common::alice_key(pitid),
+                &publish_cancel::domain::CancelStamp::new(
+                    format!("r-{pitid}").as_str().into(),
+                    publish_cancel::domain::Timestamp(1),
+                    publish_cancel::domain::CancelAudit::http(&common::alice_key(pitid).uid),
+                ),
+            )
+        };
+        let mut bad = stop(2);
+        bad.reason = Some("\u{fffe}".into());
+        let batch = [stop(1), bad, stop(3)];
+        let results = queue.send_batch(&batch).await;
+        assert_eq!(results.len(), 3);
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        let refused = results[1].as_ref().expect_err("refused");
+        assert!(refused.is_permanent(), "{refused:?}");
+        let mut on_queue: Vec<i64> = stack
+            .drain()
+            .await
+            .iter()
+            .map(|m| {
+                serde_json::from_str::<StopMessage>(m.body().unwrap())
+                    .unwrap()
+                    .pitid
+            })
+            .collect();
+        on_queue.sort();
+        assert_eq!(on_queue, [1, 3], "fifo={fifo}");
+    }
+}

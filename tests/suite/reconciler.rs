@@ -424,3 +424,123 @@ async fn undeliverable_stops_are_parked_and_do_not_hide_the_others() {
     .unwrap();
     assert_eq!(again, ReconcileReport::default());
 }
+
+/// Issue 32 (1): the upgrade, rehearsed on the previous release's items.
+/// Marks that release wrote (`stopPending = pending`, no claim token) and
+/// marks this release spreads over its shards (cancels killed after their
+/// write) are all found by one run and each stop is sent once; the new
+/// marks are spread over the shards, none on the legacy value.
+#[tokio::test]
+async fn previous_release_marks_and_sharded_marks_are_all_delivered() {
+    use publish_cancel::domain::{PendingShards, Shard};
+    let stack = Stack::new().await;
+    let shards = PendingShards::new(4).unwrap();
+    let old = Timestamp::now().0 - 3_600;
+    for pitid in 500..505 {
+        put_pending(
+            &stack,
+            "alice",
+            pitid,
+            old + pitid,
+            &[
+                (attr::CANCEL_REQUEST_ID, s(&format!("prev-{pitid}"))),
+                // The previous release's lapsed claim: a time, no token.
+                (attr::STOP_CLAIMED_AT, n(old)),
+            ],
+        )
+        .await;
+    }
+    let publishes =
+        DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table).with_shards(shards);
+    let crashing = Canceller {
+        publishes: publishes.clone(),
+        queue: Crash,
+    };
+    for pitid in 600..640 {
+        stack
+            .put_publish(&publish_cancel::domain::PublishRecord::new(
+                common::alice_key(pitid),
+                publish_cancel::domain::PublishState::Publishing,
+            ))
+            .await;
+        let stamp = publish_cancel::domain::CancelStamp::new(
+            format!("new-{pitid}").as_str().into(),
+            Timestamp(old + pitid),
+            publish_cancel::domain::CancelAudit::http(&common::alice_key(pitid).uid),
+        );
+        let died = tokio::time::timeout(
+            Duration::from_millis(300),
+            crashing.run(&common::alice_key(pitid), &stamp),
+        )
+        .await;
+        assert!(died.is_err(), "the hook hangs after the write");
+    }
+    // Where the marks are: the previous release's on `pending`, ours
+    // spread over every shard.
+    let mut values = std::collections::BTreeMap::<String, usize>::new();
+    for pitid in (500..505).chain(600..640) {
+        let item = stack
+            .publish_item("alice", &format!("1/2/{pitid}"))
+            .await
+            .unwrap();
+        *values
+            .entry(item[attr::STOP_PENDING].as_s().unwrap().clone())
+            .or_default() += 1;
+    }
+    assert_eq!(values.get(Shard::LEGACY), Some(&5), "{values:?}");
+    for shard in 0..4 {
+        let count = values
+            .get(&Shard::Numbered(shard).value())
+            .copied()
+            .unwrap_or(0);
+        assert!((1..=20).contains(&count), "shard {shard}: {values:?}");
+    }
+
+    let cancel = Canceller {
+        publishes,
+        queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
+    };
+    let report = reconcile(
+        &cancel,
+        Timestamp::now,
+        publish_cancel::reconcile::Plan {
+            grace: Duration::from_secs(60),
+            page: 7,
+            in_flight: 16,
+        },
+        far(),
+        &Default::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.found, report.resent, report.failed),
+        (45, 45, 0),
+        "{report:?}"
+    );
+    let mut ids: Vec<String> = stack
+        .drain()
+        .await
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<StopMessage>(m.body().unwrap())
+                .unwrap()
+                .request_id
+        })
+        .collect();
+    ids.sort();
+    let mut want: Vec<String> = (500..505)
+        .map(|p| format!("prev-{p}"))
+        .chain((600..640).map(|p| format!("new-{p}")))
+        .collect();
+    want.sort();
+    assert_eq!(ids, want, "each stop once, with its cancel's id");
+    for pitid in (500..505).chain(600..640) {
+        let item = stack
+            .publish_item("alice", &format!("1/2/{pitid}"))
+            .await
+            .unwrap();
+        assert!(!item.contains_key(attr::STOP_PENDING), "{pitid}: {item:?}");
+    }
+}

@@ -225,6 +225,7 @@ fn check_read_back(s: &Deployed) {
         (config::ENV_BASE_PATH, "/api"),
         (config::ENV_TLS_ROOTS, "amazon"),
         (config::ENV_API_KEY_KEK_SECRET, KEK_SECRET),
+        (config::ENV_PENDING_SHARDS, "16"),
     ]);
     assert_eq!(env_map(cancel), expect_cancel);
     let reconciler = &s.function("ReconcilerFunction")["environment"];
@@ -234,7 +235,9 @@ fn check_read_back(s: &Deployed) {
         (config::ENV_STOP_QUEUE_URL, s.queue_url("StopQueue")),
         ("RECONCILE_GRACE_SECONDS", "60"),
         ("RECONCILE_BATCH", "100"),
+        (config::ENV_RECONCILE_IN_FLIGHT, "64"),
         (config::ENV_TLS_ROOTS, "amazon"),
+        (config::ENV_PENDING_SHARDS, "16"),
     ]);
     assert_eq!(env_map(reconciler), expect_reconciler);
     // The automation function: the publishes table and the stop queue only.
@@ -244,6 +247,7 @@ fn check_read_back(s: &Deployed) {
         (config::ENV_PUBLISHES_TABLE, s.table("PublishesTable")),
         (config::ENV_STOP_QUEUE_URL, s.queue_url("StopQueue")),
         (config::ENV_TLS_ROOTS, "amazon"),
+        (config::ENV_PENDING_SHARDS, "16"),
     ]);
     assert_eq!(env_map(automation), expect_automation);
     // Its command queue redrives to its DLQ; the publishes table streams

@@ -1,6 +1,8 @@
 //! The publishes table: the conditional cancel, clearing the pending-stop
 //! mark, and the reconciler's query of the `pendingStops` index.
 
+use std::sync::Arc;
+
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
@@ -10,6 +12,7 @@ use super::items::{
     attr, audit_values, describe_item_key, key_from_item, publish_item_key, record_from_item,
     state_value, Item, PENDING_STOPS_INDEX,
 };
+use crate::adapters::breaker::Breaker;
 use crate::adapters::sdk_error;
 use crate::domain::{
     AttemptToken, CancelStamp, Claim, PendingShards, PublishKey, PublishRecord, PublishState,
@@ -26,6 +29,8 @@ pub struct DynamoPublishes {
     table: String,
     /// How the pending index's marks are spread (`PENDING_SHARDS`).
     shards: PendingShards,
+    /// Shared by every clone: while DynamoDB is down, calls fail fast.
+    breaker: Arc<Breaker>,
 }
 
 impl DynamoPublishes {
@@ -36,7 +41,14 @@ impl DynamoPublishes {
             client,
             table: table.into(),
             shards: PendingShards::DEFAULT,
+            breaker: Arc::new(Breaker::new("dynamodb")),
         }
+    }
+
+    /// The same table behind `breaker` (tests and benches set its timing).
+    pub fn with_breaker(mut self, breaker: Breaker) -> Self {
+        self.breaker = Arc::new(breaker);
+        self
     }
 
     /// The same, its marks spread over `shards` (the deployment's setting).
@@ -133,7 +145,7 @@ impl CancelWrites for DynamoPublishes {
                 .expression_attribute_names(name_at, name)
                 .expression_attribute_values(value_at, value);
         }
-        let result = request.send().await;
+        let result = self.breaker.call(request.send()).await?;
         match result {
             Ok(out) => {
                 let item = out
@@ -209,8 +221,8 @@ impl CancelWrites for DynamoPublishes {
                 ":cancelledAt",
                 AttributeValue::N(cancelled_at.0.to_string()),
             )
-            .send()
-            .await;
+            .send();
+        let result = self.breaker.call(result).await?;
         super::applied(result, "claiming a pending stop")
     }
 
@@ -277,7 +289,7 @@ impl PendingStops for DynamoPublishes {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<PendingPage, BackendError> {
-        let out = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
@@ -289,8 +301,11 @@ impl PendingStops for DynamoPublishes {
             .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.0.to_string()))
             .set_exclusive_start_key(after.and_then(cursor_to_key))
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
-            .send()
-            .await
+            .send();
+        let out = self
+            .breaker
+            .call(query)
+            .await?
             .map_err(|e| sdk_error("querying pending stops", e))?;
         let mut page = PendingPage {
             next: out.last_evaluated_key().and_then(key_to_cursor),
@@ -315,14 +330,17 @@ impl PendingStops for DynamoPublishes {
 
 impl PublishReader for DynamoPublishes {
     async fn read(&self, key: &PublishKey) -> Result<Option<PublishRecord>, BackendError> {
-        let out = self
+        let read = self
             .client
             .get_item()
             .table_name(&self.table)
             .set_key(Some(publish_item_key(key)))
             .consistent_read(true)
-            .send()
-            .await
+            .send();
+        let out = self
+            .breaker
+            .call(read)
+            .await?
             .map_err(|e| sdk_error("reading the publishes table", e))?;
         out.item
             .map(|item| unreadable_is_permanent(record_from_item(key, &item)))
@@ -358,7 +376,7 @@ impl DynamoPublishes {
                 .expression_attribute_names("#undeliverable", attr::STOP_UNDELIVERABLE)
                 .expression_attribute_values(":why", why);
         }
-        super::applied(request.send().await, context)
+        super::applied(self.breaker.call(request.send()).await?, context)
     }
 }
 
