@@ -80,6 +80,31 @@ impl Plan {
     pub const DEFAULT_IN_FLIGHT: usize = 64;
 }
 
+/// Which shards one invocation reads when the schedule fans out (one
+/// invocation per group, docs/operating.md, "Capacity"): the shards at
+/// positions `index`, `index + count`, ... of the adapter's list (the
+/// legacy shard first). Every shard is in exactly one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardGroup {
+    index: u16,
+    count: u16,
+}
+
+impl ShardGroup {
+    /// Every shard.
+    pub const ALL: ShardGroup = ShardGroup { index: 0, count: 1 };
+
+    /// `None` unless `index < count`.
+    pub fn new(index: u64, count: u64) -> Option<ShardGroup> {
+        let (index, count) = (u16::try_from(index).ok()?, u16::try_from(count).ok()?);
+        (index < count).then_some(ShardGroup { index, count })
+    }
+
+    fn picks(self, position: usize) -> bool {
+        position % usize::from(self.count) == usize::from(self.index)
+    }
+}
+
 /// Where each shard's reading stopped when a run was cut short, for the
 /// next run of the same process (a warm Lambda environment). A new
 /// process starts every shard from its oldest record.
@@ -128,6 +153,28 @@ pub async fn reconcile<P: CancelWrites + PendingStops, Q: StopQueue>(
     resume: &Resume,
     progress: impl FnMut(&ReconcileReport) + Send,
 ) -> Result<ReconcileReport, BackendError> {
+    reconcile_group(
+        cancel,
+        clock,
+        plan,
+        ShardGroup::ALL,
+        until,
+        resume,
+        progress,
+    )
+    .await
+}
+
+/// `reconcile`, on the shards of `group` only.
+pub async fn reconcile_group<P: CancelWrites + PendingStops, Q: StopQueue>(
+    cancel: &Canceller<P, Q>,
+    clock: impl Fn() -> Timestamp + Sync,
+    plan: Plan,
+    group: ShardGroup,
+    until: Instant,
+    resume: &Resume,
+    progress: impl FnMut(&ReconcileReport) + Send,
+) -> Result<ReconcileReport, BackendError> {
     let grace = i64::try_from(plan.grace.as_secs()).unwrap_or(i64::MAX);
     let cutoff = Timestamp(clock().0.saturating_sub(grace));
     let in_flight = plan.in_flight.max(1);
@@ -142,7 +189,14 @@ pub async fn reconcile<P: CancelWrites + PendingStops, Q: StopQueue>(
         chunk_size: MAX_BATCH.min(in_flight),
         progress: Mutex::new((progress, ReconcileReport::default())),
     };
-    let shards = cancel.publishes.shards();
+    let shards: Vec<Shard> = cancel
+        .publishes
+        .shards()
+        .into_iter()
+        .enumerate()
+        .filter(|(position, _)| group.picks(*position))
+        .map(|(_, shard)| shard)
+        .collect();
     let errors: Vec<BackendError> = stream::iter(shards)
         .map(|shard| run.shard(shard))
         .buffer_unordered(in_flight)
@@ -932,6 +986,40 @@ mod tests {
         .unwrap();
         assert_eq!((report.found, report.failed, report.resent), (30, 30, 0));
         assert_eq!(c.publishes.all(), before, "no claim was written");
+    }
+
+    /// Every shard is in exactly one group, whatever the count.
+    #[tokio::test]
+    async fn groups_split_the_shards_between_them() {
+        let c = Canceller {
+            publishes: MemoryPublishes::with_shards(crate::domain::PendingShards::new(16).unwrap()),
+            queue: ScriptedQueue::default(),
+        };
+        for pitid in 1..=64 {
+            crashed(&c, pitid, 100).await;
+        }
+        assert!(ShardGroup::new(4, 4).is_none() && ShardGroup::new(0, 0).is_none());
+        // Found, never sent: the queue fails, the marks stay for the next count.
+        c.queue.fail(true);
+        for count in [1u64, 3, 4, 17, 40] {
+            let mut found = 0;
+            for index in 0..count {
+                let group = ShardGroup::new(index, count).unwrap();
+                let report = reconcile_group(
+                    &c,
+                    || Timestamp(1_000),
+                    plan(100),
+                    group,
+                    later(),
+                    &Resume::default(),
+                    |_| {},
+                )
+                .await
+                .unwrap();
+                found += report.found;
+            }
+            assert_eq!(found, 64, "{count} groups");
+        }
     }
 
     /// A run's report is the sum of its pages', field by field.

@@ -1,6 +1,9 @@
 //! The reconciler's front door: a scheduled event (EventBridge Scheduler
-//! or a schedule rule; its content is not read) runs one reconcile pass
-//! within the invocation's deadline (`crate::reconcile`).
+//! or a schedule rule) runs one reconcile pass within the invocation's
+//! deadline (`crate::reconcile`). The event's only fields read are
+//! `shardGroup` and `shardGroups`, set by the template's schedules so that
+//! each invocation takes one group of the index's shards; without them (or
+//! with values that name no group) it takes every shard.
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
@@ -10,7 +13,7 @@ use crate::cancel::Canceller;
 use crate::domain::Timestamp;
 use crate::metrics::{now_ms, Metrics};
 use crate::ports::{CancelWrites, PendingStops, StopQueue};
-use crate::reconcile::{reconcile, Plan, Resume};
+use crate::reconcile::{reconcile_group, Plan, Resume, ShardGroup};
 use crate::ErrorChain;
 
 /// The reconciler function's handler.
@@ -29,13 +32,15 @@ impl<P: CancelWrites + PendingStops, Q: StopQueue> LambdaHandler for Reconciler<
 
     async fn call(&self, event: LambdaEvent<RawEvent>) -> Result<Value, Diagnostic> {
         let until = invocation_deadline(&event.context);
+        let group = shard_group(&event.payload);
         // One metric line per page, written as soon as the page is done: a
         // run its deadline cuts short loses no count.
         let metrics = self.metrics.as_ref();
-        let report = reconcile(
+        let report = reconcile_group(
             &self.cancel,
             Timestamp::now,
             self.plan,
+            group,
             until,
             &self.resume,
             |page| {
@@ -71,5 +76,57 @@ impl<P: CancelWrites + PendingStops, Q: StopQueue> LambdaHandler for Reconciler<
             error_type: "UForge.Internal".into(),
             error_message: e.to_string(),
         })
+    }
+}
+
+/// The group of shards an event asks for: `{"shardGroup": i,
+/// "shardGroups": n}` with `i < n`, else every shard (a bad pair is
+/// logged: reading too much costs reads, reading too little would leave
+/// stops unsent).
+fn shard_group(event: &RawEvent) -> ShardGroup {
+    let Some(json) = event.json() else {
+        return ShardGroup::ALL;
+    };
+    match (json.get("shardGroup"), json.get("shardGroups")) {
+        (None, None) => ShardGroup::ALL,
+        (index, count) => {
+            let group = index
+                .and_then(Value::as_u64)
+                .zip(count.and_then(Value::as_u64))
+                .and_then(|(i, n)| ShardGroup::new(i, n));
+            group.unwrap_or_else(|| {
+                tracing::warn!(?index, ?count, "no such shard group: reading every shard");
+                ShardGroup::ALL
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(text: &str) -> RawEvent {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_schedule_names_its_group_and_anything_else_reads_every_shard() {
+        assert_eq!(
+            shard_group(&event(r#"{"shardGroup": 2, "shardGroups": 4}"#)),
+            ShardGroup::new(2, 4).unwrap()
+        );
+        for other in [
+            r#"{}"#,
+            r#"{"detail-type": "Scheduled Event"}"#,
+            r#"{"shardGroup": 4, "shardGroups": 4}"#,
+            r#"{"shardGroup": -1, "shardGroups": 4}"#,
+            r#"{"shardGroup": "1", "shardGroups": 4}"#,
+            r#"{"shardGroup": 1}"#,
+            r#"{"shardGroups": 0}"#,
+            r#"[]"#,
+        ] {
+            assert_eq!(shard_group(&event(other)), ShardGroup::ALL, "{other}");
+        }
     }
 }

@@ -561,6 +561,17 @@ def deploy(args):
                     for rule in rules
                 ],
             }
+    # Schedules live on the default bus: their expressions, targets and inputs.
+    schedules = [
+        {
+            "name": rule["Name"],
+            "schedule": rule.get("ScheduleExpression"),
+            "state": rule.get("State"),
+            "targets": events.list_targets_by_rule(Rule=rule["Name"])["Targets"],
+        }
+        for rule in events.list_rules()["Rules"]
+        if rule.get("ScheduleExpression") and rule["Name"].startswith(args.stack)
+    ]
     outputs = {
         o["OutputKey"]: o["OutputValue"]
         for o in cfn.describe_stacks(StackName=args.stack)["Stacks"][0].get("Outputs", [])
@@ -575,6 +586,7 @@ def deploy(args):
         "tables": tables_out,
         "queues": queues,
         "buses": buses,
+        "schedules": schedules,
         "outputs": outputs,
     }
 

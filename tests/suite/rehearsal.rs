@@ -272,6 +272,27 @@ fn check_read_back(s: &Deployed) {
         serde_json::json!([]),
         "{announcements}"
     );
+    // The reconciler's schedules: one a minute per group of shards, every
+    // group of the four once, each invoking the reconciler.
+    let reconciler_arn = s.function("ReconcilerFunction")["arn"].clone();
+    let schedules = s.d["schedules"].as_array().expect("schedules");
+    let mut groups: Vec<(u64, u64)> = schedules
+        .iter()
+        .filter(|r| r["targets"][0]["Arn"] == reconciler_arn)
+        .map(|r| {
+            assert_eq!(r["schedule"], "rate(1 minute)", "{r}");
+            assert_eq!(r["targets"].as_array().unwrap().len(), 1, "{r}");
+            let input: Value =
+                serde_json::from_str(r["targets"][0]["Input"].as_str().expect("an input")).unwrap();
+            (
+                input["shardGroup"].as_u64().unwrap(),
+                input["shardGroups"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    groups.sort();
+    assert_eq!(groups, [(0, 4), (1, 4), (2, 4), (3, 4)], "{schedules:?}");
+
     // The requests' bus has one rule, for cancel requests only, invoking
     // the function with the rule's ARN and the whole event.
     let bus = &s.d["buses"]["AutomationBus"];
