@@ -59,6 +59,8 @@ struct CapacityProxy {
     index_of: Arc<Mutex<HashMap<String, String>>>,
     throttled: Arc<AtomicUsize>,
     sqs_calls: Arc<AtomicUsize>,
+    /// Which partitions ran dry, how often.
+    dry: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl CapacityProxy {
@@ -74,6 +76,7 @@ impl CapacityProxy {
             index_of: Arc::default(),
             throttled: Arc::default(),
             sqs_calls: Arc::default(),
+            dry: Arc::default(),
         };
         let serving = proxy.clone();
         tokio::spawn(async move {
@@ -114,7 +117,8 @@ impl CapacityProxy {
             *at = now;
             *tokens
         };
-        if partitions.iter().any(|p| level(p) < 1.0) {
+        if let Some(dry) = partitions.iter().find(|p| level(p) < 1.0) {
+            *self.dry.lock().unwrap().entry(dry.clone()).or_default() += 1;
             return false;
         }
         for p in partitions {
@@ -383,14 +387,38 @@ async fn highest_clean_rate(proxy: &CapacityProxy, design: Design, scale: f64) -
             }));
         }
         let mut throttled = 0;
+        let mut other = 0;
+        let mut first = None;
         for t in tasks {
             match t.await.unwrap() {
                 Ok(_) => {}
-                Err(CancelError::Backend(_) | CancelError::StopNotSent(_)) => throttled += 1,
+                Err(e @ (CancelError::Backend(_) | CancelError::StopNotSent(_))) => {
+                    let text = publish_cancel::ErrorChain(&e).to_string();
+                    // Throttled past the SDK's retries, or something else
+                    // (the emulator saturated: calls past their bound).
+                    if text.contains("ThroughputExceeded") {
+                        throttled += 1;
+                    } else {
+                        other += 1;
+                        first.get_or_insert(text);
+                    }
+                }
                 Err(e) => panic!("unexpected {e:?}"),
             }
         }
-        trail.push(format!("{rate}/s: {throttled} throttled"));
+        let refused = proxy.throttled.swap(0, Ordering::SeqCst);
+        proxy.dry.lock().unwrap().clear();
+        trail.push(format!(
+            "{rate}/s: {throttled} throttled ({refused} calls retried)"
+        ));
+        eprintln!(
+            "capacity: {} {rate}/s: {throttled} throttled answers, {refused} throttled calls, {other} other failures {first:?}",
+            design.name
+        );
+        if other > 0 {
+            trail.push(format!("the emulator saturated at {rate}/s"));
+            break;
+        }
         if throttled > 0 {
             break;
         }
@@ -408,7 +436,7 @@ async fn drain_rate(
     backlog: usize,
     latency: Duration,
     window: Duration,
-) -> (f64, usize, Duration) {
+) -> Drained {
     let stack = Stack::new().await;
     let old = Timestamp::now().0 - 3_600;
     let records: Vec<PublishRecord> = (0..backlog)
@@ -449,6 +477,7 @@ async fn drain_rate(
         page: 100,
         in_flight: design.in_flight,
     };
+    let cpu_before = crate::stats::cpu_ms(std::process::id());
     let started = Instant::now();
     let until = started + window;
     let resume = Resume::default();
@@ -460,8 +489,25 @@ async fn drain_rate(
         resent += report.resent;
     }
     let took = started.elapsed();
+    let cpu = crate::stats::cpu_ms(std::process::id()) - cpu_before;
     proxy.set(None, Duration::ZERO);
-    (resent as f64 / took.as_secs_f64(), resent, took)
+    eprintln!("capacity: drain {}: {resent} in {took:?}", design.name);
+    Drained {
+        rate: resent as f64 / took.as_secs_f64(),
+        resent,
+        took,
+        cpu_ms_per_stop: cpu / resent.max(1) as f64,
+    }
+}
+
+/// What a drain run did.
+struct Drained {
+    rate: f64,
+    resent: usize,
+    took: Duration,
+    /// The bench process's CPU per stop: the reconciler, its SDK clients
+    /// and the proxy's side of each call (an upper bound for the reconciler).
+    cpu_ms_per_stop: f64,
 }
 
 /// Answer times of `n` cancels from `clients` concurrent clients while SQS
@@ -542,7 +588,7 @@ pub(crate) async fn capacity() -> Vec<Row> {
     let mut rows = Vec::new();
     let proxy = CapacityProxy::start(&crate::common::moto::moto().endpoint).await;
     // Scaled so that the emulator, one request at a time, is not the limit.
-    let scale = 200.0;
+    let scale = 100.0;
     for design in [before(), after()] {
         let (rate, trail) = highest_clean_rate(&proxy, design, scale).await;
         rows.push(Row(
@@ -562,13 +608,15 @@ pub(crate) async fn capacity() -> Vec<Row> {
         (before(), 400, Duration::from_secs(30)),
         (after(), 20_000, Duration::from_secs(240)),
     ] {
-        let (rate, resent, took) = drain_rate(&proxy, design, backlog, latency, window).await;
+        let d = drain_rate(&proxy, design, backlog, latency, window).await;
         rows.push(Row(
             format!("capacity: backlog drain, 50 ms per call, {}", design.name),
-            format!("{rate:.1} stops/s"),
+            format!("{:.1} stops/s", d.rate),
             format!(
-                "{resent} of {backlog} pending sent in {:.1} s",
-                took.as_secs_f64()
+                "{} of {backlog} pending sent in {:.1} s; {:.2} ms of bench CPU per stop",
+                d.resent,
+                d.took.as_secs_f64(),
+                d.cpu_ms_per_stop
             ),
         ));
     }
