@@ -297,6 +297,8 @@ async fn a_claim_whose_answer_was_lost_is_still_its_senders() {
 /// delivers, as do the retries of the cancels that failed. What is
 /// checked is the calls made, not the time taken (benchmarks measure that).
 #[tokio::test]
+// The index names a key and its stamp alike.
+#[allow(clippy::needless_range_loop)]
 async fn while_the_queue_is_down_cancels_do_not_call_it_and_one_probe_finds_it_back() {
     use publish_cancel::adapters::breaker::Breaker;
     use publish_cancel::cancel::CancelError;
@@ -386,6 +388,8 @@ async fn while_the_queue_is_down_cancels_do_not_call_it_and_one_probe_finds_it_b
 /// outage, the next ones answer `Backend` (503) without calling DynamoDB,
 /// writing nothing; after the cool-down one probe finds it back.
 #[tokio::test]
+// The index names a key and its stamp alike.
+#[allow(clippy::needless_range_loop)]
 async fn while_dynamodb_is_down_cancels_do_not_call_it() {
     use publish_cancel::adapters::breaker::Breaker;
     use publish_cancel::adapters::dynamodb::DynamoPublishes;
