@@ -103,17 +103,24 @@ impl<P: CancelWrites, Q: StopQueue> Canceller<P, Q> {
         stamp: &CancelStamp,
     ) -> Result<Cancelled, CancelError> {
         let attempt = new_attempt();
-        let outcome = self
-            .publishes
-            .cancel(key, stamp, &attempt)
-            .await
-            .map_err(|e| {
-                if e.is_permanent() {
-                    CancelError::Unreadable(e)
-                } else {
-                    CancelError::Backend(e)
+        let outcome = match self.publishes.cancel(key, stamp, &attempt).await {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_permanent() => return Err(CancelError::Unreadable(e)),
+            Err(e) => {
+                // The write may have committed with every answer lost: it
+                // would then hold this attempt's claim, and the caller's
+                // retry would wait out its lease (the reconciler, minutes
+                // later) instead of sending. Give it back, fenced: only a
+                // claim this attempt holds is released. Not after a
+                // refusal (throttled): no more writes to a table that is
+                // shedding them; an earlier attempt of that call that did
+                // commit has its claim lapse within a lease.
+                if !e.was_refused() {
+                    let _ = self.publishes.release_stop(key, &attempt).await;
                 }
-            })?;
+                return Err(CancelError::Backend(e));
+            }
+        };
         let (mut record, changed) = match outcome {
             CancelFound::Cancelled(r) => (r, true),
             // Our own write, whose answer was lost and whose SDK retry then
@@ -177,11 +184,13 @@ impl<P: CancelWrites, Q: StopQueue> Canceller<P, Q> {
             .claim_stop(&record.key, &claim, stale_claims(now), cancelled_at)
             .await;
         match claimed {
-            Ok(true) => {
-                record.stop_claim = Some(claim);
+            Ok(Some(now_stored)) => {
+                // The stop goes out as the record is now, not as the
+                // caller's copy had it.
+                *record = now_stored;
                 Ok(true)
             }
-            Ok(false) => Ok(false),
+            Ok(None) => Ok(false),
             Err(e) => {
                 // The claim may have been written all the same: give it
                 // back, so that nobody waits out its lease.
@@ -370,7 +379,8 @@ mod tests {
                 Timestamp(100)
             )
             .await
-            .unwrap());
+            .unwrap()
+            .is_some());
         let busy = c.run(&key(4), &stamp("repeat", 100)).await.unwrap();
         assert!(busy.record.stop_pending);
         assert!(c.queue.sent().is_empty(), "the claim holder sends, not us");
@@ -468,7 +478,7 @@ mod tests {
                 claim: &Claim,
                 stale: Timestamp,
                 at: Timestamp,
-            ) -> Result<bool, BackendError> {
+            ) -> Result<Option<PublishRecord>, BackendError> {
                 self.0.claim_stop(key, claim, stale, at).await?;
                 self.0.claim_stop(key, claim, stale, at).await
             }
@@ -520,6 +530,135 @@ mod tests {
         assert!(claimed);
         assert!(!store.get(&pending.key).unwrap().stop_pending);
         assert_eq!(c.queue.sent().len(), 2);
+    }
+
+    /// A store whose writes commit and whose answers are then lost, as
+    /// many times as asked.
+    struct Lossy {
+        store: MemoryPublishes,
+        lose_cancels: std::sync::atomic::AtomicUsize,
+    }
+
+    impl CancelWrites for Lossy {
+        async fn cancel(
+            &self,
+            key: &PublishKey,
+            stamp: &CancelStamp,
+            attempt: &AttemptToken,
+        ) -> Result<CancelFound, BackendError> {
+            let found = self.store.cancel(key, stamp, attempt).await?;
+            let lose = self
+                .lose_cancels
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok();
+            if lose {
+                return Err(BackendError::msg("the answer was lost"));
+            }
+            Ok(found)
+        }
+        async fn claim_stop(
+            &self,
+            k: &PublishKey,
+            c: &Claim,
+            s: Timestamp,
+            at: Timestamp,
+        ) -> Result<Option<PublishRecord>, BackendError> {
+            self.store.claim_stop(k, c, s, at).await
+        }
+        async fn release_stop(
+            &self,
+            k: &PublishKey,
+            a: &AttemptToken,
+        ) -> Result<bool, BackendError> {
+            self.store.release_stop(k, a).await
+        }
+        async fn stop_sent(&self, k: &PublishKey, a: &AttemptToken) -> Result<bool, BackendError> {
+            self.store.stop_sent(k, a).await
+        }
+        async fn stop_undeliverable(
+            &self,
+            k: &PublishKey,
+            a: &AttemptToken,
+            why: &str,
+        ) -> Result<bool, BackendError> {
+            self.store.stop_undeliverable(k, a, why).await
+        }
+    }
+
+    /// Issue 33 (2): the cancel's write commits and every answer to it is
+    /// lost: the attempt answers `Backend` (503). The client's retry a
+    /// second later (`Retry-After: 1`) sends the stop at once, because the
+    /// dead attempt gave its claim back; before, the retry met that claim,
+    /// answered `alreadyCancelled` and sent nothing, leaving the stop to
+    /// the reconciler minutes later.
+    #[tokio::test]
+    async fn a_retry_after_a_lost_cancel_write_sends_the_stop() {
+        let store = MemoryPublishes::default();
+        store.put(PublishRecord::new(key(3), PublishState::Publishing));
+        let c = Canceller {
+            publishes: Lossy {
+                store: store.clone(),
+                lose_cancels: 1.into(),
+            },
+            queue: ScriptedQueue::default(),
+        };
+        let lost = c.run(&key(3), &stamp("r", 100)).await.unwrap_err();
+        assert!(matches!(lost, CancelError::Backend(_)), "{lost:?}");
+        let stored = store.get(&key(3)).unwrap();
+        assert_eq!(stored.state, PublishState::Cancelled, "the write committed");
+        assert!(
+            stored.stop_pending && stored.stop_claim.is_none(),
+            "{stored:?}"
+        );
+        assert!(c.queue.sent().is_empty());
+        let retry = c.run(&key(3), &stamp("r", 101)).await.unwrap();
+        assert!(!retry.changed, "the transition was the first attempt's");
+        assert!(!retry.record.stop_pending);
+        let sent = c.queue.sent();
+        assert_eq!(sent.len(), 1, "the retry sent the stop");
+        assert_eq!(sent[0].request_id, "r");
+    }
+
+    /// Issue 33 (3): a stop is built from the record as its claim found
+    /// it, not from the caller's copy: the record was re-cancelled (after
+    /// an operator's `publish put --force`) between the copy and the claim.
+    #[tokio::test]
+    async fn a_claimed_stop_is_built_from_the_record_as_claimed() {
+        let c = canceller();
+        let first = new_attempt();
+        c.publishes
+            .put(PublishRecord::new(key(3), PublishState::Publishing));
+        c.publishes
+            .cancel(&key(3), &stamp("old", 100), &first)
+            .await
+            .unwrap();
+        let mut copy = c.publishes.get(&key(3)).unwrap();
+        // Meanwhile: replaced, and cancelled again by another request.
+        c.publishes
+            .put(PublishRecord::new(key(3), PublishState::Queued));
+        c.publishes
+            .cancel(&key(3), &stamp("new", 150), &new_attempt())
+            .await
+            .unwrap();
+        let late = Timestamp(150 + STOP_CLAIM_LEASE + 1);
+        assert!(c
+            .claim_and_deliver(&mut copy, &new_attempt(), late)
+            .await
+            .unwrap());
+        let sent = c.queue.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            sent[0].request_id, "new",
+            "the record's own cancel, not the copy's"
+        );
+        assert_eq!(
+            copy.cancel.as_ref().map(|s| s.request_id.as_str()),
+            Some("new")
+        );
     }
 
     #[tokio::test]

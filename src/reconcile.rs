@@ -585,7 +585,8 @@ mod tests {
                 .publishes
                 .claim_stop(&key(pitid), &claim, Timestamp(990), Timestamp(990))
                 .await
-                .unwrap());
+                .unwrap()
+                .is_some());
         }
         let report = reconcile(
             &c,

@@ -252,7 +252,7 @@ impl<T: CancelWrites> CancelWrites for Slow<T> {
         claim: &Claim,
         stale: Timestamp,
         cancelled_at: Timestamp,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<Option<publish_cancel::domain::PublishRecord>, BackendError> {
         tokio::time::sleep(self.1).await;
         self.0.claim_stop(key, claim, stale, cancelled_at).await
     }

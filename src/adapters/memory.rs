@@ -134,10 +134,10 @@ impl CancelWrites for MemoryPublishes {
         claim: &Claim,
         stale_before: Timestamp,
         cancelled_at: Timestamp,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<Option<PublishRecord>, BackendError> {
         let mut records = lock(&self.records);
         let Some(r) = records.get_mut(key) else {
-            return Ok(false);
+            return Ok(None);
         };
         let free = r.stop_claim.as_ref().is_none_or(|held| {
             held.at < stale_before || claim.by.as_ref().is_some_and(|by| held.is_held_by(by))
@@ -147,9 +147,9 @@ impl CancelWrites for MemoryPublishes {
         let _ = cancelled_at;
         if r.state == PublishState::Cancelled && r.stop_pending && free {
             r.stop_claim = Some(claim.clone());
-            return Ok(true);
+            return Ok(Some(r.clone()));
         }
-        Ok(false)
+        Ok(None)
     }
 
     async fn release_stop(

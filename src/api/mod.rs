@@ -383,7 +383,7 @@ mod tests {
             claim: &Claim,
             stale: Timestamp,
             at: Timestamp,
-        ) -> Result<bool, BackendError> {
+        ) -> Result<Option<crate::domain::PublishRecord>, BackendError> {
             self.count();
             self.inner.claim_stop(key, claim, stale, at).await
         }

@@ -29,6 +29,10 @@ pub struct BackendError {
     /// The service refused the request itself (its contents), so sending
     /// it again can never succeed; otherwise a retry may.
     permanent: bool,
+    /// The service answered the last attempt with a refusal (throttled,
+    /// invalid): that attempt wrote nothing. Otherwise (no answer, a 5xx)
+    /// the write may have been made.
+    refused: bool,
 }
 
 impl BackendError {
@@ -40,6 +44,7 @@ impl BackendError {
             context,
             source: Some(source.into()),
             permanent: false,
+            refused: false,
         }
     }
 
@@ -48,6 +53,7 @@ impl BackendError {
             context,
             source: None,
             permanent: false,
+            refused: false,
         }
     }
 
@@ -59,5 +65,16 @@ impl BackendError {
 
     pub fn is_permanent(&self) -> bool {
         self.permanent
+    }
+
+    /// The same error, marked as an answer that refused the last attempt.
+    pub fn refused(mut self) -> Self {
+        self.refused = true;
+        self
+    }
+
+    /// The last attempt was answered with a refusal: it wrote nothing.
+    pub fn was_refused(&self) -> bool {
+        self.refused
     }
 }

@@ -42,20 +42,22 @@ pub trait CancelWrites: Send + Sync {
         attempt: &AttemptToken,
     ) -> impl Future<Output = Result<CancelFound, BackendError>> + Send;
 
-    /// Takes the right to send `key`'s pending stop (`claim`): `true` when
-    /// the record is cancelled, its stop pending, and its claim either
-    /// lapsed (taken before `stale_before`), absent, or `claim`'s own
-    /// attempt's (an earlier try whose answer was lost). A pending item
-    /// without `cancelledAt` gets `cancelled_at` in the same write, which
-    /// brings it into the reconciler's index. `false` otherwise (sent,
-    /// parked, absent, or held by another attempt), writing nothing.
+    /// Takes the right to send `key`'s pending stop (`claim`): the record
+    /// as the claim left it (its stop is built from that, never from an
+    /// older copy: the record may have been re-cancelled since) when the
+    /// record is cancelled, its stop pending, and its claim either lapsed
+    /// (taken before `stale_before`), absent, or `claim`'s own attempt's
+    /// (an earlier try whose answer was lost). A pending item without
+    /// `cancelledAt` gets `cancelled_at` in the same write, which brings it
+    /// into the reconciler's index. `None` otherwise (sent, parked, absent,
+    /// or held by another attempt), writing nothing.
     fn claim_stop(
         &self,
         key: &PublishKey,
         claim: &Claim,
         stale_before: Timestamp,
         cancelled_at: Timestamp,
-    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+    ) -> impl Future<Output = Result<Option<PublishRecord>, BackendError>> + Send;
 
     /// `attempt` failed and may be retried: gives its claim up (the stop
     /// stays pending), so the next repeat or reconciler run sends at once.

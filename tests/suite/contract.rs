@@ -284,6 +284,8 @@ async fn publishes_contract(
                 .claim_stop(&k, &c, Timestamp(stale), Timestamp(1))
                 .await
                 .unwrap()
+                .inspect(|r| assert_eq!(r.stop_claim.as_ref(), Some(&c), "the record as claimed"))
+                .is_some()
         }
     };
     assert!(!take(&running, claim(&b, 1_010), 1_000).await);

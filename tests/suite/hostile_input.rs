@@ -525,7 +525,7 @@ async fn refusals_touch_no_publish_through_any_front_door() {
             c: &Claim,
             s: Timestamp,
             at: Timestamp,
-        ) -> Result<bool, BackendError> {
+        ) -> Result<Option<publish_cancel::domain::PublishRecord>, BackendError> {
             self.tick();
             self.0.claim_stop(k, c, s, at).await
         }

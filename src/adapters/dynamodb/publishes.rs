@@ -155,20 +155,28 @@ impl CancelWrites for DynamoPublishes {
                     record_from_item(key, &item),
                 )?))
             }
-            Err(SdkError::ServiceError(ctx)) => match ctx.into_err() {
-                UpdateItemError::ConditionalCheckFailedException(e) => match e.item {
-                    None => Ok(CancelFound::NotFound),
-                    Some(item) => {
-                        let record = unreadable_is_permanent(record_from_item(key, &item))?;
-                        Ok(if record.state == PublishState::Cancelled {
-                            CancelFound::AlreadyCancelled(record)
-                        } else {
-                            CancelFound::Finished(record)
-                        })
+            Err(SdkError::ServiceError(ctx)) => {
+                let refusal = ctx.raw().status().as_u16() < 500;
+                match ctx.into_err() {
+                    UpdateItemError::ConditionalCheckFailedException(e) => match e.item {
+                        None => Ok(CancelFound::NotFound),
+                        Some(item) => {
+                            let record = unreadable_is_permanent(record_from_item(key, &item))?;
+                            Ok(if record.state == PublishState::Cancelled {
+                                CancelFound::AlreadyCancelled(record)
+                            } else {
+                                CancelFound::Finished(record)
+                            })
+                        }
+                    },
+                    other => {
+                        let e = sdk_error("cancelling in the publishes table", other);
+                        // A 4xx (throttled, invalid) refused the last attempt:
+                        // it wrote nothing. A 5xx may have written.
+                        Err(if refusal { e.refused() } else { e })
                     }
-                },
-                other => Err(sdk_error("cancelling in the publishes table", other)),
-            },
+                }
+            }
             Err(e) => Err(sdk_error("cancelling in the publishes table", e)),
         }
     }
@@ -179,7 +187,7 @@ impl CancelWrites for DynamoPublishes {
         claim: &Claim,
         stale_before: Timestamp,
         cancelled_at: Timestamp,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<Option<PublishRecord>, BackendError> {
         // Pending on a cancelled record, and nobody else's attempt began
         // since `stale_before` (our own, whose answer was lost, may have).
         let mut condition = String::from(
@@ -221,9 +229,21 @@ impl CancelWrites for DynamoPublishes {
                 ":cancelledAt",
                 AttributeValue::N(cancelled_at.0.to_string()),
             )
+            // The record as the claim left it: the stop is built from it.
+            .return_values(ReturnValue::AllNew)
             .send();
-        let result = self.breaker.call(result).await?;
-        super::applied(result, "claiming a pending stop")
+        match self.breaker.call(result).await? {
+            Ok(out) => {
+                let item = out
+                    .attributes
+                    .ok_or_else(|| BackendError::msg("claim returned no attributes"))?;
+                unreadable_is_permanent(record_from_item(key, &item)).map(Some)
+            }
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(None)
+            }
+            Err(e) => Err(sdk_error("claiming a pending stop", e)),
+        }
     }
 
     async fn release_stop(
