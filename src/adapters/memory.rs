@@ -139,9 +139,10 @@ impl CancelWrites for MemoryPublishes {
         let Some(r) = records.get_mut(key) else {
             return Ok(None);
         };
-        let free = r.stop_claim.as_ref().is_none_or(|held| {
-            held.at < stale_before || claim.by.as_ref().is_some_and(|by| held.is_held_by(by))
-        });
+        let free = r
+            .stop_claim
+            .as_ref()
+            .is_none_or(|held| held.yields_to(claim, stale_before));
         // `cancelled_at` is for items outside DynamoDB's index; a record
         // here always holds its stamp's time.
         let _ = cancelled_at;

@@ -72,7 +72,22 @@ impl Claim {
     pub fn is_held_by(&self, attempt: &AttemptToken) -> bool {
         self.by.as_ref() == Some(attempt)
     }
+
+    /// Whether `new` may take over this claim: it lapsed (taken before
+    /// `stale_before`), it is `new`'s own attempt's, or it is stamped more
+    /// than `MAX_CLAIM_AHEAD` seconds ahead of `new` (a clock that far off
+    /// would otherwise hide the stop for as long).
+    pub fn yields_to(&self, new: &Claim, stale_before: Timestamp) -> bool {
+        self.at < stale_before
+            || self.at.0 > new.at.0.saturating_add(MAX_CLAIM_AHEAD)
+            || new.by.as_ref().is_some_and(|by| self.is_held_by(by))
+    }
 }
+
+/// How far ahead of the claimer's clock a claim may be stamped and still
+/// hold: far beyond any clock a Lambda environment keeps, well short of the
+/// hours a wrong laptop clock could hide a stop for.
+pub const MAX_CLAIM_AHEAD: i64 = 300;
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@ mod request_id;
 mod shard;
 mod user;
 
-pub use attempt::{AttemptToken, Claim};
+pub use attempt::{AttemptToken, Claim, MAX_CLAIM_AHEAD};
 pub use audit::{
     is_display_text, is_noncharacter, AuditText, CancelAudit, CancelSource, InvalidAudit,
 };

@@ -544,3 +544,83 @@ async fn previous_release_marks_and_sharded_marks_are_all_delivered() {
         assert!(!item.contains_key(attr::STOP_PENDING), "{pitid}: {item:?}");
     }
 }
+
+/// Issue 33 (1): a claim nobody can win. A pending item whose
+/// `stopClaimedAt` is no number (NULL, a string, a boolean: hand edits,
+/// foreign tooling writing None as NULL), a number beyond i64, or a time
+/// far ahead (a clock hours fast) holds nothing: the reconciler takes it
+/// and sends the stop. A live claim of another attempt is still left alone.
+#[tokio::test]
+async fn claims_of_any_type_or_time_are_winnable_and_live_ones_are_kept() {
+    let stack = Stack::new().await;
+    let old = Timestamp::now().0 - 3_600;
+    let other = s("0123456789abcdef0123456789abcdef");
+    let odd: Vec<(i64, AttributeValue)> = vec![
+        (800, AttributeValue::Null(true)),
+        (801, s("1700000000")),
+        (802, AttributeValue::Bool(true)),
+        (803, AttributeValue::N("100000000000000000000000000".into())),
+        (804, n(Timestamp::now().0 + 3 * 3_600)),
+    ];
+    for (pitid, claimed_at) in &odd {
+        put_pending(
+            &stack,
+            "alice",
+            *pitid,
+            old,
+            &[
+                (attr::STOP_CLAIMED_AT, claimed_at.clone()),
+                (attr::STOP_CLAIMED_BY, other.clone()),
+            ],
+        )
+        .await;
+    }
+    // A live claim, taken a second ago by another attempt.
+    put_pending(
+        &stack,
+        "alice",
+        805,
+        old,
+        &[
+            (attr::STOP_CLAIMED_AT, n(Timestamp::now().0 - 1)),
+            (attr::STOP_CLAIMED_BY, other.clone()),
+        ],
+    )
+    .await;
+    let cancel = Canceller {
+        publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
+        queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
+    };
+    let report = reconcile(
+        &cancel,
+        Timestamp::now,
+        publish_cancel::reconcile::Plan {
+            grace: Duration::from_secs(60),
+            page: 100,
+            in_flight: 8,
+        },
+        far(),
+        &Default::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.resent, report.busy), (5, 1), "{report:?}");
+    let mut sent: Vec<i64> = stack
+        .drain()
+        .await
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<StopMessage>(m.body().unwrap())
+                .unwrap()
+                .pitid
+        })
+        .collect();
+    sent.sort();
+    assert_eq!(sent, [800, 801, 802, 803, 804]);
+    let live = stack.publish_item("alice", "1/2/805").await.unwrap();
+    assert!(
+        live.contains_key(attr::STOP_PENDING),
+        "the live claim's holder sends it"
+    );
+}

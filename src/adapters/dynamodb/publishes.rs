@@ -16,7 +16,7 @@ use crate::adapters::breaker::Breaker;
 use crate::adapters::sdk_error;
 use crate::domain::{
     AttemptToken, CancelStamp, Claim, PendingShards, PublishKey, PublishRecord, PublishState,
-    Shard, Timestamp,
+    Shard, Timestamp, MAX_CLAIM_AHEAD,
 };
 use crate::ports::{
     BackendError, CancelFound, CancelWrites, Cursor, PendingPage, PendingStops, PublishReader,
@@ -189,10 +189,14 @@ impl CancelWrites for DynamoPublishes {
         cancelled_at: Timestamp,
     ) -> Result<Option<PublishRecord>, BackendError> {
         // Pending on a cancelled record, and nobody else's attempt began
-        // since `stale_before` (our own, whose answer was lost, may have).
+        // since `stale_before` (our own, whose answer was lost, may have):
+        // `Claim::yields_to`. A claim time that is no number (NULL, a
+        // string, a boolean: hand edits, foreign tooling) holds nothing, nor
+        // does one stamped too far ahead (a number beyond i64 included).
         let mut condition = String::from(
             "#state = :cancelled AND attribute_exists(#pending) AND \
-             (attribute_not_exists(#claimed) OR #claimed < :stale",
+             (attribute_not_exists(#claimed) OR NOT attribute_type(#claimed, :number) \
+             OR #claimed < :stale OR #claimed > :ahead",
         );
         let mut update = String::from(
             "SET #claimed = :now, #cancelledAt = if_not_exists(#cancelledAt, :cancelledAt)",
@@ -225,6 +229,11 @@ impl CancelWrites for DynamoPublishes {
             .expression_attribute_values(":cancelled", state_value(PublishState::Cancelled))
             .expression_attribute_values(":now", AttributeValue::N(claim.at.0.to_string()))
             .expression_attribute_values(":stale", AttributeValue::N(stale_before.0.to_string()))
+            .expression_attribute_values(":number", AttributeValue::S("N".into()))
+            .expression_attribute_values(
+                ":ahead",
+                AttributeValue::N(claim.at.0.saturating_add(MAX_CLAIM_AHEAD).to_string()),
+            )
             .expression_attribute_values(
                 ":cancelledAt",
                 AttributeValue::N(cancelled_at.0.to_string()),
