@@ -97,7 +97,8 @@ impl MemoryPublishes {
             return false;
         };
         let held = r.stop_claim.as_ref().is_some_and(|c| c.is_held_by(attempt));
-        if !(r.stop_pending && held) {
+        // As DynamoDB's condition: a pending stop on a cancelled record.
+        if !(r.state == PublishState::Cancelled && r.stop_pending && held) {
             return false;
         }
         end(r);

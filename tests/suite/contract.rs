@@ -385,6 +385,44 @@ async fn publishes_contract(
     };
     assert_eq!(untouched.stop_undeliverable, None);
 
+    // Issue 33 (5): a record carrying an earlier cancel's fields (its
+    // audit texts, a parked stop's reason) that runs again is cancelled as
+    // the domain says: the new cancel's audit only, nothing parked. Both
+    // adapters alike (DynamoDB kept the stale fields, and the record then
+    // looked parked).
+    let again = key("contract-owner", 70, 80, 6);
+    let mut stale = PublishRecord::new(again.clone(), PublishState::Queued);
+    stale.cancel = Some(stamp("long-ago", 500));
+    stale.stop_undeliverable = Some("refused long ago".into());
+    arrange.put_publish(&stale).await;
+    let bare = CancelStamp::new(
+        "bare".into(),
+        Timestamp(2_000),
+        CancelAudit::http(&again.uid),
+    );
+    let CancelFound::Cancelled(fresh) = publishes.cancel(&again, &bare, &a).await.unwrap() else {
+        panic!("a queued record is cancelled");
+    };
+    assert_eq!(fresh.stop_undeliverable, None, "not parked");
+    assert!(fresh.stop_pending);
+    assert_eq!(
+        fresh.cancel.as_ref(),
+        Some(&bare),
+        "this cancel's audit only"
+    );
+    assert_eq!(publishes.read(&again).await.unwrap().as_ref(), Some(&fresh));
+    // Ending an attempt needs a cancelled record: on a record put back to
+    // running with the mark and the claim left on it (by hand), nothing.
+    let mut running_again = fresh.clone();
+    running_again.state = PublishState::Publishing;
+    arrange.put_publish(&running_again).await;
+    assert!(!publishes.stop_sent(&again, &a).await.unwrap());
+    assert!(!publishes.release_stop(&again, &a).await.unwrap());
+    let mut done = fresh.clone();
+    done.stop_pending = false;
+    done.stop_claim = None;
+    arrange.put_publish(&done).await;
+
     // A pending mark on a publish that is not cancelled (only by hand) is
     // never a stop to send: listed apart, never claimable.
     let odd = key("contract-owner", 70, 80, 5);

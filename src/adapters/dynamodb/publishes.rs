@@ -75,6 +75,16 @@ static CANCELLABLE: std::sync::LazyLock<(String, Item)> = std::sync::LazyLock::n
     )
 });
 
+/// The audit fields a cancel writes only when given.
+const OPTIONAL_AUDIT: [&str; 3] = [
+    attr::CANCEL_REASON,
+    attr::CANCEL_REQUESTED_BY,
+    attr::CANCEL_ORIGIN,
+];
+
+/// `#staleN`, for each optional audit field a cancel removes.
+const STALE_PLACEHOLDERS: [&str; 3] = ["#stale0", "#stale1", "#stale2"];
+
 /// `#auditN` and `:auditN`, for each audit field a cancel may write.
 const AUDIT_PLACEHOLDERS: [(&str, &str); 5] = [
     ("#audit0", ":audit0"),
@@ -106,6 +116,18 @@ impl CancelWrites for DynamoPublishes {
             for part in [", ", name, " = ", value] {
                 update.push_str(part);
             }
+        }
+        // What an earlier cancel of this record left and this one does not
+        // write (a parked stop's reason, audit texts this cancel has not):
+        // the record is this cancel's, as the domain's `cancelled` says.
+        let stale: Vec<&str> = OPTIONAL_AUDIT
+            .into_iter()
+            .filter(|name| !audit.iter().any(|(written, _)| written == name))
+            .collect();
+        update.push_str(" REMOVE #undeliverable");
+        for placeholder in STALE_PLACEHOLDERS.iter().take(stale.len()) {
+            update.push_str(", ");
+            update.push_str(placeholder);
         }
         let (cancellable, cancellable_values) = &*CANCELLABLE;
         let mut request = self
@@ -144,6 +166,10 @@ impl CancelWrites for DynamoPublishes {
             request = request
                 .expression_attribute_names(name_at, name)
                 .expression_attribute_values(value_at, value);
+        }
+        request = request.expression_attribute_names("#undeliverable", attr::STOP_UNDELIVERABLE);
+        for (name, placeholder) in stale.into_iter().zip(STALE_PLACEHOLDERS) {
+            request = request.expression_attribute_names(placeholder, name);
         }
         let result = self.breaker.call(request.send()).await?;
         match result {
@@ -395,7 +421,13 @@ impl DynamoPublishes {
             .table_name(&self.table)
             .set_key(Some(publish_item_key(key)))
             .update_expression(update)
-            .condition_expression("attribute_exists(#pending) AND #claimedBy = :attempt")
+            // As `MemoryPublishes::end_attempt`: a pending stop (on a
+            // cancelled record) that `attempt` holds.
+            .condition_expression(
+                "#state = :cancelled AND attribute_exists(#pending) AND #claimedBy = :attempt",
+            )
+            .expression_attribute_names("#state", attr::STATE)
+            .expression_attribute_values(":cancelled", state_value(PublishState::Cancelled))
             .expression_attribute_names("#pending", attr::STOP_PENDING)
             .expression_attribute_names("#claimed", attr::STOP_CLAIMED_AT)
             .expression_attribute_names("#claimedBy", attr::STOP_CLAIMED_BY)
