@@ -204,10 +204,12 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 }
                 let verb = if dry_run { "would be " } else { "" };
                 println!(
-                    "scanned {} item(s): {} legacy cancel(s) {verb}backfilled, {} pending stop(s) {verb}brought into the reconciler's index, {} parked stop(s) {verb}re-queued, {} unreadable",
+                    "scanned {} item(s): {} legacy cancel(s) {verb}backfilled, {} pending stop(s) {verb}brought into the reconciler's index, {} pending mark(s) {verb}moved to their shard, {} cancel time(s) in milliseconds {verb}rewritten in seconds, {} parked stop(s) {verb}re-queued, {} unreadable",
                     r.scanned,
                     r.backfilled,
                     r.indexed,
+                    r.resharded,
+                    r.retimed,
                     r.requeued,
                     r.unreadable.len()
                 );

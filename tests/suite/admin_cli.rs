@@ -407,6 +407,29 @@ async fn publish_repair_backfills_lists_and_requeues() {
     )
     .await;
 
+    // Pending, its mark a value no shard has (foreign tooling): read as
+    // pending, in no shard the reconciler reads.
+    put(
+        906,
+        vec![
+            (attr::CANCEL_REQUEST_ID, s("foreign-mark")),
+            (attr::CANCELLED_AT, n(9)),
+            (attr::STOP_PENDING, s("yes")),
+        ],
+    )
+    .await;
+    // Pending, its time in milliseconds: past every cutoff of the index.
+    let millis = publish_cancel::domain::Timestamp::now().0 * 1000 - 3_600_000;
+    put(
+        907,
+        vec![
+            (attr::CANCEL_REQUEST_ID, s("in-millis")),
+            (attr::CANCELLED_AT, n(millis)),
+            (attr::STOP_PENDING, s("pending-0")),
+        ],
+    )
+    .await;
+
     let before = stack.tables().await;
     let dry = admin(
         &["publish", "repair", "--dry-run", "--requeue-undeliverable"],
@@ -417,7 +440,7 @@ async fn publish_repair_backfills_lists_and_requeues() {
     assert!(dry.ok, "{}", dry.stderr);
     assert!(
         dry.stdout
-            .contains("3 legacy cancel(s) would be backfilled"),
+            .contains("5 legacy cancel(s) would be backfilled"),
         "{}",
         dry.stdout
     );
@@ -434,6 +457,15 @@ async fn publish_repair_backfills_lists_and_requeues() {
     );
     assert!(
         dry.stdout.contains("publishKey=\"1/2/902\""),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout
+            .contains("1 pending mark(s) would be moved to their shard")
+            && dry
+                .stdout
+                .contains("1 cancel time(s) in milliseconds would be rewritten in seconds"),
         "{}",
         dry.stdout
     );
@@ -466,7 +498,11 @@ async fn publish_repair_backfills_lists_and_requeues() {
     let again = admin(&["publish", "repair"], "", &env).await;
     assert!(
         again.stdout.contains("0 legacy cancel(s) backfilled")
-            && again.stdout.contains("0 pending stop(s) brought"),
+            && again.stdout.contains("0 pending stop(s) brought")
+            && again.stdout.contains("0 pending mark(s) moved")
+            && again
+                .stdout
+                .contains("0 cancel time(s) in milliseconds rewritten"),
         "{}",
         again.stdout
     );
@@ -497,7 +533,7 @@ async fn publish_repair_backfills_lists_and_requeues() {
     )
     .await
     .unwrap();
-    assert_eq!(report.resent, 3, "{report:?}");
+    assert_eq!(report.resent, 5, "{report:?}");
     let mut sent: Vec<(i64, i64, String)> = stack
         .drain()
         .await
@@ -514,10 +550,12 @@ async fn publish_repair_backfills_lists_and_requeues() {
         [
             (1, 903, "parked".to_owned()),
             (1, 904, "handmade".to_owned()),
-            (1, 905, "miscopied".to_owned())
+            (1, 905, "miscopied".to_owned()),
+            (1, 906, "foreign-mark".to_owned()),
+            (1, 907, "in-millis".to_owned())
         ]
     );
-    for pitid in [903, 904, 905] {
+    for pitid in [903, 904, 905, 906, 907] {
         let item = stack
             .publish_item("alice", &format!("1/2/{pitid}"))
             .await

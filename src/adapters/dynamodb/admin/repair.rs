@@ -23,6 +23,10 @@ pub struct RepairReport {
     /// hand or foreign tooling, or a shard beyond a lowered
     /// `PENDING_SHARDS`): moved to their key's shard.
     pub resharded: usize,
+    /// Pending stops whose `cancelledAt` is in milliseconds (foreign
+    /// tooling): no cutoff of the index ever reached them; rewritten in
+    /// seconds.
+    pub retimed: usize,
     /// Pending stops outside the reconciler's index (no numeric
     /// `cancelledAt`, written by hand): given their stamp's time, which
     /// brings them in.
@@ -85,6 +89,17 @@ impl DynamoAdmin {
                     continue;
                 }
                 let at = record.cancel.as_ref().map_or(Timestamp(0), |s| s.at);
+                // A time more than a day ahead cannot be seconds of a cancel
+                // made: milliseconds, which no index cutoff ever reaches.
+                if let Some(AttributeValue::N(was)) = item.get(attr::CANCELLED_AT) {
+                    let far = Timestamp::now().0.saturating_add(86_400);
+                    if record.stop_pending && was.parse::<i64>().is_ok_and(|t| t > far) {
+                        report.retimed += 1;
+                        if !dry_run {
+                            self.retime(&record.key, was).await?;
+                        }
+                    }
+                }
                 if let Some(AttributeValue::S(mark)) = item.get(attr::STOP_PENDING) {
                     let read = Shard::parse(mark).is_some_and(|s| self.shards.contains(s));
                     if record.stop_pending && !read {
@@ -174,6 +189,29 @@ impl DynamoAdmin {
             .send()
             .await;
         applied(result, "bringing a pending stop into the index")
+            .map(|_| ())
+            .map_err(AdminError::Backend)
+    }
+
+    /// Rewrites a `cancelledAt` in milliseconds (`was`, as read) in
+    /// seconds; nothing if it changed since it was read.
+    async fn retime(&self, key: &PublishKey, was: &str) -> Result<(), AdminError> {
+        let Ok(millis) = was.parse::<i64>() else {
+            return Ok(());
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.publishes_table)
+            .set_key(Some(publish_item_key(key)))
+            .update_expression("SET #cancelledAt = :seconds")
+            .condition_expression("#cancelledAt = :was")
+            .expression_attribute_names("#cancelledAt", attr::CANCELLED_AT)
+            .expression_attribute_values(":seconds", AttributeValue::N((millis / 1000).to_string()))
+            .expression_attribute_values(":was", AttributeValue::N(was.to_owned()))
+            .send()
+            .await;
+        applied(result, "rewriting a cancel time in seconds")
             .map(|_| ())
             .map_err(AdminError::Backend)
     }
