@@ -110,6 +110,128 @@ mod tests {
         serde_json::from_str(text).unwrap()
     }
 
+    /// Issue 33 (9): the reconciler function's invocation errors, outside
+    /// the soak: a stop still pending is `UForge.StopsStillPending`, a
+    /// shard that cannot be read `UForge.BackendUnavailable`; a run that
+    /// left nothing pending answers its report.
+    #[tokio::test]
+    async fn its_invocation_errors_have_their_documented_types() {
+        use crate::adapters::memory::{MemoryPublishes, ScriptedQueue};
+        use crate::domain::fixtures::{alice_key, alice_stamp};
+        use crate::domain::{PublishRecord, PublishState, Shard};
+        use crate::ports::{BackendError, Cursor, PendingPage, PendingStops};
+
+        struct Unreadable(MemoryPublishes);
+        impl PendingStops for Unreadable {
+            fn shards(&self) -> Vec<Shard> {
+                self.0.shards()
+            }
+            async fn pending_stops(
+                &self,
+                _: Shard,
+                _: Timestamp,
+                _: Option<&Cursor>,
+                _: usize,
+            ) -> Result<PendingPage, BackendError> {
+                Err(BackendError::msg("the index cannot be read"))
+            }
+        }
+        impl crate::ports::CancelWrites for Unreadable {
+            fn cancel(
+                &self,
+                k: &crate::domain::PublishKey,
+                s: &crate::domain::CancelStamp,
+                a: &crate::domain::AttemptToken,
+            ) -> impl std::future::Future<Output = Result<crate::ports::CancelFound, BackendError>> + Send
+            {
+                self.0.cancel(k, s, a)
+            }
+            fn claim_stop(
+                &self,
+                k: &crate::domain::PublishKey,
+                c: &crate::domain::Claim,
+                s: Timestamp,
+                at: Timestamp,
+            ) -> impl std::future::Future<Output = Result<Option<PublishRecord>, BackendError>> + Send
+            {
+                self.0.claim_stop(k, c, s, at)
+            }
+            fn release_stop(
+                &self,
+                k: &crate::domain::PublishKey,
+                a: &crate::domain::AttemptToken,
+            ) -> impl std::future::Future<Output = Result<bool, BackendError>> + Send {
+                self.0.release_stop(k, a)
+            }
+            fn stop_sent(
+                &self,
+                k: &crate::domain::PublishKey,
+                a: &crate::domain::AttemptToken,
+            ) -> impl std::future::Future<Output = Result<bool, BackendError>> + Send {
+                self.0.stop_sent(k, a)
+            }
+            fn stop_undeliverable(
+                &self,
+                k: &crate::domain::PublishKey,
+                a: &crate::domain::AttemptToken,
+                why: &str,
+            ) -> impl std::future::Future<Output = Result<bool, BackendError>> + Send {
+                self.0.stop_undeliverable(k, a, why)
+            }
+        }
+
+        fn invocation() -> LambdaEvent<RawEvent> {
+            let mut context = lambda_runtime::Context::default();
+            // What emulators send: the time left, 60 s.
+            context.deadline = 60_000;
+            LambdaEvent::new(event(r#"{"detail-type": "Scheduled Event"}"#), context)
+        }
+        let plan = Plan {
+            grace: std::time::Duration::from_secs(0),
+            page: 10,
+            in_flight: 4,
+        };
+        let store = MemoryPublishes::default();
+        store.put(PublishRecord::new(alice_key(3), PublishState::Publishing));
+        let seed = Canceller {
+            publishes: store.clone(),
+            queue: ScriptedQueue::default(),
+        };
+        seed.queue.fail(true);
+        assert!(seed
+            .run(&alice_key(3), &alice_stamp("r", 100))
+            .await
+            .is_err());
+
+        let failing = Reconciler {
+            cancel: Canceller {
+                publishes: store.clone(),
+                queue: seed.queue.clone(),
+            },
+            plan,
+            resume: Resume::default(),
+            metrics: None,
+        };
+        let e = failing.call(invocation()).await.unwrap_err();
+        assert_eq!(e.error_type, "UForge.StopsStillPending", "{e:?}");
+
+        let blind = Reconciler {
+            cancel: Canceller {
+                publishes: Unreadable(store.clone()),
+                queue: ScriptedQueue::default(),
+            },
+            plan,
+            resume: Resume::default(),
+            metrics: None,
+        };
+        let e = blind.call(invocation()).await.unwrap_err();
+        assert_eq!(e.error_type, "UForge.BackendUnavailable", "{e:?}");
+
+        seed.queue.fail(false);
+        let report = failing.call(invocation()).await.unwrap();
+        assert_eq!(report["resent"], 1, "{report}");
+    }
+
     #[test]
     fn a_schedule_names_its_group_and_anything_else_reads_every_shard() {
         assert_eq!(
