@@ -884,68 +884,54 @@ mod tests {
     /// reach the newest; each run resumes where the last one stopped.
     #[tokio::test]
     async fn a_backlog_longer_than_a_run_reaches_the_newest() {
-        let c = Canceller {
-            publishes: MemoryPublishes::with_shards(crate::domain::PendingShards::new(1).unwrap()),
-            queue: Batches {
-                failing: (1..=40).collect(),
-                delay: Duration::from_millis(40),
-                ..Batches::default()
-            },
-        };
-        let seed = Canceller {
-            publishes: c.publishes.clone(),
-            queue: ScriptedQueue::default(),
-        };
-        for pitid in 1..=50 {
-            crashed(&seed, pitid, 100 + pitid).await;
+        /// Fifty pending stops in one shard; the oldest forty fail slowly.
+        async fn backlog() -> Canceller<MemoryPublishes, Batches> {
+            let c = Canceller {
+                publishes: MemoryPublishes::with_shards(
+                    crate::domain::PendingShards::new(1).unwrap(),
+                ),
+                queue: Batches {
+                    failing: (1..=40).collect(),
+                    delay: Duration::from_millis(40),
+                    ..Batches::default()
+                },
+            };
+            let seed = Canceller {
+                publishes: c.publishes.clone(),
+                queue: ScriptedQueue::default(),
+            };
+            for pitid in 1..=50 {
+                crashed(&seed, pitid, 100 + pitid).await;
+            }
+            c
         }
-        let serial = Plan {
-            in_flight: 10,
-            ..plan(10)
-        };
+        /// One run with time for about two pages of ten.
+        async fn run(c: &Canceller<MemoryPublishes, Batches>, resume: &Resume) {
+            let serial = Plan {
+                in_flight: 10,
+                ..plan(10)
+            };
+            let until = Instant::now() + Duration::from_millis(100);
+            reconcile(c, || Timestamp(1_000), serial, until, resume, |_| {})
+                .await
+                .unwrap();
+        }
+        let c = backlog().await;
         let resume = Resume::default();
         let mut runs = 0;
         while c.publishes.get(&key(50)).unwrap().stop_pending {
             runs += 1;
             assert!(runs <= 8, "the newest was never reached");
-            // Time for about two pages of ten.
-            let until = Instant::now() + Duration::from_millis(100);
-            reconcile(&c, || Timestamp(1_000), serial, until, &resume, |_| {})
-                .await
-                .unwrap();
+            run(&c, &resume).await;
         }
         assert!(runs >= 2, "one run was enough: the test proves nothing");
         for pitid in 41..=50 {
             assert!(!c.publishes.get(&key(pitid)).unwrap().stop_pending);
         }
         // Without resuming, every run starts at the oldest: never reached.
-        let fresh = Canceller {
-            publishes: MemoryPublishes::with_shards(crate::domain::PendingShards::new(1).unwrap()),
-            queue: Batches {
-                failing: (1..=40).collect(),
-                delay: Duration::from_millis(40),
-                ..Batches::default()
-            },
-        };
-        let seed = Canceller {
-            publishes: fresh.publishes.clone(),
-            queue: ScriptedQueue::default(),
-        };
-        for pitid in 1..=50 {
-            crashed(&seed, pitid, 100 + pitid).await;
-        }
+        let fresh = backlog().await;
         for _ in 0..runs {
-            let until = Instant::now() + Duration::from_millis(100);
-            reconcile(
-                &fresh,
-                || Timestamp(1_000),
-                serial,
-                until,
-                &Resume::default(),
-                |_| {},
-            )
-            .await
-            .unwrap();
+            run(&fresh, &Resume::default()).await;
         }
         assert!(fresh.publishes.get(&key(50)).unwrap().stop_pending);
     }

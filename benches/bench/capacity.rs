@@ -23,12 +23,10 @@ use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
+use crate::common::fault_proxy::{forward, serve};
 use crate::common::{self, Stack};
 use crate::stats::pct;
 use crate::Row;
@@ -79,19 +77,9 @@ impl CapacityProxy {
             dry: Arc::default(),
         };
         let serving = proxy.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let proxy = serving.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let proxy = proxy.clone();
-                        async move { proxy.handle(req).await }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+        serve(listener, move |req| {
+            let proxy = serving.clone();
+            async move { proxy.handle(req).await }
         });
         proxy
     }
@@ -173,7 +161,7 @@ impl CapacityProxy {
             }
             index_after = after;
         }
-        let response = self.forward(parts, body).await?;
+        let response = forward(&self.upstream, parts, body).await?;
         if let Some((item, value)) = index_after {
             if response.status() == 200 {
                 let mut index = self.index_of.lock().unwrap();
@@ -240,29 +228,6 @@ impl CapacityProxy {
             }
         }
         (partitions, changes_mark.then_some((item, after)))
-    }
-
-    async fn forward(
-        &self,
-        parts: http::request::Parts,
-        body: Bytes,
-    ) -> Result<Response<Full<Bytes>>, std::io::Error> {
-        let stream = TcpStream::connect(&self.upstream).await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(std::io::Error::other)?;
-        tokio::spawn(conn);
-        let resp = sender
-            .send_request(Request::from_parts(parts, Full::new(body)))
-            .await
-            .map_err(std::io::Error::other)?;
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(std::io::Error::other)?
-            .to_bytes();
-        Ok(Response::from_parts(parts, Full::new(body)))
     }
 }
 
@@ -483,10 +448,12 @@ async fn drain_rate(
     let resume = Resume::default();
     let mut resent = 0;
     while resent < backlog && Instant::now() < until {
-        let report = reconcile(&c, Timestamp::now, plan, until, &resume, |_| {})
-            .await
-            .unwrap_or_default();
-        resent += report.resent;
+        match reconcile(&c, Timestamp::now, plan, until, &resume, |_| {}).await {
+            Ok(report) => resent += report.resent,
+            // A shard could not be read: as the function would, try again
+            // later (Lambda's schedule: a minute; here, a second).
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
     }
     let took = started.elapsed();
     let cpu = crate::stats::cpu_ms(std::process::id()) - cpu_before;
@@ -585,11 +552,17 @@ async fn while_sqs_is_down(
 }
 
 pub(crate) async fn capacity() -> Vec<Row> {
+    // UFORGE_CAPACITY_ONLY=rate,drain,down: only those parts.
+    let only = std::env::var("UFORGE_CAPACITY_ONLY").ok();
+    let part = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|p| p == name))
+    };
     let mut rows = Vec::new();
     let proxy = CapacityProxy::start(&crate::common::moto::moto().endpoint).await;
     // Scaled so that the emulator, one request at a time, is not the limit.
     let scale = 100.0;
-    for design in [before(), after()] {
+    for design in [before(), after()].into_iter().filter(|_| part("rate")) {
         let (rate, trail) = highest_clean_rate(&proxy, design, scale).await;
         rows.push(Row(
             format!(
@@ -603,24 +576,37 @@ pub(crate) async fn capacity() -> Vec<Row> {
             trail,
         ));
     }
-    let latency = Duration::from_millis(50);
-    for (design, backlog, window) in [
-        (before(), 400, Duration::from_secs(30)),
-        (after(), 20_000, Duration::from_secs(240)),
-    ] {
-        let d = drain_rate(&proxy, design, backlog, latency, window).await;
-        rows.push(Row(
-            format!("capacity: backlog drain, 50 ms per call, {}", design.name),
-            format!("{:.1} stops/s", d.rate),
-            format!(
-                "{} of {backlog} pending sent in {:.1} s; {:.2} ms of bench CPU per stop",
-                d.resent,
-                d.took.as_secs_f64(),
-                d.cpu_ms_per_stop
-            ),
-        ));
+    // Per call, as issue 32 asks (50 ms), and slower (200 ms): one record
+    // at a time falls as 1 / (3 x latency); many at once should not.
+    for ms in [50, 200] {
+        let latency = Duration::from_millis(ms);
+        for (design, backlog, window) in [
+            (before(), 400, Duration::from_secs(30)),
+            // The emulator's index query scans the whole table (0.06 s at
+            // 2 000 items, 0.37 s at 20 000) one request at a time:
+            // seventeen shards queried at once over tens of thousands of
+            // items wait past the SDK's 4 s bound there, never on DynamoDB.
+            (after(), 2_000, Duration::from_secs(240)),
+        ]
+        .into_iter()
+        .filter(|_| part("drain"))
+        {
+            let d = drain_rate(&proxy, design, backlog, latency, window).await;
+            // Let the one-request-at-a-time emulator finish what it queued.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            rows.push(Row(
+                format!("capacity: backlog drain, {ms} ms per call, {}", design.name),
+                format!("{:.1} stops/s", d.rate),
+                format!(
+                    "{} of {backlog} pending sent in {:.1} s; {:.2} ms of bench CPU per stop",
+                    d.resent,
+                    d.took.as_secs_f64(),
+                    d.cpu_ms_per_stop
+                ),
+            ));
+        }
     }
-    for design in [before(), after()] {
+    for design in [before(), after()].into_iter().filter(|_| part("down")) {
         let (mut times, recovered, calls) = while_sqs_is_down(&proxy, design, 200, 16).await;
         times.sort_by(f64::total_cmp);
         rows.push(Row(

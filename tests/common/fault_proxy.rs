@@ -80,19 +80,9 @@ impl FaultProxy {
             state: Arc::default(),
         };
         let serving = proxy.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let proxy = serving.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let proxy = proxy.clone();
-                        async move { proxy.handle(req).await }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+        serve(listener, move |req| {
+            let proxy = serving.clone();
+            async move { proxy.handle(req).await }
         });
         proxy
     }
@@ -180,34 +170,53 @@ impl FaultProxy {
             }
             Some(Fault::LoseResponse) | None => {}
         }
-        let response = self.forward(parts, body).await?;
+        let response = forward(&self.upstream, parts, body).await?;
         if matches!(fault, Some(Fault::LoseResponse)) {
             return Err(std::io::Error::other("fault: response lost"));
         }
         Ok(response)
     }
+}
 
-    async fn forward(
-        &self,
-        parts: http::request::Parts,
-        body: Bytes,
-    ) -> Result<Response<Full<Bytes>>, std::io::Error> {
-        let stream = TcpStream::connect(&self.upstream).await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(std::io::Error::other)?;
-        tokio::spawn(conn);
-        let upstream_req = Request::from_parts(parts, Full::new(body));
-        let resp = sender
-            .send_request(upstream_req)
-            .await
-            .map_err(std::io::Error::other)?;
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(std::io::Error::other)?
-            .to_bytes();
-        Ok(Response::from_parts(parts, Full::new(body)))
-    }
+/// The answer a proxy gives.
+pub type Answer = Result<Response<Full<Bytes>>, std::io::Error>;
+
+/// Serves `handle` on `listener`, each connection on its own task, until
+/// the runtime ends.
+pub fn serve<H, F>(listener: TcpListener, handle: H)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Answer> + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(handle))
+                    .await;
+            });
+        }
+    });
+}
+
+/// Forwards a request to `upstream` (`host:port`) on a new connection and
+/// reads the whole answer.
+pub async fn forward(upstream: &str, parts: http::request::Parts, body: Bytes) -> Answer {
+    let stream = TcpStream::connect(upstream).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(Request::from_parts(parts, Full::new(body)))
+        .await
+        .map_err(std::io::Error::other)?;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    Ok(Response::from_parts(parts, Full::new(body)))
 }

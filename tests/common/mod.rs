@@ -358,6 +358,27 @@ impl Stack {
         }
     }
 
+    /// Receives (and deletes) every stop now in the queue, read as stops.
+    pub async fn drain_stops(&self) -> Vec<publish_cancel::ports::StopMessage> {
+        self.drain()
+            .await
+            .iter()
+            .map(|m| serde_json::from_str(m.body().expect("a body")).expect("a stop message"))
+            .collect()
+    }
+
+    /// The request ids of every stop now in the queue, sorted.
+    pub async fn drain_request_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .drain_stops()
+            .await
+            .into_iter()
+            .map(|s| s.request_id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// The publish item under (uid, "aid/itid/pitid").
     pub async fn publish_item(
         &self,

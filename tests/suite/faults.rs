@@ -290,6 +290,35 @@ async fn a_claim_whose_answer_was_lost_is_still_its_senders() {
     assert!(!item.contains_key(attr::STOP_PENDING));
 }
 
+/// Running publishes of alice, one per pitid of `pitids`.
+async fn running_publishes(
+    stack: &Stack,
+    pitids: std::ops::Range<i64>,
+) -> Vec<publish_cancel::domain::PublishKey> {
+    use publish_cancel::domain::{PublishRecord, PublishState};
+    let keys: Vec<_> = pitids.map(common::alice_key).collect();
+    for key in &keys {
+        stack
+            .put_publish(&PublishRecord::new(key.clone(), PublishState::Publishing))
+            .await;
+    }
+    keys
+}
+
+/// An HTTP cancel of `key`, request id `{prefix}-{i}`, now.
+fn stamp_of(
+    prefix: &str,
+    key: &publish_cancel::domain::PublishKey,
+    i: usize,
+) -> publish_cancel::domain::CancelStamp {
+    use publish_cancel::domain::{CancelAudit, CancelStamp, Timestamp};
+    CancelStamp::new(
+        format!("{prefix}-{i}").as_str().into(),
+        Timestamp::now(),
+        CancelAudit::http(&key.uid),
+    )
+}
+
 /// Issue 32 (3): once SQS has failed as in an outage three times in a row,
 /// cancels stop calling it: each still makes its conditional write and
 /// answers `StopNotSent` at once, its stop pending and its claim given
@@ -297,14 +326,9 @@ async fn a_claim_whose_answer_was_lost_is_still_its_senders() {
 /// delivers, as do the retries of the cancels that failed. What is
 /// checked is the calls made, not the time taken (benchmarks measure that).
 #[tokio::test]
-// The index names a key and its stamp alike.
-#[allow(clippy::needless_range_loop)]
 async fn while_the_queue_is_down_cancels_do_not_call_it_and_one_probe_finds_it_back() {
     use publish_cancel::adapters::breaker::Breaker;
     use publish_cancel::cancel::CancelError;
-    use publish_cancel::domain::{
-        CancelAudit, CancelStamp, PublishRecord, PublishState, Timestamp,
-    };
 
     let stack = Stack::new().await;
     let sqs = FaultProxy::start(&common::moto::moto().endpoint).await;
@@ -312,22 +336,14 @@ async fn while_the_queue_is_down_cancels_do_not_call_it_and_one_probe_finds_it_b
     c.queue = c
         .queue
         .with_breaker(Breaker::with("sqs", 3, Duration::from_millis(300)));
-    let keys: Vec<_> = (700..712).map(common::alice_key).collect();
-    for key in &keys {
-        stack
-            .put_publish(&PublishRecord::new(key.clone(), PublishState::Publishing))
-            .await;
-    }
-    let stamp = |i: usize| {
-        CancelStamp::new(
-            format!("down-{i}").as_str().into(),
-            Timestamp::now(),
-            CancelAudit::http(&keys[i].uid),
-        )
+    let keys = running_publishes(&stack, 700..712).await;
+    let cancel = |i: usize| {
+        let (c, key) = (&c, &keys[i]);
+        async move { c.run(key, &stamp_of("down", key, i)).await }
     };
     sqs.inject(SEND, Fault::Error(500, "InternalError"), None);
     for i in 0..3 {
-        let e = c.run(&keys[i], &stamp(i)).await.unwrap_err();
+        let e = cancel(i).await.unwrap_err();
         assert!(matches!(e, CancelError::StopNotSent(_)), "{e:?}");
     }
     let calls = sqs.count(SEND);
@@ -338,7 +354,7 @@ async fn while_the_queue_is_down_cancels_do_not_call_it_and_one_probe_finds_it_b
     );
     // Open: the next cancels answer without calling SQS.
     for i in 3..8 {
-        let e = c.run(&keys[i], &stamp(i)).await.unwrap_err();
+        let e = cancel(i).await.unwrap_err();
         assert!(matches!(e, CancelError::StopNotSent(_)), "{e:?}");
         let item = stack
             .publish_item("alice", &format!("1/2/{}", 700 + i))
@@ -359,45 +375,31 @@ async fn while_the_queue_is_down_cancels_do_not_call_it_and_one_probe_finds_it_b
     // SQS is back; after the cool-down one probe goes and delivers.
     sqs.clear();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    c.run(&keys[8], &stamp(8))
-        .await
-        .expect("the probe delivers");
+    cancel(8).await.expect("the probe delivers");
     assert_eq!(sqs.count(SEND), calls + 1, "one probe");
     // The retries of the failed cancels send their pending stops.
     for i in 0..8 {
-        let again = c.run(&keys[i], &stamp(i)).await.expect("a retry delivers");
+        let again = cancel(i).await.expect("a retry delivers");
         assert!(!again.record.stop_pending, "{i}");
     }
-    let mut ids: Vec<String> = stack
-        .drain()
-        .await
-        .iter()
-        .map(|m| {
-            serde_json::from_str::<StopMessage>(m.body().unwrap())
-                .unwrap()
-                .request_id
-        })
-        .collect();
-    ids.sort();
     let mut want: Vec<String> = (0..9).map(|i| format!("down-{i}")).collect();
     want.sort();
-    assert_eq!(ids, want, "every stop once, with its cancel's id");
+    assert_eq!(
+        stack.drain_request_ids().await,
+        want,
+        "every stop once, with its cancel's id"
+    );
 }
 
 /// Issue 32 (3): the same for DynamoDB. After three cancels fail as in an
 /// outage, the next ones answer `Backend` (503) without calling DynamoDB,
 /// writing nothing; after the cool-down one probe finds it back.
 #[tokio::test]
-// The index names a key and its stamp alike.
-#[allow(clippy::needless_range_loop)]
 async fn while_dynamodb_is_down_cancels_do_not_call_it() {
     use publish_cancel::adapters::breaker::Breaker;
     use publish_cancel::adapters::dynamodb::DynamoPublishes;
     use publish_cancel::adapters::sqs::SqsStopQueue;
     use publish_cancel::cancel::{CancelError, Canceller};
-    use publish_cancel::domain::{
-        CancelAudit, CancelStamp, PublishRecord, PublishState, Timestamp,
-    };
 
     let stack = Stack::new().await;
     let dynamo = FaultProxy::start(&common::moto::moto().endpoint).await;
@@ -410,27 +412,19 @@ async fn while_dynamodb_is_down_cancels_do_not_call_it() {
         .with_breaker(Breaker::with("dynamodb", 3, Duration::from_millis(300))),
         queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
     };
-    let keys: Vec<_> = (720..730).map(common::alice_key).collect();
-    for key in &keys {
-        stack
-            .put_publish(&PublishRecord::new(key.clone(), PublishState::Publishing))
-            .await;
-    }
-    let stamp = |i: usize| {
-        CancelStamp::new(
-            format!("ddb-{i}").as_str().into(),
-            Timestamp::now(),
-            CancelAudit::http(&keys[i].uid),
-        )
+    let keys = running_publishes(&stack, 720..730).await;
+    let cancel = |i: usize| {
+        let (c, key) = (&c, &keys[i]);
+        async move { c.run(key, &stamp_of("ddb", key, i)).await }
     };
     dynamo.inject(UPDATE, Fault::Error(500, "InternalServerError"), None);
     for i in 0..3 {
-        let e = c.run(&keys[i], &stamp(i)).await.unwrap_err();
+        let e = cancel(i).await.unwrap_err();
         assert!(matches!(e, CancelError::Backend(_)), "{e:?}");
     }
     let calls = dynamo.count(UPDATE);
     for i in 3..6 {
-        let e = c.run(&keys[i], &stamp(i)).await.unwrap_err();
+        let e = cancel(i).await.unwrap_err();
         assert!(matches!(e, CancelError::Backend(_)), "{e:?}");
     }
     assert_eq!(
@@ -451,7 +445,7 @@ async fn while_dynamodb_is_down_cancels_do_not_call_it() {
     }
     dynamo.clear();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let done = c.run(&keys[6], &stamp(6)).await.expect("the probe cancels");
+    let done = cancel(6).await.expect("the probe cancels");
     assert!(done.changed && !done.record.stop_pending);
     assert_eq!(stack.drain().await.len(), 1);
 }
