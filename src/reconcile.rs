@@ -440,6 +440,24 @@ mod tests {
         Instant::now() + Duration::from_secs(60)
     }
 
+    /// One run at `now` with `plan`, a minute to go, from the oldest.
+    async fn run<P: CancelWrites + PendingStops, Q: StopQueue>(
+        c: &Canceller<P, Q>,
+        now: i64,
+        plan: Plan,
+    ) -> ReconcileReport {
+        reconcile(
+            c,
+            || Timestamp(now),
+            plan,
+            later(),
+            &Resume::default(),
+            |_| {},
+        )
+        .await
+        .unwrap()
+    }
+
     fn plan(page: usize) -> Plan {
         Plan {
             grace: Duration::from_secs(60),
@@ -481,16 +499,7 @@ mod tests {
         let third = crashed(&c, 3, 100).await;
         assert!(c.publishes.stop_sent(&key(3), &third).await.unwrap());
 
-        let report = reconcile(
-            &c,
-            || Timestamp(200),
-            plan(10),
-            later(),
-            &Resume::default(),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        let report = run(&c, 200, plan(10)).await;
         assert_eq!((report.found, report.resent, report.failed), (1, 1, 0));
         let sent = c.queue.sent();
         assert_eq!(sent.len(), 1);
@@ -500,30 +509,12 @@ mod tests {
 
         // A failing queue leaves the mark for the next run.
         c.queue.fail(true);
-        let report = reconcile(
-            &c,
-            || Timestamp(400),
-            plan(10),
-            later(),
-            &Resume::default(),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        let report = run(&c, 400, plan(10)).await;
         assert_eq!((report.found, report.resent, report.failed), (1, 0, 1));
         assert!(c.publishes.get(&key(2)).unwrap().stop_pending);
         // ... and gives its claim up, so the next run sends at once.
         c.queue.fail(false);
-        let report = reconcile(
-            &c,
-            || Timestamp(401),
-            plan(10),
-            later(),
-            &Resume::default(),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        let report = run(&c, 401, plan(10)).await;
         assert_eq!((report.found, report.resent), (1, 1));
     }
 
@@ -536,32 +527,14 @@ mod tests {
         }
         crashed(&c, 99, 500).await;
         c.queue.refuse(|m| m.pitid != 99);
-        let report = reconcile(
-            &c,
-            || Timestamp(1_000),
-            plan(10),
-            later(),
-            &Resume::default(),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        let report = run(&c, 1_000, plan(10)).await;
         assert_eq!(report.found, 26);
         assert_eq!((report.resent, report.undeliverable), (1, 25));
         let sent = c.queue.sent();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].pitid, 99);
         // Parked: not pending, never tried again.
-        let again = reconcile(
-            &c,
-            || Timestamp(2_000),
-            plan(10),
-            later(),
-            &Resume::default(),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        let again = run(&c, 2_000, plan(10)).await;
         assert_eq!(again, ReconcileReport::default());
         assert!(c
             .publishes
@@ -588,16 +561,7 @@ mod tests {
                 .unwrap()
                 .is_some());
         }
-        let report = reconcile(
-            &c,
-            || Timestamp(1_000),
-            plan(10),
-            later(),
-            &Resume::default(),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        let report = run(&c, 1_000, plan(10)).await;
         assert_eq!(
             (report.found, report.resent, report.busy, report.failed),
             (26, 1, 25, 0),
@@ -780,16 +744,7 @@ mod tests {
             ..Batches::default()
         });
         crash_all(&c, 1..41).await;
-        let report = reconcile(
-            &c,
-            || Timestamp(1_000),
-            plan(100),
-            later(),
-            &Resume::default(),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        let report = run(&c, 1_000, plan(100)).await;
         assert_eq!(
             (
                 report.found,
@@ -839,16 +794,7 @@ mod tests {
             in_flight: 40,
             ..plan(50)
         };
-        let report = reconcile(
-            &c,
-            || Timestamp(1_000),
-            bounded,
-            later(),
-            &Resume::default(),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        let report = run(&c, 1_000, bounded).await;
         assert_eq!(report.resent, 200, "{report:?}");
         let most = c.queue.most.load(std::sync::atomic::Ordering::SeqCst);
         assert!(most >= 2, "batches overlapped: {most}");
@@ -864,16 +810,7 @@ mod tests {
             in_flight: 1,
             ..plan(50)
         };
-        let report = reconcile(
-            &one,
-            || Timestamp(1_000),
-            serial,
-            later(),
-            &Resume::default(),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        let report = run(&one, 1_000, serial).await;
         assert_eq!(report.resent, 20);
         assert!(one.queue.batches.lock().unwrap().iter().all(|n| *n == 1));
     }
@@ -961,16 +898,7 @@ mod tests {
             crashed(&seed, pitid, 100).await;
         }
         let before = c.publishes.all();
-        let report = reconcile(
-            &c,
-            || Timestamp(1_000),
-            plan(100),
-            later(),
-            &Resume::default(),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        let report = run(&c, 1_000, plan(100)).await;
         assert_eq!((report.found, report.failed, report.resent), (30, 30, 0));
         assert_eq!(c.publishes.all(), before, "no claim was written");
     }
