@@ -90,11 +90,10 @@ impl Default for FaultMix {
 pub struct Seen {
     pub at: Instant,
     pub slot: String,
-    /// `x-amz-target`, e.g. `AmazonSQS.SendMessage`.
-    pub target: String,
     pub fate: Fate,
-    /// For a `SendMessage`: its body (the stop message's JSON).
-    pub message: Option<String>,
+    /// The stop messages it carried (JSON): a `SendMessage`'s body, each
+    /// entry's of a `SendMessageBatch` (the reconciler's), none otherwise.
+    pub messages: Vec<String>,
 }
 
 struct State {
@@ -228,19 +227,12 @@ impl ChaosProxy {
             .map_err(std::io::Error::other)?
             .to_bytes();
         let fate = self.choose();
-        let message = (target == "AmazonSQS.SendMessage")
-            .then(|| {
-                serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v["MessageBody"].as_str().map(str::to_owned))
-            })
-            .flatten();
+        let messages = stop_bodies(&target, &body);
         self.state.lock().unwrap().log.push(Seen {
             at: Instant::now(),
             slot: slot.to_owned(),
-            target: target.clone(),
             fate,
-            message,
+            messages,
         });
         let sqs = target.starts_with("AmazonSQS");
         match fate {
@@ -326,4 +318,21 @@ pub fn next(state: &mut u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// The message bodies a send to SQS carries: one for `SendMessage`, one
+/// per entry for `SendMessageBatch`.
+fn stop_bodies(target: &str, body: &[u8]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let body_of = |e: &serde_json::Value| e["MessageBody"].as_str().map(str::to_owned);
+    match target {
+        "AmazonSQS.SendMessage" => body_of(&v).into_iter().collect(),
+        "AmazonSQS.SendMessageBatch" => v["Entries"]
+            .as_array()
+            .map(|entries| entries.iter().filter_map(body_of).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
 }

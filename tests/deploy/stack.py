@@ -151,8 +151,12 @@ def alarm_metrics(_args):
         metrics = [props] if "MetricName" in props else [
             m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
         for m in metrics:
+            # The function a `Function` dimension names (its logical id).
+            function = next((d["Value"].get("Ref") for d in m.get("Dimensions", [])
+                             if d["Name"] == "Function" and isinstance(d["Value"], dict)), None)
             out.append({"alarm": name, "namespace": m.get("Namespace"), "metric": m.get("MetricName"),
-                        "dimensions": sorted(d["Name"] for d in m.get("Dimensions", []))})
+                        "dimensions": sorted(d["Name"] for d in m.get("Dimensions", [])),
+                        "function": function})
     return out
 
 

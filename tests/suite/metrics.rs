@@ -107,15 +107,28 @@ fn every_alarm_of_the_template_watches_an_emitted_metric() {
         check: Check::Argon2,
         denied: Some(Denied::UnknownUser),
     };
-    let emitted: Vec<Value> = vec![
-        parse(m.request_line(&facts(refused, Outcome::Unauthenticated), 1)),
-        parse(m.request_line(&facts(AuthTrace::default(), Outcome::Cancelled), 1)),
-        m.reconcile_line(&Default::default(), 1),
-    ];
-    // (metric, sorted dimension names) as each line declares them.
-    let declared: Vec<(String, Vec<String>, &Value)> = emitted
+    // What each function writes: the HTTP and automation functions a
+    // request line per request or command (`api`, `frontdoor::automation`),
+    // the reconciler a reconcile line per page (`frontdoor::schedule`).
+    let requests = || {
+        vec![
+            parse(m.request_line(&facts(refused, Outcome::Unauthenticated), 1)),
+            parse(m.request_line(&facts(AuthTrace::default(), Outcome::Cancelled), 1)),
+        ]
+    };
+    let emitted: Vec<(&str, Value)> = requests()
+        .into_iter()
+        .map(|l| ("CancelFunction", l))
+        .chain(requests().into_iter().map(|l| ("AutomationFunction", l)))
+        .chain([(
+            "ReconcilerFunction",
+            m.reconcile_line(&Default::default(), 1),
+        )])
+        .collect();
+    // (function, metric, sorted dimension names) as each line declares them.
+    let declared: Vec<(&str, String, Vec<String>, &Value)> = emitted
         .iter()
-        .flat_map(|line| {
+        .flat_map(|(function, line)| {
             line["_aws"]["CloudWatchMetrics"]
                 .as_array()
                 .unwrap()
@@ -144,7 +157,7 @@ fn every_alarm_of_the_template_watches_an_emitted_metric() {
                             let name = metric["Name"].as_str().unwrap().to_owned();
                             sets.clone()
                                 .into_iter()
-                                .map(move |set| (name.clone(), set, line))
+                                .map(move |set| (*function, name.clone(), set, line))
                         })
                 })
         })
@@ -163,13 +176,17 @@ fn every_alarm_of_the_template_watches_an_emitted_metric() {
             .iter()
             .map(|d| d.as_str().unwrap().to_owned())
             .collect();
+        // The function the alarm names must be one that writes the line.
+        let function = alarm["function"].as_str();
         let line = declared
             .iter()
-            .find(|(name, set, _)| name == metric && *set == dimensions)
-            .map(|(_, _, line)| *line)
+            .find(|(writer, name, set, _)| {
+                name == metric && *set == dimensions && function.is_none_or(|f| f == *writer)
+            })
+            .map(|(_, _, _, line)| *line)
             .unwrap_or_else(|| {
                 panic!(
-                    "alarm {}: no line declares {metric} with dimensions {dimensions:?}",
+                    "alarm {}: {function:?} writes no line declaring {metric} with dimensions {dimensions:?}",
                     alarm["alarm"]
                 )
             });

@@ -979,23 +979,29 @@ async fn chaos_soak() {
     // answer lost or late, or a process killed within a request's time.
     let sends = proxy.log();
     let mut ambiguous: HashMap<String, usize> = HashMap::new();
-    for seen in sends.iter().filter(|s| s.target == "AmazonSQS.SendMessage") {
-        let Some(stop) = seen
-            .message
-            .as_deref()
-            .and_then(|m| serde_json::from_str::<StopMessage>(m).ok())
-        else {
-            continue;
-        };
-        let k = format!("{}/{}/{}/{}", stop.uid, stop.aid, stop.itid, stop.pitid);
+    for seen in &sends {
         let mut unknowable = seen.fate.ambiguous();
-        for slot in rig.servers.iter().chain(&rig.automations) {
+        for slot in rig
+            .servers
+            .iter()
+            .chain(&rig.automations)
+            .chain(&rig.reconcilers)
+        {
             let s = slot.lock().await;
             if s.name == seen.slot && s.killed_during(seen.at, seen.at + Duration::from_secs(12)) {
                 unknowable = true;
             }
         }
-        if unknowable {
+        if !unknowable {
+            continue;
+        }
+        // Every stop the send carried: one, or a reconciler's batch.
+        for stop in seen
+            .messages
+            .iter()
+            .filter_map(|m| serde_json::from_str::<StopMessage>(m).ok())
+        {
+            let k = format!("{}/{}/{}/{}", stop.uid, stop.aid, stop.itid, stop.pitid);
             *ambiguous.entry(k).or_default() += 1;
         }
     }
