@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::net::TcpListener;
 
-use crate::common::fault_proxy::{forward, serve};
+use crate::common::fault_proxy::{forward, read_request, serve};
 use crate::common::{self, Stack};
 use crate::stats::pct;
 use crate::Row;
@@ -121,18 +121,7 @@ impl CapacityProxy {
         &self,
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, std::io::Error> {
-        let target = req
-            .headers()
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let (parts, body) = req.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(std::io::Error::other)?
-            .to_bytes();
+        let (target, parts, body) = read_request(req).await?;
         let latency = *self.latency.lock().unwrap();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;

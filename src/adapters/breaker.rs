@@ -87,8 +87,12 @@ impl Breaker {
 
     /// Whether a call may go now, and as what; `None`: fail fast.
     pub fn admit(&self) -> Option<Admission> {
-        let now = Instant::now();
         let mut state = self.lock();
+        if let State::Closed { .. } = *state {
+            // The common case: no clock read.
+            return Some(Admission::Call);
+        }
+        let now = Instant::now();
         match *state {
             State::Closed { .. } => Some(Admission::Call),
             State::Open { until, cool_down } if now >= until => {
@@ -111,9 +115,13 @@ impl Breaker {
 
     /// How an admitted call went: `healthy` unless it failed as an outage.
     pub fn record(&self, admission: Admission, healthy: bool) {
-        let now = Instant::now();
         let mut state = self.lock();
         let before = *state;
+        if healthy && matches!(before, State::Closed { failures: 0 }) {
+            // The common case: nothing changes, no clock read.
+            return;
+        }
+        let now = Instant::now();
         *state = match (before, healthy) {
             (_, true) => State::Closed { failures: 0 },
             (State::Closed { failures }, false) if failures + 1 < self.failures_to_open => {

@@ -50,7 +50,7 @@ impl PendingShards {
         hash.write(key.uid.as_str().as_bytes());
         for id in [key.aid.get(), key.itid.get(), key.pitid.get()] {
             hash.write(b"/");
-            hash.write(id.to_string().as_bytes());
+            hash.write_decimal(id);
         }
         // The modulus is at most 1 024, so the remainder fits a u16.
         Shard::Numbered((fmix64(hash.0) % u64::from(self.0)) as u16)
@@ -143,6 +143,25 @@ impl Fnv1a {
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
+
+    /// `n` as `to_string` spells it, without allocating.
+    fn write_decimal(&mut self, n: i64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = n.unsigned_abs();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if n < 0 {
+            self.write(b"-");
+        }
+        self.write(&digits[at..]);
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +169,16 @@ mod tests {
     use super::*;
     use crate::domain::fixtures::alice_key;
     use crate::domain::{Login, PublishKey};
+
+    #[test]
+    fn decimals_are_hashed_as_they_are_spelled() {
+        for n in [0, 7, 10, -1, 1_234_567, i64::MIN, i64::MAX] {
+            let (mut a, mut b) = (Fnv1a::default(), Fnv1a::default());
+            a.write_decimal(n);
+            b.write(n.to_string().as_bytes());
+            assert_eq!(a.0, b.0, "{n}");
+        }
+    }
 
     #[test]
     fn counts_outside_the_range_are_refused() {

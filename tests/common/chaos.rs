@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// What was done to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -214,18 +214,7 @@ impl ChaosProxy {
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, std::io::Error> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let target = req
-            .headers()
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("unknown")
-            .to_owned();
-        let (parts, body) = req.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(std::io::Error::other)?
-            .to_bytes();
+        let (target, parts, body) = super::fault_proxy::read_request(req).await?;
         let fate = self.choose();
         let messages = stop_bodies(&target, &body);
         self.state.lock().unwrap().log.push(Seen {
@@ -259,41 +248,18 @@ impl ChaosProxy {
                 let proxy = self.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(proxy.mix.late_by).await;
-                    let _ = proxy.forward(parts, body).await;
+                    let _ = super::fault_proxy::forward(&proxy.upstream, parts, body).await;
                 });
                 tokio::time::sleep(self.mix.late_by + Duration::from_secs(1)).await;
                 return Err(std::io::Error::other("chaos: late"));
             }
             Fate::Passed | Fate::AnswerLost => {}
         }
-        let response = self.forward(parts, body).await?;
+        let response = super::fault_proxy::forward(&self.upstream, parts, body).await?;
         if fate == Fate::AnswerLost {
             return Err(std::io::Error::other("chaos: answer lost"));
         }
         Ok(response)
-    }
-
-    async fn forward(
-        &self,
-        parts: http::request::Parts,
-        body: Bytes,
-    ) -> Result<Response<Full<Bytes>>, std::io::Error> {
-        let stream = TcpStream::connect(&self.upstream).await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(std::io::Error::other)?;
-        tokio::spawn(conn);
-        let resp = sender
-            .send_request(Request::from_parts(parts, Full::new(body)))
-            .await
-            .map_err(std::io::Error::other)?;
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(std::io::Error::other)?
-            .to_bytes();
-        Ok(Response::from_parts(parts, Full::new(body)))
     }
 }
 

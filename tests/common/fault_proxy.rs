@@ -139,18 +139,7 @@ impl FaultProxy {
         &self,
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, std::io::Error> {
-        let target = req
-            .headers()
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("unknown")
-            .to_owned();
-        let (parts, body) = req.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(std::io::Error::other)?
-            .to_bytes();
+        let (target, parts, body) = read_request(req).await?;
         let fault = self.fault_for(&target, &body);
         match fault {
             Some(Fault::Drop) => return Err(std::io::Error::other("fault: drop")),
@@ -176,6 +165,26 @@ impl FaultProxy {
         }
         Ok(response)
     }
+}
+
+/// A request's operation (`x-amz-target`, `unknown` without one), its
+/// head, and its whole body.
+pub async fn read_request(
+    req: Request<Incoming>,
+) -> Result<(String, http::request::Parts, Bytes), std::io::Error> {
+    let target = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown")
+        .to_owned();
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    Ok((target, parts, body))
 }
 
 /// The answer a proxy gives.

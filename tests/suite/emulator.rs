@@ -826,16 +826,7 @@ async fn a_batch_fails_only_the_entries_sqs_refuses() {
         assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
         let refused = results[1].as_ref().expect_err("refused");
         assert!(refused.is_permanent(), "{refused:?}");
-        let mut on_queue: Vec<i64> = stack
-            .drain()
-            .await
-            .iter()
-            .map(|m| {
-                serde_json::from_str::<StopMessage>(m.body().unwrap())
-                    .unwrap()
-                    .pitid
-            })
-            .collect();
+        let mut on_queue: Vec<i64> = stack.drain_stops().await.iter().map(|s| s.pitid).collect();
         on_queue.sort();
         assert_eq!(on_queue, [1, 3], "fifo={fifo}");
     }

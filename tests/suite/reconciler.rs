@@ -22,6 +22,27 @@ fn far() -> std::time::Instant {
     std::time::Instant::now() + Duration::from_secs(60)
 }
 
+/// One reconciler run with a minute to go, from the oldest: `grace`
+/// seconds, `page` records a query, `in_flight` at once.
+async fn run<P, Q>(
+    cancel: &Canceller<P, Q>,
+    clock: impl Fn() -> Timestamp + Sync,
+    grace: u64,
+    page: usize,
+    in_flight: usize,
+) -> Result<ReconcileReport, BackendError>
+where
+    P: publish_cancel::ports::CancelWrites + publish_cancel::ports::PendingStops,
+    Q: StopQueue,
+{
+    let plan = publish_cancel::reconcile::Plan {
+        grace: Duration::from_secs(grace),
+        page,
+        in_flight,
+    };
+    reconcile(cancel, clock, plan, far(), &Default::default(), |_| {}).await
+}
+
 /// The fault hook: a queue whose send never returns, as if the function
 /// were killed right after the DynamoDB write.
 struct Crash;
@@ -81,37 +102,11 @@ async fn a_crash_between_write_and_send_is_repaired_by_the_reconciler() {
         queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
     };
     // Within the grace period nothing happens (the request might still be running).
-    let early = reconcile(
-        &cancel,
-        Timestamp::now,
-        publish_cancel::reconcile::Plan {
-            grace: Duration::from_secs(3600),
-            page: 100,
-            in_flight: 64,
-        },
-        far(),
-        &Default::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let early = run(&cancel, Timestamp::now, 3600, 100, 64).await.unwrap();
     assert_eq!(early, ReconcileReport::default());
     // After it, exactly the missing stop is sent, with the crashed cancel's id.
     let later = Timestamp(Timestamp::now().0 + 120);
-    let report = reconcile(
-        &cancel,
-        || later,
-        publish_cancel::reconcile::Plan {
-            grace: Duration::from_secs(60),
-            page: 100,
-            in_flight: 64,
-        },
-        far(),
-        &Default::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let report = run(&cancel, || later, 60, 100, 64).await.unwrap();
     assert_eq!(
         report,
         ReconcileReport {
@@ -133,20 +128,7 @@ async fn a_crash_between_write_and_send_is_repaired_by_the_reconciler() {
         .unwrap()
         .contains_key(attr::STOP_PENDING));
     // And a second run finds nothing.
-    let again = reconcile(
-        &cancel,
-        || later,
-        publish_cancel::reconcile::Plan {
-            grace: Duration::from_secs(60),
-            page: 100,
-            in_flight: 64,
-        },
-        far(),
-        &Default::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let again = run(&cancel, || later, 60, 100, 64).await.unwrap();
     assert_eq!(again, ReconcileReport::default());
 }
 
@@ -176,20 +158,9 @@ async fn a_failed_send_answers_503_and_the_client_retry_clears_the_mark() {
         publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
         queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
     };
-    let report = reconcile(
-        &cancel,
-        || Timestamp(Timestamp::now().0 + 120),
-        publish_cancel::reconcile::Plan {
-            grace: Duration::from_secs(60),
-            page: 100,
-            in_flight: 64,
-        },
-        far(),
-        &Default::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let report = run(&cancel, || Timestamp(Timestamp::now().0 + 120), 60, 100, 64)
+        .await
+        .unwrap();
     assert_eq!(report.found, 0);
     assert_eq!(stack.drain().await.len(), 1);
 }
@@ -275,20 +246,7 @@ async fn legacy_and_hand_written_items_never_stall_the_reconciler() {
         publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
         queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
     };
-    let report = reconcile(
-        &cancel,
-        Timestamp::now,
-        publish_cancel::reconcile::Plan {
-            grace: Duration::from_secs(60),
-            page: 3,
-            in_flight: 64,
-        },
-        far(),
-        &Default::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let report = run(&cancel, Timestamp::now, 60, 3, 64).await.unwrap();
     assert_eq!(report.unreadable, 2, "{report:?}");
     assert_eq!(
         (report.resent, report.failed, report.undeliverable),
@@ -380,20 +338,7 @@ async fn undeliverable_stops_are_parked_and_do_not_hide_the_others() {
             refuse: |m| m.pitid < 400,
         },
     };
-    let report = reconcile(
-        &cancel,
-        Timestamp::now,
-        publish_cancel::reconcile::Plan {
-            grace: Duration::from_secs(60),
-            page: 5,
-            in_flight: 64,
-        },
-        far(),
-        &Default::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let report = run(&cancel, Timestamp::now, 60, 5, 64).await.unwrap();
     assert_eq!(
         (report.found, report.resent, report.undeliverable),
         (13, 1, 12),
@@ -408,20 +353,7 @@ async fn undeliverable_stops_are_parked_and_do_not_hide_the_others() {
         .as_s()
         .unwrap()
         .contains("InvalidMessageContents"));
-    let again = reconcile(
-        &cancel,
-        Timestamp::now,
-        publish_cancel::reconcile::Plan {
-            grace: Duration::from_secs(60),
-            page: 5,
-            in_flight: 64,
-        },
-        far(),
-        &Default::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let again = run(&cancel, Timestamp::now, 60, 5, 64).await.unwrap();
     assert_eq!(again, ReconcileReport::default());
 }
 
@@ -500,20 +432,7 @@ async fn previous_release_marks_and_sharded_marks_are_all_delivered() {
         publishes,
         queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
     };
-    let report = reconcile(
-        &cancel,
-        Timestamp::now,
-        publish_cancel::reconcile::Plan {
-            grace: Duration::from_secs(60),
-            page: 7,
-            in_flight: 16,
-        },
-        far(),
-        &Default::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let report = run(&cancel, Timestamp::now, 60, 7, 16).await.unwrap();
     assert_eq!(
         (report.found, report.resent, report.failed),
         (45, 45, 0),
@@ -591,20 +510,7 @@ async fn claims_of_any_type_or_time_are_winnable_and_live_ones_are_kept() {
         publishes: DynamoPublishes::new(stack.dynamo.clone(), &stack.publishes_table),
         queue: SqsStopQueue::new(stack.sqs.clone(), &stack.queue_url),
     };
-    let report = reconcile(
-        &cancel,
-        Timestamp::now,
-        publish_cancel::reconcile::Plan {
-            grace: Duration::from_secs(60),
-            page: 100,
-            in_flight: 8,
-        },
-        far(),
-        &Default::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let report = run(&cancel, Timestamp::now, 60, 100, 8).await.unwrap();
     assert_eq!((report.resent, report.busy), (5, 1), "{report:?}");
     let mut sent: Vec<i64> = stack
         .drain()

@@ -91,31 +91,42 @@ impl DynamoAdmin {
                 let at = record.cancel.as_ref().map_or(Timestamp(0), |s| s.at);
                 // A time more than a day ahead cannot be seconds of a cancel
                 // made: milliseconds, which no index cutoff ever reaches.
-                if let Some(AttributeValue::N(was)) = item.get(attr::CANCELLED_AT) {
+                if let Some(was @ AttributeValue::N(n)) = item.get(attr::CANCELLED_AT) {
                     let far = Timestamp::now().0.saturating_add(86_400);
-                    if record.stop_pending && was.parse::<i64>().is_ok_and(|t| t > far) {
-                        report.retimed += 1;
-                        if !dry_run {
-                            self.retime(&record.key, was).await?;
+                    match n.parse::<i64>() {
+                        Ok(millis) if record.stop_pending && millis > far => {
+                            report.retimed += 1;
+                            if !dry_run {
+                                let seconds = AttributeValue::N((millis / 1000).to_string());
+                                self.replace_if_unchanged(
+                                    &record.key,
+                                    attr::CANCELLED_AT,
+                                    was,
+                                    seconds,
+                                    "rewriting a cancel time in seconds",
+                                )
+                                .await?;
+                            }
                         }
+                        _ => {}
                     }
                 }
-                if let Some(AttributeValue::S(mark)) = item.get(attr::STOP_PENDING) {
-                    let read = Shard::parse(mark).is_some_and(|s| self.shards.contains(s));
-                    if record.stop_pending && !read {
-                        report.resharded += 1;
-                        if !dry_run {
-                            self.reshard(&record.key, item.get(attr::STOP_PENDING))
-                                .await?;
-                        }
-                    }
-                } else if record.stop_pending {
-                    // A mark of another type (a number, a boolean): no
-                    // index holds it either.
+                // A mark of another value or type is in no shard read.
+                let mark = item.get(attr::STOP_PENDING);
+                let read = matches!(mark, Some(AttributeValue::S(v))
+                    if Shard::parse(v).is_some_and(|s| self.shards.contains(s)));
+                if let (true, false, Some(was)) = (record.stop_pending, read, mark) {
                     report.resharded += 1;
                     if !dry_run {
-                        self.reshard(&record.key, item.get(attr::STOP_PENDING))
-                            .await?;
+                        let shard = AttributeValue::S(self.shards.of(&record.key).value());
+                        self.replace_if_unchanged(
+                            &record.key,
+                            attr::STOP_PENDING,
+                            was,
+                            shard,
+                            "moving a pending mark to its shard",
+                        )
+                        .await?;
                     }
                 }
                 let indexed = matches!(item.get(attr::CANCELLED_AT), Some(AttributeValue::N(_)));
@@ -193,52 +204,29 @@ impl DynamoAdmin {
             .map_err(AdminError::Backend)
     }
 
-    /// Rewrites a `cancelledAt` in milliseconds (`was`, as read) in
-    /// seconds; nothing if it changed since it was read.
-    async fn retime(&self, key: &PublishKey, was: &str) -> Result<(), AdminError> {
-        let Ok(millis) = was.parse::<i64>() else {
-            return Ok(());
-        };
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.publishes_table)
-            .set_key(Some(publish_item_key(key)))
-            .update_expression("SET #cancelledAt = :seconds")
-            .condition_expression("#cancelledAt = :was")
-            .expression_attribute_names("#cancelledAt", attr::CANCELLED_AT)
-            .expression_attribute_values(":seconds", AttributeValue::N((millis / 1000).to_string()))
-            .expression_attribute_values(":was", AttributeValue::N(was.to_owned()))
-            .send()
-            .await;
-        applied(result, "rewriting a cancel time in seconds")
-            .map(|_| ())
-            .map_err(AdminError::Backend)
-    }
-
-    /// Moves a pending mark the reconciler cannot see (`was`, as read) to
-    /// its key's shard; nothing if the mark changed since it was read.
-    async fn reshard(
+    /// Sets `name` to `now` where it still holds `was` (as read); nothing
+    /// if it changed since.
+    async fn replace_if_unchanged(
         &self,
         key: &PublishKey,
-        was: Option<&AttributeValue>,
+        name: &str,
+        was: &AttributeValue,
+        now: AttributeValue,
+        context: &'static str,
     ) -> Result<(), AdminError> {
-        let Some(was) = was else {
-            return Ok(());
-        };
         let result = self
             .client
             .update_item()
             .table_name(&self.publishes_table)
             .set_key(Some(publish_item_key(key)))
-            .update_expression("SET #pending = :pending")
-            .condition_expression("#pending = :was")
-            .expression_attribute_names("#pending", attr::STOP_PENDING)
-            .expression_attribute_values(":pending", AttributeValue::S(self.shards.of(key).value()))
+            .update_expression("SET #name = :now")
+            .condition_expression("#name = :was")
+            .expression_attribute_names("#name", name)
+            .expression_attribute_values(":now", now)
             .expression_attribute_values(":was", was.clone())
             .send()
             .await;
-        applied(result, "moving a pending mark to its shard")
+        applied(result, context)
             .map(|_| ())
             .map_err(AdminError::Backend)
     }
