@@ -210,15 +210,19 @@ impl<P: CancelWrites, Q: StopQueue> Canceller<P, Q> {
         record: &mut PublishRecord,
         attempt: &AttemptToken,
     ) -> Result<(), CancelError> {
-        let full = self.stop_of(record)?;
+        let full = self.stop_of(record, attempt)?;
         let sent = self.queue.send(&full).await;
         self.settle(record, attempt, &full, sent).await
     }
 
-    /// The stop message of a claimed record.
-    pub fn stop_of(&self, record: &PublishRecord) -> Result<StopMessage, CancelError> {
+    /// The stop message of a record whose claim `attempt` holds.
+    pub fn stop_of(
+        &self,
+        record: &PublishRecord,
+        attempt: &AttemptToken,
+    ) -> Result<StopMessage, CancelError> {
         match &record.cancel {
-            Some(stamp) => Ok(StopMessage::new(&record.key, stamp)),
+            Some(stamp) => Ok(StopMessage::new(&record.key, stamp).sent_by(attempt)),
             None => Err(CancelError::Unreadable(BackendError::msg(
                 "a pending stop without its cancel stamp",
             ))),
@@ -258,10 +262,12 @@ impl<P: CancelWrites, Q: StopQueue> Canceller<P, Q> {
                         record.stop_pending = false;
                         record.stop_claim = None;
                     }
-                    Ok(false) => tracing::warn!(publish = %record.key,
-                        "stop sent, not marked sent: the claim had lapsed to another attempt"),
-                    Err(e) => tracing::warn!(publish = %record.key, error = %crate::ErrorChain(&e),
-                        "stop sent, not marked sent"),
+                    // Should never happen (a claim outlives any attempt):
+                    // a second stop may follow, so it is an error.
+                    Ok(false) => tracing::error!(publish = %record.key, %attempt,
+                        "stop sent after its claim had lapsed to another attempt"),
+                    Err(e) => tracing::warn!(publish = %record.key, %attempt,
+                        error = %crate::ErrorChain(&e), "stop sent, not marked sent"),
                 }
                 Ok(())
             }

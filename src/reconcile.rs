@@ -383,7 +383,7 @@ where
         let attempt = new_attempt();
         let claim = self.cancel.claim(&mut record, &attempt, (self.clock)());
         match tokio::time::timeout_at(self.until.into(), claim).await {
-            Ok(Ok(true)) => match self.cancel.stop_of(&record) {
+            Ok(Ok(true)) => match self.cancel.stop_of(&record, &attempt) {
                 Ok(stop) => Ok(Some(Claimed {
                     record,
                     attempt,

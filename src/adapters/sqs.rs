@@ -15,6 +15,8 @@ use crate::ports::{BackendError, StopMessage, StopQueue, MAX_BATCH};
 /// Message attribute names, so workers can filter without parsing bodies.
 pub const ATTR_TYPE: &str = "type";
 pub const ATTR_SCHEMA_VERSION: &str = "schemaVersion";
+/// Which attempt sent this copy (`StopMessage::sent_by`).
+pub const ATTR_ATTEMPT: &str = "attempt";
 
 #[derive(Debug, Clone)]
 pub struct SqsStopQueue {
@@ -54,7 +56,7 @@ impl SqsStopQueue {
                 .build()
                 .map_err(|e| BackendError::new("building a message attribute", e))
         };
-        Ok(HashMap::from([
+        let mut attributes = HashMap::from([
             (
                 ATTR_TYPE.to_owned(),
                 attribute("String", stop.kind.clone())?,
@@ -63,7 +65,14 @@ impl SqsStopQueue {
                 ATTR_SCHEMA_VERSION.to_owned(),
                 attribute("Number", stop.schema_version.to_string())?,
             ),
-        ]))
+        ]);
+        if let Some(attempt) = &stop.sent_by {
+            attributes.insert(
+                ATTR_ATTEMPT.to_owned(),
+                attribute("String", attempt.to_string())?,
+            );
+        }
+        Ok(attributes)
     }
 }
 

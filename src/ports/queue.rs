@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use super::BackendError;
-use crate::domain::{CancelStamp, PublishKey};
+use crate::domain::{AttemptToken, CancelStamp, PublishKey};
 
 /// The queue the publish workers listen on.
 pub trait StopQueue: Send + Sync {
@@ -38,7 +38,7 @@ pub const MAX_BATCH: usize = 10;
 
 /// The message that tells a worker to stop a publish. Its JSON form is a
 /// versioned public schema (docs/data.md); change `SCHEMA_VERSION` with it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StopMessage {
     #[serde(rename = "type")]
@@ -77,7 +77,71 @@ pub struct StopMessage {
     /// whatever the audit holds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub audit_omitted: bool,
+    /// The attempt that holds the stop's claim and sends this copy: not in
+    /// the body (the schema is the workers'), but the SQS message
+    /// attribute `attempt`, so that copies of one stop can be told apart
+    /// by their sender (docs/data.md, "The stop message").
+    #[serde(skip)]
+    pub sent_by: Option<AttemptToken>,
 }
+
+/// Copies of one stop are equal whichever attempt sent them.
+impl PartialEq for StopMessage {
+    fn eq(&self, other: &Self) -> bool {
+        let StopMessage {
+            kind,
+            schema_version,
+            uid,
+            aid,
+            itid,
+            pitid,
+            request_id,
+            cancelled_at,
+            cancel_source,
+            cancelled_by,
+            reason,
+            requested_by,
+            origin,
+            audit_omitted,
+            sent_by: _,
+        } = self;
+        (
+            kind,
+            schema_version,
+            uid,
+            aid,
+            itid,
+            pitid,
+            request_id,
+            cancelled_at,
+        ) == (
+            &other.kind,
+            &other.schema_version,
+            &other.uid,
+            &other.aid,
+            &other.itid,
+            &other.pitid,
+            &other.request_id,
+            &other.cancelled_at,
+        ) && (
+            cancel_source,
+            cancelled_by,
+            reason,
+            requested_by,
+            origin,
+            audit_omitted,
+        ) == (
+            &other.cancel_source,
+            &other.cancelled_by,
+            &other.reason,
+            &other.requested_by,
+            &other.origin,
+            &other.audit_omitted,
+        )
+    }
+}
+
+impl Eq for StopMessage {}
 
 impl StopMessage {
     pub const KIND: &'static str = "uforge.publish.stop";
@@ -99,7 +163,14 @@ impl StopMessage {
             requested_by: stamp.audit.requested_by.as_ref().map(ToString::to_string),
             origin: stamp.audit.origin.as_ref().map(ToString::to_string),
             audit_omitted: false,
+            sent_by: None,
         }
+    }
+
+    /// The same stop, sent by `attempt`.
+    pub fn sent_by(mut self, attempt: &AttemptToken) -> Self {
+        self.sent_by = Some(attempt.clone());
+        self
     }
 
     /// The same stop without the audit's free texts: only the key, the

@@ -91,9 +91,9 @@ pub struct Seen {
     pub at: Instant,
     pub slot: String,
     pub fate: Fate,
-    /// The stop messages it carried (JSON): a `SendMessage`'s body, each
-    /// entry's of a `SendMessageBatch` (the reconciler's), none otherwise.
-    pub messages: Vec<String>,
+    /// The stop messages it carried: a `SendMessage`'s, each entry's of a
+    /// `SendMessageBatch` (the reconciler's), none otherwise.
+    pub messages: Vec<Carried>,
 }
 
 struct State {
@@ -288,11 +288,25 @@ pub fn next(state: &mut u64) -> u64 {
 
 /// The message bodies a send to SQS carries: one for `SendMessage`, one
 /// per entry for `SendMessageBatch`.
-fn stop_bodies(target: &str, body: &[u8]) -> Vec<String> {
+/// One message a send carried: its body (JSON) and its `attempt` attribute.
+#[derive(Debug, Clone)]
+pub struct Carried {
+    pub body: String,
+    pub attempt: Option<String>,
+}
+
+fn stop_bodies(target: &str, body: &[u8]) -> Vec<Carried> {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return Vec::new();
     };
-    let body_of = |e: &serde_json::Value| e["MessageBody"].as_str().map(str::to_owned);
+    let body_of = |e: &serde_json::Value| {
+        e["MessageBody"].as_str().map(|body| Carried {
+            body: body.to_owned(),
+            attempt: e["MessageAttributes"]["attempt"]["StringValue"]
+                .as_str()
+                .map(str::to_owned),
+        })
+    };
     match target {
         "AmazonSQS.SendMessage" => body_of(&v).into_iter().collect(),
         "AmazonSQS.SendMessageBatch" => v["Entries"]

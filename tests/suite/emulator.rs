@@ -8,7 +8,7 @@ use common::xml::{check_error, check_status};
 use common::{body_text, cancel_path, header, Req, Stack, StackOptions};
 use http::Method;
 use publish_cancel::adapters::dynamodb::attr;
-use publish_cancel::adapters::sqs::{ATTR_SCHEMA_VERSION, ATTR_TYPE};
+use publish_cancel::adapters::sqs::{ATTR_ATTEMPT, ATTR_SCHEMA_VERSION, ATTR_TYPE};
 use publish_cancel::domain::{Login, User};
 use publish_cancel::ports::StopMessage;
 use publish_cancel::startup::{self, Options};
@@ -115,6 +115,13 @@ async fn running_publish_is_cancelled_and_the_worker_told() {
     assert_eq!(attrs[ATTR_TYPE].string_value(), Some("uforge.publish.stop"));
     assert_eq!(attrs[ATTR_SCHEMA_VERSION].string_value(), Some("1"));
     assert_eq!(attrs[ATTR_SCHEMA_VERSION].data_type(), "Number");
+    // Its sender: the attempt whose write took the claim.
+    let attempt = attrs[ATTR_ATTEMPT].string_value().unwrap_or_default();
+    assert!(
+        attempt.len() == 32 && attempt.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{attempt:?}"
+    );
+    assert_eq!(attrs.len(), 3, "{attrs:?}");
 }
 
 #[tokio::test]

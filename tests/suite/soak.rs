@@ -859,6 +859,7 @@ async fn chaos_soak() {
         a.await.expect("an actor of the soak panicked");
     }
     let chaos_ended = Instant::now();
+    let chaos_ended_ms = publish_cancel::metrics::now_ms() as i64;
 
     // Quiesce: no faults, every process up, the reconciler until nothing is
     // pending (a claim held by a killed process frees itself in a lease).
@@ -893,14 +894,16 @@ async fn chaos_soak() {
         GRACE_SECS + RECONCILE_EVERY.as_secs() + publish_cancel::cancel::STOP_CLAIM_LEASE as u64,
     ) + Duration::from_secs(10);
 
-    // Everything on the queue.
-    let mut stops: Vec<(StopMessage, i64)> = Vec::new();
+    // Everything on the queue: each stop, when SQS took it, and the
+    // attempt that sent it.
+    let mut stops: Vec<(StopMessage, i64, Option<String>)> = Vec::new();
     loop {
         let out = sqs
             .receive_message()
             .queue_url(&rig.env.queue_url)
             .max_number_of_messages(10)
             .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .message_attribute_names("All")
             .wait_time_seconds(0)
             .send()
             .await
@@ -916,7 +919,12 @@ async fn chaos_soak() {
                 .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            stops.push((stop, sent_ms));
+            let attempt = m
+                .message_attributes()
+                .and_then(|a| a.get(publish_cancel::adapters::sqs::ATTR_ATTEMPT))
+                .and_then(|v| v.string_value())
+                .map(str::to_owned);
+            stops.push((stop, sent_ms, attempt));
             sqs.delete_message()
                 .queue_url(&rig.env.queue_url)
                 .receipt_handle(m.receipt_handle().unwrap_or_default())
@@ -967,7 +975,7 @@ async fn chaos_soak() {
         let sort = s(item, attr::PUBLISH_KEY).unwrap_or_default();
         by_key.insert(format!("alice/{sort}"), item);
     }
-    let mut stops_of: BTreeMap<String, Vec<&(StopMessage, i64)>> = BTreeMap::new();
+    let mut stops_of: BTreeMap<String, Vec<&(StopMessage, i64, Option<String>)>> = BTreeMap::new();
     for stop in &stops {
         let k = format!(
             "{}/{}/{}/{}",
@@ -975,10 +983,11 @@ async fn chaos_soak() {
         );
         stops_of.entry(k).or_default().push(stop);
     }
-    // Sends that reached the queue but whose sender could not know it: an
-    // answer lost or late, or a process killed within a request's time.
+    // The excuses for a stop beyond the first, per publish and attempt:
+    // each send of that attempt whose outcome it could not learn (the
+    // answer lost or late, or its process killed within a request's time).
     let sends = proxy.log();
-    let mut ambiguous: HashMap<String, usize> = HashMap::new();
+    let mut excuses: HashMap<(String, String), usize> = HashMap::new();
     for seen in &sends {
         let mut unknowable = seen.fate.ambiguous();
         for slot in rig
@@ -996,17 +1005,20 @@ async fn chaos_soak() {
             continue;
         }
         // Every stop the send carried: one, or a reconciler's batch.
-        for stop in seen
-            .messages
-            .iter()
-            .filter_map(|m| serde_json::from_str::<StopMessage>(m).ok())
-        {
+        for carried in &seen.messages {
+            let (Ok(stop), Some(attempt)) = (
+                serde_json::from_str::<StopMessage>(&carried.body),
+                &carried.attempt,
+            ) else {
+                continue;
+            };
             let k = format!("{}/{}/{}/{}", stop.uid, stop.aid, stop.itid, stop.pitid);
-            *ambiguous.entry(k).or_default() += 1;
+            *excuses.entry((k, attempt.clone())).or_default() += 1;
         }
     }
-    // And sends whose sender could not record them (the clearing write
-    // failed, or its claim had lapsed): it says so, with the publish.
+    // And each send whose attempt learnt it went out but could not record
+    // it (the clearing write failed): it says so, naming itself. A send
+    // after a lapsed claim logs otherwise, and is never excused.
     for slot in rig
         .servers
         .iter()
@@ -1017,10 +1029,10 @@ async fn chaos_soak() {
             let Ok(v) = serde_json::from_str::<Value>(line) else {
                 continue;
             };
-            let message = v["fields"]["message"].as_str().unwrap_or("");
-            if message.starts_with("stop sent, not marked sent") {
-                if let Some(k) = v["fields"]["publish"].as_str() {
-                    *ambiguous.entry(k.to_owned()).or_default() += 1;
+            let f = &v["fields"];
+            if f["message"] == "stop sent, not marked sent" {
+                if let (Some(k), Some(a)) = (f["publish"].as_str(), f["attempt"].as_str()) {
+                    *excuses.entry((k.to_owned(), a.to_owned())).or_default() += 1;
                 }
             }
         }
@@ -1048,7 +1060,10 @@ async fn chaos_soak() {
             continue;
         }
         let id = s(item, attr::CANCEL_REQUEST_ID).unwrap_or_default();
-        for (stop, _) in got {
+        for (stop, _, attempt) in got {
+            if attempt.is_none() {
+                violations.push(format!("{k}: a stop that does not name its sender"));
+            }
             if stop.request_id != id {
                 violations.push(format!(
                     "{k}: a stop carries id {:?}, the record {id:?}",
@@ -1056,12 +1071,31 @@ async fn chaos_soak() {
                 ));
             }
         }
-        let extra = got.len().saturating_sub(1);
-        let explained = ambiguous.get(k).copied().unwrap_or(0);
-        if extra > explained {
+        // A stop beyond the first only after a send whose attempt could
+        // not learn or record how it went: every copy past one is matched
+        // by such a send of the attempt that sent it or of an attempt whose
+        // claim it followed, and at most one attempt sent without one.
+        let mut attempts: HashMap<&str, usize> = HashMap::new();
+        for (_, _, attempt) in got {
+            *attempts
+                .entry(attempt.as_deref().unwrap_or(""))
+                .or_default() += 1;
+        }
+        let excused = |a: &str| {
+            excuses
+                .get(&(k.clone(), a.to_owned()))
+                .copied()
+                .unwrap_or(0)
+        };
+        let allowed = 1 + attempts.keys().map(|a| excused(a)).sum::<usize>();
+        let sure = attempts.keys().filter(|a| excused(a) == 0).count();
+        if got.len() > allowed || sure > 1 {
             violations.push(format!(
-                "{k}: {} stops, but only {explained} send(s) whose outcome the sender could not know",
-                got.len()
+                "{k}: {} stops from {} attempt(s), {sure} of which knew their send had gone, \
+                 and only {} send(s) whose outcome the sender could not learn or record",
+                got.len(),
+                attempts.len(),
+                allowed - 1
             ));
         }
         if let (Some(at), Some(first)) =
@@ -1070,6 +1104,15 @@ async fn chaos_soak() {
             let latency = (first - at * 1000) as f64 / 1000.0;
             if latency > bound.as_secs_f64() {
                 slow.push(format!("{k} {latency:.1}s"));
+            }
+            // docs/guarantees.md's bound, from when DynamoDB and SQS answer
+            // again: the later of the cancel and the end of the faults.
+            let from = (at * 1000).max(chaos_ended_ms);
+            if first - from > bound.as_millis() as i64 {
+                violations.push(format!(
+                    "{k}: first stop {:.1}s after its cancel or the faults' end (bound {bound:?})",
+                    (first - from) as f64 / 1000.0
+                ));
             }
             latencies.push(latency);
         }
