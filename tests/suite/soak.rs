@@ -104,6 +104,9 @@ fn initial_state(i: usize) -> PublishState {
     }
 }
 
+/// A stop on the queue, when SQS took it (ms), the attempt that sent it.
+type Queued = (StopMessage, i64, Option<String>);
+
 fn pitid(i: usize) -> i64 {
     1000 + i as i64
 }
@@ -896,7 +899,7 @@ async fn chaos_soak() {
 
     // Everything on the queue: each stop, when SQS took it, and the
     // attempt that sent it.
-    let mut stops: Vec<(StopMessage, i64, Option<String>)> = Vec::new();
+    let mut stops: Vec<Queued> = Vec::new();
     loop {
         let out = sqs
             .receive_message()
@@ -975,7 +978,7 @@ async fn chaos_soak() {
         let sort = s(item, attr::PUBLISH_KEY).unwrap_or_default();
         by_key.insert(format!("alice/{sort}"), item);
     }
-    let mut stops_of: BTreeMap<String, Vec<&(StopMessage, i64, Option<String>)>> = BTreeMap::new();
+    let mut stops_of: BTreeMap<String, Vec<&Queued>> = BTreeMap::new();
     for stop in &stops {
         let k = format!(
             "{}/{}/{}/{}",
