@@ -19,6 +19,7 @@ pub mod allocator;
 pub mod api;
 pub mod auth;
 pub mod cancel;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod frontdoor;

@@ -7,6 +7,7 @@ pub mod dynamodb;
 pub mod memory;
 pub mod secrets_manager;
 pub mod seed_file;
+pub mod service_time;
 pub mod sqs;
 
 use crate::ports::BackendError;

@@ -90,12 +90,9 @@ impl FromStr for PublishState {
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// Now, by AWS's clock as far as it is known (`crate::clock`).
     pub fn now() -> Self {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        Timestamp(secs)
+        Timestamp(crate::clock::now_secs())
     }
 
     /// ISO 8601 / xs:dateTime, e.g. `2026-11-26T18:47:27Z`.

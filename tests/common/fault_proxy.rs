@@ -29,6 +29,9 @@ pub enum Fault {
     /// Hold the request until the gate opens, then forward it: a test puts
     /// another write in between, by synchronisation rather than by time.
     Hold(Arc<Gate>),
+    /// Forward, and move the answer's `Date` by this many seconds: the
+    /// answer of a service whose clock is that far from this machine's.
+    ShiftDate(i64),
 }
 
 /// Where a held request waits. `arrived` resolves once a request is held.
@@ -157,9 +160,26 @@ impl FaultProxy {
                 gate.held.notify_one();
                 let _ = gate.open.acquire().await;
             }
-            Some(Fault::LoseResponse) | None => {}
+            Some(Fault::LoseResponse) | Some(Fault::ShiftDate(_)) | None => {}
         }
-        let response = forward(&self.upstream, parts, body).await?;
+        let mut response = forward(&self.upstream, parts, body).await?;
+        if let Some(Fault::ShiftDate(secs)) = fault {
+            use aws_smithy_types::date_time::{DateTime, Format};
+            let shifted = response
+                .headers()
+                .get("date")
+                .and_then(|d| d.to_str().ok())
+                .and_then(|d| DateTime::from_str(d, Format::HttpDate).ok())
+                .and_then(|d| {
+                    DateTime::from_secs(d.secs() + secs)
+                        .fmt(Format::HttpDate)
+                        .ok()
+                })
+                .and_then(|d| http::HeaderValue::from_str(&d).ok());
+            if let Some(date) = shifted {
+                response.headers_mut().insert("date", date);
+            }
+        }
         if matches!(fault, Some(Fault::LoseResponse)) {
             return Err(std::io::Error::other("fault: response lost"));
         }

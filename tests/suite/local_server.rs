@@ -234,6 +234,57 @@ async fn aws_backend_against_the_emulator() {
     assert_eq!(stack.drain().await.len(), 1);
 }
 
+/// A machine whose clock is an hour slow, run against real tables, writes
+/// AWS's time, read off DynamoDB's answers (`clock`): its claims and
+/// `cancelledAt` are comparable with every other writer's.
+#[tokio::test]
+async fn a_machine_with_a_skewed_clock_writes_aws_s_time() {
+    let stack = Stack::new().await;
+    let moto = &common::moto::moto().endpoint;
+    let proxy = common::fault_proxy::FaultProxy::start(moto).await;
+    proxy.inject(
+        "DynamoDB",
+        common::fault_proxy::Fault::ShiftDate(3600),
+        None,
+    );
+    let (_server, addr) = start(
+        &["--backend", "aws"],
+        &[
+            ("AWS_ENDPOINT_URL", &proxy.url),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("USERS_TABLE", &stack.users_table),
+            ("PUBLISHES_TABLE", &stack.publishes_table),
+            ("STOP_QUEUE_URL", &stack.queue_url),
+        ],
+    )
+    .await;
+    let auth = basic("alice", "alice-password");
+    let resp = send(
+        &addr,
+        "DELETE",
+        &cancel_path("alice", 1, 2, 3),
+        &[("Authorization", auth.as_str())],
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let item = stack.publish_item("alice", "1/2/3").await.unwrap();
+    let at: i64 = item[attr::CANCELLED_AT].as_n().unwrap().parse().unwrap();
+    let aws_now = publish_cancel::clock::system_secs() as i64 + 3600;
+    assert!(
+        (aws_now - 10..=aws_now + 1).contains(&at),
+        "cancelledAt {at}, AWS's time {aws_now}"
+    );
+    // Its stop says the same time.
+    let stops = stack.drain_stops().await;
+    assert_eq!(stops.len(), 1);
+    assert_eq!(
+        stops[0].cancelled_at,
+        publish_cancel::domain::Timestamp(at).to_rfc3339()
+    );
+}
+
 /// What a wrong password gets: a quick, complete answer from a live server.
 async fn still_serving(addr: &str) {
     let path = cancel_path("alice", 1, 2, 3);

@@ -13,10 +13,12 @@ use aws_sdk_dynamodb::config::endpoint::{
 use aws_sdk_dynamodb::Client;
 
 /// A DynamoDB client for `sdk`, as `Client::new` builds it but for the
-/// endpoint resolver ([`EndpointMemo`]).
+/// endpoint resolver ([`EndpointMemo`]) and the reading of AWS's time off
+/// every answer (`adapters::service_time`).
 pub fn client(sdk: &SdkConfig) -> Client {
     let config = aws_sdk_dynamodb::config::Builder::from(sdk)
         .endpoint_resolver(EndpointMemo::default())
+        .interceptor(super::super::service_time::ServiceTime)
         .build();
     Client::from_conf(config)
 }

@@ -1,0 +1,60 @@
+//! Reads AWS's time off every DynamoDB answer (`crate::clock`): an SDK
+//! interceptor noting when each attempt left and what its answer's `Date`
+//! says.
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use aws_smithy_types::date_time::{DateTime, Format};
+
+/// The interceptor; add it to a client's configuration.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ServiceTime;
+
+/// When the current attempt left (this machine's clock, seconds).
+#[derive(Debug, Clone, Copy)]
+struct SentAt(f64);
+
+impl Storable for SentAt {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for ServiceTime {
+    fn name(&self) -> &'static str {
+        "ServiceTime"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state()
+            .store_put(SentAt(crate::clock::system_secs()));
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let received = crate::clock::system_secs();
+        let date = context
+            .response()
+            .headers()
+            .get("date")
+            .and_then(|d| DateTime::from_str(d, Format::HttpDate).ok());
+        if let (Some(date), Some(sent)) = (date, cfg.load::<SentAt>()) {
+            crate::clock::observe(date.secs(), sent.0, received);
+        }
+        // What the clock does never fails a call.
+        Ok(())
+    }
+}
