@@ -58,6 +58,11 @@ def check(condition, message):
     return condition
 
 
+# The API invokes the cancel function's alias `live` (its gradual
+# deployment shifts that alias), never the function's $LATEST.
+CANCEL_TARGET = "CancelFunctionAliaslive"
+
+
 def integration_targets_cancel_function(operation):
     integration = operation.get("x-amazon-apigateway-integration", {})
     uri = integration.get("uri", {})
@@ -65,7 +70,7 @@ def integration_targets_cancel_function(operation):
     return (
         integration.get("type") == "aws_proxy"
         and integration.get("httpMethod") == "POST"
-        and "${CancelFunction.Arn}" in text
+        and "${%s}" % CANCEL_TARGET in text
     )
 
 
@@ -134,7 +139,7 @@ def check_routes(template, routes):
         sub = perm.get("SourceArn", {}).get("Fn::Sub")
         if (
             perm.get("Principal") == "apigateway.amazonaws.com"
-            and perm.get("FunctionName") == {"Ref": "CancelFunction"}
+            and perm.get("FunctionName") == {"Ref": CANCEL_TARGET}
             and isinstance(sub, list)
             and sub[1].get("__ApiId__") == {"Ref": api_name}
         ):
@@ -206,6 +211,66 @@ def check_functions(template):
             "S3Bucket" in p.get("Code", {}),
             f"{name}: code is not the packaged artefact: {p.get('Code')}",
         )
+
+
+def check_gradual_deployment(template):
+    """The cancel function's alias `live` is moved by CodeDeploy in a
+    gradual deployment, rolled back by the alarms that watch what users
+    feel, with a role that can do only that."""
+    resources = template["Resources"]
+    alias = resources.get(CANCEL_TARGET, {})
+    check(alias.get("Type") == "AWS::Lambda::Alias", f"no alias {CANCEL_TARGET}")
+    update = alias.get("UpdatePolicy", {}).get("CodeDeployLambdaAliasUpdate", {})
+    check(update, f"{CANCEL_TARGET} is not updated by CodeDeploy: {alias.get('UpdatePolicy')}")
+    group_name = update.get("DeploymentGroupName", {}).get("Ref")
+    group = resources.get(group_name, {})
+    check(group.get("Type") == "AWS::CodeDeploy::DeploymentGroup", f"no deployment group {group_name}")
+    app = update.get("ApplicationName", {}).get("Ref")
+    check(resources.get(app, {}).get("Type") == "AWS::CodeDeploy::Application", f"no application {app}")
+    props = group.get("Properties", {})
+    alarms = sorted(a.get("Name", {}).get("Ref", "?") for a in props.get("AlarmConfiguration", {}).get("Alarms", []))
+    check(
+        alarms == ["Api5xxAlarm", "ApiLatencyAlarm", "FunctionErrorsAlarm"],
+        f"rollback alarms: {alarms}",
+    )
+    check(props.get("AlarmConfiguration", {}).get("Enabled") is True, "rollback alarms not enabled")
+    events = props.get("AutoRollbackConfiguration", {}).get("Events", [])
+    check("DEPLOYMENT_STOP_ON_ALARM" in events, f"no rollback on alarm: {events}")
+    # The transform resolves the parameter (here to its default).
+    config = json.dumps(props.get("DeploymentConfigName", {}))
+    default = template["Parameters"].get("DeploymentType", {}).get("Default", "?")
+    check(
+        "CodeDeployDefault.Lambda" in config and default in config,
+        f"the deployment type is not DeploymentType's: {config}",
+    )
+    check(
+        props.get("ServiceRoleArn") == {"Fn::GetAtt": ["CancelDeploymentRole", "Arn"]},
+        f"CodeDeploy's role is not CancelDeploymentRole: {props.get('ServiceRoleArn')}",
+    )
+    check("CodeDeployServiceRole" not in resources, "SAM's default CodeDeploy role (a managed policy on *) is there")
+
+
+def check_tracing_and_access_logs(template):
+    """X-Ray on every function and the stage; a JSON access log, kept as
+    long as the functions' logs."""
+    for name, f in sam.resources_of_type(template, "AWS::Lambda::Function").items():
+        check(
+            f["Properties"].get("TracingConfig", {}).get("Mode") == "Active",
+            f"{name}: tracing is not active",
+        )
+    for name, stage in sam.resources_of_type(template, "AWS::ApiGateway::Stage").items():
+        props = stage["Properties"]
+        check(props.get("TracingEnabled") is True, f"{name}: tracing is not enabled")
+        log = props.get("AccessLogSetting", {})
+        check("ApiAccessLogGroup" in json.dumps(log.get("DestinationArn")), f"{name}: access log goes to {log}")
+        try:
+            fields = json.loads(log.get("Format", ""))
+        except ValueError:
+            fields = {}
+        for field in ("requestId", "ip", "route", "status", "latencyMs", "integrationLatencyMs", "error", "traceId"):
+            check(field in fields, f"{name}: the access log has no {field}: {log.get('Format')}")
+    group = template["Resources"].get("ApiAccessLogGroup", {}).get("Properties", {})
+    check(group.get("RetentionInDays") == {"Ref": "LogRetentionDays"}, f"access log retention: {group}")
 
 
 def properties_for(template, type_name, function):
@@ -489,6 +554,8 @@ def main(path):
     body = check_routes(template, routes)
     check_gateway_responses(body)
     check_functions(template)
+    check_gradual_deployment(template)
+    check_tracing_and_access_logs(template)
     check_automation(template)
     check_announcements(template)
     check_descriptions(template)

@@ -398,6 +398,21 @@ def deployable(template):
     )
     for name in left_out:
         del resources[name]
+    # moto creates no CloudWatch alarm (it has no model for them) and so
+    # resolves no `Fn::GetAtt [alarm, Arn]`: the ARN AWS would give.
+    alarms = {n for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+    def alarm_arns(value):
+        if isinstance(value, list):
+            return [alarm_arns(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        got = value.get("Fn::GetAtt")
+        if set(value) == {"Fn::GetAtt"} and got[0] in alarms and got[1] == "Arn":
+            return {"Fn::Sub": f"arn:${{AWS::Partition}}:cloudwatch:${{AWS::Region}}:${{AWS::AccountId}}:alarm:{got[0]}"}
+        return {k: alarm_arns(v) for k, v in value.items()}
+
+    template["Resources"] = resources = alarm_arns(resources)
     outputs = template.get("Outputs", {})
     for name in [n for n, o in outputs.items() if any(ref in json.dumps(o) for ref in left_out)]:
         del outputs[name]
@@ -462,7 +477,8 @@ def deploy(args):
 
     roles = {}
     for name, r in template["Resources"].items():
-        if r["Type"] != "AWS::IAM::Role":
+        # A role whose condition is false (ApiGatewayLogsRole) is not created.
+        if r["Type"] != "AWS::IAM::Role" or name not in physical:
             continue
         role_name = physical[name]
         role = iam.get_role(RoleName=role_name)["Role"]

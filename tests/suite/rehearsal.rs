@@ -387,7 +387,9 @@ fn statement_ids(s: &Deployed, role: &str) -> BTreeSet<String> {
     for doc in s.d["roles"][role]["policies"].as_object().unwrap().values() {
         for st in doc["Statement"].as_array().unwrap() {
             let actions = st["Action"].to_string();
-            if !actions.contains("logs:") {
+            // Logs and trace segments are written by Lambda's environment
+            // (its log agent, its X-Ray daemon) with the role, not by us.
+            if !actions.contains("logs:") && !actions.contains("xray:") {
                 out.insert(
                     st["Sid"]
                         .as_str()
