@@ -30,6 +30,7 @@ pub mod ports;
 pub mod reconcile;
 pub mod seed;
 pub mod startup;
+pub mod trace;
 
 /// Every binary and test of the crate allocates through [`allocator::Allocator`].
 #[global_allocator]

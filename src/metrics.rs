@@ -19,6 +19,10 @@ use crate::outcome::Outcome;
 /// The CloudWatch namespace of every metric here.
 pub const NAMESPACE: &str = "UForge/PublishCancel";
 
+/// The service every function of the stack belongs to: a field of every
+/// invocation's log lines, and the `Service` dimension of `ColdStart`.
+pub const SERVICE: &str = "uforge-publish-cancel";
+
 /// Where metric lines go: stdout (which Lambda ships to CloudWatch Logs)
 /// when running as a Lambda function, nowhere otherwise.
 #[derive(Debug, Clone)]
@@ -126,6 +130,21 @@ impl Metrics {
             json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": [directive(&[&["Function"]], &metrics)]}),
         );
         Value::Object(members)
+    }
+
+    /// The EMF line of a process's first invocation: `ColdStart` 1, by
+    /// `Function` and by `Service` (cold starts across the stack).
+    pub fn cold_start_line(&self, timestamp_ms: u64) -> String {
+        let metrics = [("ColdStart", "Count", json!(1))];
+        let mut members = Map::new();
+        members.insert("Function".into(), json!(self.function));
+        members.insert("Service".into(), json!(SERVICE));
+        members.insert("ColdStart".into(), json!(1));
+        members.insert(
+            "_aws".into(),
+            json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": [directive(&[&["Function"], &["Service"]], &metrics)]}),
+        );
+        Value::Object(members).to_string()
     }
 
     /// Writes `line` (JSON text) to stdout as one line.

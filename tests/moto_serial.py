@@ -35,7 +35,9 @@ IAM (only matters once a test turns enforcement on, see tests/deploy/):
   characters of letters, digits and ASCII punctuation
   (InvalidParameterValue), as the SendMessage reference says; and
   SendMessageBatch fails such an entry alone (SenderFault, the same code)
-  and sends the rest, as SQS does (moto failed the whole batch).
+  and sends the rest, as SQS does (moto failed the whole batch); and it
+  keeps each entry's MessageSystemAttributes (`AWSTraceHeader`), as
+  SendMessage does (moto dropped them).
 - CloudFormation's `AWS::Lambda::Version` answers `Ref` with the version's
   ARN and `GetAtt Version` with its number, and `AWS::Lambda::Alias` is
   created (moto had no model for it), as SAM's `AutoPublishAlias` needs;
@@ -482,12 +484,30 @@ def _lambda_versions_and_aliases():
     LambdaBackend.create_event_source_mapping = mapping_names_its_alias
 
 
+def _batch_system_attributes(send_message_batch):
+    """A batch entry's MessageSystemAttributes stay with its message."""
+
+    def patched(self, queue_name, entries):
+        messages, failed = send_message_batch(self, queue_name, entries)
+        by_id = {e["Id"]: e for e in entries.values()}
+        for message in messages:
+            entry = by_id.get(getattr(message, "user_id", None), {})
+            if entry.get("MessageSystemAttributes"):
+                message.system_attributes = entry["MessageSystemAttributes"]
+        return messages, failed
+
+    return patched
+
+
 def patch():
     from moto.events.models import EventBus, EventTemplateParser, Rule
     from moto.sqs import models as sqs_models
     from moto.sqs import responses as sqs_responses
 
     sqs_models.SQSBackend._validate_message = _strict_sqs(sqs_models.SQSBackend._validate_message)
+    sqs_models.SQSBackend.send_message_batch = _batch_system_attributes(
+        sqs_models.SQSBackend.send_message_batch
+    )
     sqs_responses.SQSResponse.send_message_batch = _strict_batches(
         sqs_responses.SQSResponse.send_message_batch
     )

@@ -5,7 +5,10 @@ use aws_sdk_sqs::operation::send_message::SendMessageError;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    MessageAttributeValue, MessageSystemAttributeNameForSends, MessageSystemAttributeValue,
+    SendMessageBatchRequestEntry,
+};
 use aws_sdk_sqs::Client;
 
 use super::breaker::Breaker;
@@ -83,7 +86,8 @@ impl StopQueue for SqsStopQueue {
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(stop.to_json())
-            .set_message_attributes(Some(Self::attributes(stop)?));
+            .set_message_attributes(Some(Self::attributes(stop)?))
+            .set_message_system_attributes(trace_header());
         if self.fifo {
             // One group per publish; the dedup id is the id of the cancel
             // that made the transition, so concurrent or retried cancels of
@@ -111,6 +115,7 @@ impl StopQueue for SqsStopQueue {
         let mut entries = Vec::with_capacity(stops.len());
         let mut results: Vec<Option<Result<(), BackendError>>> =
             stops.iter().map(|_| None).collect();
+        let trace = trace_header();
         for (i, stop) in stops.iter().enumerate().take(MAX_BATCH) {
             let attributes = match Self::attributes(stop) {
                 Ok(a) => a,
@@ -122,7 +127,8 @@ impl StopQueue for SqsStopQueue {
             let mut entry = SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())
                 .message_body(stop.to_json())
-                .set_message_attributes(Some(attributes));
+                .set_message_attributes(Some(attributes))
+                .set_message_system_attributes(trace.clone());
             if self.fifo {
                 entry = entry
                     .message_group_id(stop.group_id())
@@ -198,6 +204,22 @@ impl StopQueue for SqsStopQueue {
     fn available(&self) -> bool {
         self.breaker.would_admit()
     }
+}
+
+/// The invocation's X-Ray trace as the message's `AWSTraceHeader`, so a
+/// worker's segment joins the trace of the cancel (`crate::trace`).
+fn trace_header() -> Option<HashMap<MessageSystemAttributeNameForSends, MessageSystemAttributeValue>>
+{
+    let trace = crate::trace::current()?;
+    let value = MessageSystemAttributeValue::builder()
+        .data_type("String")
+        .string_value(trace.as_ref())
+        .build()
+        .ok()?;
+    Some(HashMap::from([(
+        MessageSystemAttributeNameForSends::AwsTraceHeader,
+        value,
+    )]))
 }
 
 /// The result slot of the batch entry `id` (its position).

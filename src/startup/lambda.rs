@@ -84,29 +84,118 @@ fn start<F: LambdaFunction>(env: &Env, metrics: Option<Metrics>) -> Result<Servi
         Backend::Aws => {
             let resources = F::Resources::from_env(env)?;
             let sdk = sdk::lambda_sdk_config(TlsRoots::from_env(env)?, env)?;
-            serve(F::on_aws(settings, resources, &sdk, metrics)?)
+            serve(
+                F::on_aws(settings, resources, &sdk, metrics.clone())?,
+                metrics,
+            )
         }
         Backend::Memory { seed } => {
             tracing::warn!("in-memory stores (UFORGE_BACKEND=memory): local invocation only");
             let seed = super::seed_text(seed.as_deref())?;
-            serve(F::in_memory(settings, &seed, env, metrics)?)
+            serve(
+                F::in_memory(settings, &seed, env, metrics.clone())?,
+                metrics,
+            )
         }
     })
 }
 
 /// Serves `handler` with the Lambda runtime, one event at a time.
-fn serve<H: LambdaHandler + 'static>(handler: H) -> Serving {
+fn serve<H: LambdaHandler + 'static>(handler: H, metrics: Option<Metrics>) -> Serving {
     Box::pin(async move {
         let handler = &handler;
         // Boxed: the handler's future nested in the runtime's is otherwise
         // deeper than the compiler's default layout recursion limit.
         let events = service_fn(move |event: LambdaEvent<RawEvent>| Box::pin(handler.call(event)));
         lambda_runtime::Runtime::new(events)
-            .layer(lambda_runtime::layers::TracingLayer::new())
+            .layer(Invocation::new(metrics))
             .layer(NotJsonIsNull)
             .run()
             .await
     })
+}
+
+/// What every invocation runs in: a span whose fields are on each of its
+/// log lines (`requestId`, `xrayTraceId`, `coldStart`, `functionVersion`,
+/// `service`), its X-Ray trace for our own code (`crate::trace`), and, on
+/// a process's first invocation, a `ColdStart` metric line. (It replaces
+/// the runtime's `TracingLayer`, whose span has only the first two.)
+#[derive(Debug, Clone)]
+struct Invocation {
+    metrics: Option<Metrics>,
+    cold: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Invocation {
+    fn new(metrics: Option<Metrics>) -> Self {
+        Invocation {
+            metrics,
+            cold: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        }
+    }
+}
+
+impl<S> lambda_runtime::tower::Layer<S> for Invocation {
+    type Service = InvocationService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InvocationService {
+            inner,
+            invocation: self.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct InvocationService<S> {
+    inner: S,
+    invocation: Invocation,
+}
+
+impl<S> lambda_runtime::Service<lambda_runtime::LambdaInvocation> for InvocationService<S>
+where
+    S: lambda_runtime::Service<lambda_runtime::LambdaInvocation>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = tracing::instrument::Instrumented<crate::trace::Scoped<S::Future>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, invocation: lambda_runtime::LambdaInvocation) -> Self::Future {
+        use tracing::Instrument as _;
+        let cold = self
+            .invocation
+            .cold
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        let ctx = &invocation.context;
+        let trace = ctx.xray_trace_id.clone();
+        let span = tracing::info_span!(
+            "Lambda runtime invoke",
+            requestId = %ctx.request_id,
+            xrayTraceId = trace.as_deref().unwrap_or(""),
+            coldStart = cold,
+            functionVersion = %ctx.env_config.version,
+            service = crate::metrics::SERVICE,
+        );
+        if cold {
+            if let Some(metrics) = &self.invocation.metrics {
+                metrics.emit(metrics.cold_start_line(crate::metrics::now_ms()));
+            }
+        }
+        let served = {
+            // Entered while the inner service starts, so that its spans
+            // are children of this one.
+            let _entered = span.enter();
+            self.inner.call(invocation)
+        };
+        crate::trace::scope(trace.as_deref(), served).instrument(span)
+    }
 }
 
 /// Lambda hands a function whatever bytes it was invoked with, and the

@@ -65,6 +65,8 @@ struct State {
     /// (target substring, body substring, fault, remaining times; None = always)
     rules: Vec<(String, String, Fault, Option<usize>)>,
     counts: HashMap<String, usize>,
+    /// Each request's operation and `X-Amzn-Trace-Id`, in arrival order.
+    traces: Vec<(String, Option<String>)>,
 }
 
 #[derive(Clone)]
@@ -121,6 +123,11 @@ impl FaultProxy {
             .sum()
     }
 
+    /// Each request so far: its operation and its `X-Amzn-Trace-Id`.
+    pub fn traces(&self) -> Vec<(String, Option<String>)> {
+        self.state.lock().unwrap().traces.clone()
+    }
+
     pub fn reset_counts(&self) {
         self.state.lock().unwrap().counts.clear();
     }
@@ -142,7 +149,17 @@ impl FaultProxy {
         &self,
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, std::io::Error> {
+        let trace = req
+            .headers()
+            .get("x-amzn-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let (target, parts, body) = read_request(req).await?;
+        self.state
+            .lock()
+            .unwrap()
+            .traces
+            .push((target.clone(), trace));
         let fault = self.fault_for(&target, &body);
         match fault {
             Some(Fault::Drop) => return Err(std::io::Error::other("fault: drop")),

@@ -7,6 +7,7 @@ pub mod fault_proxy;
 pub mod hostile_events;
 pub mod http_client;
 pub mod moto;
+pub mod ops;
 pub mod runtime_api;
 pub mod sample_events;
 pub mod template;

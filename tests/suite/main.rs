@@ -27,4 +27,5 @@ mod reconciler;
 mod references;
 mod rehearsal;
 mod soak;
+mod tracing;
 mod uforge_sdk;
