@@ -1,6 +1,7 @@
 //! Shared test fixtures: the emulator, tables and queues of our schema, and
 //! helpers to call the endpoint and inspect the stores.
 
+pub mod alarms;
 pub mod chaos;
 pub mod emf;
 pub mod fault_proxy;

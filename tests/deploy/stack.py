@@ -4,6 +4,9 @@ tests drive it (tests/suite/rehearsal.rs, and the emulator fixture's tables).
 
 Subcommands, each printing one JSON document on stdout:
 
+  alarms
+      Every CloudWatch alarm as CloudWatch evaluates it (tests/suite/alarms.rs).
+
   grants
       What each IAM role of template.yaml may do, as "action resource"
       pairs by logical name: what the rehearsal's refusals are the
@@ -157,6 +160,61 @@ def alarm_metrics(_args):
             out.append({"alarm": name, "namespace": m.get("Namespace"), "metric": m.get("MetricName"),
                         "dimensions": sorted(d["Name"] for d in m.get("Dimensions", [])),
                         "function": function})
+    return out
+
+
+def alarms(_args):
+    """Every CloudWatch alarm as CloudWatch would evaluate it, the
+    template's parameter defaults decided: name, its metric queries (id,
+    namespace, metric, dimensions as {name: value}, stat, period; or the
+    expression), evaluation periods, datapoints to alarm, threshold,
+    comparison, missing-data treatment, and whether it notifies the alarm
+    topic. Values still intrinsic (`Ref`, `Fn::Sub`) are left for the
+    caller to resolve against the stack it rehearses."""
+    template = sam.load(str(TEMPLATE))
+    out = []
+    for name, alarm in sam.resources_of_type(template, "AWS::CloudWatch::Alarm").items():
+        props = with_defaults(template, alarm["Properties"])
+        def value(v):
+            # A parameter's default; anything else as the template says it.
+            if isinstance(v, dict) and v.get("Ref") in template.get("Parameters", {}):
+                return template["Parameters"][v["Ref"]]["Default"]
+            return v
+
+        dims = lambda ds: {d["Name"]: value(d["Value"]) for d in ds or []}
+        if "MetricName" in props:
+            queries = [{"id": "m", "namespace": props["Namespace"], "metric": props["MetricName"],
+                        "dimensions": dims(props.get("Dimensions")),
+                        "stat": props.get("Statistic") or props.get("ExtendedStatistic"),
+                        "period": props["Period"], "returnData": True}]
+        else:
+            queries = []
+            for m in props["Metrics"]:
+                if "Expression" in m:
+                    queries.append({"id": m["Id"], "expression": m["Expression"],
+                                    "returnData": m.get("ReturnData", True)})
+                else:
+                    stat = m["MetricStat"]
+                    queries.append({"id": m["Id"], "namespace": stat["Metric"]["Namespace"],
+                                    "metric": stat["Metric"]["MetricName"],
+                                    "dimensions": dims(stat["Metric"].get("Dimensions")),
+                                    "stat": stat["Stat"], "period": stat["Period"],
+                                    "returnData": m.get("ReturnData", True)})
+        threshold = props["Threshold"]
+        if isinstance(threshold, dict):
+            threshold = template["Parameters"][threshold["Ref"]]["Default"]
+        out.append({
+            "alarm": name,
+            "queries": queries,
+            "evaluationPeriods": int(props["EvaluationPeriods"]),
+            "datapointsToAlarm": int(props.get("DatapointsToAlarm", props["EvaluationPeriods"])),
+            "threshold": float(threshold),
+            "thresholdParameter": props["Threshold"].get("Ref") if isinstance(props["Threshold"], dict) else None,
+            "comparison": props["ComparisonOperator"],
+            "treatMissingData": props.get("TreatMissingData", "missing"),
+            "notifies": alarm["Properties"].get("AlarmActions") == {
+                "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]},
+        })
     return out
 
 
@@ -602,6 +660,7 @@ def deploy(args):
         "left_out": left_out,
         "functions": functions,
         "alarm-metrics": alarm_metrics,
+        "alarms": alarms,
         "roles": roles,
         "tables": tables_out,
         "queues": queues,
@@ -659,6 +718,7 @@ def main():
     sub.add_parser("grants")
     sub.add_parser("functions")
     sub.add_parser("alarm-metrics")
+    sub.add_parser("alarms")
     for name in ("admin", "enforce-iam"):
         sub.add_parser(name).add_argument("--endpoint", required=True)
     d = sub.add_parser("deploy")
@@ -679,6 +739,7 @@ def main():
         "grants": grants,
         "functions": functions,
         "alarm-metrics": alarm_metrics,
+        "alarms": alarms,
         "admin": admin,
         "deploy": deploy,
         "enforce-iam": enforce_iam,

@@ -10,6 +10,7 @@
 mod common;
 
 mod admin_cli;
+mod alarms;
 mod architecture;
 mod automation;
 mod concurrency;
