@@ -250,6 +250,27 @@ def check_gradual_deployment(template):
     check("CodeDeployServiceRole" not in resources, "SAM's default CodeDeploy role (a managed policy on *) is there")
 
 
+def check_samconfig(template, path):
+    """Each environment of samconfig.toml deploys with parameters the
+    template has, and values it allows."""
+    import tomllib
+
+    with open(path, "rb") as f:
+        config = tomllib.load(f)
+    params = template["Parameters"]
+    envs = [e for e in config if isinstance(config[e], dict) and "deploy" in config[e]]
+    check({"test", "prod"} <= set(envs), f"samconfig environments: {envs}")
+    for env in envs:
+        deploy = config[env]["deploy"]["parameters"]
+        check(config.get(env, {}).get("build"), f"samconfig {env}: no build parameters")
+        for pair in deploy.get("parameter_overrides", "").split():
+            name, _, value = pair.partition("=")
+            check(name in params, f"samconfig {env}: no parameter {name}")
+            allowed = params.get(name, {}).get("AllowedValues")
+            if allowed:
+                check(value in [str(a) for a in allowed], f"samconfig {env}: {name}={value} not in {allowed}")
+
+
 def check_tracing_and_access_logs(template):
     """X-Ray on every function and the stage; a JSON access log, kept as
     long as the functions' logs."""
@@ -556,6 +577,7 @@ def main(path):
     check_functions(template)
     check_gradual_deployment(template)
     check_tracing_and_access_logs(template)
+    check_samconfig(template, str(Path(path).resolve().parent / "samconfig.toml"))
     check_automation(template)
     check_announcements(template)
     check_descriptions(template)

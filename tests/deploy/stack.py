@@ -7,6 +7,9 @@ Subcommands, each printing one JSON document on stdout:
   alarms
       Every CloudWatch alarm as CloudWatch evaluates it (tests/suite/alarms.rs).
 
+  parameters
+      Each parameter's default and each output's name (tests/suite/references.rs).
+
   grants
       What each IAM role of template.yaml may do, as "action resource"
       pairs by logical name: what the rehearsal's refusals are the
@@ -216,6 +219,13 @@ def alarms(_args):
                 "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]},
         })
     return out
+
+
+def parameters(_args):
+    """Each parameter's default, and each output's name."""
+    template = sam.load(str(TEMPLATE))
+    return {"defaults": {k: v.get("Default") for k, v in template["Parameters"].items()},
+            "outputs": sorted(template.get("Outputs", {}))}
 
 
 def functions(_args):
@@ -661,6 +671,7 @@ def deploy(args):
         "functions": functions,
         "alarm-metrics": alarm_metrics,
         "alarms": alarms,
+        "parameters": parameters,
         "roles": roles,
         "tables": tables_out,
         "queues": queues,
@@ -719,6 +730,7 @@ def main():
     sub.add_parser("functions")
     sub.add_parser("alarm-metrics")
     sub.add_parser("alarms")
+    sub.add_parser("parameters")
     for name in ("admin", "enforce-iam"):
         sub.add_parser(name).add_argument("--endpoint", required=True)
     d = sub.add_parser("deploy")
@@ -740,6 +752,7 @@ def main():
         "functions": functions,
         "alarm-metrics": alarm_metrics,
         "alarms": alarms,
+        "parameters": parameters,
         "admin": admin,
         "deploy": deploy,
         "enforce-iam": enforce_iam,

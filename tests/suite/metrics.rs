@@ -215,3 +215,67 @@ fn the_checker_finds_what_the_specification_requires() {
         assert!(check_emf(&line).is_err(), "{pointer}");
     }
 }
+
+/// docs/operating.md's metrics table names exactly the metrics the lines
+/// declare, each with exactly the dimension sets it is declared under.
+#[test]
+fn the_docs_list_every_metric_with_its_dimensions() {
+    let m = Metrics::new("f");
+    let refused = AuthTrace {
+        scheme: Scheme::Basic,
+        check: Check::Argon2,
+        denied: Some(Denied::UnknownUser),
+    };
+    let lines = [
+        parse(m.request_line(&facts(refused, Outcome::Unauthenticated), 1)),
+        m.reconcile_line(&Default::default(), 1),
+        parse(m.cold_start_line(1)),
+    ];
+    // metric -> its dimension sets, each as "A, B".
+    let mut written: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for line in &lines {
+        check_emf(line).unwrap();
+        for d in line["_aws"]["CloudWatchMetrics"].as_array().unwrap() {
+            for metric in d["Metrics"].as_array().unwrap() {
+                for set in d["Dimensions"].as_array().unwrap() {
+                    let names: Vec<&str> = set
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|n| n.as_str().unwrap())
+                        .collect();
+                    written
+                        .entry(metric["Name"].as_str().unwrap().to_owned())
+                        .or_default()
+                        .insert(names.join(", "));
+                }
+            }
+        }
+    }
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operating.md")).unwrap();
+    let table = &docs[docs
+        .find("| metric | dimensions | meaning |")
+        .expect("the metrics table")..];
+    let mut documented: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for row in table.lines().take_while(|l| l.starts_with('|')).skip(2) {
+        let cells: Vec<&str> = row.split('|').collect();
+        let sets: std::collections::BTreeSet<String> = cells[2]
+            .split(';')
+            .map(|s| {
+                s.split('(')
+                    .next()
+                    .unwrap()
+                    .replace('`', "")
+                    .trim()
+                    .to_owned()
+            })
+            .collect();
+        for name in cells[1].split(',') {
+            documented.insert(name.trim().trim_matches('`').to_owned(), sets.clone());
+        }
+    }
+    assert_eq!(documented, written, "docs/operating.md, \"Metrics\"");
+}

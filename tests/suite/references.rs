@@ -317,3 +317,148 @@ fn every_test_named_in_the_docs_exists() {
         Vec::from_iter(missing).join("\n")
     );
 }
+
+/// The text of `file` from `heading` (a `## ` line) to the next heading of
+/// the same level.
+fn section(file: &str, heading: &str) -> String {
+    let text = std::fs::read_to_string(root().join(file)).unwrap();
+    let start = text
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("{file}: no {heading:?}"));
+    let rest = &text[start + heading.len() + 2..];
+    let end = rest.find("\n## ").unwrap_or(rest.len());
+    rest[..end].to_owned()
+}
+
+/// The first cell of each row of the markdown tables in `text`, unquoted.
+fn first_cells(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| l.split('|').nth(1))
+        .flat_map(|cell| {
+            cell.split(',')
+                .map(|c| c.trim().trim_matches('`').to_owned())
+        })
+        .collect()
+}
+
+/// docs/operating.md lists exactly the template's alarms.
+#[test]
+fn the_alarm_table_lists_exactly_the_template_s_alarms() {
+    let documented = first_cells(&section("docs/operating.md", "## Alarms"));
+    let template: BTreeSet<String> = crate::common::template::stack_py(&["alarms"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["alarm"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(documented, template, "docs/operating.md, \"Alarms\"");
+}
+
+/// The README names every output of the template, and no other.
+#[test]
+fn the_readme_names_every_output() {
+    let params = crate::common::template::stack_py(&["parameters"]);
+    let outputs: BTreeSet<String> = params["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap().to_owned())
+        .collect();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme.find("Outputs: ").expect("the README's outputs");
+    let sentence = &readme[start..start + readme[start..].find(". ").unwrap()];
+    let named: BTreeSet<String> = sentence
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| w.chars().next().is_some_and(char::is_uppercase))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(named, outputs, "README, Outputs");
+}
+
+/// Every default the docs state for a template parameter, as
+/// "`Parameter` (value…)", is the template's.
+#[test]
+fn every_parameter_default_stated_is_the_template_s() {
+    let params = crate::common::template::stack_py(&["parameters"]);
+    let defaults = params["defaults"].as_object().unwrap();
+    let mut checked = 0;
+    for (file, text) in texts().iter().filter(|(f, _)| f.ends_with(".md")) {
+        for (name, default) in defaults {
+            let quoted = format!("`{name}` (");
+            for (at, _) in text.match_indices(&quoted) {
+                let stated: String = text[at + quoted.len()..]
+                    .chars()
+                    .take_while(|c| !matches!(c, ')' | ':' | ' ' | ','))
+                    .collect();
+                let want = match default {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let stated_value = match stated.strip_suffix('%') {
+                    Some(pct) => pct.parse::<f64>().ok().map(|p| p / 100.0),
+                    None => stated.parse::<f64>().ok(),
+                };
+                let Some(stated_value) = stated_value else {
+                    continue; // prose, not a value
+                };
+                checked += 1;
+                assert_eq!(
+                    Some(stated_value),
+                    want.parse::<f64>().ok(),
+                    "{file}: `{name}` ({stated}), the template's default is {want}"
+                );
+            }
+        }
+    }
+    assert!(checked >= 8, "only {checked} stated defaults found");
+}
+
+/// Every `UForge.*` error type the docs name is one the code raises, and
+/// every one the code raises is documented; a Step Functions example
+/// retries every retryable one.
+#[test]
+fn error_types_in_the_docs_are_the_code_s() {
+    let words = |text: &str| -> BTreeSet<String> {
+        text.match_indices("UForge.")
+            .map(|(i, _)| {
+                text[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '.')
+                    .collect::<String>()
+                    .trim_end_matches('.')
+                    .to_owned()
+            })
+            .filter(|w| w.len() > "UForge.".len())
+            .collect()
+    };
+    let (mut code, mut docs) = (BTreeSet::new(), BTreeSet::new());
+    for (file, text) in texts() {
+        if file.starts_with("src/") {
+            code.extend(words(&text));
+        } else if file.ends_with(".md") {
+            docs.extend(words(&text));
+        }
+    }
+    let unknown: Vec<_> = docs.difference(&code).collect();
+    assert!(unknown.is_empty(), "documented, never raised: {unknown:?}");
+    let undocumented: Vec<_> = code.difference(&docs).collect();
+    assert!(
+        undocumented.is_empty(),
+        "raised, not documented: {undocumented:?}"
+    );
+    let automation = std::fs::read_to_string(root().join("docs/automation.md")).unwrap();
+    let retry = &automation[automation.find("\"Retry\"").expect("a Retry example")..];
+    let retry = &retry[..retry.find(']').unwrap()];
+    for row in automation.lines().filter(|l| l.starts_with("| `UForge.")) {
+        let name = row.split('`').nth(1).unwrap();
+        if row.trim_end().ends_with("| yes |") {
+            assert!(
+                retry.contains(name),
+                "the Retry example does not retry {name}"
+            );
+        }
+    }
+}
