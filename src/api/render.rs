@@ -2,11 +2,12 @@
 //!
 //! XML: the root is in the UForge namespace *with a prefix*, children are
 //! unqualified and in schema order. The SDK rejects a default namespace,
-//! unknown elements and any other order.
+//! unknown elements and any other order. Written with quick-xml's event
+//! writer (`Xml`); JSON with serde_json.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
-use quick_xml::escape::escape;
+use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
 use serde::ser::{SerializeMap, Serializer};
 
 use super::negotiate::Format;
@@ -67,26 +68,17 @@ pub fn status(rec: &PublishRecord, format: Format) -> Vec<u8> {
     match format {
         Format::Xml => {
             // One buffer: each value written into it, no string per field.
-            let mut out = open_root("status");
+            let mut out = Xml::root("status");
             for (name, value) in &fields {
                 match value {
-                    Value::Str(s) => element(&mut out, name, s),
-                    Value::Owned(s) => element(&mut out, name, s),
-                    Value::Bool(b) => element(&mut out, name, if *b { "true" } else { "false" }),
-                    Value::Long(n) => {
-                        for part in ["<", name, ">"] {
-                            out.push_str(part);
-                        }
-                        let _ = write!(out, "{n}");
-                        for part in ["</", name, ">"] {
-                            out.push_str(part);
-                        }
-                    }
-                    Value::Time(t) => element(&mut out, name, &t.to_rfc3339()),
+                    Value::Str(s) => out.element(name, s),
+                    Value::Owned(s) => out.element(name, s),
+                    Value::Bool(b) => out.element(name, if *b { "true" } else { "false" }),
+                    Value::Long(n) => out.number(name, *n),
+                    Value::Time(t) => out.element(name, &t.to_rfc3339()),
                 }
             }
-            close_root(&mut out, "status");
-            out.into_bytes()
+            out.close_root()
         }
         Format::Json => {
             let mut out = Vec::with_capacity(256);
@@ -152,55 +144,83 @@ impl UforgeError {
         match format {
             Format::Json => serde_json::to_vec(self).unwrap_or_default(),
             Format::Xml => {
-                let mut out = open_root("uforgeError");
+                let mut out = Xml::root("uforgeError");
                 let msg = &self.localized_error_msg;
-                out.push_str("<localizedErrorMsg>");
-                element(&mut out, "message", &msg.message);
-                element(&mut out, "messageId", msg.message_id);
+                out.start("localizedErrorMsg");
+                out.element("message", &msg.message);
+                out.element("messageId", msg.message_id);
                 if !msg.parameters.is_empty() {
-                    out.push_str("<parameters>");
+                    out.start("parameters");
                     for p in &msg.parameters.parameter {
-                        element(&mut out, "parameter", p);
+                        out.element("parameter", p);
                     }
-                    out.push_str("</parameters>");
+                    out.end("parameters");
                 }
-                out.push_str("</localizedErrorMsg>");
-                element(&mut out, "requestMethod", &self.request_method);
-                element(&mut out, "requestUri", &self.request_uri);
-                element(&mut out, "statusCode", &self.status_code.to_string());
-                element(&mut out, "timestamp", &self.timestamp.to_rfc3339());
-                close_root(&mut out, "uforgeError");
-                out.into_bytes()
+                out.end("localizedErrorMsg");
+                out.element("requestMethod", &self.request_method);
+                out.element("requestUri", &self.request_uri);
+                out.number("statusCode", self.status_code.into());
+                out.element("timestamp", &self.timestamp.to_rfc3339());
+                out.close_root()
             }
         }
     }
 }
 
-fn open_root(name: &str) -> String {
-    let mut out = String::with_capacity(512);
-    let _ = write!(out, "<ns0:{name} xmlns:ns0=\"{NAMESPACE}\">");
-    out
+/// A representation being written: quick-xml's writer on one buffer.
+/// Writing into a `Vec` cannot fail, so its `io::Result`s are dropped.
+/// What quick-xml does not do is done here: it writes any character it
+/// is given, and XML 1.0 cannot carry most control characters even
+/// escaped, so `element` drops them first.
+struct Xml {
+    writer: quick_xml::Writer<Vec<u8>>,
+    root: String,
 }
 
-fn close_root(out: &mut String, name: &str) {
-    let _ = write!(out, "</ns0:{name}>");
-}
+impl Xml {
+    /// `<ns0:{name} xmlns:ns0="…">`.
+    fn root(name: &str) -> Xml {
+        let root = format!("ns0:{name}");
+        let mut writer = quick_xml::Writer::new(Vec::with_capacity(512));
+        let start = BytesStart::new(root.as_str()).with_attributes([("xmlns:ns0", NAMESPACE)]);
+        let _ = writer.write_event(Event::Start(start));
+        Xml { writer, root }
+    }
 
-fn element(out: &mut String, name: &str, text: &str) {
-    // XML 1.0 cannot carry most control characters, even escaped: drop them
-    // rather than send a document the client cannot parse.
-    let text = if text.chars().any(not_xml_char) {
-        std::borrow::Cow::Owned(text.chars().filter(|c| !not_xml_char(*c)).collect())
-    } else {
-        std::borrow::Cow::Borrowed(text)
-    };
-    out.push('<');
-    out.push_str(name);
-    out.push('>');
-    out.push_str(&escape(&*text));
-    out.push_str("</");
-    out.push_str(name);
-    out.push('>');
+    fn start(&mut self, name: &str) {
+        let _ = self.writer.write_event(Event::Start(BytesStart::new(name)));
+    }
+
+    fn end(&mut self, name: &str) {
+        let _ = self.writer.write_event(Event::End(BytesEnd::new(name)));
+    }
+
+    /// `<name>text</name>`, the text escaped (quick-xml's `escape`: `<`,
+    /// `>`, `&`, `'`, `"`) and stripped of what XML cannot carry.
+    fn element(&mut self, name: &str, text: &str) {
+        let text = if text.chars().any(not_xml_char) {
+            std::borrow::Cow::Owned(text.chars().filter(|c| !not_xml_char(*c)).collect())
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        };
+        self.start(name);
+        let _ = self.writer.write_event(Event::Text(BytesText::new(&text)));
+        self.end(name);
+    }
+
+    /// `<name>n</name>`: digits need no escaping, and no string is made.
+    fn number(&mut self, name: &str, n: i64) {
+        self.start(name);
+        let _ = write!(self.writer.get_mut(), "{n}");
+        self.end(name);
+    }
+
+    fn close_root(mut self) -> Vec<u8> {
+        let _ = self
+            .writer
+            .write_event(Event::End(BytesEnd::new(self.root.as_str())));
+        self.writer.into_inner()
+    }
 }
 
 fn not_xml_char(c: char) -> bool {
