@@ -10,7 +10,10 @@ pub use crate::adapters::sqs::create_queue;
 pub use crate::ports::{AdminError, AdminStore, Replacing, UserSummary};
 pub use publish::{put_publish, PutReport};
 
+mod progress;
 mod publish;
+
+pub use progress::{Counts, Progress};
 
 /// A new API key pair: a public key (20 characters) and a secret (40), both
 /// from the OS RNG, in an alphabet that needs no URL escaping.

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use publish_cancel::adapters::sqs::SqsStopQueue;
-use publish_cancel::admin::{self, AdminError, AdminStore, SeedFileAdmin};
+use publish_cancel::admin::{self, AdminError, AdminStore, Progress, SeedFileAdmin};
 use publish_cancel::api::negotiate::Format;
 use publish_cancel::api::render;
 use publish_cancel::auth::password;
@@ -196,9 +196,18 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 requeue_undeliverable,
             }) = cli.command
             {
-                let r = store
-                    .repair_publishes(dry_run, requeue_undeliverable)
-                    .await?;
+                let mut progress = Progress::stderr("repair");
+                let done = until_interrupted(store.repair_publishes_with(
+                    dry_run,
+                    requeue_undeliverable,
+                    &mut |r| progress.update(r.counts()),
+                ))
+                .await;
+                let Some(r) = done else {
+                    return Err(interrupted(&mut progress));
+                };
+                let r = r?;
+                progress.finish();
                 for (item, why) in &r.unreadable {
                     println!("unreadable: {item}: {why}");
                 }
@@ -216,7 +225,16 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 return Ok(());
             }
             if let Command::ApiKey(ApiKeyCmd::Reseal) = cli.command {
-                let r = store.reseal_api_keys().await?;
+                let mut progress = Progress::stderr("reseal");
+                let done = until_interrupted(
+                    store.reseal_api_keys_with(&mut |r| progress.update(r.counts())),
+                )
+                .await;
+                let Some(r) = done else {
+                    return Err(interrupted(&mut progress));
+                };
+                let r = r?;
+                progress.finish();
                 println!(
                     "re-sealed {} API secret(s); {} already under the current KEK; {} changed meanwhile (left alone)",
                     r.resealed, r.current, r.skipped
@@ -226,6 +244,29 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             execute(&store, queue.as_ref(), cli.command).await
         }
     }
+}
+
+/// `work`, unless Ctrl-C (SIGINT) comes first: then `None`, and the write
+/// in flight is dropped (a conditional write is applied whole or not at
+/// all).
+async fn until_interrupted<T>(work: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        done = work => Some(done),
+        _ = tokio::signal::ctrl_c() => None,
+    }
+}
+
+/// What an interrupted scan says: the last counts, and what a re-run does.
+fn interrupted<W: std::io::Write>(
+    progress: &mut Progress<W>,
+) -> Box<dyn std::error::Error + Send + Sync> {
+    progress.finish();
+    let c = progress.counts();
+    format!(
+        "interrupted after {} item(s) ({} fixed): every item is fixed or untouched (each fix is one conditional write); run it again to do the rest",
+        c.scanned, c.fixed
+    )
+    .into()
 }
 
 /// A status message as every store and representation carries it

@@ -36,6 +36,25 @@ async fn admin(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Out {
     }
 }
 
+/// Runs uforge-admin with `args` and `env` on a pseudo-terminal (util-linux
+/// `script`), as an operator at a terminal: everything it wrote there.
+async fn admin_on_a_terminal(args: &[&str], env: &[(&str, &str)]) -> String {
+    let command = std::iter::once(env!("CARGO_BIN_EXE_uforge-admin"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("script (util-linux)");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn secret_from(out: &Out) -> (String, String) {
     let field = |name: &str| {
         out.stdout
@@ -469,6 +488,47 @@ async fn publish_repair_backfills_lists_and_requeues() {
         "{}",
         dry.stdout
     );
+    assert_eq!(stack.tables().await, before, "a dry run writes nothing");
+    // Its progress, on a pipe: plain lines on the error stream, the last
+    // with the final counts; the results alone on the standard output.
+    let progress: Vec<&str> = dry
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("repair: "))
+        .collect();
+    assert!(!progress.is_empty(), "{}", dry.stderr);
+    assert!(
+        !dry.stderr.contains('\r') && !dry.stderr.contains('\x1b'),
+        "{:?}",
+        dry.stderr
+    );
+    let scanned = dry
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("scanned "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        progress
+            .last()
+            .unwrap()
+            .starts_with(&format!("repair: {scanned} scanned, 9 fixed, 1 failed")),
+        "{progress:?} vs {}",
+        dry.stdout
+    );
+    assert!(!dry.stdout.contains("repair: "), "{}", dry.stdout);
+    // On a terminal: one line rewritten in place, then the results.
+    let tty = admin_on_a_terminal(
+        &["publish", "repair", "--dry-run", "--requeue-undeliverable"],
+        &env,
+    )
+    .await;
+    assert!(
+        tty.contains("\rrepair: ") && tty.contains("items/s\x1b[K"),
+        "{tty:?}"
+    );
+    assert!(tty.contains("would be backfilled"), "{tty:?}");
     assert_eq!(stack.tables().await, before, "a dry run writes nothing");
 
     let done = admin(&["publish", "repair", "--requeue-undeliverable"], "", &env).await;

@@ -35,6 +35,17 @@ pub struct RepairReport {
     pub unreadable: Vec<(String, String)>,
 }
 
+impl RepairReport {
+    /// Scanned, fixed (or that would be), failed (unreadable).
+    pub fn counts(&self) -> crate::admin::Counts {
+        crate::admin::Counts {
+            scanned: self.scanned,
+            fixed: self.backfilled + self.indexed + self.resharded + self.retimed + self.requeued,
+            failed: self.unreadable.len(),
+        }
+    }
+}
+
 impl DynamoAdmin {
     /// Scans the publishes table: backfills the audit fields of items
     /// cancelled before they existed (with the defaults they already read
@@ -46,6 +57,19 @@ impl DynamoAdmin {
         &self,
         dry_run: bool,
         requeue: bool,
+    ) -> Result<RepairReport, AdminError> {
+        self.repair_publishes_with(dry_run, requeue, &mut |_| {})
+            .await
+    }
+
+    /// The same, telling `page_done` the report so far after each page.
+    /// Each fix is one conditional write: stopped at any point, every item
+    /// is fixed or untouched, and a second run fixes the rest.
+    pub async fn repair_publishes_with(
+        &self,
+        dry_run: bool,
+        requeue: bool,
+        page_done: &mut (dyn FnMut(&RepairReport) + Send),
     ) -> Result<RepairReport, AdminError> {
         let mut report = RepairReport::default();
         let mut start = None;
@@ -143,6 +167,7 @@ impl DynamoAdmin {
                     }
                 }
             }
+            page_done(&report);
             match page.last_evaluated_key {
                 Some(key) => start = Some(key),
                 None => return Ok(report),

@@ -16,12 +16,33 @@ pub struct ResealReport {
     pub skipped: usize,
 }
 
+impl ResealReport {
+    /// Keys seen, re-sealed, skipped (changed meanwhile).
+    pub fn counts(&self) -> crate::admin::Counts {
+        crate::admin::Counts {
+            scanned: self.resealed + self.current + self.skipped,
+            fixed: self.resealed,
+            failed: self.skipped,
+        }
+    }
+}
+
 impl DynamoAdmin {
     /// Re-seals every API secret that is not sealed under the current KEK
     /// (after a rotation, before the previous KEK is retired). Each key is
     /// one conditional update: a key changed meanwhile is left alone and
     /// counted as skipped. Returns (re-sealed, already current, skipped).
     pub async fn reseal_api_keys(&self) -> Result<ResealReport, AdminError> {
+        self.reseal_api_keys_with(&mut |_| {}).await
+    }
+
+    /// The same, telling `page_done` the report so far after each page.
+    /// Each key is one conditional update: stopped at any point, every key
+    /// is under the old or the new KEK, and a second run does the rest.
+    pub async fn reseal_api_keys_with(
+        &self,
+        page_done: &mut (dyn FnMut(&ResealReport) + Send),
+    ) -> Result<ResealReport, AdminError> {
         let sealer = self.sealer().await?;
         let mut report = ResealReport::default();
         let mut start = None;
@@ -86,6 +107,7 @@ impl DynamoAdmin {
                     }
                 }
             }
+            page_done(&report);
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => return Ok(report),
