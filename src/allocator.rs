@@ -85,6 +85,33 @@ unsafe impl GlobalAlloc for Allocator {
     }
 }
 
+/// mimalloc for every block, as the `mimalloc` crate's `MiMalloc` does
+/// (its calls, one for one): what [`Allocator`] is measured against
+/// (feature `bench-mimalloc-only`; docs/measurements.md, "Allocators").
+#[cfg(feature = "bench-mimalloc-only")]
+pub struct MimallocOnly;
+
+// SAFETY: every block is mimalloc's, and each call passes the layout's
+// alignment, as mimalloc's aligned API requires.
+#[cfg(feature = "bench-mimalloc-only")]
+unsafe impl GlobalAlloc for MimallocOnly {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        mi::mi_free(ptr.cast::<c_void>())
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        mi::mi_realloc_aligned(ptr.cast::<c_void>(), new_size, layout.align()).cast()
+    }
+}
+
 /// Keeps Argon2's working memory from ratcheting up the process's RSS.
 ///
 /// Each verification allocates 19 MiB (glibc's, see [`Allocator`]). glibc

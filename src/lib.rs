@@ -32,9 +32,14 @@ pub mod seed;
 pub mod startup;
 pub mod trace;
 
-/// Every binary and test of the crate allocates through [`allocator::Allocator`].
+/// Every binary and test of the crate allocates through [`allocator::Allocator`]
+/// (the bench's `bench-mimalloc-only` builds compare it with mimalloc alone).
+#[cfg(not(feature = "bench-mimalloc-only"))]
 #[global_allocator]
 static ALLOCATOR: allocator::Allocator = allocator::Allocator;
+#[cfg(feature = "bench-mimalloc-only")]
+#[global_allocator]
+static ALLOCATOR: allocator::MimallocOnly = allocator::MimallocOnly;
 
 /// Displays an error with its whole `source()` chain, `a: b: c`, for logs.
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));

@@ -548,6 +548,9 @@ pub(crate) async fn capacity() -> Vec<Row> {
             .is_none_or(|o| o.split(',').any(|p| p == name))
     };
     let mut rows = Vec::new();
+    // What the charts show: drain rates by latency, answer times while SQS is down.
+    let mut drains: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut down: Vec<(&'static str, Vec<(f64, f64)>)> = Vec::new();
     let proxy = CapacityProxy::start(&crate::common::moto::moto().endpoint).await;
     // Scaled so that the emulator, one request at a time, is not the limit.
     let scale = 100.0;
@@ -581,6 +584,11 @@ pub(crate) async fn capacity() -> Vec<Row> {
         .filter(|_| part("drain"))
         {
             let d = drain_rate(&proxy, design, backlog, latency, window).await;
+            let label = format!("{ms} ms a call");
+            match drains.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, rates)) => rates.push(d.rate),
+                None => drains.push((label, vec![d.rate])),
+            }
             // Let the one-request-at-a-time emulator finish what it queued.
             tokio::time::sleep(Duration::from_secs(10)).await;
             rows.push(Row(
@@ -598,6 +606,12 @@ pub(crate) async fn capacity() -> Vec<Row> {
     for design in [before(), after()].into_iter().filter(|_| part("down")) {
         let (mut times, recovered, calls) = while_sqs_is_down(&proxy, design, 200, 16).await;
         times.sort_by(f64::total_cmp);
+        let short = if design.name.starts_with("before") {
+            "before"
+        } else {
+            "after"
+        };
+        down.push((short, crate::plot::quantiles(&times)));
         rows.push(Row(
             format!("capacity: cancel answer while SQS is down, {}", design.name),
             format!(
@@ -610,6 +624,24 @@ pub(crate) async fn capacity() -> Vec<Row> {
                 recovered.as_secs_f64()
             ),
         ));
+    }
+    if !drains.is_empty() {
+        crate::plot::bars(
+            "capacity-drain",
+            "Backlog drain by the reconciler (stops/s)",
+            "stops/s",
+            &["before", "after"],
+            &drains,
+        );
+    }
+    if !down.is_empty() {
+        crate::plot::lines(
+            "capacity-sqs-down",
+            "Cancel answer time while SQS is black-holed, by quantile",
+            "quantile (%)",
+            "ms",
+            &down,
+        );
     }
     rows
 }

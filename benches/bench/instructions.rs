@@ -92,6 +92,11 @@ async fn counted(
         .unwrap_or_else(|| panic!("{}: no callgrind counts", bin.display()))
 }
 
+/// The same, for another section's binaries.
+pub(crate) async fn per_event_of(stack: &Stack, bin: &Path, event: &str) -> f64 {
+    per_event(stack, bin, event).await
+}
+
 /// Instructions per warm event of `bin`: (MANY - FEW) events' worth.
 async fn per_event(stack: &Stack, bin: &Path, event: &str) -> f64 {
     let mut counts = Vec::new();
@@ -130,25 +135,33 @@ async fn init_ms(stack: &Stack, bin: &Path) -> f64 {
     pct(&sorted(runs), 0.5)
 }
 
-/// VmRSS after `RSS_EVENTS` warm events, in MB.
-async fn rss_after(stack: &Stack, bin: &Path, event: &str) -> f64 {
+/// VmRSS after `RSS_EVENTS` warm events, in MB, and each event's time
+/// from being handed to the function to its answer (ms).
+async fn rss_after(stack: &Stack, bin: &Path, event: &str) -> (f64, Vec<f64>) {
     let runtime = RuntimeApi::start().await;
     let mut child = lambda_command(bin, &env_of(stack, &runtime.addr))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut each = Vec::with_capacity(RSS_EVENTS);
     for _ in 0..RSS_EVENTS {
-        let _ = runtime.invoke(event).await;
+        if let Some((_, took)) = runtime
+            .try_invoke_timed(event, None, Duration::from_secs(30))
+            .await
+        {
+            each.push(ms(took));
+        }
     }
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id().unwrap_or(0)))
         .unwrap_or_default();
     child.kill().await.ok();
-    status
+    let rss = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+        .map_or(0.0, |kb| kb / 1024.0);
+    (rss, each)
 }
 
 fn size_mb(bin: &Path) -> f64 {
@@ -190,9 +203,42 @@ pub(super) async fn side_by_side(stack: &Stack, event: &str) -> Vec<Row> {
         init_ms(stack, &typical).await,
         init_ms(stack, &hello).await,
     );
-    let (ours_rss, typical_rss) = (
+    let ((ours_rss, ours_ms_each), (typical_rss, typical_ms_each)) = (
         rss_after(stack, &ours, event).await,
         rss_after(stack, &typical, event).await,
+    );
+    crate::plot::lines(
+        "latency-side-by-side",
+        "Warm repeat cancel, event in to answer out, by quantile",
+        "quantile (%)",
+        "ms",
+        &[
+            ("ours", crate::plot::quantiles(&ours_ms_each)),
+            (
+                "typical lambda_http",
+                crate::plot::quantiles(&typical_ms_each),
+            ),
+        ],
+    );
+    crate::plot::bars(
+        "instructions-side-by-side",
+        "Instructions (callgrind), millions",
+        "M",
+        &["ours", "typical lambda_http", "hello-world"],
+        &[
+            (
+                "per warm event".into(),
+                vec![ours_event / 1e6, typical_event / 1e6],
+            ),
+            (
+                "start to exit".into(),
+                vec![
+                    ours_init as f64 / 1e6,
+                    typical_init as f64 / 1e6,
+                    hello_init as f64 / 1e6,
+                ],
+            ),
+        ],
     );
     let m = |n: f64| format!("{:.2} M", n / 1e6);
     let mut rows = Vec::new();

@@ -9,6 +9,7 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
+mod allocators;
 mod automation;
 mod baseline;
 mod capacity;
@@ -18,6 +19,7 @@ mod init;
 mod instructions;
 mod latency;
 mod memory_settings;
+mod plot;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -114,6 +116,9 @@ async fn main() {
     if run("capacity") {
         rows.extend(capacity::capacity().await);
     }
+    if run("alloc") {
+        rows.extend(allocators::allocators(&stack, &event).await);
+    }
     if run("automation") {
         rows.extend(automation_beside_http(&stack, &event).await);
     }
@@ -143,5 +148,8 @@ async fn main() {
             }
         }
         Err(why) => println!("Lambda memory settings: not measured ({why})"),
+    }
+    if let Some(written) = plot::save() {
+        eprintln!("plots: {written}");
     }
 }

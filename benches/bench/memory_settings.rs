@@ -96,6 +96,8 @@ pub(super) async fn lambda_memory_settings(
 ) -> Result<Vec<String>, String> {
     let mut lines = Vec::new();
     let mut next_pitid = 100_000_i64;
+    // (memory, Argon2, init, first, warm) for the chart.
+    let mut curves: Vec<(f64, f64, f64, f64, f64)> = Vec::new();
     for memory_mb in LAMBDA_MEMORY_MB {
         let share = CpuShare::new(memory_mb)?;
         let out = share
@@ -131,6 +133,13 @@ pub(super) async fn lambda_memory_settings(
             child.kill().await.ok();
         }
         let (init, first, warm) = (sorted(init), sorted(first), sorted(warm));
+        curves.push((
+            memory_mb as f64,
+            argon2.parse().unwrap_or(0.0),
+            pct(&init, 0.5),
+            pct(&first, 0.5),
+            pct(&warm, 0.5),
+        ));
         lines.push(format!(
             "| {memory_mb} MB ({:.3} vCPU) | {argon2} ms | {:.1} ms | {:.1} ms | {:.1} ms |",
             memory_mb as f64 / FULL_VCPU_MB as f64,
@@ -139,6 +148,21 @@ pub(super) async fn lambda_memory_settings(
             pct(&warm, 0.5),
         ));
     }
+    let curve = |f: fn(&(f64, f64, f64, f64, f64)) -> f64| -> Vec<(f64, f64)> {
+        curves.iter().map(|c| (c.0, f(c))).collect()
+    };
+    crate::plot::lines(
+        "memory-settings",
+        "The HTTP function across Lambda memory settings (p50)",
+        "memory (MB)",
+        "ms",
+        &[
+            ("Argon2 verify", curve(|c| c.1)),
+            ("init", curve(|c| c.2)),
+            ("first invocation", curve(|c| c.3)),
+            ("warm invocation", curve(|c| c.4)),
+        ],
+    );
     Ok(lines)
 }
 
