@@ -85,59 +85,11 @@ pub struct StopMessage {
     pub sent_by: Option<AttemptToken>,
 }
 
-/// Copies of one stop are equal whichever attempt sent them.
+/// Copies of one stop are equal whichever attempt sent them: equal when
+/// their bodies are (`sent_by` is not in the body).
 impl PartialEq for StopMessage {
     fn eq(&self, other: &Self) -> bool {
-        let StopMessage {
-            kind,
-            schema_version,
-            uid,
-            aid,
-            itid,
-            pitid,
-            request_id,
-            cancelled_at,
-            cancel_source,
-            cancelled_by,
-            reason,
-            requested_by,
-            origin,
-            audit_omitted,
-            sent_by: _,
-        } = self;
-        (
-            kind,
-            schema_version,
-            uid,
-            aid,
-            itid,
-            pitid,
-            request_id,
-            cancelled_at,
-        ) == (
-            &other.kind,
-            &other.schema_version,
-            &other.uid,
-            &other.aid,
-            &other.itid,
-            &other.pitid,
-            &other.request_id,
-            &other.cancelled_at,
-        ) && (
-            cancel_source,
-            cancelled_by,
-            reason,
-            requested_by,
-            origin,
-            audit_omitted,
-        ) == (
-            &other.cancel_source,
-            &other.cancelled_by,
-            &other.reason,
-            &other.requested_by,
-            &other.origin,
-            &other.audit_omitted,
-        )
+        self.to_json() == other.to_json()
     }
 }
 

@@ -198,10 +198,9 @@ async fn a_bad_seed_file_is_a_clear_startup_error() {
     assert!(err.contains("/nonexistent/seed.json"), "{err}");
 }
 
-#[tokio::test]
-async fn aws_backend_against_the_emulator() {
-    let stack = Stack::new().await;
-    let moto = &common::moto::moto().endpoint;
+/// The local server on `stack` with `--backend aws`, reaching AWS at
+/// `endpoint`; alice's publish 1/2/3 cancelled through it.
+async fn cancel_through_the_aws_backend(stack: &Stack, endpoint: &str) {
     let kek = {
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD.encode(common::KEK)
@@ -209,7 +208,7 @@ async fn aws_backend_against_the_emulator() {
     let (_server, addr) = start(
         &["--backend", "aws"],
         &[
-            ("AWS_ENDPOINT_URL", moto),
+            ("AWS_ENDPOINT_URL", endpoint),
             ("AWS_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "testing"),
             ("AWS_SECRET_ACCESS_KEY", "testing"),
@@ -229,6 +228,12 @@ async fn aws_backend_against_the_emulator() {
     )
     .await;
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+}
+
+#[tokio::test]
+async fn aws_backend_against_the_emulator() {
+    let stack = Stack::new().await;
+    cancel_through_the_aws_backend(&stack, &common::moto::moto().endpoint).await;
     let item = stack.publish_item("alice", "1/2/3").await.unwrap();
     assert_eq!(item[attr::STATE].as_s().unwrap(), "cancelled");
     assert_eq!(stack.drain().await.len(), 1);
@@ -240,35 +245,13 @@ async fn aws_backend_against_the_emulator() {
 #[tokio::test]
 async fn a_machine_with_a_skewed_clock_writes_aws_s_time() {
     let stack = Stack::new().await;
-    let moto = &common::moto::moto().endpoint;
-    let proxy = common::fault_proxy::FaultProxy::start(moto).await;
+    let proxy = common::fault_proxy::FaultProxy::start(&common::moto::moto().endpoint).await;
     proxy.inject(
         "DynamoDB",
         common::fault_proxy::Fault::ShiftDate(3600),
         None,
     );
-    let (_server, addr) = start(
-        &["--backend", "aws"],
-        &[
-            ("AWS_ENDPOINT_URL", &proxy.url),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("USERS_TABLE", &stack.users_table),
-            ("PUBLISHES_TABLE", &stack.publishes_table),
-            ("STOP_QUEUE_URL", &stack.queue_url),
-        ],
-    )
-    .await;
-    let auth = basic("alice", "alice-password");
-    let resp = send(
-        &addr,
-        "DELETE",
-        &cancel_path("alice", 1, 2, 3),
-        &[("Authorization", auth.as_str())],
-    )
-    .await;
-    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    cancel_through_the_aws_backend(&stack, &proxy.url).await;
     let item = stack.publish_item("alice", "1/2/3").await.unwrap();
     let at: i64 = item[attr::CANCELLED_AT].as_n().unwrap().parse().unwrap();
     let aws_now = publish_cancel::clock::system_secs() as i64 + 3600;
