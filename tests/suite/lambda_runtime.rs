@@ -44,6 +44,7 @@ async fn every_event_through_the_runtime_api_against_the_emulator() {
 fn check_logs(logs: &str, kek: &str) {
     let mut outcome_lines = 0;
     let mut metric_lines = 0;
+    let mut cold_starts = 0;
     for line in logs.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
@@ -53,7 +54,11 @@ fn check_logs(logs: &str, kek: &str) {
             crate::common::emf::check_emf(&v).unwrap_or_else(|e| panic!("{e}: {line}"));
             assert_eq!(v["Function"], "publish-cancel", "{line}");
             assert!(v.get("path").is_none() && v.get("uid").is_none(), "{line}");
-            metric_lines += 1;
+            if v.get("ColdStart").is_some() {
+                cold_starts += 1;
+            } else {
+                metric_lines += 1;
+            }
             continue;
         }
         // A request's line is named after its route (or "none").
@@ -76,6 +81,7 @@ fn check_logs(logs: &str, kek: &str) {
         "one outcome line per invocation, got {outcome_lines}:\n{logs}"
     );
     assert_eq!(metric_lines, outcome_lines, "one metric line per request");
+    assert_eq!(cold_starts, 1, "one ColdStart line per process");
     check_no_secrets("the sample events' run", logs, &[kek]);
 }
 
