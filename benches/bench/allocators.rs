@@ -72,16 +72,15 @@ pub(super) async fn allocators(stack: &Stack, event: &str) -> Vec<Row> {
             format!("{} is not built (scripts/bench builds it)", alone.display()),
         )];
     }
-    let per_event =
-        |bin: PathBuf| async move { crate::instructions::per_event_of(stack, &bin, event).await };
-    let (ours_i, alone_i) = (
-        per_event(ours.clone()).await,
-        per_event(alone.clone()).await,
+    let purge_now: &[(&str, &str)] = &[("MIMALLOC_PURGE_DELAY", "0")];
+    let (ours_i, alone_i, purged_i) = (
+        crate::instructions::per_event_of(stack, &ours, event, &[]).await,
+        crate::instructions::per_event_of(stack, &alone, event, &[]).await,
+        crate::instructions::per_event_of(stack, &alone, event, purge_now).await,
     );
     let ours_m = after_verifications(stack, &ours, &[], event).await;
     let alone_m = after_verifications(stack, &alone, &[], event).await;
-    let purged_m =
-        after_verifications(stack, &alone, &[("MIMALLOC_PURGE_DELAY", "0")], event).await;
+    let purged_m = after_verifications(stack, &alone, purge_now, event).await;
     let mb = |m: (f64, f64, f64)| format!("{:.1} / {:.1} / {:.1} MB", m.0, m.1, m.2);
     crate::plot::bars(
         "allocators",
@@ -103,9 +102,14 @@ pub(super) async fn allocators(stack: &Stack, event: &str) -> Vec<Row> {
     );
     vec![
         Row(
-            "allocators: instructions per warm repeat cancel, ours / mimalloc alone".into(),
-            format!("{:.3} M / {:.3} M", ours_i / 1e6, alone_i / 1e6),
-            format!("{:.3}×", ours_i / alone_i),
+            "allocators: instructions per warm repeat cancel, ours / mimalloc alone / mimalloc alone, purge 0".into(),
+            format!(
+                "{:.3} M / {:.3} M / {:.3} M",
+                ours_i / 1e6,
+                alone_i / 1e6,
+                purged_i / 1e6
+            ),
+            format!("ours {:.3}× / {:.3}×", ours_i / alone_i, ours_i / purged_i),
         ),
         Row(
             format!(

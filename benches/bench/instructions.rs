@@ -92,9 +92,21 @@ async fn counted(
         .unwrap_or_else(|| panic!("{}: no callgrind counts", bin.display()))
 }
 
-/// The same, for another section's binaries.
-pub(crate) async fn per_event_of(stack: &Stack, bin: &Path, event: &str) -> f64 {
-    per_event(stack, bin, event).await
+/// The same, for another section's binaries, with `extra` variables.
+pub(crate) async fn per_event_of(
+    stack: &Stack,
+    bin: &Path,
+    event: &str,
+    extra: &[(&str, &str)],
+) -> f64 {
+    let mut counts = Vec::new();
+    for events in [FEW, MANY] {
+        let runtime = RuntimeApi::start().await;
+        let mut env = env_of(stack, &runtime.addr);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        counts.push(counted(bin, &env, Some(&runtime), event, events).await);
+    }
+    (counts[1] as f64 - counts[0] as f64) / (MANY - FEW) as f64
 }
 
 /// Instructions per warm event of `bin`: (MANY - FEW) events' worth.

@@ -281,11 +281,28 @@ async fn a_healthy_run_raises_no_alarm() {
     for a in &alarms {
         assert!(a.notifies, "{} does not notify AlarmTopicArn", a.name);
     }
-    let mut w = Watch::start().await;
-    for _ in 0..6 {
-        w.ordinary().await;
-        w.next_minute().await;
+    // A run is healthy when no answer was a 5xx and no invocation failed:
+    // on a host too loaded for the emulator to answer in time it is not,
+    // and is run again (three times at most).
+    let mut healthy = None;
+    for _ in 0..3 {
+        let mut w = Watch::start().await;
+        for _ in 0..6 {
+            w.ordinary().await;
+            w.next_minute().await;
+        }
+        let failures = w
+            .points
+            .iter()
+            .filter(|p| (p.metric == "5XXError" || p.metric == "Errors") && p.value > 0.0)
+            .count();
+        if failures == 0 {
+            healthy = Some(w);
+            break;
+        }
+        eprintln!("not a healthy run ({failures} failure points): again");
     }
+    let w = healthy.expect("three runs in a row saw failures: the host cannot run this test");
     let fired = w.fired(&[]);
     assert!(fired.is_empty(), "a healthy run raised {fired:?}");
     // And it was seen: requests, invocations, EMF lines.
@@ -366,13 +383,19 @@ async fn sqs_down_raises_stop_not_sent_and_pending_stops() {
         Fault::Error(500, "com.amazonaws.sqs#InternalError"),
         None,
     );
-    // Five minutes: the first run finds nothing past its grace yet.
-    for _ in 0..5 {
+    // Minute after minute until stops have stayed pending over three runs
+    // (the first run finds nothing past its grace yet; on a loaded host a
+    // cancel may fail at DynamoDB instead, leaving nothing pending), at
+    // most ten.
+    for _ in 0..10 {
         let statuses = w.cancels(2).await;
         assert!(statuses.iter().all(|s| *s == 503), "{statuses:?}");
         w.invoke(Which::Reconciler, ops::RECONCILE, Duration::from_secs(70))
             .await;
         w.next_minute().await;
+        if w.minute >= 5 && w.fired(&[]).contains("PendingStopsAlarm") {
+            break;
+        }
     }
     assert_fired(
         &w,
