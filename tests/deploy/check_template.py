@@ -285,7 +285,8 @@ def check_tracing_and_access_logs(template):
         log = props.get("AccessLogSetting", {})
         check("ApiAccessLogGroup" in json.dumps(log.get("DestinationArn")), f"{name}: access log goes to {log}")
         try:
-            fields = json.loads(log.get("Format", ""))
+            # `messageString` is already quoted by API Gateway.
+            fields = json.loads(log.get("Format", "").replace("$context.error.messageString", '""'))
         except ValueError:
             fields = {}
         for field in ("requestId", "ip", "route", "status", "latencyMs", "integrationLatencyMs", "error", "traceId"):
