@@ -15,6 +15,13 @@ use aws_smithy_types::date_time::{DateTime, Format};
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ServiceTime;
 
+/// Calls made so far, process-wide: the clock is read off the first and
+/// then every `EVERY`th (a clock drifts in hours, not between two calls,
+/// and each reading is two clock reads, a header parse and a store into
+/// the call's configuration: a few thousand instructions).
+static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+const EVERY: u64 = 64;
+
 /// When the current attempt left (this machine's clock, seconds).
 #[derive(Debug, Clone, Copy)]
 struct SentAt(f64);
@@ -34,8 +41,11 @@ impl Intercept for ServiceTime {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        cfg.interceptor_state()
-            .store_put(SentAt(crate::clock::system_secs()));
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % EVERY == 0 {
+            cfg.interceptor_state()
+                .store_put(SentAt(crate::clock::system_secs()));
+        }
         Ok(())
     }
 
@@ -45,13 +55,17 @@ impl Intercept for ServiceTime {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        // Only the calls `read_before_transmit` chose are read.
+        let Some(sent) = cfg.load::<SentAt>().copied() else {
+            return Ok(());
+        };
         let received = crate::clock::system_secs();
         let date = context
             .response()
             .headers()
             .get("date")
             .and_then(|d| DateTime::from_str(d, Format::HttpDate).ok());
-        if let (Some(date), Some(sent)) = (date, cfg.load::<SentAt>()) {
+        if let Some(date) = date {
             crate::clock::observe(date.secs(), sent.0, received);
         }
         // What the clock does never fails a call.

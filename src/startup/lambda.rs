@@ -175,12 +175,14 @@ where
             .swap(false, std::sync::atomic::Ordering::Relaxed);
         let ctx = &invocation.context;
         let trace = ctx.xray_trace_id.clone();
+        // Strings recorded as strings: a `%` (Display) field goes through
+        // the formatting machinery, several times the cost on every event.
         let span = tracing::info_span!(
             "Lambda runtime invoke",
-            requestId = %ctx.request_id,
+            requestId = ctx.request_id.as_str(),
             xrayTraceId = trace.as_deref().unwrap_or(""),
             coldStart = cold,
-            functionVersion = %ctx.env_config.version,
+            functionVersion = ctx.env_config.version.as_str(),
             service = crate::metrics::SERVICE,
         );
         if cold {

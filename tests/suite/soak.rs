@@ -1141,9 +1141,9 @@ async fn chaos_soak() {
                 Some("cancel") => format!(
                     "{}/{}/{}/{}",
                     f["uid"].as_str().unwrap_or(""),
-                    f["aid"].as_str().unwrap_or(""),
-                    f["itid"].as_str().unwrap_or(""),
-                    f["pitid"].as_str().unwrap_or("")
+                    f["aid"].as_i64().unwrap_or(-1),
+                    f["itid"].as_i64().unwrap_or(-1),
+                    f["pitid"].as_i64().unwrap_or(-1)
                 ),
                 Some("automation cancel") => f["publish"].as_str().unwrap_or("").to_owned(),
                 _ => continue,
