@@ -42,7 +42,7 @@ impl Intercept for ServiceTime {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if n % EVERY == 0 {
+        if n.is_multiple_of(EVERY) {
             cfg.interceptor_state()
                 .store_put(SentAt(crate::clock::system_secs()));
         }

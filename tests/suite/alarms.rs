@@ -60,6 +60,15 @@ impl Watch {
         }
     }
 
+    /// A fresh rig that has served one minute of ordinary traffic (warm
+    /// processes, a verified password cached).
+    async fn after_an_ordinary_minute() -> Watch {
+        let mut w = Watch::start().await;
+        w.ordinary().await;
+        w.next_minute().await;
+        w
+    }
+
     fn lambda(&mut self, function: &str, metric: &str, value: f64) {
         let m = self.minute;
         let alias = format!("{function}:live");
@@ -324,9 +333,7 @@ async fn a_healthy_run_raises_no_alarm() {
 /// Lambda error), the automation command fails.
 #[tokio::test]
 async fn dynamodb_down_raises_unavailable_5xx_and_automation_errors() {
-    let mut w = Watch::start().await;
-    w.ordinary().await;
-    w.next_minute().await;
+    let mut w = Watch::after_an_ordinary_minute().await;
     w.ops.proxy.inject(
         "DynamoDB",
         Fault::Error(500, "com.amazonaws.dynamodb.v20120810#InternalServerError"),
@@ -354,9 +361,7 @@ async fn dynamodb_down_raises_unavailable_5xx_and_automation_errors() {
 /// DynamoDB throttling every request: after its retries, `unavailable`.
 #[tokio::test]
 async fn dynamodb_throttling_raises_unavailable() {
-    let mut w = Watch::start().await;
-    w.ordinary().await;
-    w.next_minute().await;
+    let mut w = Watch::after_an_ordinary_minute().await;
     w.ops.proxy.inject(
         "DynamoDB",
         Fault::Error(
@@ -375,9 +380,7 @@ async fn dynamodb_throttling_raises_unavailable() {
 /// and the reconciler cannot send them in three runs in a row.
 #[tokio::test]
 async fn sqs_down_raises_stop_not_sent_and_pending_stops() {
-    let mut w = Watch::start().await;
-    w.ordinary().await;
-    w.next_minute().await;
+    let mut w = Watch::after_an_ordinary_minute().await;
     w.ops.proxy.inject(
         "AmazonSQS",
         Fault::Error(500, "com.amazonaws.sqs#InternalError"),
@@ -407,9 +410,7 @@ async fn sqs_down_raises_stop_not_sent_and_pending_stops() {
 /// The KEK store failing: every API-key request is a 503 `unavailable`.
 #[tokio::test]
 async fn the_kek_store_down_raises_unavailable() {
-    let mut w = Watch::start().await;
-    w.ordinary().await;
-    w.next_minute().await;
+    let mut w = Watch::after_an_ordinary_minute().await;
     w.ops.proxy.inject(
         "secretsmanager",
         Fault::Error(500, "InternalServiceError"),
@@ -428,9 +429,7 @@ async fn the_kek_store_down_raises_unavailable() {
 /// answers 502; the next invocation is a cold start.
 #[tokio::test]
 async fn a_crash_raises_the_function_s_errors_alarm() {
-    let mut w = Watch::start().await;
-    w.ordinary().await;
-    w.next_minute().await;
+    let mut w = Watch::after_an_ordinary_minute().await;
     for which in [Which::Cancel, Which::Automation] {
         // Held at DynamoDB while the process is killed.
         w.ops
