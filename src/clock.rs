@@ -24,11 +24,6 @@ pub fn now_secs() -> i64 {
     (system_secs() as i64).saturating_add(OFFSET.load(Ordering::Relaxed))
 }
 
-/// The correction in force (seconds; positive when this clock is slow).
-pub fn offset_secs() -> i64 {
-    OFFSET.load(Ordering::Relaxed)
-}
-
 /// This machine's clock, in seconds since the Unix epoch.
 pub fn system_secs() -> f64 {
     std::time::SystemTime::now()

@@ -12,8 +12,8 @@ tokio::task_local! {
 }
 
 /// `work`, run under `trace` (Lambda's `Lambda-Runtime-Trace-Id`).
-pub fn scope<F: Future>(trace: Option<&str>, work: F) -> Scoped<F> {
-    TRACE.scope(trace.map(Arc::from), work)
+pub fn scope<F: Future>(trace: Option<Arc<str>>, work: F) -> Scoped<F> {
+    TRACE.scope(trace, work)
 }
 
 /// A future run under a trace (`scope`).
@@ -31,7 +31,7 @@ mod tests {
     #[tokio::test]
     async fn the_trace_is_the_invocation_s_and_only_within_it() {
         assert_eq!(current(), None);
-        let inside = scope(Some("Root=1-a-b;Sampled=1"), async { current() }).await;
+        let inside = scope(Some(Arc::from("Root=1-a-b;Sampled=1")), async { current() }).await;
         assert_eq!(inside.as_deref(), Some("Root=1-a-b;Sampled=1"));
         assert_eq!(scope(None, async { current() }).await, None);
         assert_eq!(current(), None);

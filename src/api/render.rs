@@ -68,7 +68,7 @@ pub fn status(rec: &PublishRecord, format: Format) -> Vec<u8> {
     match format {
         Format::Xml => {
             // One buffer: each value written into it, no string per field.
-            let mut out = Xml::root("status");
+            let mut out = Xml::root("ns0:status");
             for (name, value) in &fields {
                 match value {
                     Value::Str(s) => out.element(name, s),
@@ -144,7 +144,7 @@ impl UforgeError {
         match format {
             Format::Json => serde_json::to_vec(self).unwrap_or_default(),
             Format::Xml => {
-                let mut out = Xml::root("uforgeError");
+                let mut out = Xml::root("ns0:uforgeError");
                 let msg = &self.localized_error_msg;
                 out.start("localizedErrorMsg");
                 out.element("message", &msg.message);
@@ -174,15 +174,14 @@ impl UforgeError {
 /// escaped, so `element` drops them first.
 struct Xml {
     writer: quick_xml::Writer<Vec<u8>>,
-    root: String,
+    root: &'static str,
 }
 
 impl Xml {
-    /// `<ns0:{name} xmlns:ns0="…">`.
-    fn root(name: &str) -> Xml {
-        let root = format!("ns0:{name}");
+    /// `<{root} xmlns:ns0="…">`, `root` prefixed (`ns0:status`).
+    fn root(root: &'static str) -> Xml {
         let mut writer = quick_xml::Writer::new(Vec::with_capacity(512));
-        let start = BytesStart::new(root.as_str()).with_attributes([("xmlns:ns0", NAMESPACE)]);
+        let start = BytesStart::new(root).with_attributes([("xmlns:ns0", NAMESPACE)]);
         let _ = writer.write_event(Event::Start(start));
         Xml { writer, root }
     }
@@ -218,7 +217,7 @@ impl Xml {
     fn close_root(mut self) -> Vec<u8> {
         let _ = self
             .writer
-            .write_event(Event::End(BytesEnd::new(self.root.as_str())));
+            .write_event(Event::End(BytesEnd::new(self.root)));
         self.writer.into_inner()
     }
 }

@@ -174,7 +174,8 @@ where
             .cold
             .swap(false, std::sync::atomic::Ordering::Relaxed);
         let ctx = &invocation.context;
-        let trace = ctx.xray_trace_id.clone();
+        // One copy of the trace id, shared by the span and our code.
+        let trace: Option<std::sync::Arc<str>> = ctx.xray_trace_id.as_deref().map(Into::into);
         // Strings recorded as strings: a `%` (Display) field goes through
         // the formatting machinery, several times the cost on every event.
         let span = tracing::info_span!(
@@ -196,7 +197,7 @@ where
             let _entered = span.enter();
             self.inner.call(invocation)
         };
-        crate::trace::scope(trace.as_deref(), served).instrument(span)
+        crate::trace::scope(trace, served).instrument(span)
     }
 }
 
