@@ -39,6 +39,10 @@ struct Watch {
     in_flight: usize,
     peak: usize,
     next_pitid: i64,
+    /// Whether publish workers take their stops off the queue each minute.
+    workers_take_stops: bool,
+    /// The minute the oldest stop still waiting in the queue was first seen.
+    oldest_waiting: Option<u32>,
 }
 
 /// How an invocation ended, as Lambda sees it.
@@ -57,6 +61,8 @@ impl Watch {
             in_flight: 0,
             peak: 0,
             next_pitid: 1000,
+            workers_take_stops: true,
+            oldest_waiting: None,
         }
     }
 
@@ -230,7 +236,56 @@ impl Watch {
             peak,
         ));
         self.peak = self.in_flight;
+        self.stop_queue_minute().await;
         self.minute += 1;
+    }
+
+    /// The stop queue at the end of a minute: workers take what is in it,
+    /// or (when they do not) it ages. SQS's `ApproximateAgeOfOldestMessage`
+    /// is modelled in virtual minutes: a stop first seen waiting in minute
+    /// m0 is (m + 1 - m0) minutes old at the end of minute m.
+    async fn stop_queue_minute(&mut self) {
+        let sqs = &self.ops.stack.sqs;
+        let url = self.ops.stack.queue_url.as_str();
+        let mut waiting = 0;
+        loop {
+            let got = sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .visibility_timeout(if self.workers_take_stops { 30 } else { 0 })
+                .send()
+                .await
+                .expect("the stop queue");
+            let messages = got.messages.unwrap_or_default();
+            waiting += messages.len();
+            if messages.is_empty() || !self.workers_take_stops {
+                break;
+            }
+            for m in messages {
+                sqs.delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle.unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("a worker deletes what it took");
+            }
+        }
+        let m = self.minute;
+        let age = if waiting > 0 && !self.workers_take_stops {
+            let since = *self.oldest_waiting.get_or_insert(m);
+            f64::from((m + 1 - since) * 60)
+        } else {
+            self.oldest_waiting = None;
+            0.0
+        };
+        self.points.push(Point::new(
+            "AWS/SQS",
+            "ApproximateAgeOfOldestMessage",
+            &[("QueueName", "StopQueue.QueueName")],
+            m,
+            age,
+        ));
     }
 
     fn printed(&self) -> usize {
@@ -499,6 +554,45 @@ async fn a_stuck_stop_raises_stops_busy() {
         w.next_minute().await;
     }
     assert_fired(&w, &["StopsBusyAlarm"], &[]);
+}
+
+/// Publish workers that stop taking their stops: the stops wait in the
+/// queue, their cancelled publishes keep running, and once the oldest has
+/// waited past the threshold for three minutes the alarm goes off (not
+/// before: a queue a worker empties every minute is quiet).
+#[tokio::test]
+async fn workers_not_taking_stops_raise_stop_queue_age() {
+    let mut w = Watch::after_an_ordinary_minute().await;
+    w.workers_take_stops = false;
+    let threshold_minutes = 10;
+    while w.minute < threshold_minutes {
+        let statuses = w.cancels(1).await;
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+        w.next_minute().await;
+        let fired = w.fired(&[]);
+        assert!(
+            !fired.contains("StopQueueAgeAlarm"),
+            "went off in minute {} with stops younger than its threshold",
+            w.minute
+        );
+    }
+    for _ in 0..4 {
+        w.next_minute().await;
+    }
+    assert_fired(&w, &["StopQueueAgeAlarm"], &[]);
+    // Workers back: the queue empties and the alarm clears.
+    w.workers_take_stops = true;
+    for _ in 0..3 {
+        w.next_minute().await;
+    }
+    let alarm = Alarm::all(STACK)
+        .into_iter()
+        .find(|a| a.name == "StopQueueAgeAlarm")
+        .expect("the alarm");
+    assert!(
+        !alarm.in_alarm_at(&w.points, w.minute - 1),
+        "still in alarm once the workers took their stops"
+    );
 }
 
 /// A slow dependency: every DynamoDB call late, the API's p99 above the
