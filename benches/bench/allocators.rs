@@ -48,14 +48,7 @@ async fn after_verifications(
         let _ = runtime.try_invoke(&wrong, Duration::from_secs(30)).await;
     }
     let pid = child.id().unwrap_or(0);
-    let read = |field: &str| {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
+    let read = |field: &str| crate::status_mb(pid, field);
     let (rss, hwm) = (read("VmRSS:"), read("VmHWM:"));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = read("VmRSS:");

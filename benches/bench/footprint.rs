@@ -77,14 +77,7 @@ pub(super) async fn local_server_memory(auth: &str) -> (f64, f64, f64) {
         .unwrap()
         .to_owned();
     let pid = child.id().unwrap();
-    let status = |field: &str| {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        text.lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-            .unwrap_or(0.0)
-    };
+    let status = |field: &str| crate::status_mb(pid, field);
     let idle = status("VmRSS:");
     for _ in 0..RSS_REQUESTS {
         let r = common::http_client::send(

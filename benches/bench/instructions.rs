@@ -92,7 +92,8 @@ async fn counted(
         .unwrap_or_else(|| panic!("{}: no callgrind counts", bin.display()))
 }
 
-/// The same, for another section's binaries, with `extra` variables.
+/// Instructions per warm event of `bin` with `extra` variables as well:
+/// (MANY - FEW) events' worth (the `alloc` section's binaries use it too).
 pub(crate) async fn per_event_of(
     stack: &Stack,
     bin: &Path,
@@ -109,15 +110,9 @@ pub(crate) async fn per_event_of(
     (counts[1] as f64 - counts[0] as f64) / (MANY - FEW) as f64
 }
 
-/// Instructions per warm event of `bin`: (MANY - FEW) events' worth.
+/// `per_event_of` with the stack's variables only.
 async fn per_event(stack: &Stack, bin: &Path, event: &str) -> f64 {
-    let mut counts = Vec::new();
-    for events in [FEW, MANY] {
-        let runtime = RuntimeApi::start().await;
-        let env = env_of(stack, &runtime.addr);
-        counts.push(counted(bin, &env, Some(&runtime), event, events).await);
-    }
-    (counts[1] as f64 - counts[0] as f64) / (MANY - FEW) as f64
+    per_event_of(stack, bin, event, &[]).await
 }
 
 /// Instructions from start to exit on a closed runtime port.
@@ -165,14 +160,8 @@ async fn rss_after(stack: &Stack, bin: &Path, event: &str) -> (f64, Vec<f64>) {
             each.push(ms(took));
         }
     }
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id().unwrap_or(0)))
-        .unwrap_or_default();
+    let rss = crate::status_mb(child.id().unwrap_or(0), "VmRSS:");
     child.kill().await.ok();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0);
     (rss, each)
 }
 

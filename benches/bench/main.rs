@@ -58,6 +58,17 @@ pub(crate) fn release(name: &str) -> PathBuf {
 
 pub(crate) struct Row(pub String, pub String, pub String);
 
+/// A `/proc/<pid>/status` memory field (`VmRSS:`, `VmHWM:`) in MB; 0 when
+/// the process or the field is gone.
+pub(crate) fn status_mb(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if std::env::args().any(|a| a == ARGON2_CHILD) {

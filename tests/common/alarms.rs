@@ -135,8 +135,8 @@ fn resolve(value: &Value, stack_name: &str) -> String {
 impl Alarm {
     /// Every alarm of template.yaml, for a stack named `stack_name`.
     pub fn all(stack_name: &str) -> Vec<Alarm> {
-        let spec = super::template::stack_py(&["alarms"]);
-        spec.as_array()
+        super::template::alarms()
+            .as_array()
             .expect("a list of alarms")
             .iter()
             .map(|a| Alarm::from_spec(a, stack_name))

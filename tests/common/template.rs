@@ -34,6 +34,13 @@ pub fn tables() -> &'static Value {
     TABLES.get_or_init(|| stack_py(&["tables"]))
 }
 
+/// The template's alarms as `stack.py alarms` lists them (read once: the
+/// alarm tests evaluate them minute after minute).
+pub fn alarms() -> &'static Value {
+    static ALARMS: OnceLock<Value> = OnceLock::new();
+    ALARMS.get_or_init(|| stack_py(&["alarms"]))
+}
+
 fn key_schema(v: &Value) -> Vec<KeySchemaElement> {
     v.as_array()
         .expect("KeySchema is a list")

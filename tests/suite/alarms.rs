@@ -321,13 +321,16 @@ enum Which {
     Reconciler,
 }
 
+/// The template's alarm `name`, if it has one.
+fn alarm(name: &str) -> Option<Alarm> {
+    Alarm::all(STACK).into_iter().find(|a| a.name == name)
+}
+
 /// `wanted` are among the alarms that fired.
 fn assert_fired(watch: &Watch, wanted: &[&str], overrides: &[(&str, f64)]) {
     let fired = watch.fired(overrides);
     for w in wanted {
-        let explain = Alarm::all(STACK)
-            .into_iter()
-            .find(|a| a.name == *w)
+        let explain = alarm(w)
             .map(|a| a.explain(&watch.points, watch.minute))
             .unwrap_or_else(|| format!("{w}: no such alarm in the template"));
         assert!(
@@ -590,12 +593,9 @@ async fn workers_not_taking_stops_raise_stop_queue_age() {
     for _ in 0..3 {
         w.next_minute().await;
     }
-    let alarm = Alarm::all(STACK)
-        .into_iter()
-        .find(|a| a.name == "StopQueueAgeAlarm")
-        .expect("the alarm");
+    let age = alarm("StopQueueAgeAlarm").expect("the alarm");
     assert!(
-        !alarm.in_alarm_at(&w.points, w.minute - 1),
+        !age.in_alarm_at(&w.points, w.minute - 1),
         "still in alarm once the workers took their stops"
     );
 }

@@ -346,7 +346,7 @@ fn first_cells(text: &str) -> BTreeSet<String> {
 #[test]
 fn the_alarm_table_lists_exactly_the_template_s_alarms() {
     let documented = first_cells(&section("docs/operating.md", "## Alarms"));
-    let template: BTreeSet<String> = crate::common::template::stack_py(&["alarms"])
+    let template: BTreeSet<String> = crate::common::template::alarms()
         .as_array()
         .unwrap()
         .iter()
